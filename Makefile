@@ -1,0 +1,51 @@
+# Perry Hub. `make run` starts a hub on this machine; `make test` runs every test.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+CARGO ?= cargo
+DATA_DIR ?= $(CURDIR)/data
+HUB_ENV := $(DATA_DIR)/hub.env
+export PERRY_DB_USER ?= perry
+export PERRY_DB_PASSWORD ?= perry
+export PERRY_DB_NAME ?= perry_hub
+
+.PHONY: help run test lint fmt bench services up down migrate build clean-data
+
+help: ## List targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+services: ## Ensure MariaDB and RabbitMQ run (installs them if missing)
+	@scripts/ensure-services.sh
+
+$(HUB_ENV):
+	@scripts/init-local-env.sh "$(HUB_ENV)"
+
+run: services $(HUB_ENV) ## Run the hub (all services, one process) on :3456 with blobs in ./data
+	@set -a; source "$(HUB_ENV)"; set +a; \
+	  $(CARGO) run --release -p standalone --bin perry-hub
+
+test: ## Run every test against real MariaDB, RabbitMQ and S3 (installs what is missing)
+	@scripts/test.sh
+
+lint: ## rustfmt check and clippy with warnings denied
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+
+fmt: ## Format the code
+	$(CARGO) fmt --all
+
+bench: ## Throughput and memory figures (streaming, WebSocket connections)
+	@scripts/ensure-services.sh --s3
+	$(CARGO) bench -p perry-hub-tests --bench bench --locked
+
+migrate: services ## Apply database migrations
+	@set -a; source "$(HUB_ENV)"; set +a; $(CARGO) run --release -p standalone --bin perry-hub -- migrate
+
+up: ## docker compose up (MySQL, RabbitMQ, S3, the four services, a proxy)
+	docker compose up --build
+
+down: ## docker compose down
+	docker compose down
+
+clean-data: ## Remove ./data (local blobs and generated secrets)
+	rm -rf "$(DATA_DIR)"

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# `make test`: ensure MariaDB, RabbitMQ and the S3 test server, install cargo-nextest if it is
+# missing, then run every test of the workspace.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/ensure-services.sh --s3
+
+if ! cargo nextest --version >/dev/null 2>&1; then
+  echo "[test] installing cargo-nextest from crates.io"
+  cargo install cargo-nextest --locked --quiet
+fi
+
+export PERRY_DB_USER="${PERRY_DB_USER:-perry}"
+export PERRY_DB_PASSWORD="${PERRY_DB_PASSWORD:-perry}"
+export PERRY_DB_NAME="${PERRY_DB_NAME:-perry_hub}"
+export PERRY_TEST_S3_ENDPOINT="${PERRY_TEST_S3_ENDPOINT:-http://127.0.0.1:${PERRY_TEST_S3_PORT:-8014}}"
+export RUST_BACKTRACE=1
+
+# Tests that restart RabbitMQ run on their own afterwards, so they never disturb the others.
+cargo nextest run --workspace --locked --no-fail-fast -E 'not test(/broker_restart/)' "$@"
+cargo nextest run --workspace --locked --no-fail-fast -E 'test(/broker_restart/)' "$@"

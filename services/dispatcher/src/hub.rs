@@ -1,0 +1,383 @@
+//! In-memory registry of this process's sockets: connected workers with their slots, and CLI
+//! subscribers per job. MySQL holds the durable truth; this is only who is connected *here*.
+//! Locks are held for map updates only, never across an await.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex, MutexGuard,
+    },
+};
+
+use axum::extract::ws::Message as WsMessage;
+use tokio::sync::{mpsc, watch};
+
+use shared::protocol::Outgoing;
+
+/// Sends frames to one socket's writer task.
+pub type SocketTx = mpsc::UnboundedSender<WsMessage>;
+
+/// Send a hub frame on a socket. Returns false when the socket is gone.
+pub fn send_frame(tx: &SocketTx, frame: &Outgoing) -> bool {
+    tx.send(WsMessage::Text(frame.to_json().into())).is_ok()
+}
+
+/// A connected worker.
+#[derive(Debug)]
+pub struct WorkerEntry {
+    /// Connection id (also the `workers` row id).
+    pub id: String,
+    /// Worker name.
+    pub name: String,
+    /// Capabilities (lower-case, known targets only).
+    pub capabilities: Vec<String>,
+    /// Parallel job slots.
+    pub max_concurrent: usize,
+    /// Jobs held: job id -> attempt.
+    pub jobs: HashMap<String, i32>,
+    /// Slots reserved by an assignment in progress.
+    pub reserved: usize,
+    /// Updating its compiler: no dispatch until `update_result` or a reconnect.
+    pub updating: bool,
+    /// `update_perry` to send once idle.
+    pub update_pending: bool,
+    /// The socket.
+    pub tx: SocketTx,
+}
+
+impl WorkerEntry {
+    fn free(&self) -> usize {
+        if self.updating {
+            return 0;
+        }
+        self.max_concurrent.saturating_sub(self.jobs.len() + self.reserved)
+    }
+}
+
+/// What a subscriber session receives.
+#[derive(Debug, Clone)]
+pub enum SubEvent {
+    /// Event `seq` of the job.
+    Event { seq: i64, frame: serde_json::Value },
+    /// Resynchronise from MySQL (after a broker reconnect).
+    Resync,
+}
+
+struct Subscriber {
+    id: u64,
+    tx: mpsc::Sender<SubEvent>,
+    lagged: Arc<AtomicBool>,
+}
+
+#[derive(Default)]
+struct Inner {
+    workers: HashMap<String, WorkerEntry>,
+    subscribers: HashMap<String, Vec<Subscriber>>,
+    next_subscriber: u64,
+}
+
+/// A slot reserved on a worker for an assignment in progress.
+#[derive(Debug, Clone)]
+pub struct Reservation {
+    /// Worker connection id.
+    pub worker_id: String,
+    /// Worker name.
+    pub worker_name: String,
+    /// Its socket.
+    pub tx: SocketTx,
+}
+
+/// The registry.
+pub struct Hub {
+    inner: Mutex<Inner>,
+    capacity: watch::Sender<u64>,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Hub")
+    }
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Self { inner: Mutex::new(Inner::default()), capacity: watch::channel(0).0 }
+    }
+}
+
+/// Subscriber queue length before it is marked lagged and catches up from MySQL.
+const SUBSCRIBER_BUFFER: usize = 512;
+
+impl Hub {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave the maps inconsistent (plain inserts and
+        // removes), so a poisoned lock is still usable.
+        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Wake every dispatch pump (a worker came, left, freed a slot or finished updating).
+    pub fn capacity_changed(&self) {
+        self.capacity.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    /// Watch capacity changes.
+    pub fn watch_capacity(&self) -> watch::Receiver<u64> {
+        self.capacity.subscribe()
+    }
+
+    /// Register a worker.
+    pub fn add_worker(&self, entry: WorkerEntry) {
+        self.lock().workers.insert(entry.id.clone(), entry);
+        shared::metrics::get().active_workers.inc();
+        self.capacity_changed();
+    }
+
+    /// Remove a worker; returns the jobs it held.
+    pub fn remove_worker(&self, id: &str) -> Vec<(String, i32)> {
+        let removed = self.lock().workers.remove(id);
+        self.capacity_changed();
+        match removed {
+            Some(w) => {
+                shared::metrics::get().active_workers.dec();
+                w.jobs.into_iter().collect()
+            }
+            None => Vec::new(),
+        }
+    }
+
+    /// Free slots for `target` across connected workers.
+    pub fn free_slots(&self, target: &str) -> usize {
+        self.lock().workers.values().filter(|w| w.capabilities.iter().any(|c| c == target)).map(WorkerEntry::free).sum()
+    }
+
+    /// Reserve a slot on the capable worker with the most free slots.
+    pub fn reserve(&self, target: &str) -> Option<Reservation> {
+        let mut inner = self.lock();
+        let w = inner
+            .workers
+            .values_mut()
+            .filter(|w| w.free() > 0 && w.capabilities.iter().any(|c| c == target))
+            .max_by_key(|w| w.free())?;
+        w.reserved += 1;
+        Some(Reservation { worker_id: w.id.clone(), worker_name: w.name.clone(), tx: w.tx.clone() })
+    }
+
+    /// Turn a reservation into a held job (or just drop it when `job` is None).
+    pub fn settle(&self, worker_id: &str, job: Option<(&str, i32)>) {
+        let mut inner = self.lock();
+        if let Some(w) = inner.workers.get_mut(worker_id) {
+            w.reserved = w.reserved.saturating_sub(1);
+            if let Some((job_id, attempt)) = job {
+                w.jobs.insert(job_id.to_owned(), attempt);
+            }
+        }
+        drop(inner);
+        if job.is_none() {
+            self.capacity_changed();
+        }
+    }
+
+    /// The attempt of `job_id` held by this worker connection, if any.
+    pub fn held_attempt(&self, worker_id: &str, job_id: &str) -> Option<i32> {
+        self.lock().workers.get(worker_id)?.jobs.get(job_id).copied()
+    }
+
+    /// The only job a worker holds (for an `error` frame without `job_id`).
+    pub fn only_job(&self, worker_id: &str) -> Option<String> {
+        let inner = self.lock();
+        let w = inner.workers.get(worker_id)?;
+        (w.jobs.len() == 1).then(|| w.jobs.keys().next().cloned()).flatten()
+    }
+
+    /// Record a re-attached job.
+    pub fn attach(&self, worker_id: &str, job_id: &str, attempt: i32) {
+        if let Some(w) = self.lock().workers.get_mut(worker_id) {
+            w.jobs.insert(job_id.to_owned(), attempt);
+        }
+    }
+
+    /// Free the slot of (job, attempt) once. Returns the `update_perry` target socket when the
+    /// worker became idle with an update pending.
+    pub fn release(&self, worker_id: &str, job_id: &str, attempt: i32) -> Option<SocketTx> {
+        let mut inner = self.lock();
+        let w = inner.workers.get_mut(worker_id)?;
+        if w.jobs.get(job_id) != Some(&attempt) {
+            return None;
+        }
+        w.jobs.remove(job_id);
+        let update = if w.jobs.is_empty() && w.reserved == 0 && w.update_pending {
+            w.update_pending = false;
+            w.updating = true;
+            Some(w.tx.clone())
+        } else {
+            None
+        };
+        drop(inner);
+        self.capacity_changed();
+        update
+    }
+
+    /// Mark a worker as updating (or done updating).
+    pub fn set_updating(&self, worker_id: &str, updating: bool) {
+        if let Some(w) = self.lock().workers.get_mut(worker_id) {
+            w.updating = updating;
+        }
+        self.capacity_changed();
+    }
+
+    /// Ask local workers to update: idle ones now (returned), busy ones once idle.
+    pub fn request_update(&self) -> Vec<SocketTx> {
+        let mut inner = self.lock();
+        let mut now = Vec::new();
+        for w in inner.workers.values_mut() {
+            if w.jobs.is_empty() && w.reserved == 0 {
+                w.updating = true;
+                now.push(w.tx.clone());
+            } else {
+                w.update_pending = true;
+            }
+        }
+        now
+    }
+
+    /// The socket of the worker holding `attempt` of `job_id`.
+    pub fn worker_holding(&self, job_id: &str, attempt: i32) -> Option<SocketTx> {
+        self.lock().workers.values().find(|w| w.jobs.get(job_id) == Some(&attempt)).map(|w| w.tx.clone())
+    }
+
+    /// The socket of a connected worker.
+    pub fn worker_tx(&self, worker_id: &str) -> Option<SocketTx> {
+        self.lock().workers.get(worker_id).map(|w| w.tx.clone())
+    }
+
+    /// Targets that have at least one capable worker here.
+    pub fn served_targets(&self) -> HashSet<String> {
+        self.lock().workers.values().flat_map(|w| w.capabilities.iter().cloned()).collect()
+    }
+
+    /// Subscribe to a job's events.
+    pub fn subscribe(&self, job_id: &str) -> (u64, mpsc::Receiver<SubEvent>, Arc<AtomicBool>) {
+        let (tx, rx) = mpsc::channel(SUBSCRIBER_BUFFER);
+        let lagged = Arc::new(AtomicBool::new(false));
+        let mut inner = self.lock();
+        inner.next_subscriber += 1;
+        let id = inner.next_subscriber;
+        inner.subscribers.entry(job_id.to_owned()).or_default().push(Subscriber { id, tx, lagged: lagged.clone() });
+        (id, rx, lagged)
+    }
+
+    /// Remove a subscriber.
+    pub fn unsubscribe(&self, job_id: &str, id: u64) {
+        let mut inner = self.lock();
+        if let Some(list) = inner.subscribers.get_mut(job_id) {
+            list.retain(|s| s.id != id);
+            if list.is_empty() {
+                inner.subscribers.remove(job_id);
+            }
+        }
+    }
+
+    /// Deliver an event to this process's subscribers of the job. A full queue marks the
+    /// subscriber lagged; it then catches up from MySQL, so nothing is lost.
+    pub fn deliver(&self, job_id: &str, event: &SubEvent) {
+        let inner = self.lock();
+        if let Some(list) = inner.subscribers.get(job_id) {
+            for s in list {
+                if s.tx.try_send(event.clone()).is_err() {
+                    s.lagged.store(true, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    /// Tell every subscriber to resynchronise from MySQL.
+    pub fn resync_all(&self) {
+        let inner = self.lock();
+        for s in inner.subscribers.values().flatten() {
+            if s.tx.try_send(SubEvent::Resync).is_err() {
+                s.lagged.store(true, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn worker(id: &str, caps: &[&str], max: usize) -> (WorkerEntry, mpsc::UnboundedReceiver<WsMessage>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let entry = WorkerEntry {
+            id: id.into(),
+            name: format!("n-{id}"),
+            capabilities: caps.iter().map(|s| (*s).to_owned()).collect(),
+            max_concurrent: max,
+            jobs: HashMap::new(),
+            reserved: 0,
+            updating: false,
+            update_pending: false,
+            tx,
+        };
+        (entry, rx)
+    }
+
+    #[test]
+    fn slots_are_reserved_held_and_freed_once() {
+        let hub = Hub::default();
+        let (w, _rx) = worker("w1", &["linux", "android"], 2);
+        hub.add_worker(w);
+        assert_eq!(hub.free_slots("linux"), 2);
+        assert_eq!(hub.free_slots("macos"), 0);
+        let r = hub.reserve("linux").unwrap();
+        assert_eq!(hub.free_slots("android"), 1);
+        hub.settle(&r.worker_id, Some(("j1", 1)));
+        assert_eq!(hub.held_attempt("w1", "j1"), Some(1));
+        assert_eq!(hub.free_slots("linux"), 1);
+        // Wrong attempt does not free; the right one frees exactly once.
+        hub.release("w1", "j1", 2);
+        assert_eq!(hub.free_slots("linux"), 1);
+        hub.release("w1", "j1", 1);
+        hub.release("w1", "j1", 1);
+        assert_eq!(hub.free_slots("linux"), 2);
+    }
+
+    #[test]
+    fn updating_workers_take_no_jobs_and_busy_ones_update_when_idle() {
+        let hub = Hub::default();
+        let (w, _rx) = worker("w1", &["linux"], 1);
+        hub.add_worker(w);
+        let r = hub.reserve("linux").unwrap();
+        hub.settle(&r.worker_id, Some(("j1", 1)));
+        assert!(hub.request_update().is_empty());
+        assert!(hub.release("w1", "j1", 1).is_some());
+        assert_eq!(hub.free_slots("linux"), 0);
+        hub.set_updating("w1", false);
+        assert_eq!(hub.free_slots("linux"), 1);
+    }
+
+    #[test]
+    fn removing_a_worker_returns_its_jobs() {
+        let hub = Hub::default();
+        let (w, _rx) = worker("w1", &["linux"], 3);
+        hub.add_worker(w);
+        for (j, a) in [("a", 1), ("b", 2)] {
+            let r = hub.reserve("linux").unwrap();
+            hub.settle(&r.worker_id, Some((j, a)));
+        }
+        let mut jobs = hub.remove_worker("w1");
+        jobs.sort();
+        assert_eq!(jobs, vec![("a".to_owned(), 1), ("b".to_owned(), 2)]);
+        assert!(hub.reserve("linux").is_none());
+    }
+
+    #[test]
+    fn full_subscriber_queues_are_marked_lagged() {
+        let hub = Hub::default();
+        let (_id, _rx, lagged) = hub.subscribe("j");
+        for seq in 0..=(SUBSCRIBER_BUFFER as i64) {
+            hub.deliver("j", &SubEvent::Event { seq, frame: serde_json::json!({}) });
+        }
+        assert!(lagged.load(Ordering::Relaxed));
+    }
+}

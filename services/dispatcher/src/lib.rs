@@ -1,0 +1,163 @@
+//! Dispatcher: the only service that holds WebSockets.
+//!
+//! - [`ws`]: `/ws` upgrade, role detection (first valid frame), pings and liveness.
+//! - [`worker`]: worker sessions: hello, job frames, completion, re-attach, disconnect.
+//! - [`subscriber`]: CLI sessions: backlog replay then live events, without gap or duplicate.
+//! - [`pump`]: one consumer per target queue, with prefetch equal to the free slots here.
+//! - [`fanout`]: this instance's queue of job events and control messages.
+//! - [`hub`]: who is connected to this process.
+
+pub mod fanout;
+pub mod hub;
+pub mod pump;
+pub mod subscriber;
+pub mod worker;
+pub mod ws;
+
+use std::{sync::Arc, time::Duration};
+
+use anyhow::Context as _;
+use axum::{routing::any, Router};
+use clap::Parser;
+use shared::{
+    auth::CredentialCipher,
+    config::{AmqpConfig, BlobConfig, DbConfig, HubConfig},
+    runtime::Deps,
+};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// Dispatcher settings.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "dispatcher", about = "Perry Hub dispatcher: worker and CLI WebSockets, per-target queues")]
+pub struct Config {
+    /// Address to bind.
+    #[arg(long, env = "PERRY_HUB_BIND", default_value = "0.0.0.0")]
+    pub bind: String,
+    /// Port serving `/ws` and the health endpoints.
+    #[arg(long, env = "PERRY_DISPATCHER_PORT", default_value_t = 3458)]
+    pub port: u16,
+    /// Dispatcher behaviour.
+    #[command(flatten)]
+    pub settings: Settings,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub hub: HubConfig,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub db: DbConfig,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub amqp: AmqpConfig,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub blob: BlobConfig,
+}
+
+/// Timing of sessions and leases.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Settings {
+    /// Lease of an assigned job; renewed while its worker's socket is alive.
+    #[arg(long, env = "PERRY_HUB_LEASE_SECS", default_value_t = 90)]
+    pub lease_secs: u64,
+    /// How long a disconnected worker's jobs wait for it to reconnect and re-attach.
+    #[arg(long, env = "PERRY_HUB_REATTACH_SECS", default_value_t = 60)]
+    pub reattach_secs: u64,
+    /// Interval of hub pings (and lease renewal).
+    #[arg(long, env = "PERRY_HUB_PING_SECS", default_value_t = 25)]
+    pub ping_secs: u64,
+    /// A socket silent this long is considered lost.
+    #[arg(long, env = "PERRY_HUB_SILENCE_SECS", default_value_t = 90)]
+    pub silence_secs: u64,
+    /// Time a new connection has to identify itself.
+    #[arg(long, env = "PERRY_HUB_IDENTIFY_SECS", default_value_t = 30)]
+    pub identify_secs: u64,
+    /// Largest accepted WebSocket message.
+    #[arg(long, env = "PERRY_HUB_WS_MAX_MESSAGE_BYTES", default_value_t = 1 << 20)]
+    pub max_message_bytes: usize,
+}
+
+impl Settings {
+    /// Lease length in milliseconds.
+    pub fn lease_ms(&self) -> i64 {
+        i64::try_from(self.lease_secs.saturating_mul(1000)).unwrap_or(i64::MAX)
+    }
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self { lease_secs: 90, reattach_secs: 60, ping_secs: 25, silence_secs: 90, identify_secs: 30, max_message_bytes: 1 << 20 }
+    }
+}
+
+/// Everything a session needs.
+#[derive(Clone)]
+pub struct Ctx {
+    /// Process handles.
+    pub deps: Deps,
+    /// Local sockets.
+    pub hub: Arc<hub::Hub>,
+    /// Timing.
+    pub settings: Arc<Settings>,
+    /// Credentials decryption.
+    pub cipher: CredentialCipher,
+    /// This instance's id (recorded on workers and jobs).
+    pub instance_id: Arc<str>,
+}
+
+impl std::fmt::Debug for Ctx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ctx").field("instance_id", &self.instance_id).finish_non_exhaustive()
+    }
+}
+
+/// Validate the dispatcher's settings.
+pub fn validate(hub: &HubConfig, settings: &Settings) -> anyhow::Result<()> {
+    hub.validate()?;
+    hub.validate_worker_secret()?;
+    if hub.worker_secret.is_empty() {
+        tracing::warn!("development mode: PERRY_HUB_WORKER_SECRET is empty, any worker is accepted");
+    }
+    anyhow::ensure!(settings.lease_secs >= 10, "invalid configuration: PERRY_HUB_LEASE_SECS: must be at least 10");
+    anyhow::ensure!(settings.ping_secs >= 1, "invalid configuration: PERRY_HUB_PING_SECS: must be at least 1");
+    Ok(())
+}
+
+/// Start the dispatcher's background tasks (pumps, fan-out, presence) and return its context.
+pub fn start(deps: &Deps, settings: Settings) -> anyhow::Result<Ctx> {
+    let key = deps.hub.credentials_key().context("credentials key")?;
+    let ctx = Ctx {
+        deps: deps.clone(),
+        hub: Arc::new(hub::Hub::default()),
+        settings: Arc::new(settings),
+        cipher: CredentialCipher::new(&key),
+        instance_id: uuid::Uuid::new_v4().to_string().into(),
+    };
+    pump::spawn_all(&ctx);
+    fanout::spawn(&ctx);
+    Ok(ctx)
+}
+
+/// `/ws` on the public HTTP origin.
+pub fn router(ctx: Ctx) -> Router {
+    Router::new().route("/ws", any(ws::upgrade)).with_state(ctx)
+}
+
+/// The legacy WebSocket listener: any path upgrades.
+pub fn legacy_router(ctx: Ctx) -> Router {
+    Router::new().fallback(ws::upgrade).with_state(ctx)
+}
+
+/// Run the dispatcher alone on `listener` until `cancel` fires.
+pub async fn run(config: Config, listener: TcpListener, cancel: CancellationToken) -> anyhow::Result<()> {
+    validate(&config.hub, &config.settings)?;
+    let deps = Deps::connect(&config.db, &config.amqp, &config.blob, &config.hub, cancel.clone()).await?;
+    deps.spawn_relay();
+    let ctx = start(&deps, config.settings.clone())?;
+    let app = shared::http::finish_router(router(ctx).merge(shared::http::health_router(deps.ready_checks())));
+    tracing::info!(addr = %listener.local_addr()?, "dispatcher listening");
+    let c = cancel.clone();
+    shared::http::serve(listener, app, async move { c.cancelled().await }).await?;
+    deps.shutdown(Duration::from_secs(10)).await;
+    Ok(())
+}

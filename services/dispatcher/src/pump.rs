@@ -1,0 +1,218 @@
+//! Dispatch: one consumer per target queue, alive only while a worker here has a free slot
+//! for that target, with prefetch equal to those free slots. A delivery is assigned with a
+//! conditional update (`queued` at the message's attempt), `job_assign` is pushed to the worker,
+//! then the delivery is acked. Stale or duplicate deliveries are acked and dropped. A target
+//! without workers is simply not consumed, so it never delays another.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use lapin::{
+    options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions},
+    types::FieldTable,
+};
+use shared::{
+    auth,
+    clock::now_ms,
+    jobs::{self, state},
+    protocol::Outgoing,
+    queue::{outbox::decode, Backoff, Message, BROKER_TIMEOUT, TARGETS},
+};
+
+use crate::{
+    hub::{send_frame, Reservation},
+    Ctx,
+};
+
+/// Start one pump per known target.
+pub fn spawn_all(ctx: &Ctx) {
+    for target in TARGETS {
+        let ctx = ctx.clone();
+        ctx.deps.tracker.clone().spawn(async move { pump(ctx, target).await });
+    }
+}
+
+async fn pump(ctx: Ctx, target: &'static str) {
+    let mut capacity = ctx.hub.watch_capacity();
+    let mut backoff = Backoff::default();
+    let cancel = ctx.deps.cancel.clone();
+    loop {
+        let free = ctx.hub.free_slots(target);
+        if free == 0 {
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                r = capacity.changed() => if r.is_err() { return },
+            }
+            continue;
+        }
+        match consume(&ctx, target, free, &mut capacity).await {
+            Ok(()) => backoff.reset(),
+            Err(error) => {
+                tracing::warn!(target, %error, "dispatch consumer failed; retrying");
+                tokio::select! {
+                    () = cancel.cancelled() => return,
+                    () = tokio::time::sleep(backoff.next_delay()) => {},
+                }
+            }
+        }
+        if cancel.is_cancelled() {
+            return;
+        }
+    }
+}
+
+/// Consume until the free slots for `target` drop to zero or grow past `prefetch` (then the
+/// caller re-creates the consumer with the new prefetch). Closing the channel returns any
+/// unacked delivery to the queue.
+async fn consume(ctx: &Ctx, target: &'static str, prefetch: usize, capacity: &mut tokio::sync::watch::Receiver<u64>) -> anyhow::Result<()> {
+    let ch = ctx.deps.broker.channel().await?;
+    let prefetch_u16 = u16::try_from(prefetch).unwrap_or(u16::MAX);
+    ch.basic_qos(prefetch_u16, BasicQosOptions::default()).await?;
+    let queue = ctx.deps.broker.topology().target_queue(target);
+    let mut consumer = ch.basic_consume(queue.into(), "".into(), BasicConsumeOptions::default(), FieldTable::default()).await?;
+    let result = loop {
+        tokio::select! {
+            () = ctx.deps.cancel.cancelled() => break Ok(()),
+            r = capacity.changed() => {
+                if r.is_err() { break Ok(()) }
+                let free = ctx.hub.free_slots(target);
+                if free == 0 || free > prefetch { break Ok(()) }
+            }
+            next = consumer.next() => {
+                let Some(delivery) = next else { break Ok(()) };
+                let delivery = delivery?;
+                let assigned = match decode(&delivery) {
+                    Ok((_, Message::JobQueued { job_id, attempt, .. })) => assign(ctx, target, &job_id, attempt).await,
+                    Ok((_, other)) => {
+                        tracing::warn!(?other, "unexpected message on a target queue; dropping");
+                        Assign::Drop
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, "undecodable job message; dropping");
+                        Assign::Drop
+                    }
+                };
+                let ack = async {
+                    match assigned {
+                        Assign::Done | Assign::Drop => delivery.ack(BasicAckOptions::default()).await,
+                        Assign::Retry => delivery.nack(BasicNackOptions { requeue: true, ..BasicNackOptions::default() }).await,
+                    }
+                };
+                tokio::time::timeout(BROKER_TIMEOUT, ack).await.map_err(|_| anyhow::anyhow!("ack timed out"))??;
+                if assigned == Assign::Retry {
+                    // No slot after all, or the database failed: stop consuming for a moment
+                    // so the message is not redelivered to us in a tight loop.
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    break Ok(());
+                }
+            }
+        }
+    };
+    let _ = ch.close(200, "dispatch consumer restart".into()).await;
+    result
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Assign {
+    Done,
+    Drop,
+    Retry,
+}
+
+async fn assign(ctx: &Ctx, target: &str, job_id: &str, attempt: i32) -> Assign {
+    let Some(reservation) = ctx.hub.reserve(target) else { return Assign::Retry };
+    match assign_in_db(ctx, target, job_id, attempt, &reservation).await {
+        Ok(Some((frame, new_attempt))) => {
+            ctx.hub.settle(&reservation.worker_id, Some((job_id, new_attempt)));
+            ctx.deps.notify_outbox();
+            if !send_frame(&reservation.tx, &frame) {
+                // The worker vanished between reservation and send: free the slot, requeue.
+                ctx.hub.release(&reservation.worker_id, job_id, new_attempt);
+                requeue_after_failed_send(ctx, job_id, new_attempt).await;
+            } else {
+                tracing::info!(job_id, target, worker = %reservation.worker_name, attempt = new_attempt, "job assigned");
+            }
+            Assign::Done
+        }
+        Ok(None) => {
+            ctx.hub.settle(&reservation.worker_id, None);
+            Assign::Drop
+        }
+        Err(error) => {
+            ctx.hub.settle(&reservation.worker_id, None);
+            tracing::error!(%error, job_id, "assignment failed; requeueing the message");
+            Assign::Retry
+        }
+    }
+}
+
+/// Assign `job_id` if it is still queued at `attempt`. Returns the `job_assign` frame.
+async fn assign_in_db(ctx: &Ctx, target: &str, job_id: &str, attempt: i32, r: &Reservation) -> anyhow::Result<Option<(Outgoing, i32)>> {
+    let mut tx = ctx.deps.pool.begin().await?;
+    let Some(job) = jobs::lock(&mut tx, job_id).await? else { return Ok(None) };
+    if job.state != state::QUEUED || job.attempt != attempt || job.target != target {
+        return Ok(None);
+    }
+    let sealed: Option<Vec<u8>> =
+        sqlx::query_scalar("SELECT credentials_enc FROM jobs WHERE id = ?").bind(job_id).fetch_one(&mut *tx).await?;
+    let credentials = match sealed {
+        Some(s) => {
+            let plain = ctx.cipher.open(&s, job_id.as_bytes())?;
+            serde_json::from_slice(&plain)?
+        }
+        None => serde_json::json!({}),
+    };
+    let manifest: serde_json::Value = serde_json::from_str(&job.manifest)?;
+    let (token, hash) = auth::new_token();
+    let now = now_ms();
+    let new_attempt = attempt + 1;
+    sqlx::query(
+        "UPDATE jobs SET state = 'assigned', attempt = ?, token_hash = ?, worker_id = ?, worker_name = ?, dispatcher_id = ?, \
+         lease_expires_ms = ?, assigned_ms = ?, error_reported = FALSE WHERE id = ? AND state = 'queued' AND attempt = ?",
+    )
+    .bind(new_attempt)
+    .bind(&hash[..])
+    .bind(&r.worker_id)
+    .bind(&r.worker_name)
+    .bind(&*ctx.instance_id)
+    .bind(now + ctx.settings.lease_ms())
+    .bind(now)
+    .bind(job_id)
+    .bind(attempt)
+    .execute(&mut *tx)
+    .await?;
+    let update = Outgoing::QueueUpdate {
+        job_id: job_id.to_owned(),
+        position: 0,
+        message: "Assigned to a build worker".into(),
+        estimated_wait_secs: None,
+    };
+    jobs::emit(&mut tx, job_id, &update).await?;
+    tx.commit().await?;
+    shared::metrics::get().time_to_assign_seconds.observe((now - job.enqueued_ms).max(0) as f64 / 1000.0);
+    let public = ctx.deps.hub.public_url();
+    let frame = Outgoing::JobAssign {
+        job_id: job_id.to_owned(),
+        auth_token: token.into(),
+        manifest,
+        credentials: credentials.into(),
+        tarball_url: format!("{public}/api/v1/tarball/{job_id}"),
+        artifact_upload_url: format!("{public}/api/v1/artifact/upload/{job_id}"),
+    };
+    Ok(Some((frame, new_attempt)))
+}
+
+async fn requeue_after_failed_send(ctx: &Ctx, job_id: &str, attempt: i32) {
+    let result = async {
+        let mut tx = ctx.deps.pool.begin().await?;
+        let outcome = jobs::requeue_lost(&mut tx, job_id, attempt, "Builder disconnected").await?;
+        tx.commit().await?;
+        anyhow::Ok(outcome)
+    }
+    .await;
+    match result {
+        Ok(outcome) => tracing::warn!(job_id, ?outcome, "job_assign could not be sent; job handled as lost"),
+        Err(error) => tracing::error!(%error, job_id, "cannot requeue after a failed send; the lease will expire"),
+    }
+    ctx.deps.notify_outbox();
+}

@@ -1,0 +1,231 @@
+//! CLI subscriber sessions: `job_created` with the current position, the stored backlog (the
+//! last 1 000 log lines at most), then live events. Events carry their per-job sequence number:
+//! a duplicate is dropped, a gap is filled from MySQL, so the CLI sees every event once and in
+//! order whichever replica produced it. `artifact_ready` is rendered per subscriber with a
+//! fresh single-use download link while the artifact is still kept.
+
+use std::{sync::atomic::Ordering, time::Duration};
+
+use shared::{
+    clock::now_ms,
+    db::{self, StoredEvent},
+    jobs::{self, state},
+    protocol::{Incoming, Outgoing, WsErrorCode},
+    queue::{outbox, Message},
+};
+
+use crate::{
+    hub::{send_frame, SocketTx, SubEvent},
+    ws::{decode, ignored, Conn, CLOSE_POLICY},
+    Ctx,
+};
+
+/// Most log lines replayed to a late subscriber.
+const REPLAY_LOG_LIMIT: i64 = 1000;
+/// Page size when reading stored events.
+const PAGE: u32 = 500;
+/// How often the queue position is refreshed.
+const POSITION_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Run a subscriber session for `job_id` until the socket closes.
+pub async fn run(ctx: &Ctx, conn: &mut Conn, job_id: String) {
+    let job = if uuid::Uuid::parse_str(&job_id).is_ok() {
+        match ctx.deps.pool.acquire().await {
+            Ok(mut c) => jobs::load(&mut c, &job_id).await.ok().flatten(),
+            Err(error) => {
+                tracing::error!(%error, "database unavailable for subscribe");
+                conn.close(1011, "temporarily unavailable");
+                return;
+            }
+        }
+    } else {
+        None
+    };
+    let Some(job) = job else {
+        ignored("subscribe_unknown_job");
+        send_frame(&conn.tx, &Outgoing::ws_error(None, WsErrorCode::JobNotFound, "Job not found"));
+        conn.close(CLOSE_POLICY, "job not found");
+        return;
+    };
+    // Register before reading the backlog so no live event can fall between the two.
+    let (sub_id, mut rx, lagged) = ctx.hub.subscribe(&job.id);
+    let mut sub = Sub { ctx, job_id: job.id.clone(), tx: conn.tx.clone(), last_seq: 0, last_position: None };
+    let position = match ctx.deps.pool.acquire().await {
+        Ok(mut c) => jobs::position(&mut c, &job).await.unwrap_or(0),
+        Err(_) => 0,
+    };
+    sub.last_position = Some(position);
+    send_frame(&sub.tx, &Outgoing::JobCreated { job_id: job.id.clone(), position, estimated_wait_secs: None });
+    if let Err(error) = sub.catch_up(true).await {
+        tracing::warn!(%error, job_id = %job.id, "backlog replay failed; retrying shortly");
+        lagged.store(true, Ordering::Relaxed);
+    }
+    let mut tick = tokio::time::interval(POSITION_INTERVAL);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            ev = rx.recv() => {
+                let Some(ev) = ev else { break };
+                if let Err(error) = sub.on_event(ev).await {
+                    tracing::warn!(%error, job_id = %sub.job_id, "event delivery failed; catching up later");
+                    lagged.store(true, Ordering::Relaxed);
+                }
+            }
+            _ = tick.tick() => {
+                if lagged.swap(false, Ordering::Relaxed) {
+                    if let Err(error) = sub.catch_up(false).await {
+                        tracing::warn!(%error, "catch-up failed");
+                        lagged.store(true, Ordering::Relaxed);
+                    }
+                }
+                if let Err(error) = sub.refresh_position().await {
+                    tracing::debug!(%error, "position refresh failed");
+                }
+            }
+            msg = conn.next() => {
+                let Some(msg) = msg else { break };
+                match decode(&msg) {
+                    Some(Ok(Incoming::Cancel { job_id })) if job_id == sub.job_id => {
+                        if let Err(error) = sub.cancel().await {
+                            tracing::error!(%error, job_id = %sub.job_id, "cancel failed");
+                        }
+                    }
+                    Some(Ok(_)) => ignored("not_for_subscriber"),
+                    Some(Err(e)) => ignored(e.code()),
+                    None => {}
+                }
+            }
+        }
+    }
+    ctx.hub.unsubscribe(&job.id, sub_id);
+}
+
+struct Sub<'a> {
+    ctx: &'a Ctx,
+    job_id: String,
+    tx: SocketTx,
+    last_seq: i64,
+    last_position: Option<u64>,
+}
+
+impl Sub<'_> {
+    async fn on_event(&mut self, ev: SubEvent) -> anyhow::Result<()> {
+        match ev {
+            SubEvent::Event { seq, frame } if seq == self.last_seq + 1 => {
+                self.send_stored(&frame).await?;
+                self.last_seq = seq;
+                Ok(())
+            }
+            SubEvent::Event { seq, .. } if seq <= self.last_seq => Ok(()),
+            SubEvent::Event { .. } | SubEvent::Resync => self.catch_up(false).await,
+        }
+    }
+
+    /// Send every stored event after `last_seq`. On the first replay, older log lines beyond
+    /// the newest [`REPLAY_LOG_LIMIT`] are skipped.
+    async fn catch_up(&mut self, initial: bool) -> anyhow::Result<()> {
+        let mut skip_logs = 0;
+        if initial {
+            let logs: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM job_events WHERE job_id = ? AND kind = 'log'")
+                .bind(&self.job_id)
+                .fetch_one(&self.ctx.deps.pool)
+                .await?;
+            skip_logs = (logs - REPLAY_LOG_LIMIT).max(0);
+        }
+        loop {
+            let events = db::events_after(&self.ctx.deps.pool, &self.job_id, self.last_seq, PAGE).await?;
+            let n = events.len();
+            for StoredEvent { seq, kind, payload } in events {
+                if kind == "log" && skip_logs > 0 {
+                    skip_logs -= 1;
+                } else {
+                    let frame: serde_json::Value = serde_json::from_str(&payload)?;
+                    self.send_stored(&frame).await?;
+                }
+                self.last_seq = seq;
+            }
+            if n < PAGE as usize {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn send_stored(&mut self, frame: &serde_json::Value) -> anyhow::Result<()> {
+        if frame.get("type").and_then(|t| t.as_str()) == Some("artifact_ready") {
+            if let Some(out) = self.render_artifact(frame).await? {
+                send_frame(&self.tx, &out);
+            }
+            return Ok(());
+        }
+        if frame.get("type").and_then(|t| t.as_str()) == Some("queue_update") {
+            self.last_position = frame.get("position").and_then(serde_json::Value::as_u64);
+        }
+        let _ = self.tx.send(axum::extract::ws::Message::Text(frame.to_string().into()));
+        Ok(())
+    }
+
+    /// A fresh link for a stored `artifact_ready`, or None once the artifact is gone.
+    async fn render_artifact(&self, stored: &serde_json::Value) -> anyhow::Result<Option<Outgoing>> {
+        let field = |k: &str| stored.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_owned();
+        let artifact_id = field("artifact_id");
+        let mut conn = self.ctx.deps.pool.acquire().await?;
+        let alive: Option<i64> = sqlx::query_scalar("SELECT expires_ms FROM artifacts WHERE id = ? AND hidden = FALSE")
+            .bind(&artifact_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+        let Some(expires_ms) = alive.filter(|e| *e > now_ms()) else { return Ok(None) };
+        let remaining = u64::try_from((expires_ms - now_ms()) / 1000).unwrap_or(0);
+        let ttl = self.ctx.deps.hub.artifact_ttl_secs.min(remaining.max(1));
+        let token = jobs::mint_download_token(&mut conn, &artifact_id, ttl).await?;
+        Ok(Some(Outgoing::ArtifactReady {
+            job_id: self.job_id.clone(),
+            target: field("target"),
+            artifact_name: field("artifact_name"),
+            artifact_size: stored.get("artifact_size").and_then(serde_json::Value::as_u64).unwrap_or(0),
+            sha256: field("sha256"),
+            download_url: format!("{}/api/v1/dl/{token}", self.ctx.deps.hub.public_url()),
+            expires_in_secs: ttl,
+        }))
+    }
+
+    /// Send `queue_update` when a queued job's position changed (at most every 5 s).
+    async fn refresh_position(&mut self) -> anyhow::Result<()> {
+        let mut conn = self.ctx.deps.pool.acquire().await?;
+        let Some(job) = jobs::load(&mut conn, &self.job_id).await? else { return Ok(()) };
+        if job.state != state::QUEUED {
+            return Ok(());
+        }
+        let position = jobs::position(&mut conn, &job).await?;
+        if self.last_position != Some(position) {
+            self.last_position = Some(position);
+            let frame = Outgoing::QueueUpdate {
+                job_id: self.job_id.clone(),
+                position,
+                message: format!("Waiting for a build worker (position {position})"),
+                estimated_wait_secs: None,
+            };
+            send_frame(&self.tx, &frame);
+        }
+        Ok(())
+    }
+
+    /// Cancel (§5.3): a waiting job ends now; a running one is flagged and its worker told.
+    async fn cancel(&self) -> anyhow::Result<()> {
+        let mut tx = self.ctx.deps.pool.begin().await?;
+        let Some(job) = jobs::lock(&mut tx, &self.job_id).await? else { return Ok(()) };
+        match job.state.as_str() {
+            state::QUEUED | state::FINISHING => {
+                jobs::finish_failed(&mut tx, &job, state::CANCELLED, "Build cancelled").await?;
+            }
+            state::ASSIGNED | state::RUNNING if !job.cancel_requested => {
+                sqlx::query("UPDATE jobs SET cancel_requested = TRUE WHERE id = ?").bind(&job.id).execute(&mut *tx).await?;
+                outbox::enqueue(&mut tx, &Message::CancelJob { job_id: job.id.clone(), attempt: job.attempt }).await?;
+            }
+            _ => {}
+        }
+        tx.commit().await?;
+        self.ctx.deps.notify_outbox();
+        tracing::info!(job_id = %self.job_id, "cancel requested by subscriber");
+        Ok(())
+    }
+}

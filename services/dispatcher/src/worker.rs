@@ -1,0 +1,496 @@
+//! Worker sessions. After a valid hello the worker is recorded in MySQL and in the local hub;
+//! its job frames are accepted only for jobs this connection holds at their current attempt
+//! (or re-attaches within the lease), stored in order as job events, and fanned out.
+
+use std::collections::HashMap;
+
+use shared::{
+    clock::now_ms,
+    db,
+    jobs::{self, state, Job},
+    protocol::{ArtifactInfo, Incoming, Outgoing, WsErrorCode},
+    queue::{outbox, Message},
+};
+use sqlx::MySqlConnection;
+
+use crate::{
+    hub::{send_frame, WorkerEntry},
+    ws::{decode, ignored, Conn, CLOSE_POLICY},
+    Ctx,
+};
+
+/// The fields of `worker_hello`.
+#[derive(Debug)]
+pub struct Hello {
+    /// Presented secret (never logged).
+    pub secret: Option<String>,
+    /// Advertised capabilities.
+    pub capabilities: Option<Vec<String>>,
+    /// Worker name.
+    pub name: Option<String>,
+    /// Parallel jobs.
+    pub max_concurrent: Option<i64>,
+    /// Compiler version.
+    pub perry_version: Option<String>,
+}
+
+/// Capabilities as the hub uses them: lower-case, known targets only, no duplicates.
+pub fn normalize_capabilities(caps: Option<Vec<String>>) -> Vec<String> {
+    let caps = caps.unwrap_or_else(|| vec!["macos".to_owned()]);
+    let mut out: Vec<String> = Vec::new();
+    for c in caps {
+        let c = c.trim().to_ascii_lowercase();
+        if shared::queue::TARGETS.contains(&c.as_str()) && !out.contains(&c) {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// `max_concurrent`: absent or < 1 means 1; at most 16.
+pub fn clamp_concurrency(v: Option<i64>) -> usize {
+    usize::try_from(v.unwrap_or(1).clamp(1, 16)).unwrap_or(1)
+}
+
+fn authorised(ctx: &Ctx, presented: Option<&str>) -> bool {
+    let secret = &ctx.deps.hub.worker_secret;
+    if secret.is_empty() {
+        // Only reachable in development mode (validated at start).
+        return ctx.deps.hub.dev_mode;
+    }
+    presented.is_some_and(|p| secret.matches(p))
+}
+
+/// Run a worker session until the socket closes.
+pub async fn run(ctx: &Ctx, conn: &mut Conn, hello: Hello) {
+    let name = hello
+        .name
+        .as_deref()
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(|n| n.chars().take(255).collect::<String>())
+        .unwrap_or_else(|| format!("worker-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]));
+    if !authorised(ctx, hello.secret.as_deref()) {
+        tracing::warn!(worker = %name, addr = ?conn.addr, "worker authentication failed");
+        send_frame(&conn.tx, &Outgoing::ws_error(None, WsErrorCode::AuthFailed, "Invalid worker secret"));
+        conn.close(CLOSE_POLICY, "authentication failed");
+        return;
+    }
+    let id = uuid::Uuid::new_v4().to_string();
+    let capabilities = normalize_capabilities(hello.capabilities);
+    let max_concurrent = clamp_concurrency(hello.max_concurrent);
+    let version = hello.perry_version.clone().filter(|v| !v.is_empty());
+    if let Err(error) = record_hello(ctx, &id, &name, &capabilities, max_concurrent, version.as_deref()).await {
+        tracing::error!(%error, worker = %name, "cannot record worker; closing");
+        conn.close(1011, "internal error");
+        return;
+    }
+    let expected = expected_version(ctx).await;
+    let needs_update = !expected.is_empty() && version.as_deref() != Some(expected.as_str());
+    tracing::info!(worker = %name, ?capabilities, max_concurrent, version = ?version, "worker connected");
+    ctx.hub.add_worker(WorkerEntry {
+        id: id.clone(),
+        name: name.clone(),
+        capabilities,
+        max_concurrent,
+        jobs: HashMap::new(),
+        reserved: 0,
+        updating: needs_update,
+        update_pending: false,
+        tx: conn.tx.clone(),
+    });
+    if needs_update {
+        send_frame(&conn.tx, &Outgoing::UpdatePerry);
+    }
+    let session = Session { ctx, id: &id, name: &name };
+    let renew = session.renew_leases_periodically(conn.closed.clone(), conn.last_seen.clone());
+    tokio::pin!(renew);
+    loop {
+        let msg = tokio::select! {
+            () = &mut renew => None,
+            m = conn.next() => m,
+        };
+        let Some(msg) = msg else { break };
+        match decode(&msg) {
+            Some(Ok(frame)) => session.handle(frame).await,
+            Some(Err(e)) => {
+                tracing::debug!(worker = %name, code = e.code(), "ignored worker frame");
+                ignored(e.code());
+            }
+            None => {}
+        }
+    }
+    session.disconnected().await;
+}
+
+async fn record_hello(ctx: &Ctx, id: &str, name: &str, caps: &[String], max: usize, version: Option<&str>) -> Result<(), sqlx::Error> {
+    let now = now_ms();
+    sqlx::query(
+        "INSERT INTO workers (id, name, capabilities, max_concurrent, perry_version, dispatcher_id, connected_ms, last_seen_ms) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(id)
+    .bind(name)
+    .bind(format!(",{},", caps.join(",")))
+    .bind(i64::try_from(max).unwrap_or(1))
+    .bind(version)
+    .bind(&*ctx.instance_id)
+    .bind(now)
+    .bind(now)
+    .execute(&ctx.deps.pool)
+    .await
+    .map(|_| ())
+}
+
+async fn expected_version(ctx: &Ctx) -> String {
+    match db::get_setting(&ctx.deps.pool, db::SETTING_EXPECTED_VERSION).await {
+        Ok(Some(v)) => v,
+        _ => ctx.deps.hub.expected_version.clone(),
+    }
+}
+
+struct Session<'a> {
+    ctx: &'a Ctx,
+    id: &'a str,
+    name: &'a str,
+}
+
+/// Outcome of a `complete` frame.
+enum Ending {
+    Finishing,
+    Completed,
+    Failed,
+}
+
+impl Session<'_> {
+    async fn handle(&self, frame: Incoming) {
+        let result = match frame {
+            Incoming::Stage { ref job_id, .. }
+            | Incoming::Progress { ref job_id, .. }
+            | Incoming::Log { ref job_id, .. }
+            | Incoming::Published { ref job_id, .. }
+            | Incoming::QueueUpdate { ref job_id, .. } => match Outgoing::from_worker_event(&frame) {
+                Some(out) => self.relay(job_id, out, false).await,
+                None => Ok(()),
+            },
+            Incoming::Error { job_id, code: _, message, stage } => {
+                let job_id = job_id.or_else(|| self.ctx.hub.only_job(self.id));
+                match job_id {
+                    // Workers only ever send INTERNAL_ERROR; relay that code whatever they say.
+                    Some(job_id) => {
+                        let out = Outgoing::Error { job_id: Some(job_id.clone()), code: "INTERNAL_ERROR".into(), message, stage };
+                        self.relay(&job_id, out, true).await
+                    }
+                    None => {
+                        ignored("error_without_job");
+                        Ok(())
+                    }
+                }
+            }
+            Incoming::Complete { job_id, success, artifacts, needs_finishing, error, .. } => {
+                self.complete(&job_id, success, needs_finishing.as_deref(), error.as_deref(), &artifacts).await
+            }
+            Incoming::BuildComplete { job_id, has_distribution, .. } => self.build_complete(&job_id, has_distribution).await,
+            Incoming::UpdateResult { success, new_version, .. } => self.update_result(success, &new_version).await,
+            Incoming::ArtifactReady { .. } => {
+                // Legacy frame naming a path on the worker: never read (D5).
+                ignored("legacy_artifact_ready");
+                Ok(())
+            }
+            Incoming::WorkerHello { .. } | Incoming::Subscribe { .. } | Incoming::Cancel { .. } => {
+                ignored("not_for_worker");
+                Ok(())
+            }
+        };
+        if let Err(error) = result {
+            tracing::error!(%error, worker = %self.name, "handling worker frame failed");
+        }
+    }
+
+    /// The attempt this connection holds for `job_id`, re-attaching a job this worker (by name)
+    /// held before a reconnect if its lease is still valid.
+    async fn held(&self, job_id: &str) -> Result<Option<i32>, sqlx::Error> {
+        if let Some(a) = self.ctx.hub.held_attempt(self.id, job_id) {
+            return Ok(Some(a));
+        }
+        let now = now_ms();
+        let res = sqlx::query(
+            "UPDATE jobs SET worker_id = ?, dispatcher_id = ?, lease_expires_ms = ? \
+             WHERE id = ? AND worker_name = ? AND state IN ('assigned', 'running') AND lease_expires_ms > ?",
+        )
+        .bind(self.id)
+        .bind(&*self.ctx.instance_id)
+        .bind(now + self.ctx.settings.lease_ms())
+        .bind(job_id)
+        .bind(self.name)
+        .bind(now)
+        .execute(&self.ctx.deps.pool)
+        .await?;
+        if res.rows_affected() == 0 {
+            ignored("job_not_held");
+            return Ok(None);
+        }
+        let attempt: i32 = sqlx::query_scalar("SELECT attempt FROM jobs WHERE id = ?").bind(job_id).fetch_one(&self.ctx.deps.pool).await?;
+        self.ctx.hub.attach(self.id, job_id, attempt);
+        tracing::info!(worker = %self.name, job_id, attempt, "worker re-attached to its job");
+        Ok(Some(attempt))
+    }
+
+    /// Lock the job and check it is still at `attempt` and active.
+    async fn lock_current(conn: &mut MySqlConnection, job_id: &str, attempt: i32) -> Result<Option<Job>, sqlx::Error> {
+        let job = jobs::lock(conn, job_id).await?;
+        Ok(job.filter(|j| j.attempt == attempt && (j.state == state::ASSIGNED || j.state == state::RUNNING)))
+    }
+
+    async fn relay(&self, job_id: &str, frame: Outgoing, is_error: bool) -> anyhow::Result<()> {
+        let Some(attempt) = self.held(job_id).await? else { return Ok(()) };
+        let mut tx = self.ctx.deps.pool.begin().await?;
+        let Some(job) = Self::lock_current(&mut tx, job_id, attempt).await? else {
+            ignored("stale_attempt");
+            return Ok(());
+        };
+        if job.state == state::ASSIGNED {
+            sqlx::query("UPDATE jobs SET state = 'running', started_ms = COALESCE(started_ms, ?) WHERE id = ?")
+                .bind(now_ms())
+                .bind(job_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        if is_error {
+            sqlx::query("UPDATE jobs SET error_reported = TRUE, failure_kind = 'build' WHERE id = ?").bind(job_id).execute(&mut *tx).await?;
+        }
+        jobs::emit(&mut tx, job_id, &frame).await?;
+        tx.commit().await?;
+        self.ctx.deps.notify_outbox();
+        Ok(())
+    }
+
+    async fn complete(
+        &self,
+        job_id: &str,
+        success: bool,
+        needs_finishing: Option<&str>,
+        error: Option<&str>,
+        reported: &[ArtifactInfo],
+    ) -> anyhow::Result<()> {
+        let Some(attempt) = self.held(job_id).await? else { return Ok(()) };
+        let mut tx = self.ctx.deps.pool.begin().await?;
+        let Some(job) = Self::lock_current(&mut tx, job_id, attempt).await? else {
+            ignored("stale_attempt");
+            drop(tx);
+            self.free(job_id, attempt);
+            return Ok(());
+        };
+        let ending = end_attempt(&mut tx, &job, success, needs_finishing, error, reported.len()).await?;
+        tx.commit().await?;
+        self.ctx.deps.notify_outbox();
+        match ending {
+            Ending::Finishing => tracing::info!(job_id, "stage 1 finished; handing over to the finisher"),
+            Ending::Completed => tracing::info!(job_id, "job completed"),
+            Ending::Failed => tracing::info!(job_id, "job ended unsuccessfully"),
+        }
+        self.free(job_id, attempt);
+        Ok(())
+    }
+
+    /// Dormant distribution handshake (§5.5): without a verifier, proceed at once.
+    async fn build_complete(&self, job_id: &str, has_distribution: bool) -> anyhow::Result<()> {
+        if !has_distribution {
+            return self.complete(job_id, true, None, None, &[]).await;
+        }
+        let stage = Outgoing::Stage { job_id: job_id.to_owned(), stage: "verifying".into(), message: "Verifying build".into() };
+        self.relay(job_id, stage, false).await?;
+        if self.ctx.hub.held_attempt(self.id, job_id).is_some() {
+            send_frame(&self.ctx.hub_tx(self.id), &Outgoing::ProceedDistribute { job_id: job_id.to_owned() });
+        }
+        Ok(())
+    }
+
+    async fn update_result(&self, success: bool, new_version: &str) -> anyhow::Result<()> {
+        if success {
+            sqlx::query("UPDATE workers SET perry_version = ? WHERE id = ?").bind(new_version).bind(self.id).execute(&self.ctx.deps.pool).await?;
+            tracing::info!(worker = %self.name, version = new_version, "worker updated");
+        } else {
+            tracing::warn!(worker = %self.name, "worker update failed");
+        }
+        self.ctx.hub.set_updating(self.id, false);
+        Ok(())
+    }
+
+    /// Free the slot once; deliver a pending `update_perry` if the worker is now idle.
+    fn free(&self, job_id: &str, attempt: i32) {
+        if let Some(tx) = self.ctx.hub.release(self.id, job_id, attempt) {
+            send_frame(&tx, &Outgoing::UpdatePerry);
+        }
+    }
+
+    /// Renew the leases of this worker's jobs and its presence while the socket is alive.
+    async fn renew_leases_periodically(&self, closed: tokio_util::sync::CancellationToken, last_seen: std::sync::Arc<std::sync::atomic::AtomicI64>) {
+        let period = std::time::Duration::from_secs((self.ctx.settings.lease_secs / 3).max(1));
+        let mut tick = tokio::time::interval(period);
+        tick.tick().await;
+        let silence_ms = i64::try_from(self.ctx.settings.silence_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+        loop {
+            tokio::select! {
+                () = closed.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let now = now_ms();
+            if now - last_seen.load(std::sync::atomic::Ordering::Relaxed) > silence_ms {
+                continue;
+            }
+            let pool = &self.ctx.deps.pool;
+            let renewed = sqlx::query("UPDATE jobs SET lease_expires_ms = ? WHERE worker_id = ? AND state IN ('assigned', 'running')")
+                .bind(now + self.ctx.settings.lease_ms())
+                .bind(self.id)
+                .execute(pool)
+                .await;
+            let seen = sqlx::query("UPDATE workers SET last_seen_ms = ? WHERE id = ?").bind(now).bind(self.id).execute(pool).await;
+            if let Err(error) = renewed.and(seen) {
+                tracing::warn!(%error, worker = %self.name, "lease renewal failed");
+            }
+        }
+    }
+
+    /// The socket is gone: keep its jobs for the re-attach window, then the finisher requeues.
+    async fn disconnected(&self) {
+        let held = self.ctx.hub.remove_worker(self.id);
+        let now = now_ms();
+        let window = i64::try_from(self.ctx.settings.reattach_secs.saturating_mul(1000)).unwrap_or(0);
+        let pool = &self.ctx.deps.pool;
+        let _ = sqlx::query("UPDATE workers SET disconnected_ms = ? WHERE id = ?").bind(now).bind(self.id).execute(pool).await;
+        for (job_id, attempt) in &held {
+            let res = sqlx::query(
+                "UPDATE jobs SET lease_expires_ms = LEAST(COALESCE(lease_expires_ms, ?), ?) \
+                 WHERE id = ? AND attempt = ? AND worker_id = ? AND state IN ('assigned', 'running')",
+            )
+            .bind(now + window)
+            .bind(now + window)
+            .bind(job_id)
+            .bind(attempt)
+            .bind(self.id)
+            .execute(pool)
+            .await;
+            if let Err(error) = res {
+                tracing::warn!(%error, job_id, "cannot shorten lease of a lost worker's job");
+            }
+        }
+        tracing::info!(worker = %self.name, jobs = held.len(), "worker disconnected");
+    }
+}
+
+impl Ctx {
+    fn hub_tx(&self, worker_id: &str) -> crate::hub::SocketTx {
+        self.hub.worker_tx(worker_id).unwrap_or_else(|| tokio::sync::mpsc::unbounded_channel().0)
+    }
+}
+
+/// Decide how an attempt ends (§5.1) and write it: stage-1 hand-off, completion (usage counted
+/// once) or failure. Runs in the caller's transaction with the job locked.
+async fn end_attempt(
+    tx: &mut MySqlConnection,
+    job: &Job,
+    success: bool,
+    needs_finishing: Option<&str>,
+    error: Option<&str>,
+    reported_artifacts: usize,
+) -> anyhow::Result<Ending> {
+    let clean_success = success && !job.error_reported && !job.cancel_requested;
+    if clean_success {
+        if let Some(x) = needs_finishing.filter(|x| matches!(*x, "windows" | "ios" | "macos")) {
+            let bundle: Option<String> = sqlx::query_scalar("SELECT id FROM artifacts WHERE job_id = ? AND attempt = ? AND target = ? LIMIT 1")
+                .bind(&job.id)
+                .bind(job.attempt)
+                .bind(format!("{x}-precompiled"))
+                .fetch_optional(&mut *tx)
+                .await?;
+            if bundle.is_none() {
+                let msg = format!("Stage 1 finished without uploading the {x}-precompiled bundle");
+                jobs::finish_failed(tx, job, state::FAILED, &msg).await?;
+                return Ok(Ending::Failed);
+            }
+            sqlx::query(
+                "UPDATE jobs SET state = 'finishing', needs_finishing = ?, token_hash = NULL, lease_expires_ms = NULL, \
+                 worker_id = NULL WHERE id = ?",
+            )
+            .bind(x)
+            .bind(&job.id)
+            .execute(&mut *tx)
+            .await?;
+            outbox::enqueue(tx, &Message::StageFinished { job_id: job.id.clone(), attempt: job.attempt }).await?;
+            return Ok(Ending::Finishing);
+        }
+        let artifacts = jobs::visible_artifacts(tx, &job.id).await?;
+        let published: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM job_events WHERE job_id = ? AND kind = 'published'")
+            .bind(&job.id)
+            .fetch_one(&mut *tx)
+            .await?;
+        if !artifacts.is_empty() || published > 0 {
+            complete_job(tx, job, artifacts).await?;
+            return Ok(Ending::Completed);
+        }
+        let note = if reported_artifacts > 0 {
+            "Build reported artifacts but none was uploaded to the hub"
+        } else {
+            "Build reported success but no artifact was uploaded"
+        };
+        let log = Outgoing::Log { job_id: job.id.clone(), stage: "complete".into(), line: note.into(), stream: "stderr".into() };
+        jobs::emit(tx, &job.id, &log).await?;
+        jobs::finish_failed(tx, job, state::FAILED, note).await?;
+        return Ok(Ending::Failed);
+    }
+    let final_state = if job.cancel_requested { state::CANCELLED } else { state::FAILED };
+    let message = match (job.cancel_requested, error) {
+        (true, _) => "Build cancelled".to_owned(),
+        (false, Some(e)) if !e.is_empty() => format!("Build failed: {e}"),
+        _ => "Build failed".to_owned(),
+    };
+    sqlx::query("UPDATE jobs SET failure_kind = 'build' WHERE id = ?").bind(&job.id).execute(&mut *tx).await?;
+    jobs::finish_failed(tx, job, final_state, &message).await?;
+    Ok(Ending::Failed)
+}
+
+/// Mark the job completed, count the publish once, and send the final `complete`.
+async fn complete_job(tx: &mut MySqlConnection, job: &Job, artifacts: Vec<ArtifactInfo>) -> anyhow::Result<()> {
+    let now = now_ms();
+    let counted = sqlx::query(
+        "UPDATE jobs SET state = 'completed', finished_ms = ?, credentials_enc = NULL, token_hash = NULL, \
+         lease_expires_ms = NULL, usage_counted = TRUE WHERE id = ? AND usage_counted = FALSE",
+    )
+    .bind(now)
+    .bind(&job.id)
+    .execute(&mut *tx)
+    .await?;
+    if counted.rows_affected() == 1 {
+        sqlx::query("INSERT INTO license_usage (license_id, period, publishes) VALUES (?, ?, 1) ON DUPLICATE KEY UPDATE publishes = publishes + 1")
+            .bind(job.license_id)
+            .bind(shared::clock::period_of(now))
+            .execute(&mut *tx)
+            .await?;
+    }
+    let frame = Outgoing::Complete { job_id: job.id.clone(), success: true, duration_secs: job.duration_secs(), artifacts };
+    jobs::emit(tx, &job.id, &frame).await?;
+    shared::metrics::get().jobs_finished.get_or_create(&shared::metrics::label("state", state::COMPLETED)).inc();
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capabilities_are_lowercased_filtered_and_defaulted() {
+        assert_eq!(normalize_capabilities(None), vec!["macos"]);
+        let caps = normalize_capabilities(Some(vec!["Linux".into(), "android".into(), "bogus".into(), "linux".into(), "windows-sign".into()]));
+        assert_eq!(caps, vec!["linux", "android", "windows-sign"]);
+    }
+
+    #[test]
+    fn concurrency_is_clamped() {
+        assert_eq!(clamp_concurrency(None), 1);
+        assert_eq!(clamp_concurrency(Some(0)), 1);
+        assert_eq!(clamp_concurrency(Some(-5)), 1);
+        assert_eq!(clamp_concurrency(Some(4)), 4);
+        assert_eq!(clamp_concurrency(Some(1000)), 16);
+    }
+}

@@ -1,0 +1,209 @@
+//! WebSocket plumbing: the upgrade (with small, explicit buffers), the writer task with pings
+//! and liveness, and role detection: the first valid frame makes a worker (`worker_hello`) or a
+//! subscriber (`subscribe`); anything else closes the connection.
+
+use std::{
+    net::SocketAddr,
+    sync::{
+        atomic::{AtomicI64, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use axum::{
+    extract::{
+        ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade},
+        State,
+    },
+    response::Response,
+};
+use futures_util::{
+    stream::{SplitSink, SplitStream},
+    SinkExt, StreamExt,
+};
+use shared::{
+    clock::now_ms,
+    http::PeerAddr,
+    metrics::{self, label},
+    protocol::{parse_incoming, FrameError, Incoming},
+};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::{hub::SocketTx, Ctx};
+
+/// Close code for policy violations (bad secret, wrong first frame).
+pub const CLOSE_POLICY: u16 = 1008;
+
+/// Accept `/ws` (and any path on the legacy port).
+pub async fn upgrade(State(ctx): State<Ctx>, PeerAddr(addr): PeerAddr, ws: WebSocketUpgrade) -> Response {
+    let max = ctx.settings.max_message_bytes;
+    // Small explicit buffers: an idle connection costs a few KiB instead of tungstenite's
+    // 128 KiB read + 128 KiB write defaults. Frames over `max` close the socket (1009).
+    ws.read_buffer_size(4 * 1024)
+        .write_buffer_size(0)
+        .max_write_buffer_size(max.saturating_mul(2))
+        .max_message_size(max)
+        .max_frame_size(max)
+        .on_upgrade(move |socket| handle(ctx, socket, addr))
+}
+
+/// One side of a connection after the handshake.
+pub struct Conn {
+    /// Frames to send.
+    pub tx: SocketTx,
+    /// Incoming frames.
+    pub stream: SplitStream<WebSocket>,
+    /// Cancelled when the connection ends (either side).
+    pub closed: CancellationToken,
+    /// Last time anything arrived (ms).
+    pub last_seen: Arc<AtomicI64>,
+    /// Peer address.
+    pub addr: Option<SocketAddr>,
+}
+
+impl Conn {
+    /// Next frame (None when closed). Updates liveness.
+    pub async fn next(&mut self) -> Option<Message> {
+        let msg = tokio::select! {
+            () = self.closed.cancelled() => None,
+            m = self.stream.next() => m,
+        };
+        match msg {
+            Some(Ok(Message::Close(_)) | Err(_)) | None => {
+                self.closed.cancel();
+                None
+            }
+            Some(Ok(m)) => {
+                self.last_seen.store(now_ms(), Ordering::Relaxed);
+                Some(m)
+            }
+        }
+    }
+
+    /// Close with a code and reason (after flushing queued frames).
+    pub fn close(&self, code: u16, reason: &str) {
+        let _ = self.tx.send(Message::Close(Some(CloseFrame { code, reason: reason.to_owned().into() })));
+    }
+}
+
+/// A decoded text frame, or why it was skipped.
+pub fn decode(msg: &Message) -> Option<Result<Incoming, FrameError>> {
+    match msg {
+        Message::Text(t) => Some(parse_incoming(t.as_str())),
+        _ => None,
+    }
+}
+
+/// Count an ignored frame.
+pub fn ignored(reason: &str) {
+    metrics::get().frames_ignored.get_or_create(&label("reason", reason)).inc();
+}
+
+async fn handle(ctx: Ctx, socket: WebSocket, addr: Option<SocketAddr>) {
+    let (sink, stream) = socket.split();
+    let (tx, rx) = mpsc::unbounded_channel();
+    let closed = CancellationToken::new();
+    let last_seen = Arc::new(AtomicI64::new(now_ms()));
+    let writer = tokio::spawn(write_loop(sink, rx, closed.clone(), last_seen.clone(), ctx.settings.clone()));
+    let mut conn = Conn { tx, stream, closed: closed.clone(), last_seen, addr };
+    let gauge = |role: &str| metrics::get().ws_connections.get_or_create(&label("role", role)).clone();
+    gauge("unidentified").inc();
+    let first = identify(&ctx, &mut conn).await;
+    gauge("unidentified").dec();
+    match first {
+        Some(Incoming::WorkerHello { secret, capabilities, name, max_concurrent, perry_version }) => {
+            let hello = crate::worker::Hello {
+                secret: secret.map(|s| s.into_inner()),
+                capabilities,
+                name,
+                max_concurrent,
+                perry_version,
+            };
+            gauge("worker").inc();
+            crate::worker::run(&ctx, &mut conn, hello).await;
+            gauge("worker").dec();
+        }
+        Some(Incoming::Subscribe { job_id }) => {
+            gauge("cli").inc();
+            crate::subscriber::run(&ctx, &mut conn, job_id).await;
+            gauge("cli").dec();
+        }
+        Some(other) => {
+            ignored("wrong_first_frame");
+            tracing::debug!(kind = other.kind(), "first frame was neither worker_hello nor subscribe; closing");
+            conn.close(CLOSE_POLICY, "first message must be worker_hello or subscribe");
+        }
+        None => {}
+    }
+    // Let the writer flush a pending close frame, then stop it.
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        drop(conn.tx);
+        closed.cancelled().await;
+    })
+    .await;
+    closed.cancel();
+    let _ = writer.await;
+}
+
+/// Wait for the first valid frame. Non-JSON, binary and malformed frames are ignored and do
+/// not count; silence past the identify timeout closes the connection.
+async fn identify(ctx: &Ctx, conn: &mut Conn) -> Option<Incoming> {
+    let deadline = Duration::from_secs(ctx.settings.identify_secs);
+    let found = tokio::time::timeout(deadline, async {
+        while let Some(msg) = conn.next().await {
+            match decode(&msg) {
+                Some(Ok(incoming)) => return Some(incoming),
+                Some(Err(e)) => ignored(e.code()),
+                None => {}
+            }
+        }
+        None
+    })
+    .await;
+    match found {
+        Ok(f) => f,
+        Err(_) => {
+            conn.close(CLOSE_POLICY, "no worker_hello or subscribe within the identify timeout");
+            None
+        }
+    }
+}
+
+/// Send queued frames; ping every `ping_secs`; close after `silence_secs` without traffic.
+async fn write_loop(
+    mut sink: SplitSink<WebSocket, Message>,
+    mut rx: mpsc::UnboundedReceiver<Message>,
+    closed: CancellationToken,
+    last_seen: Arc<AtomicI64>,
+    settings: Arc<crate::Settings>,
+) {
+    let mut ping = tokio::time::interval(Duration::from_secs(settings.ping_secs));
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ping.tick().await;
+    let silence_ms = i64::try_from(settings.silence_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+    loop {
+        tokio::select! {
+            () = closed.cancelled() => break,
+            msg = rx.recv() => {
+                let Some(msg) = msg else { break };
+                let is_close = matches!(msg, Message::Close(_));
+                if sink.send(msg).await.is_err() || is_close {
+                    break;
+                }
+            }
+            _ = ping.tick() => {
+                if now_ms() - last_seen.load(Ordering::Relaxed) > silence_ms {
+                    let _ = sink.send(Message::Close(Some(CloseFrame { code: 1001, reason: "no traffic".into() }))).await;
+                    break;
+                }
+                if sink.send(Message::Ping(Vec::new().into())).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    let _ = sink.close().await;
+    closed.cancel();
+}

@@ -1,0 +1,121 @@
+//! What every service process needs at run time: the pool, the blob store, broker handles,
+//! the outbox relay, the shutdown token and the task tracker. Built once by `main` (or by a
+//! test) and handed to each service's `start`.
+
+use std::{sync::Arc, time::Duration};
+
+use sqlx::MySqlPool;
+use tokio::sync::Notify;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+use crate::{
+    blob::BlobStore,
+    config::{AmqpConfig, BlobConfig, DbConfig, HubConfig},
+    http::{BlobReady, BrokerReady, DbReady, ReadyCheck},
+    queue::{outbox::Relay, Broker},
+};
+
+/// Shared handles of one process. Cheap to clone.
+#[derive(Clone)]
+pub struct Deps {
+    /// MySQL pool.
+    pub pool: MySqlPool,
+    /// Tarballs and artifacts.
+    pub blob: Arc<dyn BlobStore>,
+    /// Connection for consumers.
+    pub broker: Broker,
+    /// Connection for the outbox relay (publishing).
+    pub publisher: Broker,
+    /// Hub-wide settings.
+    pub hub: Arc<HubConfig>,
+    /// Blob settings (presigning option).
+    pub blob_config: Arc<BlobConfig>,
+    /// Wakes the outbox relay after a commit.
+    pub outbox: Arc<Notify>,
+    /// Cancelled on shutdown.
+    pub cancel: CancellationToken,
+    /// Tracks background tasks so shutdown can wait for them.
+    pub tracker: TaskTracker,
+    relay: Arc<std::sync::Mutex<Option<Relay>>>,
+}
+
+impl std::fmt::Debug for Deps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Deps").field("hub", &self.hub).finish_non_exhaustive()
+    }
+}
+
+impl Deps {
+    /// Connect to MySQL (waiting up to 60 s), open the blob store and prepare the brokers.
+    /// Nothing is spawned yet; call [`Deps::spawn_relay`] in one place per process.
+    pub async fn connect(
+        db: &DbConfig,
+        amqp: &AmqpConfig,
+        blob: &BlobConfig,
+        hub: &HubConfig,
+        cancel: CancellationToken,
+    ) -> anyhow::Result<Self> {
+        let pool = crate::db::connect(db, Duration::from_secs(60)).await?;
+        let store = blob.build().await?;
+        Ok(Self::from_parts(pool, store, amqp, blob, hub, cancel))
+    }
+
+    /// Assemble from existing parts (tests).
+    pub fn from_parts(
+        pool: MySqlPool,
+        blob: Arc<dyn BlobStore>,
+        amqp: &AmqpConfig,
+        blob_config: &BlobConfig,
+        hub: &HubConfig,
+        cancel: CancellationToken,
+    ) -> Self {
+        let publisher = Broker::new(amqp, "publisher");
+        let relay = Relay::new(pool.clone(), publisher.clone());
+        Self {
+            outbox: relay.notifier(),
+            pool,
+            blob,
+            broker: Broker::new(amqp, "consumer"),
+            publisher,
+            hub: Arc::new(hub.clone()),
+            blob_config: Arc::new(blob_config.clone()),
+            cancel,
+            tracker: TaskTracker::new(),
+            relay: Arc::new(std::sync::Mutex::new(Some(relay))),
+        }
+    }
+
+    /// Start the outbox relay (once per process; later calls do nothing).
+    pub fn spawn_relay(&self) {
+        let relay = self.relay.lock().ok().and_then(|mut r| r.take());
+        if let Some(relay) = relay {
+            self.tracker.spawn(relay.run(self.cancel.clone()));
+        }
+    }
+
+    /// Wake the relay after committing outbox rows.
+    pub fn notify_outbox(&self) {
+        self.outbox.notify_one();
+    }
+
+    /// Readiness checks for MySQL, RabbitMQ and the blob store.
+    pub fn ready_checks(&self) -> Vec<Arc<dyn ReadyCheck>> {
+        vec![
+            Arc::new(DbReady(self.pool.clone())),
+            Arc::new(BrokerReady(self.publisher.clone())),
+            Arc::new(BlobReady(self.blob.clone())),
+        ]
+    }
+
+    /// Cancel background work and wait (up to `grace`) for it to finish; close connections.
+    pub async fn shutdown(&self, grace: Duration) {
+        self.cancel.cancel();
+        self.tracker.close();
+        if tokio::time::timeout(grace, self.tracker.wait()).await.is_err() {
+            tracing::warn!("background tasks did not stop within {grace:?}");
+        }
+        self.broker.close().await;
+        self.publisher.close().await;
+        self.pool.close().await;
+    }
+}
