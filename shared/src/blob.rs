@@ -490,18 +490,14 @@ impl BlobStore for FsBlobStore {
         let mut guard = TempFileGuard {
             path: Some(tmp_path.clone()),
         };
-        let open = || {
-            tokio::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&tmp_path)
-        };
-        let file = match open().await {
+        let mut options = tokio::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        let file = match options.open(&tmp_path).await {
             Ok(file) => file,
             Err(err) if err.kind() == io::ErrorKind::NotFound => {
                 // The temp dir was removed behind our back: recreate it once.
                 tokio::fs::create_dir_all(&self.tmp).await?;
-                open().await?
+                options.open(&tmp_path).await?
             }
             Err(err) => return Err(err.into()),
         };
@@ -2105,6 +2101,36 @@ mod tests {
             .send()
             .await
             .is_err()
+    }
+
+    #[tokio::test]
+    async fn s3_pending_upload_detection_is_meaningful() {
+        // Sanity check of the helper the "nothing left behind" tests rely on.
+        let store = s3_store("").await;
+        let created = store
+            .client
+            .create_multipart_upload()
+            .bucket(&store.bucket)
+            .key("artifacts/live")
+            .send()
+            .await
+            .expect("create upload");
+        let id = created.upload_id().expect("id").to_owned();
+        let dir = s3_data_dir();
+        if dir.is_dir() {
+            assert!(dir.join(format!(".upload-{id}.json")).exists());
+        }
+        assert!(!upload_is_gone(&store, "artifacts/live", &id).await || !dir.is_dir());
+        // (upload_is_gone aborted it through the API when the data dir was not visible.)
+        let mut guard = MultipartGuard {
+            client: store.client.clone(),
+            bucket: store.bucket.clone(),
+            key: "artifacts/live".into(),
+            upload_id: Some(id.clone()),
+        };
+        guard.abort().await;
+        assert!(upload_is_gone(&store, "artifacts/live", &id).await);
+        drop_bucket(&store).await;
     }
 
     async fn assert_nothing_left(store: &S3BlobStore, key: &str) {

@@ -1,1 +1,411 @@
+//! Test harness for Perry Hub: an in-process hub (all four services) on a random port against
+//! real MariaDB, RabbitMQ and S3, with a fresh database, queue prefix and bucket per test; plus
+//! simulated workers and CLIs that speak the wire protocol over real sockets.
 
+use std::{sync::Arc, time::Duration};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use shared::{
+    auth,
+    blob::{BlobStore, PutOptions},
+    clock::now_ms,
+    config::{AmqpConfig, BlobConfig, HubConfig},
+    runtime::Deps,
+    testing::{self, TestDb},
+};
+use tokio::net::TcpListener;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_util::sync::CancellationToken;
+
+/// How long tests wait for an expected event before failing.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// Options of a test hub.
+#[derive(Default)]
+pub struct HubOptions {
+    /// Use the filesystem store instead of S3.
+    pub fs_blobs: bool,
+    /// Dispatcher timing.
+    pub dispatcher: Option<dispatcher::Settings>,
+    /// Finisher settings (None: defaults).
+    pub finisher: Option<finisher::Settings>,
+    /// Do not start the finisher.
+    pub no_finisher: bool,
+    /// Share the database, queue prefix and bucket of another hub (a second replica).
+    pub replica_of: Option<(shared::config::DbConfig, AmqpConfig, BlobConfig)>,
+    /// Adjust the hub configuration.
+    pub hub: Option<Box<dyn FnOnce(&mut HubConfig) + Send>>,
+}
+
+/// A running in-process hub.
+pub struct TestHub {
+    /// The test database (None for a replica, which shares its primary's).
+    pub db: Option<TestDb>,
+    /// Shared handles (pool, blob store, brokers).
+    pub deps: Deps,
+    /// AMQP settings (unique prefix).
+    pub amqp: AmqpConfig,
+    /// Blob settings.
+    pub blob_config: BlobConfig,
+    /// `http://127.0.0.1:<port>`.
+    pub base_url: String,
+    /// HTTP client.
+    pub http: reqwest::Client,
+    /// The dispatcher context.
+    pub dispatcher: dispatcher::Ctx,
+    cancel: CancellationToken,
+    server: tokio::task::JoinHandle<()>,
+    _fs_dir: Option<tempdir::TempDir>,
+}
+
+/// Minimal temporary directory (removed on drop).
+pub mod tempdir {
+    /// A directory removed on drop.
+    #[derive(Debug)]
+    pub struct TempDir(pub std::path::PathBuf);
+    impl TempDir {
+        /// Create a fresh directory under the system temp dir.
+        pub fn new(prefix: &str) -> Self {
+            let p = std::env::temp_dir().join(format!("{prefix}-{}", uuid::Uuid::new_v4().simple()));
+            std::fs::create_dir_all(&p).expect("create temp dir");
+            Self(p)
+        }
+    }
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+impl TestHub {
+    /// A hub with the S3 store and default settings.
+    pub async fn start() -> Self {
+        Self::start_with(HubOptions::default()).await
+    }
+
+    /// A hub with options.
+    pub async fn start_with(opts: HubOptions) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let base_url = format!("http://{}", listener.local_addr().expect("addr"));
+        let mut hub_config = testing::hub_config(&base_url);
+        if let Some(f) = opts.hub {
+            f(&mut hub_config);
+        }
+        let mut fs_dir = None;
+        let (db, db_config, amqp, blob_config) = match opts.replica_of {
+            Some((db, amqp, blob)) => (None, db, amqp, blob),
+            None => {
+                let db = TestDb::new().await;
+                let cfg = db.config.clone();
+                let blob = if opts.fs_blobs {
+                    let dir = tempdir::TempDir::new("perry-blobs");
+                    let b = fs_blob_config(&dir.0);
+                    fs_dir = Some(dir);
+                    b
+                } else {
+                    let (_, settings) = testing::s3_store().await;
+                    testing::s3_blob_config(&settings)
+                };
+                (Some(db), cfg, testing::amqp_config(), blob)
+            }
+        };
+        let cancel = CancellationToken::new();
+        let pool = shared::db::connect(&db_config, Duration::from_secs(10)).await.expect("pool");
+        let store = blob_config.build().await.expect("blob store");
+        let deps = Deps::from_parts(pool, store, &amqp, &blob_config, &hub_config, cancel.clone());
+        deps.spawn_relay();
+        let dispatch = dispatcher::start(&deps, opts.dispatcher.unwrap_or_default()).expect("dispatcher");
+        if !opts.no_finisher {
+            finisher::start(&deps, opts.finisher.unwrap_or_else(finisher_settings)).expect("finisher");
+        }
+        let app = ingest::router(ingest::AppState::new(&deps, ingest_settings()).expect("ingest"))
+            .merge(download::router(download::AppState::new(&deps)))
+            .merge(dispatcher::router(dispatch.clone()))
+            .merge(shared::http::health_router(deps.ready_checks()));
+        let app = shared::http::finish_router(app);
+        let c = cancel.clone();
+        let server = tokio::spawn(async move {
+            let _ = shared::http::serve(listener, app, async move { c.cancelled().await }).await;
+        });
+        Self {
+            db,
+            deps,
+            amqp,
+            blob_config,
+            base_url,
+            http: reqwest::Client::new(),
+            dispatcher: dispatch,
+            cancel,
+            server,
+            _fs_dir: fs_dir,
+        }
+    }
+
+    /// Start a second replica sharing this hub's database, broker prefix and bucket.
+    pub async fn replica(&self) -> Self {
+        Self::start_with(HubOptions {
+            replica_of: Some((self.db().config.clone(), self.amqp.clone(), self.blob_config.clone())),
+            ..HubOptions::default()
+        })
+        .await
+    }
+
+    /// The test database.
+    pub fn db(&self) -> &TestDb {
+        self.db.as_ref().expect("replicas share their primary's database")
+    }
+
+    /// The pool.
+    pub fn pool(&self) -> &sqlx::MySqlPool {
+        &self.deps.pool
+    }
+
+    /// Absolute URL of a path.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+
+    /// `ws://.../ws`.
+    pub fn ws_url(&self) -> String {
+        format!("{}/ws", self.base_url.replacen("http://", "ws://", 1))
+    }
+
+    /// The worker secret.
+    pub fn worker_secret(&self) -> String {
+        self.deps.hub.worker_secret.expose().to_owned()
+    }
+
+    /// The admin secret.
+    pub fn admin_secret(&self) -> String {
+        self.deps.hub.admin_secret.expose().to_owned()
+    }
+
+    /// Stop the hub and drop its resources (database and broker objects for a primary).
+    pub async fn stop(self) {
+        self.deps.shutdown(Duration::from_secs(5)).await;
+        self.cancel.cancel();
+        let _ = self.server.await;
+        if let Some(db) = self.db {
+            testing::cleanup_amqp(&self.amqp).await;
+            db.drop_db().await;
+        }
+    }
+
+    /// Insert a license directly; returns (key, id).
+    pub async fn insert_license(&self, tier: &str) -> (String, i64) {
+        let prefix = if tier == "pro" { "PRO" } else { "FREE" };
+        let (key, hash) = auth::new_license_key(prefix);
+        let res = sqlx::query("INSERT INTO licenses (key_hash, tier, device_bound, created_ms) VALUES (?, ?, TRUE, ?)")
+            .bind(&hash[..])
+            .bind(tier)
+            .bind(now_ms())
+            .execute(self.pool())
+            .await
+            .expect("insert license");
+        (key, i64::try_from(res.last_insert_id()).expect("id"))
+    }
+
+    /// Create a queued job directly (as ingest would), with `tarball` stored; returns its id.
+    pub async fn insert_job(&self, license_id: i64, target: &str, priority: i8, tarball: &[u8], credentials: Value) -> String {
+        let id = uuid::Uuid::new_v4().to_string();
+        let key = shared::jobs::tarball_key(&id);
+        let stream = shared::blob::stream_from_bytes(tarball.to_vec());
+        let put = self.deps.blob.put(&key, stream, PutOptions::new(u64::MAX)).await.expect("put tarball");
+        let manifest = json!({"app_name":"app","bundle_id":"com.example.app","version":"1.0.0","entry":"src/main.ts","targets":[target]});
+        let key_bytes = self.deps.hub.credentials_key().expect("key");
+        let sealed = auth::CredentialCipher::new(&key_bytes).seal(credentials.to_string().as_bytes(), id.as_bytes()).expect("seal");
+        let now = now_ms();
+        let mut tx = self.pool().begin().await.expect("tx");
+        sqlx::query(
+            "INSERT INTO jobs (id, license_id, project, original_target, target, state, priority, manifest, credentials_enc, \
+             input_key, input_size, input_sha256, enqueued_ms, created_ms) VALUES (?, ?, 'com.example.app', ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&id)
+        .bind(license_id)
+        .bind(target)
+        .bind(target)
+        .bind(priority)
+        .bind(manifest.to_string())
+        .bind(sealed)
+        .bind(&key)
+        .bind(i64::try_from(put.size).expect("size"))
+        .bind(hex::encode(put.sha256))
+        .bind(now)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .expect("insert job");
+        shared::jobs::announce_queued(&mut tx, &id, target, 0, priority).await.expect("announce");
+        tx.commit().await.expect("commit");
+        self.deps.notify_outbox();
+        id
+    }
+
+    /// A job's state.
+    pub async fn job_state(&self, job_id: &str) -> String {
+        sqlx::query_scalar("SELECT state FROM jobs WHERE id = ?").bind(job_id).fetch_one(self.pool()).await.expect("job state")
+    }
+
+    /// Wait until a job reaches `state`.
+    pub async fn wait_state(&self, job_id: &str, state: &str) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let s = self.job_state(job_id).await;
+            if s == state {
+                return;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "job {job_id} stuck in {s}, expected {state}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Connect a worker with the right secret.
+    pub async fn worker(&self, name: &str, caps: &[&str], max: u32) -> FakeWorker {
+        FakeWorker::connect(&self.ws_url(), json!({"type":"worker_hello","name":name,"secret":self.worker_secret(),"capabilities":caps,"max_concurrent":max,"perry_version":"0.5.0"})).await
+    }
+
+    /// Connect a CLI subscribed to `job_id`.
+    pub async fn cli(&self, job_id: &str) -> WsClient {
+        let mut c = WsClient::connect(&self.ws_url()).await;
+        c.send(json!({"type":"subscribe","job_id":job_id})).await;
+        c
+    }
+}
+
+/// Blob settings for a filesystem store in `dir`.
+pub fn fs_blob_config(dir: &std::path::Path) -> BlobConfig {
+    BlobConfig {
+        backend: shared::config::BlobBackend::Fs,
+        dir: dir.to_path_buf(),
+        s3_bucket: String::new(),
+        s3_endpoint: None,
+        s3_region: "us-east-1".into(),
+        s3_access_key_id: String::new(),
+        s3_secret_access_key: shared::config::Secret::default(),
+        s3_key_prefix: String::new(),
+        s3_checksum_when_required: false,
+        s3_presign_downloads: false,
+    }
+}
+
+/// Ingest settings for tests.
+pub fn ingest_settings() -> ingest::Settings {
+    use clap::Parser;
+    #[derive(Parser)]
+    struct P {
+        #[command(flatten)]
+        s: ingest::Settings,
+    }
+    P::parse_from(["test"]).s
+}
+
+/// Finisher settings for tests (fast sweeps).
+pub fn finisher_settings() -> finisher::Settings {
+    use clap::Parser;
+    #[derive(Parser)]
+    struct P {
+        #[command(flatten)]
+        s: finisher::Settings,
+    }
+    P::parse_from(["test", "--sweep-secs", "1"]).s
+}
+
+/// A WebSocket client speaking JSON frames.
+pub struct WsClient {
+    ws: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+}
+
+impl WsClient {
+    /// Connect.
+    pub async fn connect(url: &str) -> Self {
+        let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("ws connect");
+        Self { ws }
+    }
+
+    /// Send a JSON frame.
+    pub async fn send(&mut self, v: Value) {
+        self.ws.send(WsMessage::Text(v.to_string().into())).await.expect("ws send");
+    }
+
+    /// Send a raw message.
+    pub async fn send_raw(&mut self, m: WsMessage) {
+        self.ws.send(m).await.expect("ws send");
+    }
+
+    /// Next JSON frame within [`WAIT`]; None when the socket closed.
+    pub async fn recv(&mut self) -> Option<Value> {
+        self.recv_within(WAIT).await.expect("timed out waiting for a frame")
+    }
+
+    /// Next JSON frame within `d`: Err on timeout, Ok(None) when closed.
+    pub async fn recv_within(&mut self, d: Duration) -> Result<Option<Value>, ()> {
+        let deadline = tokio::time::Instant::now() + d;
+        loop {
+            let next = tokio::time::timeout_at(deadline, self.ws.next()).await.map_err(|_| ())?;
+            match next {
+                Some(Ok(WsMessage::Text(t))) => return Ok(Some(serde_json::from_str(t.as_str()).expect("json frame"))),
+                Some(Ok(WsMessage::Close(_)) | Err(_)) | None => return Ok(None),
+                Some(Ok(_)) => {}
+            }
+        }
+    }
+
+    /// The close frame's code and reason (skipping other frames).
+    pub async fn closed(&mut self) -> Option<(u16, String)> {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            match tokio::time::timeout_at(deadline, self.ws.next()).await.expect("timed out waiting for close") {
+                Some(Ok(WsMessage::Close(Some(f)))) => return Some((f.code.into(), f.reason.to_string())),
+                Some(Ok(WsMessage::Close(None))) | None | Some(Err(_)) => return None,
+                Some(Ok(_)) => {}
+            }
+        }
+    }
+
+    /// Receive frames until one of type `t` arrives; returns it (panics on close/timeout).
+    pub async fn expect(&mut self, t: &str) -> Value {
+        loop {
+            let f = self.recv().await.unwrap_or_else(|| panic!("socket closed while waiting for {t}"));
+            if f["type"] == t {
+                return f;
+            }
+        }
+    }
+
+    /// Close the socket.
+    pub async fn close(mut self) {
+        let _ = self.ws.close(None).await;
+    }
+}
+
+/// A simulated build worker.
+pub struct FakeWorker {
+    /// The socket.
+    pub ws: WsClient,
+}
+
+impl FakeWorker {
+    /// Connect and say hello.
+    pub async fn connect(url: &str, hello: Value) -> Self {
+        let mut ws = WsClient::connect(url).await;
+        ws.send(hello).await;
+        Self { ws }
+    }
+
+    /// Wait for the next `job_assign`.
+    pub async fn assignment(&mut self) -> Value {
+        self.ws.expect("job_assign").await
+    }
+
+    /// Send a frame.
+    pub async fn send(&mut self, v: Value) {
+        self.ws.send(v).await;
+    }
+}
+
+/// Put bytes into a store.
+pub async fn put_bytes(store: &Arc<dyn BlobStore>, key: &str, data: Vec<u8>) {
+    store.put(key, shared::blob::stream_from_bytes(data), PutOptions::new(u64::MAX)).await.expect("put");
+}

@@ -1,1 +1,8 @@
+//! Integration scenarios against real MariaDB, RabbitMQ and S3 (one test binary).
 
+mod blob;
+mod dispatcher;
+mod download;
+mod finisher;
+mod foundation;
+mod ingest;
