@@ -13,7 +13,7 @@ CREATE TABLE accounts (
     created_ms             BIGINT       NOT NULL,
     deleted_ms             BIGINT       NULL,
     UNIQUE KEY uq_accounts_github_id (github_id)
-) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_unicode_ci;
 
 CREATE TABLE api_tokens (
     id          BIGINT     NOT NULL AUTO_INCREMENT PRIMARY KEY,
@@ -24,7 +24,7 @@ CREATE TABLE api_tokens (
     UNIQUE KEY uq_api_tokens_hash (token_hash),
     KEY ix_api_tokens_account (account_id),
     CONSTRAINT fk_api_tokens_account FOREIGN KEY (account_id) REFERENCES accounts (id)
-) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_unicode_ci;
 
 CREATE TABLE licenses (
     id               BIGINT       NOT NULL AUTO_INCREMENT PRIMARY KEY,
@@ -38,7 +38,7 @@ CREATE TABLE licenses (
     UNIQUE KEY uq_licenses_key_hash (key_hash),
     KEY ix_licenses_account (account_id, id),
     CONSTRAINT fk_licenses_account FOREIGN KEY (account_id) REFERENCES accounts (id)
-) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_unicode_ci;
 
 -- Completed publishes per license and UTC month.
 CREATE TABLE license_usage (
@@ -47,7 +47,7 @@ CREATE TABLE license_usage (
     publishes   INT     NOT NULL DEFAULT 0,
     PRIMARY KEY (license_id, period),
     CONSTRAINT fk_usage_license FOREIGN KEY (license_id) REFERENCES licenses (id)
-) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_unicode_ci;
 
 -- Rolling-window rate limiting: one row per accepted hit, per bucket
 -- (e.g. "build:<license_id>", "register:addr:<ip>").
@@ -57,7 +57,7 @@ CREATE TABLE rate_events (
     at_ms   BIGINT       NOT NULL,
     KEY ix_rate_events_bucket (bucket, at_ms),
     KEY ix_rate_events_at (at_ms)
-) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_unicode_ci;
 
 -- One row per job. Stage 2 of a two-stage build (e.g. windows -> windows-sign) is the same job
 -- requeued with stage = 2, target = '<x>-sign' and the stage-1 bundle as its input.
@@ -103,7 +103,7 @@ CREATE TABLE jobs (
     KEY ix_jobs_license (license_id, state),
     KEY ix_jobs_finished (finished_ms),
     CONSTRAINT fk_jobs_license FOREIGN KEY (license_id) REFERENCES licenses (id)
-) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_unicode_ci;
 
 -- Every event of a job, in order, for replay to late subscribers.
 CREATE TABLE job_events (
@@ -114,7 +114,7 @@ CREATE TABLE job_events (
     created_ms  BIGINT      NOT NULL,
     PRIMARY KEY (job_id, seq),
     KEY ix_job_events_created (created_ms)
-) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_unicode_ci;
 
 CREATE TABLE artifacts (
     id          CHAR(36)     NOT NULL PRIMARY KEY,
@@ -130,7 +130,7 @@ CREATE TABLE artifacts (
     expires_ms  BIGINT       NOT NULL,
     KEY ix_artifacts_job (job_id),
     KEY ix_artifacts_expires (expires_ms)
-) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_unicode_ci;
 
 CREATE TABLE download_tokens (
     token_hash   BINARY(32) NOT NULL PRIMARY KEY,
@@ -140,7 +140,7 @@ CREATE TABLE download_tokens (
     used_ms      BIGINT     NULL,
     KEY ix_download_tokens_expires (expires_ms),
     KEY ix_download_tokens_artifact (artifact_id)
-) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_unicode_ci;
 
 -- Audit trail of every byte read: artifact downloads and worker tarball fetches.
 CREATE TABLE downloads (
@@ -155,7 +155,7 @@ CREATE TABLE downloads (
     at_ms        BIGINT       NOT NULL,
     KEY ix_downloads_job (job_id),
     KEY ix_downloads_at (at_ms)
-) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_unicode_ci;
 
 -- Worker presence: one row per worker connection.
 CREATE TABLE workers (
@@ -173,13 +173,13 @@ CREATE TABLE workers (
     disconnected_ms  BIGINT       NULL,
     KEY ix_workers_connected (disconnected_ms, last_seen_ms),
     KEY ix_workers_name (name)
-) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_unicode_ci;
 
 CREATE TABLE settings (
     name        VARCHAR(64) NOT NULL PRIMARY KEY,
     value       TEXT        NOT NULL,
     updated_ms  BIGINT      NOT NULL
-) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_unicode_ci;
 
 -- Power state of on-demand VMs (the Windows signing VM).
 CREATE TABLE vm_state (
@@ -189,7 +189,7 @@ CREATE TABLE vm_state (
     last_work_ms  BIGINT       NULL,
     last_error    TEXT         NULL,
     updated_ms    BIGINT       NOT NULL
-) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_unicode_ci;
 
 -- Messages written in the same transaction as the state change they announce; a relay
 -- publishes them to RabbitMQ with publisher confirms and stamps sent_ms.
@@ -202,13 +202,13 @@ CREATE TABLE outbox (
     created_ms   BIGINT       NOT NULL,
     sent_ms      BIGINT       NULL,
     KEY ix_outbox_pending (sent_ms, id)
-) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_unicode_ci;
 
 -- Named locks for periodic sweeps (SELECT ... FOR UPDATE on the row serialises replicas).
 CREATE TABLE sweep_locks (
     name        VARCHAR(64) NOT NULL PRIMARY KEY,
     last_run_ms BIGINT      NOT NULL DEFAULT 0
-) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_unicode_ci;
 
 INSERT INTO sweep_locks (name, last_run_ms) VALUES
     ('reaper', 0), ('retention', 0), ('vm', 0), ('outbox', 0), ('wait_timeout', 0);

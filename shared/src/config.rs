@@ -73,25 +73,25 @@ fn parse_bool_flag(s: &str) -> Result<bool, String> {
 #[derive(Debug, Clone, Args)]
 pub struct DbConfig {
     /// Full MySQL URL (mysql://user:pass@host:port/db); overrides the PERRY_DB_* parts.
-    #[arg(long = "database-url", env = "DATABASE_URL", hide_env_values = true)]
+    #[arg(id = "database-url", long = "database-url", env = "DATABASE_URL", hide_env_values = true)]
     pub url: Option<Secret>,
     /// MySQL host.
-    #[arg(long = "db-host", env = "PERRY_DB_HOST", default_value = "localhost")]
+    #[arg(id = "db-host", long = "db-host", env = "PERRY_DB_HOST", default_value = "localhost")]
     pub host: String,
     /// MySQL port.
-    #[arg(long = "db-port", env = "PERRY_DB_PORT", default_value_t = 3306)]
+    #[arg(id = "db-port", long = "db-port", env = "PERRY_DB_PORT", default_value_t = 3306)]
     pub port: u16,
     /// MySQL user.
-    #[arg(long = "db-user", env = "PERRY_DB_USER", default_value = "perry")]
+    #[arg(id = "db-user", long = "db-user", env = "PERRY_DB_USER", default_value = "perry")]
     pub user: String,
     /// MySQL password.
-    #[arg(long = "db-password", env = "PERRY_DB_PASSWORD", default_value = "", hide_env_values = true, hide_default_value = true)]
+    #[arg(id = "db-password", long = "db-password", env = "PERRY_DB_PASSWORD", default_value = "", hide_env_values = true, hide_default_value = true)]
     pub password: Secret,
     /// MySQL database name.
-    #[arg(long = "db-name", env = "PERRY_DB_NAME", default_value = "perry_hub")]
+    #[arg(id = "db-name", long = "db-name", env = "PERRY_DB_NAME", default_value = "perry_hub")]
     pub name: String,
     /// Maximum pooled connections per process.
-    #[arg(long = "db-max-connections", env = "PERRY_DB_MAX_CONNECTIONS", default_value_t = 20)]
+    #[arg(id = "db-max-connections", long = "db-max-connections", env = "PERRY_DB_MAX_CONNECTIONS", default_value_t = 20)]
     pub max_connections: u32,
 }
 
@@ -132,13 +132,13 @@ impl DbConfig {
 #[derive(Debug, Clone, Args)]
 pub struct AmqpConfig {
     /// AMQP URL of the broker.
-    #[arg(long = "amqp-url", env = "AMQP_URL", default_value = "amqp://guest:guest@127.0.0.1:5672/%2f", hide_env_values = true)]
+    #[arg(id = "amqp-url", long = "amqp-url", env = "AMQP_URL", default_value = "amqp://guest:guest@127.0.0.1:5672/%2f", hide_env_values = true)]
     pub url: Secret,
     /// Prefix for every exchange and queue name (lets several hubs or tests share a broker).
-    #[arg(long = "amqp-prefix", env = "PERRY_AMQP_PREFIX", default_value = "perry")]
+    #[arg(id = "amqp-prefix", long = "amqp-prefix", env = "PERRY_AMQP_PREFIX", default_value = "perry")]
     pub prefix: String,
     /// AMQP heartbeat in seconds (a frozen broker is noticed after about twice this).
-    #[arg(long = "amqp-heartbeat-secs", env = "PERRY_AMQP_HEARTBEAT_SECS", default_value_t = 15)]
+    #[arg(id = "amqp-heartbeat-secs", long = "amqp-heartbeat-secs", env = "PERRY_AMQP_HEARTBEAT_SECS", default_value_t = 15)]
     pub heartbeat_secs: u16,
 }
 
@@ -184,35 +184,35 @@ pub enum BlobBackend {
 #[derive(Debug, Clone, Args)]
 pub struct BlobConfig {
     /// Blob backend: `fs` or `s3`.
-    #[arg(long = "blob-backend", env = "PERRY_BLOB_BACKEND", value_enum, default_value = "fs")]
+    #[arg(id = "blob-backend", long = "blob-backend", env = "PERRY_BLOB_BACKEND", value_enum, default_value = "fs")]
     pub backend: BlobBackend,
     /// Root directory of the filesystem store.
-    #[arg(long = "blob-dir", env = "PERRY_BLOB_DIR", default_value = "./data/blobs")]
+    #[arg(id = "blob-dir", long = "blob-dir", env = "PERRY_BLOB_DIR", default_value = "./data/blobs")]
     pub dir: PathBuf,
     /// S3 bucket.
-    #[arg(long = "s3-bucket", env = "PERRY_S3_BUCKET", default_value = "")]
+    #[arg(id = "s3-bucket", long = "s3-bucket", env = "PERRY_S3_BUCKET", default_value = "")]
     pub s3_bucket: String,
     /// S3 endpoint for non-AWS stores (path-style addressing is used when set).
-    #[arg(long = "s3-endpoint", env = "PERRY_S3_ENDPOINT")]
+    #[arg(id = "s3-endpoint", long = "s3-endpoint", env = "PERRY_S3_ENDPOINT")]
     pub s3_endpoint: Option<String>,
     /// S3 region.
-    #[arg(long = "s3-region", env = "PERRY_S3_REGION", default_value = "us-east-1")]
+    #[arg(id = "s3-region", long = "s3-region", env = "PERRY_S3_REGION", default_value = "us-east-1")]
     pub s3_region: String,
     /// S3 access key id.
-    #[arg(long = "s3-access-key-id", env = "PERRY_S3_ACCESS_KEY_ID", default_value = "")]
+    #[arg(id = "s3-access-key-id", long = "s3-access-key-id", env = "PERRY_S3_ACCESS_KEY_ID", default_value = "")]
     pub s3_access_key_id: String,
     /// S3 secret access key.
-    #[arg(long = "s3-secret-access-key", env = "PERRY_S3_SECRET_ACCESS_KEY", default_value = "", hide_env_values = true, hide_default_value = true)]
+    #[arg(id = "s3-secret-access-key", long = "s3-secret-access-key", env = "PERRY_S3_SECRET_ACCESS_KEY", default_value = "", hide_env_values = true, hide_default_value = true)]
     pub s3_secret_access_key: Secret,
     /// Prefix for every object key.
-    #[arg(long = "s3-key-prefix", env = "PERRY_S3_KEY_PREFIX", default_value = "")]
+    #[arg(id = "s3-key-prefix", long = "s3-key-prefix", env = "PERRY_S3_KEY_PREFIX", default_value = "")]
     pub s3_key_prefix: String,
     /// Only send/verify checksums when the API requires them (for stores that reject
     /// aws-chunked uploads).
-    #[arg(long = "s3-checksum-when-required", env = "PERRY_S3_CHECKSUM_WHEN_REQUIRED", value_parser = parse_bool_flag, default_value = "false")]
+    #[arg(id = "s3-checksum-when-required", long = "s3-checksum-when-required", env = "PERRY_S3_CHECKSUM_WHEN_REQUIRED", value_parser = parse_bool_flag, default_value = "false")]
     pub s3_checksum_when_required: bool,
     /// Answer raw artifact downloads with a redirect to a presigned S3 URL instead of proxying.
-    #[arg(long = "s3-presign-downloads", env = "PERRY_S3_PRESIGN_DOWNLOADS", value_parser = parse_bool_flag, default_value = "false")]
+    #[arg(id = "s3-presign-downloads", long = "s3-presign-downloads", env = "PERRY_S3_PRESIGN_DOWNLOADS", value_parser = parse_bool_flag, default_value = "false")]
     pub s3_presign_downloads: bool,
 }
 
@@ -261,28 +261,28 @@ impl BlobConfig {
 #[derive(Debug, Clone, Args)]
 pub struct HubConfig {
     /// Development mode: allows empty secrets and a built-in credentials key. Never in production.
-    #[arg(long = "dev-mode", env = "PERRY_HUB_DEV_MODE", value_parser = parse_bool_flag, default_value = "false")]
+    #[arg(id = "dev-mode", long = "dev-mode", env = "PERRY_HUB_DEV_MODE", value_parser = parse_bool_flag, default_value = "false")]
     pub dev_mode: bool,
     /// Public base URL of the hub (used in tarball, upload and download URLs).
-    #[arg(long = "public-url", env = "PERRY_HUB_PUBLIC_URL", default_value = "")]
+    #[arg(id = "public-url", long = "public-url", env = "PERRY_HUB_PUBLIC_URL", default_value = "")]
     pub public_url: String,
     /// Secret that workers send in `worker_hello`.
-    #[arg(long = "worker-secret", env = "PERRY_HUB_WORKER_SECRET", default_value = "", hide_env_values = true, hide_default_value = true)]
+    #[arg(id = "worker-secret", long = "worker-secret", env = "PERRY_HUB_WORKER_SECRET", default_value = "", hide_env_values = true, hide_default_value = true)]
     pub worker_secret: Secret,
     /// Bearer secret of the admin endpoints.
-    #[arg(long = "admin-secret", env = "PERRY_HUB_ADMIN_SECRET", default_value = "", hide_env_values = true, hide_default_value = true)]
+    #[arg(id = "admin-secret", long = "admin-secret", env = "PERRY_HUB_ADMIN_SECRET", default_value = "", hide_env_values = true, hide_default_value = true)]
     pub admin_secret: Secret,
     /// Base64 of 32 random bytes: the AES-256-GCM key for signing credentials at rest.
-    #[arg(long = "credentials-key", env = "PERRY_HUB_CREDENTIALS_KEY", default_value = "", hide_env_values = true, hide_default_value = true)]
+    #[arg(id = "credentials-key", long = "credentials-key", env = "PERRY_HUB_CREDENTIALS_KEY", default_value = "", hide_env_values = true, hide_default_value = true)]
     pub credentials_key: Secret,
     /// Lifetime of a download link in seconds (sent as `expires_in_secs`).
-    #[arg(long = "artifact-ttl-secs", env = "PERRY_HUB_ARTIFACT_TTL_SECS", default_value_t = 600)]
+    #[arg(id = "artifact-ttl-secs", long = "artifact-ttl-secs", env = "PERRY_HUB_ARTIFACT_TTL_SECS", default_value_t = 600)]
     pub artifact_ttl_secs: u64,
     /// Self-hosted: no monthly or hourly limits.
-    #[arg(long = "self-hosted", env = "PERRY_HUB_SELF_HOSTED", value_parser = parse_bool_flag, default_value = "false")]
+    #[arg(id = "self-hosted", long = "self-hosted", env = "PERRY_HUB_SELF_HOSTED", value_parser = parse_bool_flag, default_value = "false")]
     pub self_hosted: bool,
     /// Expected worker compiler version (workers reporting another get `update_perry`).
-    #[arg(long = "expected-version", env = "PERRY_EXPECTED_VERSION", default_value = "")]
+    #[arg(id = "expected-version", long = "expected-version", env = "PERRY_EXPECTED_VERSION", default_value = "")]
     pub expected_version: String,
 }
 

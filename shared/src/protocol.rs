@@ -121,6 +121,8 @@ pub enum ErrorCode {
     Gone,
     /// 413: over a size cap.
     UploadTooLarge,
+    /// 416: *new*: a `Range` request on a raw download selects no byte of the object.
+    RangeNotSatisfiable,
     /// 429: monthly publish quota reached.
     PublishLimitReached,
     /// 429: hourly limit or register throttle.
@@ -143,6 +145,7 @@ impl ErrorCode {
             Self::JobNotRunning => 409,
             Self::Gone => 410,
             Self::UploadTooLarge => 413,
+            Self::RangeNotSatisfiable => 416,
             Self::PublishLimitReached | Self::RateLimited => 429,
             Self::InternalError => 500,
             Self::Unavailable => 503,
@@ -165,6 +168,7 @@ impl ErrorCode {
             Self::JobNotRunning => "JOB_NOT_RUNNING",
             Self::Gone => "GONE",
             Self::UploadTooLarge => "UPLOAD_TOO_LARGE",
+            Self::RangeNotSatisfiable => "RANGE_NOT_SATISFIABLE",
             Self::PublishLimitReached => "PUBLISH_LIMIT_REACHED",
             Self::RateLimited => "RATE_LIMITED",
             Self::InternalError => "INTERNAL_ERROR",
@@ -1520,6 +1524,7 @@ mod tests {
             (ErrorCode::JobNotRunning, "JOB_NOT_RUNNING", 409),
             (ErrorCode::Gone, "GONE", 410),
             (ErrorCode::UploadTooLarge, "UPLOAD_TOO_LARGE", 413),
+            (ErrorCode::RangeNotSatisfiable, "RANGE_NOT_SATISFIABLE", 416),
             (ErrorCode::PublishLimitReached, "PUBLISH_LIMIT_REACHED", 429),
             (ErrorCode::RateLimited, "RATE_LIMITED", 429),
             (ErrorCode::InternalError, "INTERNAL_ERROR", 500),

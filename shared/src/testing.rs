@@ -61,7 +61,7 @@ impl TestDb {
             }
         }
         let name = format!("perry_test_{now_s}_{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
-        sqlx::query(&format!("CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"))
+        sqlx::query(&format!("CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"))
             .execute(&admin)
             .await
             .unwrap_or_else(|e| panic!("create test database: {e}"));

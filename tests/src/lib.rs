@@ -36,6 +36,8 @@ pub struct HubOptions {
     pub replica_of: Option<(shared::config::DbConfig, AmqpConfig, BlobConfig)>,
     /// Adjust the hub configuration.
     pub hub: Option<Box<dyn FnOnce(&mut HubConfig) + Send>>,
+    /// Ingest settings (None: [`ingest_settings`]).
+    pub ingest: Option<ingest::Settings>,
 }
 
 /// A running in-process hub.
@@ -87,6 +89,7 @@ impl TestHub {
 
     /// A hub with options.
     pub async fn start_with(opts: HubOptions) -> Self {
+        init_tracing();
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let base_url = format!("http://{}", listener.local_addr().expect("addr"));
         let mut hub_config = testing::hub_config(&base_url);
@@ -120,7 +123,7 @@ impl TestHub {
         if !opts.no_finisher {
             finisher::start(&deps, opts.finisher.unwrap_or_else(finisher_settings)).expect("finisher");
         }
-        let app = ingest::router(ingest::AppState::new(&deps, ingest_settings()).expect("ingest"))
+        let app = ingest::router(ingest::AppState::new(&deps, opts.ingest.unwrap_or_else(ingest_settings)).expect("ingest"))
             .merge(download::router(download::AppState::new(&deps)))
             .merge(dispatcher::router(dispatch.clone()))
             .merge(shared::http::health_router(deps.ready_checks()));
@@ -243,6 +246,57 @@ impl TestHub {
         id
     }
 
+    /// Store an artifact for the job's current attempt as ingest's upload would (blob, row, and
+    /// the `artifact_ready` event unless the target is intermediate). Returns the artifact id.
+    pub async fn insert_artifact(&self, job_id: &str, name: &str, target: &str, data: &[u8]) -> String {
+        let id = uuid::Uuid::new_v4().to_string();
+        let key = shared::jobs::artifact_key(&id);
+        let put = self.deps.blob.put(&key, shared::blob::stream_from_bytes(data.to_vec()), PutOptions::new(u64::MAX)).await.expect("put artifact");
+        let hidden = shared::jobs::is_intermediate_target(target);
+        let mut tx = self.pool().begin().await.expect("tx");
+        let attempt: i32 = sqlx::query_scalar("SELECT attempt FROM jobs WHERE id = ?").bind(job_id).fetch_one(&mut *tx).await.expect("job");
+        let now = now_ms();
+        sqlx::query(
+            "INSERT INTO artifacts (id, job_id, attempt, name, target, size, sha256, blob_key, hidden, created_ms, expires_ms) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&id)
+        .bind(job_id)
+        .bind(attempt)
+        .bind(name)
+        .bind(target)
+        .bind(i64::try_from(put.size).expect("size"))
+        .bind(put.sha256_hex())
+        .bind(&key)
+        .bind(hidden)
+        .bind(now)
+        .bind(now + 3_600_000)
+        .execute(&mut *tx)
+        .await
+        .expect("insert artifact");
+        if !hidden {
+            let ev = shared::jobs::artifact_ready_event(job_id, &id, target, name, put.size, &put.sha256_hex());
+            shared::db::append_event(&mut tx, job_id, "artifact_ready", &ev).await.expect("event");
+        }
+        tx.commit().await.expect("commit");
+        self.deps.notify_outbox();
+        id
+    }
+
+    /// Wait until every outbox row is published.
+    pub async fn outbox_drained(&self) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let pending: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE sent_ms IS NULL").fetch_one(self.pool()).await.expect("count");
+            if pending == 0 {
+                return;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "outbox not drained: {pending} pending");
+            self.deps.notify_outbox();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// A job's state.
     pub async fn job_state(&self, job_id: &str) -> String {
         sqlx::query_scalar("SELECT state FROM jobs WHERE id = ?").bind(job_id).fetch_one(self.pool()).await.expect("job state")
@@ -272,6 +326,12 @@ impl TestHub {
         c.send(json!({"type":"subscribe","job_id":job_id})).await;
         c
     }
+}
+
+/// Log to the test output (filter from `RUST_LOG`, default `warn`); once per process.
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
 }
 
 /// Blob settings for a filesystem store in `dir`.

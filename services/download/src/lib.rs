@@ -1,7 +1,81 @@
-//! Download: tokenized artifact downloads and worker tarball fetches.
+//! Download: every read of stored bytes (PROTOCOL.md §3.8, §3.10, A3).
+//!
+//! - [`artifacts`]: `GET /api/v1/dl/{token}`, the CLI's single-use artifact link.
+//! - [`tarballs`]: `GET /api/v1/tarball/{job_id}`, the worker's fetch of its job's input.
+//! - [`body`]: encoding negotiation (base64 text for the existing clients, raw bytes on
+//!   `Accept: application/octet-stream`), response headers, and the streaming body that counts
+//!   bytes and tells whether it was sent completely.
+//! - [`tokens`]: token shape checks and the atomic single-use claim of a download token.
+//! - [`audit`]: the `downloads` audit rows and what happens when a body ends.
+//!
+//! The service is stateless apart from MySQL and the blob store, so any number of replicas can
+//! run. It needs no secret of its own: tokens are compared by their SHA-256 hashes.
+//!
+//! **Single use.** A download token is claimed with one conditional `UPDATE` (so of concurrent
+//! requests exactly one wins) and is *consumed only by a read that completes*: when the blob
+//! cannot be opened, or the body stream fails or the client goes away before the last byte, the
+//! claim is released and the link stays usable until it expires (D29). A raw download that was
+//! interrupted can therefore be resumed with `Range: bytes=N-` on the same link; a ranged read
+//! that completes consumes the token like any other read. With the S3 store and
+//! `PERRY_S3_PRESIGN_DOWNLOADS`, a raw download is answered with a `307` to a presigned URL
+//! valid for [`PRESIGN_TTL`], and the token is consumed by that redirect. Legacy (base64)
+//! clients always get a `200` body, as the wire contract requires.
 
-use axum::Router;
-use shared::runtime::Deps;
+pub mod artifacts;
+pub mod audit;
+pub mod body;
+pub mod tarballs;
+pub mod tokens;
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::{
+    http::{header, HeaderValue},
+    response::{IntoResponse, Response},
+    routing::get,
+    Router,
+};
+use clap::Parser;
+use shared::{
+    blob::BlobError,
+    config::{AmqpConfig, BlobConfig, DbConfig, HubConfig},
+    http::{ApiError, ErrorCode},
+    runtime::Deps,
+};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// Lifetime of a presigned S3 URL handed out by a redirect. Short: the client follows the
+/// redirect at once, and S3 only checks the expiry when a request starts.
+pub const PRESIGN_TTL: Duration = Duration::from_secs(60);
+
+/// Download service settings.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "download",
+    about = "Perry Hub download: single-use artifact links and worker tarball fetches"
+)]
+pub struct Config {
+    /// Address to bind.
+    #[arg(long, env = "PERRY_HUB_BIND", default_value = "0.0.0.0")]
+    pub bind: String,
+    /// Port serving `/api/v1/dl`, `/api/v1/tarball` and the health endpoints.
+    #[arg(long, env = "PERRY_DOWNLOAD_PORT", default_value_t = 3459)]
+    pub port: u16,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub hub: HubConfig,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub db: DbConfig,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub amqp: AmqpConfig,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub blob: BlobConfig,
+}
 
 /// Handler state.
 #[derive(Clone, Debug)]
@@ -19,5 +93,114 @@ impl AppState {
 
 /// Every download route.
 pub fn router(state: AppState) -> Router {
-    Router::new().with_state(state)
+    Router::new()
+        .route("/api/v1/dl/{token}", get(artifacts::download_artifact))
+        .route("/api/v1/tarball/{job_id}", get(tarballs::get_tarball))
+        .with_state(state)
+}
+
+/// Check the settings this service uses. It needs no secret and no public URL, so unlike the
+/// other services it does not require the credentials key.
+pub fn validate(config: &Config) -> anyhow::Result<()> {
+    config.blob.validate()?;
+    Ok(())
+}
+
+/// Run the download service alone on `listener` until `cancel` fires.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
+    validate(&config)?;
+    let deps = Deps::connect(
+        &config.db,
+        &config.amqp,
+        &config.blob,
+        &config.hub,
+        cancel.clone(),
+    )
+    .await
+    .context("connecting to MySQL and the blob store")?;
+    // This service never talks to RabbitMQ, so a broker outage must not make it unready.
+    let checks = deps
+        .ready_checks()
+        .into_iter()
+        .filter(|check| check.name() != "rabbitmq")
+        .collect();
+    let app = shared::http::finish_router(
+        router(AppState::new(&deps)).merge(shared::http::health_router(checks)),
+    );
+    tracing::info!(addr = %listener.local_addr()?, blob = deps.blob.backend(), "download listening");
+    let c = cancel.clone();
+    shared::http::serve(listener, app, async move { c.cancelled().await }).await?;
+    deps.shutdown(Duration::from_secs(10)).await;
+    Ok(())
+}
+
+/// Count one request outcome in the `downloads` metric family.
+pub(crate) fn count(kind: &'static str, outcome: &'static str) {
+    let labels = vec![
+        ("kind".to_owned(), kind.to_owned()),
+        ("outcome".to_owned(), outcome.to_owned()),
+    ];
+    shared::metrics::get().downloads.get_or_create(&labels).inc();
+}
+
+/// A request that is answered with the error envelope, with the outcome it is counted as.
+#[derive(Debug)]
+pub(crate) struct Refusal {
+    outcome: &'static str,
+    error: ApiError,
+    /// Object size for `Content-Range: bytes */size` on a 416.
+    range_size: Option<u64>,
+}
+
+impl Refusal {
+    pub(crate) fn new(outcome: &'static str, error: ApiError) -> Self {
+        Self {
+            outcome,
+            error,
+            range_size: None,
+        }
+    }
+
+    /// A failure to open a blob: a missing object is answered with `missing`, an unsatisfiable
+    /// range with 416, anything else with 500 (the cause is logged, never sent).
+    pub(crate) fn open_failed(
+        err: BlobError,
+        missing: impl FnOnce() -> ApiError,
+        size: Option<u64>,
+    ) -> Self {
+        match err {
+            BlobError::NotFound => Self::new("missing_blob", missing()),
+            BlobError::RangeNotSatisfiable => Self {
+                outcome: "range_not_satisfiable",
+                error: ApiError::new(
+                    ErrorCode::RangeNotSatisfiable,
+                    "Requested range not satisfiable",
+                ),
+                range_size: size,
+            },
+            other => Self::new("error", ApiError::internal(&other)),
+        }
+    }
+
+    /// Count the outcome and render the envelope.
+    pub(crate) fn respond(self, kind: &'static str) -> Response {
+        count(kind, self.outcome);
+        let mut resp = self.error.into_response();
+        if let Some(size) = self.range_size {
+            if let Ok(value) = HeaderValue::from_str(&format!("bytes */{size}")) {
+                resp.headers_mut().insert(header::CONTENT_RANGE, value);
+            }
+        }
+        resp
+    }
+}
+
+impl From<sqlx::Error> for Refusal {
+    fn from(e: sqlx::Error) -> Self {
+        Self::new("error", ApiError::internal(&e))
+    }
 }

@@ -1,17 +1,123 @@
-//! Finisher: two-stage builds, the Azure signing VM, lost jobs and retention.
+//! Finisher: what happens between and after jobs. Any number of replicas may run; every sweep
+//! claims its rows with row locks (`FOR UPDATE SKIP LOCKED`) or takes a named sweep lock.
+//!
+//! - [`stage2`]: consumes `StageFinished` and requeues a two-stage job for `<x>-sign` with its
+//!   `<x>-precompiled` bundle as input (PROTOCOL §5.4).
+//! - [`vm`] with [`azure`]: starts the Windows signing VM when `windows-sign` work waits without
+//!   a free worker, retries and times out per A14, deallocates it when idle.
+//! - [`reaper`]: requeues jobs whose lease expired (up to three retries), fails jobs nobody takes
+//!   (A8), hands over jobs whose stage-2 message was lost, refreshes the queue-depth gauge.
+//! - [`retention`]: deletes expired tarballs, artifacts, tokens and old events (D18).
+//! - [`sweep`]: the periodic loop and the sweep lock; [`settings`]: every knob.
 
-use shared::runtime::Deps;
+pub mod azure;
+pub mod reaper;
+pub mod retention;
+pub mod settings;
+pub mod stage2;
+pub mod sweep;
+pub mod vm;
 
-/// Finisher settings.
-#[derive(Debug, Clone, clap::Args)]
-pub struct Settings {
-    /// Seconds between sweeps.
-    #[arg(long = "sweep-secs", env = "PERRY_FINISHER_SWEEP_SECS", default_value_t = 5)]
-    pub sweep_secs: u64,
+use std::{sync::Arc, time::Duration};
+
+use clap::Parser;
+use shared::{
+    config::{AmqpConfig, BlobConfig, DbConfig, HubConfig},
+    runtime::Deps,
+};
+use tokio::{net::TcpListener, sync::Notify};
+use tokio_util::sync::CancellationToken;
+
+pub use settings::{AzureSettings, Settings};
+
+/// When a queued job's current wait began: its last entry into `queued` (stage 2, a requeue by
+/// the finisher), its last assignment (a requeue elsewhere), or its submission.
+pub(crate) const WAIT_START_SQL: &str = "GREATEST(COALESCE(queued_ms, enqueued_ms), COALESCE(assigned_ms, 0))";
+
+/// Standalone finisher settings.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "finisher", about = "Perry Hub finisher: two-stage builds, the Azure signing VM, lost jobs and retention")]
+pub struct Config {
+    /// Address to bind.
+    #[arg(long, env = "PERRY_HUB_BIND", default_value = "0.0.0.0")]
+    pub bind: String,
+    /// Port of the health and metrics endpoints.
+    #[arg(long, env = "PERRY_FINISHER_PORT", default_value_t = 3460)]
+    pub port: u16,
+    /// Finisher behaviour.
+    #[command(flatten)]
+    pub settings: Settings,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub hub: HubConfig,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub db: DbConfig,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub amqp: AmqpConfig,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub blob: BlobConfig,
 }
 
-/// Start the finisher's consumers and sweeps on `deps.tracker`.
+/// What the finisher's tasks share.
+#[derive(Clone)]
+pub struct Ctx {
+    /// Process handles.
+    pub deps: Deps,
+    /// Settings.
+    pub settings: Arc<Settings>,
+    /// Wakes the VM controller (a sign job was just queued, or a job ended).
+    pub vm_wake: Arc<Notify>,
+}
+
+impl std::fmt::Debug for Ctx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ctx").field("settings", &self.settings).finish_non_exhaustive()
+    }
+}
+
+impl Ctx {
+    /// A context over `deps`.
+    pub fn new(deps: &Deps, settings: Settings) -> Self {
+        Self { deps: deps.clone(), settings: Arc::new(settings), vm_wake: Arc::new(Notify::new()) }
+    }
+}
+
+/// Start the finisher's consumer and sweeps on `deps.tracker`; they stop on `deps.cancel`.
 pub fn start(deps: &Deps, settings: Settings) -> anyhow::Result<()> {
-    let _ = (deps, settings);
+    settings.validate()?;
+    let ctx = Ctx::new(deps, settings);
+    match vm::VmController::new(deps, &ctx.settings)? {
+        Some(controller) => {
+            tracing::info!(vm = %controller.name(), "Azure signing VM control is on");
+            vm::spawn(&ctx, controller);
+        }
+        None => tracing::info!(
+            missing = ?ctx.settings.azure.missing(),
+            "Azure signing VM control is off: set all six AZURE_* variables to start and deallocate the signing VM on demand"
+        ),
+    }
+    stage2::spawn(&ctx);
+    reaper::spawn(&ctx);
+    retention::spawn(&ctx);
+    Ok(())
+}
+
+/// Run the finisher alone until `cancel` fires, serving `/healthz`, `/readyz` and `/metrics`
+/// on `listener`.
+pub async fn run(config: Config, listener: TcpListener, cancel: CancellationToken) -> anyhow::Result<()> {
+    config.amqp.validate()?;
+    config.blob.validate()?;
+    config.settings.validate()?;
+    let deps = Deps::connect(&config.db, &config.amqp, &config.blob, &config.hub, cancel.clone()).await?;
+    deps.spawn_relay();
+    start(&deps, config.settings.clone())?;
+    let app = shared::http::finish_router(shared::http::health_router(deps.ready_checks()));
+    tracing::info!(addr = %listener.local_addr()?, "finisher listening (health and metrics)");
+    let c = cancel.clone();
+    shared::http::serve(listener, app, async move { c.cancelled().await }).await?;
+    deps.shutdown(Duration::from_secs(10)).await;
     Ok(())
 }

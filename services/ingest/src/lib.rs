@@ -1,14 +1,143 @@
-//! Ingest: every write from outside (builds, artifact uploads, licences, accounts, admin).
+//! Ingest: every write that comes from outside the hub (PROTOCOL.md §3.1–3.7, §3.9, §3.11,
+//! §3.12, §6).
+//!
+//! - [`builds`]: `POST /api/v1/build`, the CLI's submission (multipart, or a raw tarball), with
+//!   licence, quota and rate checks, the tarball streamed into the blob store, and the job, its
+//!   sealed credentials and its outbox row written in one transaction.
+//! - [`artifacts`]: `POST /api/v1/artifact/upload/{job_id}`, a worker's upload under its
+//!   job-scoped token.
+//! - [`licenses`], [`accounts`], [`admin`], [`status`], [`jobs`]: the small JSON endpoints.
+//! - [`access`]: who is calling (admin secret, API token, licence key); [`limits`]: quotas and
+//!   rolling-window rate limits kept in MySQL; [`manifest`]: what a submission must contain.
+//! - [`body`], [`errors`]: request-body helpers and the ingest error constructors.
+//! - [`openapi`]: `GET /api/v1/openapi.json`, the OpenAPI document of every route here.
+//!
+//! Secrets (licence keys, tokens, credentials, the admin secret) are compared by hash or in
+//! constant time and never logged; logs carry ids only.
 
-use axum::Router;
-use shared::runtime::Deps;
+pub mod access;
+pub mod accounts;
+pub mod admin;
+pub mod artifacts;
+pub mod body;
+pub mod builds;
+pub mod errors;
+pub mod jobs;
+pub mod licenses;
+pub mod limits;
+pub mod manifest;
+pub mod openapi;
+pub mod status;
+pub mod workers;
 
-/// Ingest settings (limits).
+use std::{sync::Arc, time::Duration};
+
+use anyhow::Context as _;
+use axum::{
+    extract::DefaultBodyLimit,
+    routing::{get, post},
+    Router,
+};
+use clap::Parser;
+use shared::{
+    auth::CredentialCipher,
+    config::{AmqpConfig, BlobConfig, DbConfig, HubConfig},
+    protocol::Tier,
+    runtime::Deps,
+};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// Largest JSON body accepted by the small endpoints (register, verify, account, admin).
+pub const JSON_BODY_LIMIT: usize = 64 * 1024;
+
+/// Ingest settings (limits, retention, throttles).
 #[derive(Debug, Clone, clap::Args)]
 pub struct Settings {
-    /// Largest accepted request body for a build submission, in bytes.
+    /// Largest accepted request body for a build submission, in bytes (base64 text included).
     #[arg(long = "max-body-bytes", env = "PERRY_HUB_MAX_BODY_BYTES", default_value_t = 400 * 1024 * 1024)]
     pub max_body_bytes: u64,
+    /// Largest accepted artifact upload, in decoded bytes.
+    #[arg(long = "max-artifact-bytes", env = "PERRY_HUB_MAX_ARTIFACT_BYTES", default_value_t = 2 * 1024 * 1024 * 1024)]
+    pub max_artifact_bytes: u64,
+    /// Cap on a free licence's decoded tarball, in bytes.
+    #[arg(long = "free-tarball-cap-bytes", env = "PERRY_HUB_FREE_TARBALL_CAP_BYTES", default_value_t = Tier::Free.tarball_cap_bytes())]
+    pub free_tarball_cap_bytes: u64,
+    /// Cap on a pro licence's decoded tarball, in bytes.
+    #[arg(long = "pro-tarball-cap-bytes", env = "PERRY_HUB_PRO_TARBALL_CAP_BYTES", default_value_t = Tier::Pro.tarball_cap_bytes())]
+    pub pro_tarball_cap_bytes: u64,
+    /// How long a visible artifact is kept, in seconds (0: PERRY_HUB_ARTIFACT_TTL_SECS).
+    #[arg(
+        long = "artifact-retention-secs",
+        env = "PERRY_HUB_ARTIFACT_RETENTION_SECS",
+        default_value_t = 0
+    )]
+    pub artifact_retention_secs: u64,
+    /// How long an intermediate `*-precompiled` bundle is kept, in seconds (the finisher deletes
+    /// it earlier, when its job ends).
+    #[arg(
+        long = "intermediate-retention-secs",
+        env = "PERRY_HUB_INTERMEDIATE_RETENTION_SECS",
+        default_value_t = 86_400
+    )]
+    pub intermediate_retention_secs: u64,
+    /// Licence registrations allowed per client address within the register window.
+    #[arg(
+        long = "register-limit-per-addr",
+        env = "PERRY_HUB_REGISTER_LIMIT_PER_ADDR",
+        default_value_t = 10
+    )]
+    pub register_limit_per_addr: u32,
+    /// Licence registrations allowed per device id within the register window.
+    #[arg(
+        long = "register-limit-per-device",
+        env = "PERRY_HUB_REGISTER_LIMIT_PER_DEVICE",
+        default_value_t = 3
+    )]
+    pub register_limit_per_device: u32,
+    /// Length of the licence registration window, in seconds.
+    #[arg(
+        long = "register-window-secs",
+        env = "PERRY_HUB_REGISTER_WINDOW_SECS",
+        default_value_t = 3600
+    )]
+    pub register_window_secs: u64,
+    /// Take the client address from the last `X-Forwarded-For` entry (only behind a proxy that
+    /// sets it).
+    #[arg(long = "trust-forwarded-for", env = "PERRY_HUB_TRUST_FORWARDED_FOR", value_parser = clap::builder::BoolishValueParser::new(), default_value = "false")]
+    pub trust_forwarded_for: bool,
+}
+
+impl Settings {
+    /// The decoded tarball cap of a tier.
+    pub fn tarball_cap(&self, tier: Tier) -> u64 {
+        match tier {
+            Tier::Free => self.free_tarball_cap_bytes,
+            Tier::Pro => self.pro_tarball_cap_bytes,
+        }
+    }
+
+    /// The largest tarball any tier may send (used while the tier is not known yet).
+    pub fn largest_tarball_cap(&self) -> u64 {
+        self.free_tarball_cap_bytes.max(self.pro_tarball_cap_bytes)
+    }
+
+    /// Check the settings.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.max_body_bytes > 0,
+            "invalid configuration: PERRY_HUB_MAX_BODY_BYTES: must be positive"
+        );
+        anyhow::ensure!(
+            self.max_artifact_bytes > 0,
+            "invalid configuration: PERRY_HUB_MAX_ARTIFACT_BYTES: must be positive"
+        );
+        anyhow::ensure!(
+            self.register_window_secs > 0,
+            "invalid configuration: PERRY_HUB_REGISTER_WINDOW_SECS: must be positive"
+        );
+        Ok(())
+    }
 }
 
 /// Handler state.
@@ -17,17 +146,123 @@ pub struct AppState {
     /// Process handles.
     pub deps: Deps,
     /// Limits.
-    pub settings: std::sync::Arc<Settings>,
+    pub settings: Arc<Settings>,
+    /// Seals signing credentials at rest.
+    pub cipher: CredentialCipher,
 }
 
 impl AppState {
-    /// Build the state.
+    /// Build the state (fails when the credentials key is unusable).
     pub fn new(deps: &Deps, settings: Settings) -> anyhow::Result<Self> {
-        Ok(Self { deps: deps.clone(), settings: std::sync::Arc::new(settings) })
+        let key = deps.hub.credentials_key().context("credentials key")?;
+        Ok(Self {
+            deps: deps.clone(),
+            settings: Arc::new(settings),
+            cipher: CredentialCipher::new(&key),
+        })
+    }
+
+    /// Seconds a visible artifact is kept.
+    pub fn artifact_retention_secs(&self) -> u64 {
+        match self.settings.artifact_retention_secs {
+            0 => self.deps.hub.artifact_ttl_secs,
+            secs => secs,
+        }
     }
 }
 
-/// Every ingest route.
+/// Every ingest route (no fallback: the caller adds `shared::http::finish_router`).
 pub fn router(state: AppState) -> Router {
-    Router::new().with_state(state)
+    Router::new()
+        .route("/api/v1/status", get(status::get_status))
+        .route("/api/v1/license/register", post(licenses::register_license))
+        .route("/api/v1/license/verify", post(licenses::verify_license))
+        .route("/api/v1/account", get(accounts::get_account))
+        .route("/api/v1/account/create", post(accounts::create_account))
+        .route("/api/v1/account/update", post(accounts::update_account))
+        .route("/api/v1/admin/update-perry", post(admin::update_perry))
+        .route("/api/v1/admin/workers", get(admin::list_workers))
+        .route("/api/v1/build", post(builds::create_build))
+        .route(
+            "/api/v1/artifact/upload/{job_id}",
+            post(artifacts::upload_artifact),
+        )
+        .route("/api/v1/jobs/{job_id}", get(jobs::get_job))
+        .route("/api/v1/openapi.json", get(openapi::get_document))
+        // Applies to the JSON extractors only; the streaming routes count their own bytes.
+        .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
+        .with_state(state)
+}
+
+/// Ingest settings when run alone.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "ingest",
+    about = "Perry Hub ingest: builds, artifact uploads, licences, accounts, admin"
+)]
+pub struct Config {
+    /// Address to bind.
+    #[arg(long, env = "PERRY_HUB_BIND", default_value = "0.0.0.0")]
+    pub bind: String,
+    /// Port serving the ingest API and the health endpoints.
+    #[arg(long, env = "PERRY_INGEST_PORT", default_value_t = 3456)]
+    pub port: u16,
+    /// Ingest behaviour.
+    #[command(flatten)]
+    pub settings: Settings,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub hub: HubConfig,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub db: DbConfig,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub amqp: AmqpConfig,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub blob: BlobConfig,
+}
+
+/// Validate everything ingest needs before it connects anywhere.
+pub fn validate(config: &Config) -> anyhow::Result<()> {
+    config.hub.validate()?;
+    config.hub.validate_admin_secret()?;
+    config.amqp.validate()?;
+    config.blob.validate()?;
+    config.settings.validate()?;
+    if config.hub.admin_secret.is_empty() {
+        tracing::warn!(
+            "development mode: PERRY_HUB_ADMIN_SECRET is empty, admin endpoints answer 403"
+        );
+    }
+    Ok(())
+}
+
+/// Run ingest alone on `listener` until `cancel` fires.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
+    validate(&config)?;
+    let deps = Deps::connect(
+        &config.db,
+        &config.amqp,
+        &config.blob,
+        &config.hub,
+        cancel.clone(),
+    )
+    .await?;
+    deps.spawn_relay();
+    let state = AppState::new(&deps, config.settings.clone())?;
+    let app = shared::http::finish_router(
+        router(state).merge(shared::http::health_router(deps.ready_checks())),
+    );
+    tracing::info!(addr = %listener.local_addr()?, public_url = %deps.hub.public_url(), "ingest listening");
+    let c = cancel.clone();
+    let served = shared::http::serve(listener, app, async move { c.cancelled().await }).await;
+    cancel.cancel();
+    deps.shutdown(Duration::from_secs(10)).await;
+    served.context("serving HTTP")
 }

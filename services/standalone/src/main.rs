@@ -109,3 +109,15 @@ fn validate(cli: &Cli) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    #[test]
+    fn every_setting_has_a_unique_name() {
+        Cli::command().debug_assert();
+    }
+}

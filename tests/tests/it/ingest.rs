@@ -1,1 +1,10 @@
-//! ingest scenarios.
+//! Ingest scenarios over real HTTP against real MariaDB, RabbitMQ and the S3 store: what lands in
+//! each, every error code ingest produces, and that refused input leaves nothing behind.
+
+mod accounts;
+mod artifacts;
+mod builds;
+mod licenses;
+mod logs;
+mod refusals;
+mod support;

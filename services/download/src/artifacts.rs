@@ -1,0 +1,238 @@
+//! `GET /api/v1/dl/{token}`: the CLI's single-use, expiring artifact link (PROTOCOL.md §3.10).
+//!
+//! | case | answer |
+//! |---|---|
+//! | malformed, unknown or used token | 404 `ARTIFACT_NOT_FOUND`, one fixed message |
+//! | unused but expired token | 410 `GONE` |
+//! | artifact or its bytes gone (retention) | 410 `GONE`; the token is not consumed |
+//! | unsatisfiable `Range` (raw only) | 416 `RANGE_NOT_SATISFIABLE` + `Content-Range: bytes */size` |
+//! | store or database failure | 500 `INTERNAL_ERROR`; the token stays valid (D29) |
+//! | otherwise | 200 base64 text, or raw bytes (200/206), or 307 to a presigned S3 URL |
+//!
+//! Nothing distinguishes a malformed token from an unknown or a used one, and tokens are looked
+//! up by their SHA-256, so responses tell nothing about which tokens exist.
+
+use axum::{
+    extract::{rejection::PathRejection, Path, State},
+    http::{header, HeaderMap, HeaderValue, StatusCode},
+    response::{IntoResponse, Response},
+};
+use shared::{
+    clock::now_ms,
+    http::{ApiError, ErrorCode, PeerAddr},
+};
+use sqlx::MySqlPool;
+
+use crate::{
+    audit::{self, Client, Completion},
+    body::{self, Encoding, Meta, ARTIFACT_SHA256},
+    tokens::{self, TokenClaim},
+    AppState, Refusal, PRESIGN_TTL,
+};
+
+/// Metric label of artifact downloads.
+const KIND: &str = "artifact";
+
+/// The artifact a token points at. Text columns are read through `CAST(… AS CHAR)`: the
+/// schema's `utf8mb4_bin` collation makes sqlx see them as binary (sqlx issue #3387).
+#[derive(Debug, sqlx::FromRow)]
+struct Artifact {
+    id: String,
+    job_id: String,
+    attempt: i32,
+    name: String,
+    size: i64,
+    sha256: String,
+    blob_key: String,
+    expires_ms: i64,
+}
+
+/// `GET /api/v1/dl/{token}`.
+pub async fn download_artifact(
+    State(state): State<AppState>,
+    token: Result<Path<String>, PathRejection>,
+    PeerAddr(peer): PeerAddr,
+    headers: HeaderMap,
+) -> Response {
+    let hash = token
+        .ok()
+        .and_then(|Path(token)| tokens::download_token_hash(&token));
+    let Some(hash) = hash else {
+        return not_found("malformed").respond(KIND);
+    };
+    let client = Client::new(peer, &headers);
+    match serve(&state, hash, &client, &headers).await {
+        Ok(resp) => resp,
+        Err(refusal) => refusal.respond(KIND),
+    }
+}
+
+fn not_found(outcome: &'static str) -> Refusal {
+    Refusal::new(
+        outcome,
+        ApiError::new(
+            ErrorCode::ArtifactNotFound,
+            "Download link not found or already used",
+        ),
+    )
+}
+
+fn gone() -> ApiError {
+    ApiError::new(ErrorCode::Gone, "The artifact is no longer available")
+}
+
+async fn serve(
+    state: &AppState,
+    hash: [u8; 32],
+    client: &Client,
+    headers: &HeaderMap,
+) -> Result<Response, Refusal> {
+    let deps = &state.deps;
+    let artifact = check_token(&deps.pool, &hash).await?;
+    let Some(claim) = TokenClaim::acquire(&deps.pool, &deps.tracker, hash).await? else {
+        // Another request claimed it between the check and now.
+        return Err(not_found("used"));
+    };
+    let encoding = Encoding::negotiate(headers);
+    match open(state, &artifact, encoding, client, headers).await {
+        Ok(Opened::Redirect(resp)) => {
+            claim.commit();
+            crate::count(KIND, "redirected");
+            Ok(resp)
+        }
+        Ok(Opened::Body(object, audit_id)) => {
+            let completion = Completion {
+                kind: KIND,
+                pool: deps.pool.clone(),
+                tracker: deps.tracker.clone(),
+                audit_id,
+                claim: Some(claim),
+            };
+            let meta = Meta {
+                kind: KIND,
+                filename: Some(&artifact.name),
+                sha256: Some((ARTIFACT_SHA256, &artifact.sha256)),
+            };
+            Ok(body::respond(object, encoding, &meta, completion))
+        }
+        Err(refusal) => {
+            claim.release().await;
+            Err(refusal)
+        }
+    }
+}
+
+/// The artifact of a usable token, or why the token cannot be used.
+async fn check_token(pool: &MySqlPool, hash: &[u8; 32]) -> Result<Artifact, Refusal> {
+    let token: Option<(i64, Option<i64>, String)> = sqlx::query_as(
+        "SELECT expires_ms, used_ms, CAST(artifact_id AS CHAR) FROM download_tokens WHERE token_hash = ?",
+    )
+    .bind(&hash[..])
+    .fetch_optional(pool)
+    .await?;
+    let Some((expires_ms, used_ms, artifact_id)) = token else {
+        return Err(not_found("unknown"));
+    };
+    if used_ms.is_some() {
+        return Err(not_found("used"));
+    }
+    let now = now_ms();
+    if expires_ms <= now {
+        return Err(Refusal::new(
+            "expired",
+            ApiError::new(ErrorCode::Gone, "Download link expired"),
+        ));
+    }
+    let artifact: Option<Artifact> = sqlx::query_as(
+        "SELECT CAST(id AS CHAR) AS id, CAST(job_id AS CHAR) AS job_id, attempt, CAST(name AS CHAR) AS name, \
+         size, CAST(sha256 AS CHAR) AS sha256, CAST(blob_key AS CHAR) AS blob_key, expires_ms \
+         FROM artifacts WHERE id = ?",
+    )
+    .bind(&artifact_id)
+    .fetch_optional(pool)
+    .await?;
+    match artifact {
+        Some(artifact) if artifact.expires_ms > now => Ok(artifact),
+        _ => Err(Refusal::new("missing_artifact", gone())),
+    }
+}
+
+/// What a claimed token leads to.
+enum Opened {
+    /// A redirect to a presigned URL (raw download from S3 with presigning on).
+    Redirect(Response),
+    /// The object to stream, and its audit row.
+    Body(shared::blob::BlobObject, u64),
+}
+
+/// Open the artifact's bytes (or presign them) and write the audit row. Any error leaves the
+/// token claim to the caller, which releases it.
+async fn open(
+    state: &AppState,
+    artifact: &Artifact,
+    encoding: Encoding,
+    client: &Client,
+    headers: &HeaderMap,
+) -> Result<Opened, Refusal> {
+    let deps = &state.deps;
+    let size = u64::try_from(artifact.size).ok();
+    let mut entry = audit::Entry {
+        kind: KIND,
+        job_id: &artifact.job_id,
+        artifact_id: Some(&artifact.id),
+        attempt: Some(artifact.attempt),
+        client,
+        bytes: 0,
+    };
+    if encoding == Encoding::Raw && deps.blob_config.s3_presign_downloads {
+        if let Some(url) = presign(state, artifact).await? {
+            let resp = redirect(&url, &artifact.sha256)?;
+            entry.kind = "presigned";
+            entry.bytes = size.unwrap_or(0);
+            audit::record(&deps.pool, &entry).await?;
+            return Ok(Opened::Redirect(resp));
+        }
+    }
+    let range = body::requested_range(headers, encoding);
+    let object = deps
+        .blob
+        .get(&artifact.blob_key, range)
+        .await
+        .map_err(|e| Refusal::open_failed(e, gone, size))?;
+    entry.bytes = body::length(&object, encoding);
+    let audit_id = audit::record(&deps.pool, &entry).await?;
+    Ok(Opened::Body(object, audit_id))
+}
+
+/// A presigned URL for the artifact, or `None` when the store cannot presign (filesystem).
+async fn presign(state: &AppState, artifact: &Artifact) -> Result<Option<String>, Refusal> {
+    let blob = &state.deps.blob;
+    let filename = body::attachment_filename(&artifact.name);
+    let url = blob
+        .presign_get(&artifact.blob_key, PRESIGN_TTL, &filename)
+        .await
+        .map_err(|e| Refusal::open_failed(e, gone, None))?;
+    if url.is_none() {
+        return Ok(None);
+    }
+    // Presigning does not look at the object: make sure it is there before spending the token.
+    match blob.size(&artifact.blob_key).await {
+        Ok(Some(_)) => Ok(url),
+        Ok(None) => Err(Refusal::new("missing_blob", gone())),
+        Err(e) => Err(Refusal::open_failed(e, gone, None)),
+    }
+}
+
+fn redirect(url: &str, sha256: &str) -> Result<Response, Refusal> {
+    let location = HeaderValue::from_str(url).map_err(|e| {
+        Refusal::new("error", ApiError::internal(&format!("presigned URL: {e}")))
+    })?;
+    let mut resp = StatusCode::TEMPORARY_REDIRECT.into_response();
+    let headers = resp.headers_mut();
+    headers.insert(header::LOCATION, location);
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Ok(value) = HeaderValue::from_str(sha256) {
+        headers.insert(ARTIFACT_SHA256, value);
+    }
+    Ok(resp)
+}

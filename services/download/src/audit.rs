@@ -1,0 +1,168 @@
+//! The audit trail: one `downloads` row per read that starts (who, what, when, how many bytes),
+//! and the bookkeeping when a served body ends.
+//!
+//! The row is written *before* the response goes out, with the number of bytes the response
+//! announces, so a download is on record even if the process dies mid-stream. When the body
+//! ends early, [`Completion::interrupted`] corrects `bytes` to what was actually sent.
+
+use std::{future::Future, net::SocketAddr};
+
+use axum::http::{header, HeaderMap};
+use shared::clock::now_ms;
+use sqlx::MySqlPool;
+use tokio_util::task::TaskTracker;
+
+use crate::tokens::TokenClaim;
+
+/// Longest stored user agent, in characters (the column is `VARCHAR(255)`).
+const MAX_USER_AGENT: usize = 255;
+
+/// Who is reading: the peer address and the `User-Agent` header.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Client {
+    /// Peer IP address (no port); `None` when the server does not record peers.
+    pub addr: Option<String>,
+    /// The `User-Agent`, without control characters, at most 255 characters.
+    pub user_agent: Option<String>,
+}
+
+impl Client {
+    /// From the connection's peer address and the request headers.
+    pub fn new(peer: Option<SocketAddr>, headers: &HeaderMap) -> Self {
+        let user_agent = headers.get(header::USER_AGENT).map(|value| {
+            String::from_utf8_lossy(value.as_bytes())
+                .chars()
+                .filter(|c| !c.is_control())
+                .take(MAX_USER_AGENT)
+                .collect::<String>()
+        });
+        Self {
+            addr: peer.map(|addr| addr.ip().to_string()),
+            user_agent: user_agent.filter(|ua| !ua.is_empty()),
+        }
+    }
+}
+
+/// One read to record.
+#[derive(Debug)]
+pub(crate) struct Entry<'a> {
+    /// `artifact` (streamed by the hub), `presigned` (redirected to S3) or `tarball`.
+    pub kind: &'static str,
+    pub job_id: &'a str,
+    pub artifact_id: Option<&'a str>,
+    pub attempt: Option<i32>,
+    pub client: &'a Client,
+    /// Bytes the response announces.
+    pub bytes: u64,
+}
+
+/// Insert the audit row; returns its id.
+pub(crate) async fn record(pool: &MySqlPool, entry: &Entry<'_>) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(
+        "INSERT INTO downloads (kind, job_id, artifact_id, attempt, client_addr, user_agent, bytes, at_ms) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(entry.kind)
+    .bind(entry.job_id)
+    .bind(entry.artifact_id)
+    .bind(entry.attempt)
+    .bind(entry.client.addr.as_deref())
+    .bind(entry.client.user_agent.as_deref())
+    .bind(i64::try_from(entry.bytes).unwrap_or(i64::MAX))
+    .bind(now_ms())
+    .execute(pool)
+    .await?;
+    tracing::info!(
+        kind = entry.kind,
+        job_id = entry.job_id,
+        artifact_id = entry.artifact_id,
+        client = entry.client.addr.as_deref(),
+        bytes = entry.bytes,
+        "download started"
+    );
+    Ok(done.last_insert_id())
+}
+
+/// Run `fut` on the current runtime, tracked so that shutdown waits for it. Outside a runtime
+/// (a drop during process teardown) the work is skipped with a warning.
+pub(crate) fn spawn_tracked<F>(tracker: &TaskTracker, fut: F)
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) => {
+            handle.spawn(tracker.track_future(fut));
+        }
+        Err(_) => tracing::warn!("no runtime to finish download bookkeeping"),
+    }
+}
+
+/// What to do when a served body ends: commit or release the token claim, fix the audit row.
+#[derive(Debug)]
+pub(crate) struct Completion {
+    pub kind: &'static str,
+    pub pool: MySqlPool,
+    pub tracker: TaskTracker,
+    /// The `downloads` row of this read.
+    pub audit_id: u64,
+    /// The download token being read with (artifact links only).
+    pub claim: Option<TokenClaim>,
+}
+
+impl Completion {
+    /// Every announced byte was handed to the connection: the token is consumed.
+    pub(crate) fn completed(self) {
+        if let Some(claim) = self.claim {
+            claim.commit();
+        }
+        crate::count(self.kind, "completed");
+    }
+
+    /// The body ended early (client gone, store failed): record what was sent and make the
+    /// token usable again.
+    pub(crate) fn interrupted(self, sent: u64) {
+        crate::count(self.kind, "interrupted");
+        tracing::warn!(kind = self.kind, sent, "download interrupted");
+        let Self {
+            pool,
+            tracker,
+            audit_id,
+            claim,
+            ..
+        } = self;
+        spawn_tracked(&tracker.clone(), async move {
+            let result = sqlx::query("UPDATE downloads SET bytes = ? WHERE id = ?")
+                .bind(i64::try_from(sent).unwrap_or(i64::MAX))
+                .bind(audit_id)
+                .execute(&pool)
+                .await;
+            if let Err(error) = result {
+                tracing::error!(%error, "could not correct the audit row of an interrupted download");
+            }
+            if let Some(claim) = claim {
+                claim.release().await;
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::HeaderValue;
+
+    use super::*;
+
+    #[test]
+    fn client_keeps_the_ip_and_a_clean_bounded_user_agent() {
+        let mut headers = HeaderMap::new();
+        let ua = format!("perry/0.5\t{}", "x".repeat(400));
+        headers.insert(header::USER_AGENT, HeaderValue::from_str(&ua).expect("ua"));
+        let peer: SocketAddr = "10.1.2.3:45678".parse().expect("addr");
+        let client = Client::new(Some(peer), &headers);
+        assert_eq!(client.addr.as_deref(), Some("10.1.2.3"));
+        let stored = client.user_agent.expect("ua");
+        assert!(stored.starts_with("perry/0.5x"));
+        assert_eq!(stored.chars().count(), MAX_USER_AGENT);
+        assert_eq!(Client::new(None, &HeaderMap::new()), Client::default());
+    }
+}

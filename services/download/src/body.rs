@@ -1,0 +1,439 @@
+//! Response bodies and their headers.
+//!
+//! The existing CLI and workers expect one line of base64 as `text/plain` (PROTOCOL.md §2.3,
+//! A3); a client that sends `Accept: application/octet-stream` gets the raw bytes, and may ask
+//! for one byte range. Either way the body is streamed from the blob store chunk by chunk
+//! (base64 is encoded on the fly), so memory does not grow with the object size, and
+//! `Content-Length` is known up front ([`shared::b64::encoded_len`] for base64).
+//!
+//! [`stream`] and [`response`] are the exact code path of the handlers, public so that a
+//! benchmark can measure it without a database.
+
+use std::{
+    io,
+    pin::Pin,
+    task::{Context, Poll},
+};
+
+use axum::{
+    body::Body,
+    http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode},
+    response::Response,
+};
+use futures_util::{Stream, StreamExt};
+use shared::blob::{BlobObject, ByteRange, ByteStream};
+
+use crate::audit::Completion;
+
+/// Header carrying the SHA-256 (hex) of an artifact's bytes.
+pub const ARTIFACT_SHA256: HeaderName = HeaderName::from_static("x-artifact-sha256");
+
+/// Header carrying the SHA-256 (hex) of a job's input tarball.
+pub const TARBALL_SHA256: HeaderName = HeaderName::from_static("x-tarball-sha256");
+
+/// How a body is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    /// One line of standard padded base64, `text/plain` (the default; old clients rely on it).
+    Base64,
+    /// The bytes themselves, `application/octet-stream`; byte ranges allowed.
+    Raw,
+}
+
+impl Encoding {
+    /// [`Encoding::Raw`] when the request's `Accept` asks for `application/octet-stream`.
+    pub fn negotiate(headers: &HeaderMap) -> Self {
+        let raw = headers
+            .get_all(header::ACCEPT)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(wants_raw);
+        if raw {
+            Self::Raw
+        } else {
+            Self::Base64
+        }
+    }
+
+    /// The `Content-Type` of a body in this encoding.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Self::Base64 => "text/plain",
+            Self::Raw => "application/octet-stream",
+        }
+    }
+}
+
+/// Whether an `Accept` value names `application/octet-stream` with a non-zero quality that is
+/// not below the one given to `text/plain`. Wildcards keep the legacy base64 body.
+pub fn wants_raw(accept: &str) -> bool {
+    let (mut raw, mut text) = (None::<f32>, None::<f32>);
+    for item in accept.split(',') {
+        let mut parts = item.split(';');
+        let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+        let quality = parts
+            .filter_map(|p| p.split_once('='))
+            .find(|(k, _)| k.trim().eq_ignore_ascii_case("q"))
+            .map_or(Some(1.0), |(_, v)| v.trim().parse::<f32>().ok())
+            .unwrap_or(0.0);
+        let slot = match media.as_str() {
+            "application/octet-stream" => &mut raw,
+            "text/plain" => &mut text,
+            _ => continue,
+        };
+        *slot = Some(slot.map_or(quality, |q| q.max(quality)));
+    }
+    matches!(raw, Some(q) if q > 0.0 && q >= text.unwrap_or(0.0))
+}
+
+/// The byte range to serve: only raw bodies honour `Range`; a header that is not one valid
+/// byte range is ignored (RFC 9110), and the whole object is served.
+pub fn requested_range(headers: &HeaderMap, encoding: Encoding) -> Option<ByteRange> {
+    if encoding != Encoding::Raw {
+        return None;
+    }
+    let value = headers.get(header::RANGE)?.to_str().ok()?;
+    ByteRange::parse(value)
+}
+
+/// The file name sent in `Content-Disposition`: every character outside `[A-Za-z0-9._-]`
+/// becomes `_` (PROTOCOL.md §3.10); an empty name becomes `artifact`.
+pub fn attachment_filename(name: &str) -> String {
+    if name.is_empty() {
+        return "artifact".to_owned();
+    }
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// `attachment; filename="<sanitised name>"`.
+pub fn content_disposition(name: &str) -> HeaderValue {
+    let value = format!("attachment; filename=\"{}\"", attachment_filename(name));
+    // Only [A-Za-z0-9._-] and fixed ASCII remain, so this cannot fail; keep a fallback anyway.
+    HeaderValue::from_str(&value)
+        .unwrap_or_else(|_| HeaderValue::from_static("attachment; filename=\"artifact\""))
+}
+
+/// The body of `object` in `encoding`, streamed: base64 is encoded chunk by chunk.
+pub fn stream(body: ByteStream, encoding: Encoding) -> ByteStream {
+    match encoding {
+        Encoding::Base64 => Box::pin(shared::b64::encode_stream(body)),
+        Encoding::Raw => body,
+    }
+}
+
+/// Number of bytes the body of `object` has in `encoding` (its `Content-Length`).
+pub fn length(object: &BlobObject, encoding: Encoding) -> u64 {
+    match encoding {
+        Encoding::Base64 => shared::b64::encoded_len(object.content_length()),
+        Encoding::Raw => object.content_length(),
+    }
+}
+
+/// Describes the object being served, for the response headers.
+#[derive(Debug, Clone, Default)]
+pub struct Meta<'a> {
+    /// `artifact` or `tarball` (metric label).
+    pub kind: &'static str,
+    /// Name for `Content-Disposition`, if any.
+    pub filename: Option<&'a str>,
+    /// A digest header and its hex value, if known.
+    pub sha256: Option<(HeaderName, &'a str)>,
+}
+
+/// The response serving `object`: `200`, or `206` with `Content-Range` for a raw range.
+/// Without bookkeeping (see [`respond`] for the handlers' tracked form).
+pub fn response(object: BlobObject, encoding: Encoding, meta: &Meta<'_>) -> Response {
+    build(object, encoding, meta, None)
+}
+
+/// [`response`] whose body reports, when it ends, whether every byte was sent.
+pub(crate) fn respond(
+    object: BlobObject,
+    encoding: Encoding,
+    meta: &Meta<'_>,
+    completion: Completion,
+) -> Response {
+    build(object, encoding, meta, Some(completion))
+}
+
+fn build(
+    object: BlobObject,
+    encoding: Encoding,
+    meta: &Meta<'_>,
+    completion: Option<Completion>,
+) -> Response {
+    let len = length(&object, encoding);
+    let served = match encoding {
+        Encoding::Raw => object.range,
+        Encoding::Base64 => None,
+    };
+    let total = object.size;
+    let body = Tracked::new(stream(object.body, encoding), len, meta.kind, completion);
+    let mut resp = Response::new(Body::from_stream(body));
+    let headers = resp.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(encoding.content_type()),
+    );
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    if let Some(name) = meta.filename {
+        headers.insert(header::CONTENT_DISPOSITION, content_disposition(name));
+    }
+    if let Some((name, hex)) = &meta.sha256 {
+        if let Ok(value) = HeaderValue::from_str(hex) {
+            headers.insert(name.clone(), value);
+        }
+    }
+    if encoding == Encoding::Raw {
+        headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    }
+    if let Some((first, last)) = served {
+        if let Ok(value) = HeaderValue::from_str(&format!("bytes {first}-{last}/{total}")) {
+            headers.insert(header::CONTENT_RANGE, value);
+        }
+        *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
+    }
+    resp
+}
+
+/// A body that counts the bytes it yields (`bytes_out` metric), fails rather than sending more
+/// or fewer bytes than announced, and settles its [`Completion`]: completed when the last
+/// announced byte is handed over, interrupted when dropped before that.
+struct Tracked {
+    inner: ByteStream,
+    labels: Vec<(String, String)>,
+    sent: u64,
+    expected: u64,
+    completion: Option<Completion>,
+    done: bool,
+}
+
+impl Tracked {
+    fn new(
+        inner: ByteStream,
+        expected: u64,
+        kind: &'static str,
+        completion: Option<Completion>,
+    ) -> Self {
+        let mut tracked = Self {
+            inner,
+            labels: shared::metrics::label("kind", kind),
+            sent: 0,
+            expected,
+            completion,
+            done: false,
+        };
+        if expected == 0 {
+            // Nothing to send: the server may never poll an empty body.
+            tracked.settle_completed();
+        }
+        tracked
+    }
+
+    fn settle_completed(&mut self) {
+        if let Some(completion) = self.completion.take() {
+            completion.completed();
+        }
+    }
+
+    fn fail(&mut self, err: io::Error) -> Poll<Option<io::Result<bytes::Bytes>>> {
+        tracing::warn!(error = %err, sent = self.sent, expected = self.expected, "download body failed");
+        self.done = true;
+        Poll::Ready(Some(Err(err)))
+    }
+}
+
+impl Stream for Tracked {
+    type Item = io::Result<bytes::Bytes>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if this.done {
+            return Poll::Ready(None);
+        }
+        match this.inner.poll_next_unpin(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Some(Ok(chunk))) => {
+                let len = chunk.len() as u64;
+                if this.sent.saturating_add(len) > this.expected {
+                    let msg = "the stored object is longer than announced";
+                    return this.fail(io::Error::new(io::ErrorKind::InvalidData, msg));
+                }
+                this.sent += len;
+                shared::metrics::get()
+                    .bytes_out
+                    .get_or_create(&this.labels)
+                    .inc_by(len);
+                if this.sent == this.expected {
+                    this.settle_completed();
+                }
+                Poll::Ready(Some(Ok(chunk)))
+            }
+            Poll::Ready(Some(Err(err))) => this.fail(err),
+            Poll::Ready(None) if this.sent < this.expected => {
+                let msg = "the stored object ended early";
+                this.fail(io::Error::new(io::ErrorKind::UnexpectedEof, msg))
+            }
+            Poll::Ready(None) => {
+                this.done = true;
+                Poll::Ready(None)
+            }
+        }
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        if let Some(completion) = self.completion.take() {
+            completion.interrupted(self.sent);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use futures_util::TryStreamExt;
+
+    use super::*;
+
+    #[test]
+    fn accept_negotiation_keeps_base64_unless_octet_stream_is_asked_for() {
+        assert!(wants_raw("application/octet-stream"));
+        assert!(wants_raw("Application/Octet-Stream; q=0.5"));
+        assert!(wants_raw("text/plain;q=0.2, application/octet-stream"));
+        assert!(wants_raw("text/plain, application/octet-stream"));
+        assert!(!wants_raw("*/*"));
+        assert!(!wants_raw("text/plain"));
+        assert!(!wants_raw("application/*"));
+        assert!(!wants_raw("application/octet-stream;q=0"));
+        assert!(!wants_raw("application/octet-stream;q=0.1, text/plain"));
+        assert!(!wants_raw("application/octet-stream;q=nonsense"));
+        let mut headers = HeaderMap::new();
+        assert_eq!(Encoding::negotiate(&headers), Encoding::Base64);
+        headers.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
+        headers.append(
+            header::ACCEPT,
+            HeaderValue::from_static("application/octet-stream"),
+        );
+        assert_eq!(Encoding::negotiate(&headers), Encoding::Raw);
+    }
+
+    #[test]
+    fn ranges_apply_only_to_raw_bodies() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::RANGE, HeaderValue::from_static("bytes=10-19"));
+        assert_eq!(requested_range(&headers, Encoding::Base64), None);
+        assert_eq!(
+            requested_range(&headers, Encoding::Raw),
+            Some(ByteRange::From {
+                start: 10,
+                end: Some(19)
+            })
+        );
+        headers.insert(header::RANGE, HeaderValue::from_static("bytes=1-2,5-6"));
+        assert_eq!(requested_range(&headers, Encoding::Raw), None);
+    }
+
+    #[test]
+    fn filenames_keep_only_safe_characters() {
+        assert_eq!(attachment_filename("app-1.0_x.tar.gz"), "app-1.0_x.tar.gz");
+        assert_eq!(attachment_filename("my app (1).exe"), "my_app__1_.exe");
+        assert_eq!(attachment_filename("a\"b\r\nc/d\\é"), "a_b__c_d__");
+        assert_eq!(attachment_filename(""), "artifact");
+        assert_eq!(
+            content_disposition("x y.zip"),
+            HeaderValue::from_static("attachment; filename=\"x_y.zip\"")
+        );
+    }
+
+    fn object(data: &'static [u8], chunk: usize, range: Option<(u64, u64)>) -> BlobObject {
+        let chunks: Vec<io::Result<Bytes>> = data
+            .chunks(chunk)
+            .map(|c| Ok(Bytes::from_static(c)))
+            .collect();
+        BlobObject {
+            size: data.len() as u64,
+            range,
+            body: Box::pin(futures_util::stream::iter(chunks)),
+        }
+    }
+
+    async fn body_of(resp: Response) -> io::Result<Vec<u8>> {
+        let stream = resp.into_body().into_data_stream();
+        let chunks: Vec<Bytes> = stream.map_err(io::Error::other).try_collect().await?;
+        Ok(chunks.concat())
+    }
+
+    #[tokio::test]
+    async fn base64_response_has_the_encoded_length_and_decodes_to_the_bytes() {
+        use base64::Engine as _;
+        let data: &'static [u8] = b"hello, perry hub \x00\x01\x02\xff";
+        let resp = response(
+            object(data, 5, None),
+            Encoding::Base64,
+            &Meta {
+                kind: "artifact",
+                filename: Some("a b"),
+                sha256: Some((ARTIFACT_SHA256, "abc")),
+            },
+        );
+        assert_eq!(resp.status(), StatusCode::OK);
+        let h = resp.headers().clone();
+        assert_eq!(h[header::CONTENT_TYPE], "text/plain");
+        assert_eq!(h[header::CONTENT_DISPOSITION], "attachment; filename=\"a_b\"");
+        assert_eq!(h[ARTIFACT_SHA256], "abc");
+        assert!(h.get(header::ACCEPT_RANGES).is_none());
+        let body = body_of(resp).await.expect("body");
+        assert_eq!(
+            h[header::CONTENT_LENGTH].to_str().ok(),
+            Some(body.len().to_string().as_str())
+        );
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(&body)
+            .expect("base64");
+        assert_eq!(decoded, data);
+    }
+
+    #[tokio::test]
+    async fn raw_range_response_is_206_with_content_range() {
+        let data: &'static [u8] = b"0123456789";
+        let mut obj = object(&data[2..6], 3, Some((2, 5)));
+        obj.size = data.len() as u64;
+        let resp = response(obj, Encoding::Raw, &Meta::default());
+        assert_eq!(resp.status(), StatusCode::PARTIAL_CONTENT);
+        assert_eq!(resp.headers()[header::CONTENT_RANGE], "bytes 2-5/10");
+        assert_eq!(resp.headers()[header::CONTENT_LENGTH], "4");
+        assert_eq!(resp.headers()[header::ACCEPT_RANGES], "bytes");
+        assert_eq!(body_of(resp).await.expect("body"), b"2345");
+    }
+
+    #[tokio::test]
+    async fn a_short_or_long_object_fails_the_body_instead_of_lying() {
+        let mut short = object(b"abc", 2, None);
+        short.size = 5;
+        let err = body_of(response(short, Encoding::Raw, &Meta::default()))
+            .await
+            .expect_err("short");
+        assert!(err.to_string().contains("ended early"), "{err}");
+        let mut long = object(b"abcdef", 2, None);
+        long.size = 3;
+        let err = body_of(response(long, Encoding::Raw, &Meta::default()))
+            .await
+            .expect_err("long");
+        assert!(err.to_string().contains("longer than announced"), "{err}");
+    }
+}

@@ -1,0 +1,181 @@
+//! The reaper: jobs whose worker vanished, jobs nobody takes, and hand-overs whose message was
+//! lost. Each job is claimed with `FOR UPDATE SKIP LOCKED` and changed in its own transaction
+//! through the shared lifecycle functions, so replicas running the sweep together never act on
+//! the same job twice, and a job another service is changing right now is left for next round.
+//! The sweep also refreshes the per-target queue-depth gauge.
+
+use shared::{
+    clock::now_ms,
+    jobs::{self, state, LostOutcome},
+    metrics,
+    queue::TARGETS,
+};
+
+use crate::{
+    settings::{human, ms},
+    stage2::{self, HandOver},
+    Ctx, WAIT_START_SQL,
+};
+
+/// Jobs handled per step and round (the rest wait for the next round).
+const BATCH: u32 = 200;
+
+/// What one sweep did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Report {
+    /// Lost jobs queued again.
+    pub requeued: Vec<String>,
+    /// Lost jobs failed (out of retries, cancelled, or their build had already failed).
+    pub lost_failed: Vec<String>,
+    /// Queued jobs failed by the wait timeout (A8).
+    pub timed_out: Vec<String>,
+    /// `finishing` jobs handed over by the sweep.
+    pub handed_over: Vec<String>,
+}
+
+/// Run the reaper every sweep.
+pub fn spawn(ctx: &Ctx) {
+    let c = ctx.clone();
+    let period = ctx.settings.sweep_interval();
+    ctx.deps.tracker.spawn(crate::sweep::every("reaper", period, ctx.deps.cancel.clone(), None, move || {
+        let c = c.clone();
+        async move {
+            let gap = period / 2;
+            crate::sweep::locked(&c.deps.pool, "reaper", gap, || sweep(&c)).await
+        }
+    }));
+}
+
+/// One round of the reaper.
+pub async fn sweep(ctx: &Ctx) -> anyhow::Result<Report> {
+    let mut report = Report::default();
+    requeue_lost(ctx, &mut report).await?;
+    fail_waiting(ctx, &mut report).await?;
+    hand_over_stuck(ctx, &mut report).await?;
+    refresh_queue_depth(ctx).await?;
+    if !(report.requeued.is_empty() && report.lost_failed.is_empty() && report.timed_out.is_empty()) {
+        ctx.deps.notify_outbox();
+        ctx.vm_wake.notify_one();
+    }
+    Ok(report)
+}
+
+/// Leases that expired: the worker is gone (the dispatcher renews leases while it is connected
+/// and keeps a disconnected worker's jobs for the re-attach window). Requeue with one more
+/// retry, or fail after the last. A build that had already failed (the worker sent `error`)
+/// is never retried: it ends failed.
+async fn requeue_lost(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
+    let expired: Vec<(String, i32)> = sqlx::query_as(
+        "SELECT id, attempt FROM jobs WHERE state IN ('assigned', 'running') AND lease_expires_ms < ? ORDER BY lease_expires_ms LIMIT ?",
+    )
+    .bind(now_ms())
+    .bind(BATCH)
+    .fetch_all(&ctx.deps.pool)
+    .await?;
+    for (id, attempt) in expired {
+        let mut tx = ctx.deps.pool.begin().await?;
+        let claimed: Option<String> = sqlx::query_scalar(
+            "SELECT id FROM jobs WHERE id = ? AND attempt = ? AND state IN ('assigned', 'running') AND lease_expires_ms < ? \
+             FOR UPDATE SKIP LOCKED",
+        )
+        .bind(&id)
+        .bind(attempt)
+        .bind(now_ms())
+        .fetch_optional(&mut *tx)
+        .await?;
+        if claimed.is_none() {
+            continue;
+        }
+        let Some(job) = jobs::lock(&mut tx, &id).await? else { continue };
+        let outcome = if job.error_reported && !job.cancel_requested {
+            shared::metrics::get().lease_expiries.inc();
+            let msg = "Build failed (the worker disconnected after reporting an error)";
+            jobs::finish_failed(&mut tx, &job, state::FAILED, msg).await?;
+            LostOutcome::Failed
+        } else {
+            jobs::requeue_lost(&mut tx, &id, attempt, "Builder disconnected").await?
+        };
+        if outcome == LostOutcome::Requeued {
+            sqlx::query("UPDATE jobs SET queued_ms = ? WHERE id = ?").bind(now_ms()).bind(&id).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        match outcome {
+            LostOutcome::Requeued => {
+                tracing::info!(job_id = %id, attempt, retries = job.retries + 1, "lease expired; job requeued");
+                report.requeued.push(id);
+            }
+            LostOutcome::Failed => {
+                tracing::warn!(job_id = %id, attempt, retries = job.retries, "lease expired; job failed");
+                report.lost_failed.push(id);
+            }
+            LostOutcome::Unchanged => {}
+        }
+    }
+    Ok(())
+}
+
+/// A8: a queued job that no worker took within the queue timeout fails with a clear error.
+async fn fail_waiting(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
+    let timeout_secs = ctx.settings.queue_timeout_secs;
+    let cutoff = now_ms() - ms(timeout_secs);
+    let waiting: Vec<String> =
+        sqlx::query_scalar(&format!("SELECT id FROM jobs WHERE state = 'queued' AND {WAIT_START_SQL} < ? LIMIT ?"))
+            .bind(cutoff)
+            .bind(BATCH)
+            .fetch_all(&ctx.deps.pool)
+            .await?;
+    for id in waiting {
+        let mut tx = ctx.deps.pool.begin().await?;
+        let claimed: Option<String> =
+            sqlx::query_scalar(&format!("SELECT id FROM jobs WHERE id = ? AND state = 'queued' AND {WAIT_START_SQL} < ? FOR UPDATE SKIP LOCKED"))
+                .bind(&id)
+                .bind(cutoff)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if claimed.is_none() {
+            continue;
+        }
+        let Some(job) = jobs::lock(&mut tx, &id).await? else { continue };
+        let message = format!("No build worker for '{}' took the job within {}; please try again later", job.target, human(timeout_secs));
+        jobs::finish_failed(&mut tx, &job, state::FAILED, &message).await?;
+        tx.commit().await?;
+        tracing::warn!(job_id = %id, target = %job.target, "job timed out in the queue");
+        report.timed_out.push(id);
+    }
+    Ok(())
+}
+
+/// Fallback for a lost `StageFinished` message: hand over jobs still `finishing` a while after
+/// their last event. The hand-over is idempotent, so racing the consumer is harmless.
+async fn hand_over_stuck(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
+    let cutoff = now_ms() - ms(ctx.settings.finishing_grace_secs);
+    let stuck: Vec<(String, i32)> = sqlx::query_as(
+        "SELECT j.id, j.attempt FROM jobs j WHERE j.state = 'finishing' AND \
+         COALESCE((SELECT MAX(e.created_ms) FROM job_events e WHERE e.job_id = j.id), j.assigned_ms, j.created_ms) < ? LIMIT ?",
+    )
+    .bind(cutoff)
+    .bind(BATCH)
+    .fetch_all(&ctx.deps.pool)
+    .await?;
+    for (id, attempt) in stuck {
+        let outcome = stage2::hand_over(&ctx.deps, &id, attempt).await?;
+        if outcome != HandOver::Unchanged {
+            tracing::warn!(job_id = %id, ?outcome, "handed over a job whose stage-2 message was lost");
+            report.handed_over.push(id);
+        }
+    }
+    Ok(())
+}
+
+/// Set `queue_depth{target}` for every target (0 when empty).
+async fn refresh_queue_depth(ctx: &Ctx) -> anyhow::Result<()> {
+    let rows: Vec<(String, i64)> = sqlx::query_as("SELECT target, COUNT(*) FROM jobs WHERE state = 'queued' GROUP BY target")
+        .fetch_all(&ctx.deps.pool)
+        .await?;
+    let depth = &metrics::get().queue_depth;
+    for target in TARGETS {
+        let n = rows.iter().find(|(t, _)| t == target).map_or(0, |(_, n)| *n);
+        depth.get_or_create(&metrics::label("target", target)).set(n);
+    }
+    Ok(())
+}

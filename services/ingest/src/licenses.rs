@@ -1,0 +1,177 @@
+//! Licences (§3.2, §3.3): free device-bound registration, throttled per client address and per
+//! device (D7), and key verification. Keys are returned once and stored only as hashes.
+
+use std::net::IpAddr;
+
+use axum::{body::Bytes, extract::State, http::HeaderMap, Json};
+use sha2::{Digest, Sha256};
+use shared::{
+    auth,
+    clock::now_ms,
+    http::{ApiError, ApiJson, ApiResult, PeerAddr},
+    protocol::{RegisterRequest, RegisterResponse, Tier, VerifyRequest, VerifyResponse},
+};
+
+use crate::{access, body, errors, limits, AppState};
+
+/// Longest accepted `github_username` / `device_id`.
+const MAX_FIELD_LEN: usize = 255;
+
+/// `POST /api/v1/license/register`: a new free, device-bound licence.
+pub async fn register_license(
+    State(state): State<AppState>,
+    PeerAddr(peer): PeerAddr,
+    headers: HeaderMap,
+    raw: Bytes,
+) -> ApiResult<Json<RegisterResponse>> {
+    let request: RegisterRequest = body::optional_json(&raw)?;
+    let username = clean_field(request.github_username.as_deref(), "github_username")?;
+    let device = clean_field(request.device_id.as_deref(), "device_id")?;
+    let settings = &state.settings;
+    let addr = client_addr(peer.map(|p| p.ip()), &headers, settings.trust_forwarded_for);
+    let mut buckets = vec![(
+        format!("register:addr:{addr}"),
+        settings.register_limit_per_addr,
+    )];
+    if let Some(device) = &device {
+        buckets.push((
+            format!(
+                "register:device:{}",
+                hex::encode(Sha256::digest(device.as_bytes()))
+            ),
+            settings.register_limit_per_device,
+        ));
+    }
+    let now = now_ms();
+    let window_ms =
+        i64::try_from(settings.register_window_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+    let mut tx = state.deps.pool.begin().await?;
+    for (bucket, limit) in &buckets {
+        if limits::hits_since(&mut tx, bucket, now.saturating_sub(window_ms)).await?
+            >= u64::from(*limit)
+        {
+            tracing::warn!(
+                by_device = bucket.starts_with("register:device:"),
+                "licence registration throttled"
+            );
+            return Err(errors::rate_limited(
+                "Too many license registrations; try again later",
+            ));
+        }
+    }
+    let (key, hash) = auth::new_license_key("FREE");
+    let res = sqlx::query(
+        "INSERT INTO licenses (key_hash, tier, device_bound, github_username, created_ms) VALUES (?, 'free', TRUE, ?, ?)",
+    )
+    .bind(&hash[..])
+    .bind(username.as_deref())
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    for (bucket, _) in &buckets {
+        limits::record_hit(&mut tx, bucket, now).await?;
+    }
+    tx.commit().await?;
+    tracing::info!(license_id = res.last_insert_id(), "free licence registered");
+    Ok(Json(RegisterResponse {
+        license_key: key,
+        tier: Tier::Free,
+        platforms: platforms(Tier::Free),
+    }))
+}
+
+/// `POST /api/v1/license/verify`: `{"valid":true,"tier","platforms"}` or the invalid answer.
+pub async fn verify_license(
+    State(state): State<AppState>,
+    ApiJson(request): ApiJson<VerifyRequest>,
+) -> ApiResult<Json<VerifyResponse>> {
+    let mut conn = state.deps.pool.acquire().await?;
+    let Some(license) = access::license_by_key(&mut conn, &request.license_key).await? else {
+        return Ok(Json(VerifyResponse::invalid()));
+    };
+    let tier = license.tier();
+    Ok(Json(VerifyResponse {
+        valid: true,
+        tier: Some(tier),
+        platforms: Some(platforms(tier)),
+    }))
+}
+
+/// The platforms reported for a tier (A13: reported, not enforced).
+pub fn platforms(tier: Tier) -> Vec<String> {
+    tier.platforms().into_iter().map(str::to_owned).collect()
+}
+
+/// Trim an optional text field; empty counts as absent; over-long or control characters: 400.
+fn clean_field(value: Option<&str>, name: &str) -> ApiResult<Option<String>> {
+    let Some(v) = value.map(str::trim).filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    if v.len() > MAX_FIELD_LEN || v.chars().any(char::is_control) {
+        return Err(ApiError::bad_request(format!(
+            "Invalid {name}: at most {MAX_FIELD_LEN} bytes, no control characters"
+        )));
+    }
+    Ok(Some(v.to_owned()))
+}
+
+/// The client address used for throttling: the peer, or behind a trusted proxy the last
+/// `X-Forwarded-For` entry (the one the proxy appended).
+pub fn client_addr(peer: Option<IpAddr>, headers: &HeaderMap, trust_forwarded_for: bool) -> String {
+    let forwarded = trust_forwarded_for
+        .then(|| {
+            headers
+                .get("x-forwarded-for")?
+                .to_str()
+                .ok()?
+                .rsplit(',')
+                .next()?
+                .trim()
+                .parse::<IpAddr>()
+                .ok()
+        })
+        .flatten();
+    forwarded
+        .or(peer)
+        .map_or_else(|| "unknown".to_owned(), |ip| ip.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::HeaderValue;
+
+    use super::*;
+
+    #[test]
+    fn forwarded_addresses_count_only_behind_a_trusted_proxy() {
+        let peer: Option<IpAddr> = "10.0.0.1".parse().ok();
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("1.2.3.4, 5.6.7.8"),
+        );
+        assert_eq!(client_addr(peer, &h, false), "10.0.0.1");
+        assert_eq!(client_addr(peer, &h, true), "5.6.7.8");
+        h.insert("x-forwarded-for", HeaderValue::from_static("garbage"));
+        assert_eq!(client_addr(peer, &h, true), "10.0.0.1");
+        assert_eq!(client_addr(None, &HeaderMap::new(), false), "unknown");
+    }
+
+    #[test]
+    fn optional_fields_are_trimmed_and_bounded() {
+        assert_eq!(clean_field(None, "x").unwrap(), None);
+        assert_eq!(clean_field(Some("  "), "x").unwrap(), None);
+        assert_eq!(
+            clean_field(Some(" octo "), "x").unwrap().as_deref(),
+            Some("octo")
+        );
+        assert!(clean_field(Some("a\u{0}b"), "x").is_err());
+        assert!(clean_field(Some(&"a".repeat(256)), "x").is_err());
+    }
+
+    #[test]
+    fn platforms_follow_the_tier() {
+        assert_eq!(platforms(Tier::Free), vec!["macos"]);
+        assert_eq!(platforms(Tier::Pro).len(), 5);
+    }
+}

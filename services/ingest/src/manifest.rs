@@ -1,0 +1,255 @@
+//! What a build submission must contain (PROTOCOL.md §3.7, A8, A9): the manifest is forwarded
+//! unchanged, but the hub checks the fields workers require, the one target, the app name's
+//! characters and the project it binds; credentials must be a JSON object.
+
+use serde_json::{Map, Value};
+use shared::http::{ApiError, ApiResult};
+
+/// The targets the CLI sends (A8), matched after lower-casing (A9).
+pub const CLI_TARGETS: &[&str] = &[
+    "macos", "ios", "visionos", "watchos", "tvos", "android", "linux", "windows", "web",
+];
+
+/// Longest accepted app name, in characters.
+pub const MAX_APP_NAME_CHARS: usize = 128;
+
+/// Longest project identifier (`bundle_id`, else `name`), in bytes (the `jobs.project` column).
+pub const MAX_PROJECT_BYTES: usize = 255;
+
+/// A checked manifest.
+#[derive(Debug, Clone)]
+pub struct BuildManifest {
+    /// The manifest text as received, forwarded to the worker unchanged.
+    pub text: String,
+    /// The one target, lower-cased.
+    pub target: String,
+    /// What a device-bound licence binds to: `bundle_id`, else `name`.
+    pub project: String,
+}
+
+/// Parse and check a manifest (400 with the reason otherwise).
+pub fn parse_manifest(text: &str) -> ApiResult<BuildManifest> {
+    let value: Value = serde_json::from_str(text)
+        .map_err(|e| ApiError::bad_request(format!("Invalid manifest JSON: {e}")))?;
+    let Value::Object(map) = value else {
+        return Err(ApiError::bad_request(
+            "Invalid manifest: expected a JSON object",
+        ));
+    };
+    let target = target(&map)?;
+    let app_name = required_string(&map, "app_name")?;
+    check_app_name(app_name)
+        .map_err(|why| ApiError::bad_request(format!("Invalid manifest.app_name: {why}")))?;
+    required_string(&map, "version")?;
+    required_string(&map, "entry")?;
+    let project = project(&map)?;
+    Ok(BuildManifest {
+        text: text.trim().to_owned(),
+        target,
+        project,
+    })
+}
+
+/// Exactly one target, one of [`CLI_TARGETS`] after lower-casing.
+fn target(map: &Map<String, Value>) -> ApiResult<String> {
+    let list = match map.get("targets") {
+        Some(Value::Array(list)) => list,
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "Invalid manifest.targets: expected an array of one target",
+            ))
+        }
+        None => return Err(ApiError::bad_request("Missing manifest.targets")),
+    };
+    let [Value::String(one)] = list.as_slice() else {
+        let what = if list.is_empty() {
+            "no target was given"
+        } else {
+            "exactly one target is accepted per build"
+        };
+        return Err(ApiError::bad_request(format!(
+            "Invalid manifest.targets: {what}"
+        )));
+    };
+    let target = one.trim().to_ascii_lowercase();
+    if !CLI_TARGETS.contains(&target.as_str()) {
+        return Err(ApiError::bad_request(format!(
+            "Unknown target {one:?}; expected one of: {}",
+            CLI_TARGETS.join(", ")
+        )));
+    }
+    Ok(target)
+}
+
+fn required_string<'a>(map: &'a Map<String, Value>, field: &str) -> ApiResult<&'a str> {
+    match map.get(field) {
+        Some(Value::String(s)) if !s.trim().is_empty() => Ok(s),
+        Some(Value::String(_)) => Err(ApiError::bad_request(format!(
+            "Invalid manifest.{field}: must not be empty"
+        ))),
+        Some(_) => Err(ApiError::bad_request(format!(
+            "Invalid manifest.{field}: expected a string"
+        ))),
+        None => Err(ApiError::bad_request(format!("Missing manifest.{field}"))),
+    }
+}
+
+/// `bundle_id`, else `name`: required, since the licence binds to it.
+fn project(map: &Map<String, Value>) -> ApiResult<String> {
+    let pick = |field: &str| {
+        map.get(field)
+            .and_then(Value::as_str)
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+    };
+    let Some(project) = pick("bundle_id").or_else(|| pick("name")) else {
+        return Err(ApiError::bad_request("Missing manifest.bundle_id"));
+    };
+    if project.len() > MAX_PROJECT_BYTES || project.chars().any(char::is_control) {
+        return Err(ApiError::bad_request(format!(
+            "Invalid manifest.bundle_id: at most {MAX_PROJECT_BYTES} bytes, no control characters"
+        )));
+    }
+    Ok(project.to_owned())
+}
+
+/// App names become file and directory names on workers: letters and digits (any script),
+/// spaces, `-`, `_` and `.`; starting with a letter or digit; at most
+/// [`MAX_APP_NAME_CHARS`] characters.
+pub fn check_app_name(name: &str) -> Result<(), String> {
+    let count = name.chars().count();
+    if count == 0 || count > MAX_APP_NAME_CHARS {
+        return Err(format!("must be 1 to {MAX_APP_NAME_CHARS} characters"));
+    }
+    if !name.chars().next().is_some_and(char::is_alphanumeric) {
+        return Err("must start with a letter or digit".into());
+    }
+    if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_alphanumeric() || matches!(c, ' ' | '-' | '_' | '.')))
+    {
+        return Err(format!(
+            "character {bad:?} is not allowed (use letters, digits, spaces, '-', '_' and '.')"
+        ));
+    }
+    if name.contains("..") || name.ends_with(' ') || name.ends_with('.') {
+        return Err("must not contain '..' or end with a space or '.'".into());
+    }
+    Ok(())
+}
+
+/// Parse the credentials part: a JSON object of nullable signing secrets. Returns the compact
+/// JSON to seal, or `None` when there is nothing to keep (`{}`).
+pub fn parse_credentials(text: &str) -> ApiResult<Option<Vec<u8>>> {
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
+    // The error names the position only: serde_json's messages never quote the input.
+    let value: Value = serde_json::from_str(text)
+        .map_err(|e| ApiError::bad_request(format!("Invalid credentials JSON: {e}")))?;
+    match value {
+        Value::Object(map) if map.is_empty() => Ok(None),
+        Value::Object(map) => serde_json::to_vec(&map)
+            .map(Some)
+            .map_err(|e| ApiError::internal(&e)),
+        _ => Err(ApiError::bad_request(
+            "Invalid credentials: expected a JSON object",
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"{"app_name":"My App","bundle_id":"com.example.app","version":"1.0.0","entry":"src/main.ts","targets":["Linux"],"icon":null}"#;
+
+    #[test]
+    fn a_cli_manifest_is_accepted_with_its_target_lower_cased() {
+        let m = parse_manifest(GOOD).unwrap();
+        assert_eq!(m.target, "linux");
+        assert_eq!(m.project, "com.example.app");
+        assert_eq!(m.text, GOOD);
+    }
+
+    #[test]
+    fn target_rules_follow_a8() {
+        let with = |targets: &str| GOOD.replace(r#"["Linux"]"#, targets);
+        for bad in [
+            r#"[]"#,
+            r#"["linux","android"]"#,
+            r#"["tvOS2"]"#,
+            r#""linux""#,
+            r#"[1]"#,
+            r#"["windows-sign"]"#,
+        ] {
+            let e = parse_manifest(&with(bad)).unwrap_err();
+            assert_eq!(e.status().as_u16(), 400, "{bad}");
+        }
+        for good in CLI_TARGETS {
+            assert_eq!(
+                parse_manifest(&with(&format!("[\"{good}\"]")))
+                    .unwrap()
+                    .target,
+                *good
+            );
+        }
+    }
+
+    #[test]
+    fn required_fields_and_json_shape_are_checked() {
+        for bad in [
+            "not json",
+            "[]",
+            r#"{"targets":["linux"]}"#,
+            &GOOD.replace(r#""version":"1.0.0""#, r#""version":7"#),
+        ] {
+            assert!(parse_manifest(bad).is_err(), "{bad}");
+        }
+        let no_bundle = GOOD.replace(r#""bundle_id":"com.example.app","#, r#""name":"demo","#);
+        assert_eq!(parse_manifest(&no_bundle).unwrap().project, "demo");
+        let neither = GOOD.replace(r#""bundle_id":"com.example.app","#, "");
+        assert!(parse_manifest(&neither).is_err());
+    }
+
+    #[test]
+    fn app_names_reject_path_and_shell_characters() {
+        for ok in ["App", "My App 2", "weather-app_v1.2", "Café"] {
+            assert!(check_app_name(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            " App",
+            "../x",
+            "a/b",
+            "a\\b",
+            "a;rm -rf",
+            "a\"b",
+            "a\nb",
+            "App.",
+            "a..b",
+            "$(x)",
+            &"x".repeat(129),
+        ] {
+            assert!(check_app_name(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn credentials_must_be_an_object() {
+        assert_eq!(parse_credentials("").unwrap(), None);
+        assert_eq!(parse_credentials("{}").unwrap(), None);
+        let sealed = parse_credentials(r#"{ "apple_p8_key": "k", "apple_team_id": null }"#)
+            .unwrap()
+            .unwrap();
+        assert_eq!(sealed, br#"{"apple_p8_key":"k","apple_team_id":null}"#);
+        assert!(parse_credentials("[1]").is_err());
+        assert!(parse_credentials("{oops").is_err());
+    }
+
+    #[test]
+    fn credential_errors_do_not_echo_the_input() {
+        let e = parse_credentials(r#"{"apple_p8_key": "s3cr3t-value" oops}"#).unwrap_err();
+        assert!(!e.message.contains("s3cr3t-value"), "{}", e.message);
+    }
+}
