@@ -100,6 +100,10 @@ impl DbConfig {
     pub fn connect_options(&self) -> Result<sqlx::mysql::MySqlConnectOptions, ConfigError> {
         use sqlx::mysql::MySqlConnectOptions;
         if let Some(url) = &self.url {
+            let scheme_ok = url.expose().starts_with("mysql://") || url.expose().starts_with("mariadb://");
+            if !scheme_ok {
+                return Err(ConfigError::new("DATABASE_URL", "must start with mysql:// or mariadb://"));
+            }
             return url
                 .expose()
                 .parse::<MySqlConnectOptions>()
@@ -209,10 +213,10 @@ pub struct BlobConfig {
     pub s3_key_prefix: String,
     /// Only send/verify checksums when the API requires them (for stores that reject
     /// aws-chunked uploads).
-    #[arg(id = "s3-checksum-when-required", long = "s3-checksum-when-required", env = "PERRY_S3_CHECKSUM_WHEN_REQUIRED", value_parser = parse_bool_flag, default_value = "false")]
+    #[arg(id = "s3-checksum-when-required", long = "s3-checksum-when-required", env = "PERRY_S3_CHECKSUM_WHEN_REQUIRED", value_parser = parse_bool_flag, action = clap::ArgAction::Set, default_value = "false")]
     pub s3_checksum_when_required: bool,
     /// Answer raw artifact downloads with a redirect to a presigned S3 URL instead of proxying.
-    #[arg(id = "s3-presign-downloads", long = "s3-presign-downloads", env = "PERRY_S3_PRESIGN_DOWNLOADS", value_parser = parse_bool_flag, default_value = "false")]
+    #[arg(id = "s3-presign-downloads", long = "s3-presign-downloads", env = "PERRY_S3_PRESIGN_DOWNLOADS", value_parser = parse_bool_flag, action = clap::ArgAction::Set, default_value = "false")]
     pub s3_presign_downloads: bool,
 }
 
@@ -261,7 +265,7 @@ impl BlobConfig {
 #[derive(Debug, Clone, Args)]
 pub struct HubConfig {
     /// Development mode: allows empty secrets and a built-in credentials key. Never in production.
-    #[arg(id = "dev-mode", long = "dev-mode", env = "PERRY_HUB_DEV_MODE", value_parser = parse_bool_flag, default_value = "false")]
+    #[arg(id = "dev-mode", long = "dev-mode", env = "PERRY_HUB_DEV_MODE", value_parser = parse_bool_flag, action = clap::ArgAction::Set, default_value = "false")]
     pub dev_mode: bool,
     /// Public base URL of the hub (used in tarball, upload and download URLs).
     #[arg(id = "public-url", long = "public-url", env = "PERRY_HUB_PUBLIC_URL", default_value = "")]
@@ -279,11 +283,32 @@ pub struct HubConfig {
     #[arg(id = "artifact-ttl-secs", long = "artifact-ttl-secs", env = "PERRY_HUB_ARTIFACT_TTL_SECS", default_value_t = 600)]
     pub artifact_ttl_secs: u64,
     /// Self-hosted: no monthly or hourly limits.
-    #[arg(id = "self-hosted", long = "self-hosted", env = "PERRY_HUB_SELF_HOSTED", value_parser = parse_bool_flag, default_value = "false")]
+    #[arg(id = "self-hosted", long = "self-hosted", env = "PERRY_HUB_SELF_HOSTED", value_parser = parse_bool_flag, action = clap::ArgAction::Set, default_value = "false")]
     pub self_hosted: bool,
     /// Expected worker compiler version (workers reporting another get `update_perry`).
     #[arg(id = "expected-version", long = "expected-version", env = "PERRY_EXPECTED_VERSION", default_value = "")]
     pub expected_version: String,
+}
+
+/// Usage-based billing of pro overage through Polar (§6). Off unless both values are set.
+#[derive(Debug, Clone, Default, Args)]
+pub struct PolarConfig {
+    /// Polar API token for overage metering.
+    #[arg(id = "polar-access-token", long = "polar-access-token", env = "POLAR_ACCESS_TOKEN", default_value = "", hide_env_values = true, hide_default_value = true)]
+    pub access_token: Secret,
+    /// Polar meter id of a publish.
+    #[arg(id = "polar-meter-publish", long = "polar-meter-publish", env = "POLAR_METER_PUBLISH", default_value = "")]
+    pub meter_publish: String,
+    /// Polar API base URL.
+    #[arg(id = "polar-api-url", long = "polar-api-url", env = "PERRY_POLAR_API_URL", default_value = "https://api.polar.sh")]
+    pub api_url: String,
+}
+
+impl PolarConfig {
+    /// Whether overage billing is configured.
+    pub fn enabled(&self) -> bool {
+        !self.access_token.is_empty() && !self.meter_publish.is_empty()
+    }
 }
 
 /// The public URL used when none is configured (development only).
@@ -334,7 +359,8 @@ impl HubConfig {
                 "required outside development mode (workers need absolute URLs)",
             ));
         }
-        if !url.is_empty() && !(url.starts_with("http://") || url.starts_with("https://")) {
+        let has_scheme = url.starts_with("http://") || url.starts_with("https://");
+        if !url.is_empty() && !has_scheme {
             return Err(ConfigError::new("PERRY_HUB_PUBLIC_URL", "must start with http:// or https://"));
         }
         if self.artifact_ttl_secs == 0 || self.artifact_ttl_secs > 7 * 86_400 {

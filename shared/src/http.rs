@@ -146,8 +146,9 @@ impl<T: serde::Serialize> IntoResponse for ApiJson<T> {
     }
 }
 
-/// The peer address when the server records it (`into_make_service_with_connect_info`);
-/// `None` in in-process tests.
+/// The TCP peer address when the server records it (`into_make_service_with_connect_info`);
+/// `None` in in-process tests. Services that sit behind a proxy decide themselves whether to
+/// trust `X-Forwarded-For` (see ingest's `PERRY_HUB_TRUST_FORWARDED_FOR`).
 #[derive(Debug, Clone, Copy)]
 pub struct PeerAddr(pub Option<std::net::SocketAddr>);
 

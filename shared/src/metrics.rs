@@ -58,7 +58,7 @@ impl Metrics {
             ws_connections: Family::default(),
             active_workers: Gauge::default(),
             queue_depth: Family::default(),
-            time_to_assign_seconds: Histogram::new([0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 60.0, 300.0, 900.0, 3600.0].into_iter()),
+            time_to_assign_seconds: Histogram::new([0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 60.0, 300.0, 900.0, 3600.0]),
             bytes_in: Family::default(),
             bytes_out: Family::default(),
             lease_expiries: Counter::default(),

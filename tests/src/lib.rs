@@ -21,6 +21,9 @@ use tokio_util::sync::CancellationToken;
 /// How long tests wait for an expected event before failing.
 pub const WAIT: Duration = Duration::from_secs(20);
 
+/// A change to the hub configuration of a test hub.
+pub type HubAdjust = Box<dyn FnOnce(&mut HubConfig) + Send>;
+
 /// Options of a test hub.
 #[derive(Default)]
 pub struct HubOptions {
@@ -35,7 +38,7 @@ pub struct HubOptions {
     /// Share the database, queue prefix and bucket of another hub (a second replica).
     pub replica_of: Option<(shared::config::DbConfig, AmqpConfig, BlobConfig)>,
     /// Adjust the hub configuration.
-    pub hub: Option<Box<dyn FnOnce(&mut HubConfig) + Send>>,
+    pub hub: Option<HubAdjust>,
     /// Ingest settings (None: [`ingest_settings`]).
     pub ingest: Option<ingest::Settings>,
 }

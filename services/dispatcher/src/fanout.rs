@@ -1,7 +1,7 @@
 //! This instance's private queue on the events exchange: job events go to local subscribers,
 //! control messages (cancel, update) to local workers. After every (re)connection all local
 //! subscribers resynchronise from MySQL, so events published while the queue did not exist
-//! are not lost.
+//! are not lost, and cancels and updates that may have been missed are re-derived from MySQL.
 
 use shared::{
     protocol::Outgoing,
@@ -23,6 +23,7 @@ pub fn spawn(ctx: &Ctx) {
     let broker = ctx.deps.broker.clone();
     let cancel = ctx.deps.cancel.clone();
     let hub = ctx.hub.clone();
+    let reconcile_ctx = ctx.clone();
     ctx.deps.tracker.spawn(async move {
         consumer::run(
             broker,
@@ -31,7 +32,13 @@ pub fn spawn(ctx: &Ctx) {
             cancel,
             move || {
                 let hub = hub.clone();
-                async move { hub.resync_all() }
+                let c = reconcile_ctx.clone();
+                async move {
+                    hub.resync_all();
+                    if let Err(error) = reconcile(&c).await {
+                        tracing::warn!(%error, "reconciling cancels and updates failed");
+                    }
+                }
             },
             move |r: Received| {
                 let c = c.clone();
@@ -52,11 +59,46 @@ fn handle(ctx: &Ctx, message: Message) -> Disposition {
             }
         }
         Message::UpdatePerry { .. } => {
-            for tx in ctx.hub.request_update() {
+            for tx in ctx.hub.request_update(None) {
                 send_frame(&tx, &Outgoing::UpdatePerry);
             }
         }
         Message::CapacityChanged {} | Message::JobQueued { .. } | Message::StageFinished { .. } => {}
     }
     Disposition::Ack
+}
+
+/// Messages published while this instance's queue did not exist (start-up, broker outage) are
+/// not delivered; derive what they would have said from MySQL: cancels of jobs held here, and
+/// updates for local workers whose version differs from the expected one.
+async fn reconcile(ctx: &Ctx) -> Result<(), sqlx::Error> {
+    let pool = &ctx.deps.pool;
+    let cancels: Vec<(String, i32)> = sqlx::query_as(
+        "SELECT id, attempt FROM jobs WHERE cancel_requested = TRUE AND state IN ('assigned', 'running') AND dispatcher_id = ?",
+    )
+    .bind(&*ctx.instance_id)
+    .fetch_all(pool)
+    .await?;
+    for (job_id, attempt) in cancels {
+        if let Some(tx) = ctx.hub.worker_holding(&job_id, attempt) {
+            send_frame(&tx, &Outgoing::Cancel { job_id });
+        }
+    }
+    let expected = shared::db::get_setting(pool, shared::db::SETTING_EXPECTED_VERSION).await?.unwrap_or_default();
+    if expected.is_empty() {
+        return Ok(());
+    }
+    let outdated: std::collections::HashSet<String> = sqlx::query_scalar(
+        "SELECT id FROM workers WHERE dispatcher_id = ? AND disconnected_ms IS NULL AND (perry_version IS NULL OR perry_version <> ?)",
+    )
+    .bind(&*ctx.instance_id)
+    .bind(&expected)
+    .fetch_all(pool)
+    .await?
+    .into_iter()
+    .collect();
+    for tx in ctx.hub.request_update(Some(&outdated)) {
+        send_frame(&tx, &Outgoing::UpdatePerry);
+    }
+    Ok(())
 }

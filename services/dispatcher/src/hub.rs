@@ -226,11 +226,15 @@ impl Hub {
         self.capacity_changed();
     }
 
-    /// Ask local workers to update: idle ones now (returned), busy ones once idle.
-    pub fn request_update(&self) -> Vec<SocketTx> {
+    /// Ask local workers to update: idle ones now (returned), busy ones once idle. With `only`,
+    /// just those worker ids.
+    pub fn request_update(&self, only: Option<&HashSet<String>>) -> Vec<SocketTx> {
         let mut inner = self.lock();
         let mut now = Vec::new();
-        for w in inner.workers.values_mut() {
+        for w in inner.workers.values_mut().filter(|w| only.is_none_or(|o| o.contains(&w.id))) {
+            if w.updating || w.update_pending {
+                continue;
+            }
             if w.jobs.is_empty() && w.reserved == 0 {
                 w.updating = true;
                 now.push(w.tx.clone());
@@ -349,7 +353,7 @@ mod tests {
         hub.add_worker(w);
         let r = hub.reserve("linux").unwrap();
         hub.settle(&r.worker_id, Some(("j1", 1)));
-        assert!(hub.request_update().is_empty());
+        assert!(hub.request_update(None).is_empty());
         assert!(hub.release("w1", "j1", 1).is_some());
         assert_eq!(hub.free_slots("linux"), 0);
         hub.set_updating("w1", false);

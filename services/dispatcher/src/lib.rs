@@ -7,6 +7,7 @@
 //! - [`fanout`]: this instance's queue of job events and control messages.
 //! - [`hub`]: who is connected to this process.
 
+pub mod billing;
 pub mod fanout;
 pub mod hub;
 pub mod pump;
@@ -56,6 +57,7 @@ pub struct Config {
 
 /// Timing of sessions and leases.
 #[derive(Debug, Clone, clap::Args)]
+#[group(id = "dispatcher-settings")]
 pub struct Settings {
     /// Lease of an assigned job; renewed while its worker's socket is alive.
     #[arg(long, env = "PERRY_HUB_LEASE_SECS", default_value_t = 90)]
@@ -75,6 +77,9 @@ pub struct Settings {
     /// Largest accepted WebSocket message.
     #[arg(long, env = "PERRY_HUB_WS_MAX_MESSAGE_BYTES", default_value_t = 1 << 20)]
     pub max_message_bytes: usize,
+    /// Overage billing.
+    #[command(flatten)]
+    pub polar: shared::config::PolarConfig,
 }
 
 impl Settings {
@@ -86,7 +91,15 @@ impl Settings {
 
 impl Default for Settings {
     fn default() -> Self {
-        Self { lease_secs: 90, reattach_secs: 60, ping_secs: 25, silence_secs: 90, identify_secs: 30, max_message_bytes: 1 << 20 }
+        Self {
+            lease_secs: 90,
+            reattach_secs: 60,
+            ping_secs: 25,
+            silence_secs: 90,
+            identify_secs: 30,
+            max_message_bytes: 1 << 20,
+            polar: shared::config::PolarConfig::default(),
+        }
     }
 }
 
@@ -160,4 +173,14 @@ pub async fn run(config: Config, listener: TcpListener, cancel: CancellationToke
     shared::http::serve(listener, app, async move { c.cancelled().await }).await?;
     deps.shutdown(Duration::from_secs(10)).await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn every_setting_has_a_unique_name() {
+        super::Config::command().debug_assert();
+    }
 }

@@ -49,7 +49,14 @@ pub async fn run(ctx: &Ctx, conn: &mut Conn, job_id: String) {
     };
     // Register before reading the backlog so no live event can fall between the two.
     let (sub_id, mut rx, lagged) = ctx.hub.subscribe(&job.id);
-    let mut sub = Sub { ctx, job_id: job.id.clone(), tx: conn.tx.clone(), last_seq: 0, last_position: None };
+    let mut sub = Sub {
+        ctx,
+        job_id: job.id.clone(),
+        tx: conn.tx.clone(),
+        last_seq: 0,
+        last_position: None,
+        waiting: job.state == state::QUEUED,
+    };
     let position = match ctx.deps.pool.acquire().await {
         Ok(mut c) => jobs::position(&mut c, &job).await.unwrap_or(0),
         Err(_) => 0,
@@ -106,6 +113,9 @@ struct Sub<'a> {
     tx: SocketTx,
     last_seq: i64,
     last_position: Option<u64>,
+    /// Whether the job is (as far as its events tell) waiting in a queue; only then is the
+    /// position refreshed, so idle subscribers of running or finished jobs cost no queries.
+    waiting: bool,
 }
 
 impl Sub<'_> {
@@ -159,6 +169,11 @@ impl Sub<'_> {
         }
         if frame.get("type").and_then(|t| t.as_str()) == Some("queue_update") {
             self.last_position = frame.get("position").and_then(serde_json::Value::as_u64);
+            self.waiting = self.last_position.is_some_and(|p| p > 0);
+        } else {
+            // The signing hand-off requeues the job for stage 2; any other event means a
+            // worker has it or it ended.
+            self.waiting = frame.get("stage").and_then(|s| s.as_str()) == Some("signing");
         }
         let _ = self.tx.send(axum::extract::ws::Message::Text(frame.to_string().into()));
         Ok(())
@@ -190,9 +205,13 @@ impl Sub<'_> {
 
     /// Send `queue_update` when a queued job's position changed (at most every 5 s).
     async fn refresh_position(&mut self) -> anyhow::Result<()> {
+        if !self.waiting {
+            return Ok(());
+        }
         let mut conn = self.ctx.deps.pool.acquire().await?;
         let Some(job) = jobs::load(&mut conn, &self.job_id).await? else { return Ok(()) };
         if job.state != state::QUEUED {
+            self.waiting = false;
             return Ok(());
         }
         let position = jobs::position(&mut conn, &job).await?;

@@ -158,7 +158,8 @@ struct Session<'a> {
 /// Outcome of a `complete` frame.
 enum Ending {
     Finishing,
-    Completed,
+    /// Completed; carries the Polar customer to bill when this publish is overage.
+    Completed(Option<String>),
     Failed,
 }
 
@@ -286,7 +287,12 @@ impl Session<'_> {
         self.ctx.deps.notify_outbox();
         match ending {
             Ending::Finishing => tracing::info!(job_id, "stage 1 finished; handing over to the finisher"),
-            Ending::Completed => tracing::info!(job_id, "job completed"),
+            Ending::Completed(bill) => {
+                tracing::info!(job_id, "job completed");
+                if let Some(customer) = bill {
+                    crate::billing::bill(&self.ctx.settings.polar, customer, job_id.to_owned());
+                }
+            }
             Ending::Failed => tracing::info!(job_id, "job ended unsuccessfully"),
         }
         self.free(job_id, attempt);
@@ -426,8 +432,8 @@ async fn end_attempt(
             .fetch_one(&mut *tx)
             .await?;
         if !artifacts.is_empty() || published > 0 {
-            complete_job(tx, job, artifacts).await?;
-            return Ok(Ending::Completed);
+            let bill = complete_job(tx, job, artifacts).await?;
+            return Ok(Ending::Completed(bill));
         }
         let note = if reported_artifacts > 0 {
             "Build reported artifacts but none was uploaded to the hub"
@@ -450,8 +456,9 @@ async fn end_attempt(
     Ok(Ending::Failed)
 }
 
-/// Mark the job completed, count the publish once, and send the final `complete`.
-async fn complete_job(tx: &mut MySqlConnection, job: &Job, artifacts: Vec<ArtifactInfo>) -> anyhow::Result<()> {
+/// Mark the job completed, count the publish once, and send the final `complete`. Returns the
+/// Polar customer to bill when the counted publish is pro overage.
+async fn complete_job(tx: &mut MySqlConnection, job: &Job, artifacts: Vec<ArtifactInfo>) -> anyhow::Result<Option<String>> {
     let now = now_ms();
     let counted = sqlx::query(
         "UPDATE jobs SET state = 'completed', finished_ms = ?, credentials_enc = NULL, token_hash = NULL, \
@@ -461,17 +468,20 @@ async fn complete_job(tx: &mut MySqlConnection, job: &Job, artifacts: Vec<Artifa
     .bind(&job.id)
     .execute(&mut *tx)
     .await?;
+    let mut bill = None;
     if counted.rows_affected() == 1 {
+        let period = shared::clock::period_of(now);
         sqlx::query("INSERT INTO license_usage (license_id, period, publishes) VALUES (?, ?, 1) ON DUPLICATE KEY UPDATE publishes = publishes + 1")
             .bind(job.license_id)
-            .bind(shared::clock::period_of(now))
+            .bind(&period)
             .execute(&mut *tx)
             .await?;
+        bill = crate::billing::overage_customer(tx, job.license_id, &period).await?;
     }
     let frame = Outgoing::Complete { job_id: job.id.clone(), success: true, duration_secs: job.duration_secs(), artifacts };
     jobs::emit(tx, &job.id, &frame).await?;
     shared::metrics::get().jobs_finished.get_or_create(&shared::metrics::label("state", state::COMPLETED)).inc();
-    Ok(())
+    Ok(bill)
 }
 
 #[cfg(test)]

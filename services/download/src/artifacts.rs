@@ -33,8 +33,7 @@ use crate::{
 /// Metric label of artifact downloads.
 const KIND: &str = "artifact";
 
-/// The artifact a token points at. Text columns are read through `CAST(… AS CHAR)`: the
-/// schema's `utf8mb4_bin` collation makes sqlx see them as binary (sqlx issue #3387).
+/// The artifact a token points at.
 #[derive(Debug, sqlx::FromRow)]
 struct Artifact {
     id: String,
@@ -60,7 +59,7 @@ pub async fn download_artifact(
     let Some(hash) = hash else {
         return not_found("malformed").respond(KIND);
     };
-    let client = Client::new(peer, &headers);
+    let client = Client::new(peer, &headers, state.trust_forwarded_for);
     match serve(&state, hash, &client, &headers).await {
         Ok(resp) => resp,
         Err(refusal) => refusal.respond(KIND),
@@ -125,7 +124,7 @@ async fn serve(
 /// The artifact of a usable token, or why the token cannot be used.
 async fn check_token(pool: &MySqlPool, hash: &[u8; 32]) -> Result<Artifact, Refusal> {
     let token: Option<(i64, Option<i64>, String)> = sqlx::query_as(
-        "SELECT expires_ms, used_ms, CAST(artifact_id AS CHAR) FROM download_tokens WHERE token_hash = ?",
+        "SELECT expires_ms, used_ms, artifact_id FROM download_tokens WHERE token_hash = ?",
     )
     .bind(&hash[..])
     .fetch_optional(pool)
@@ -144,8 +143,7 @@ async fn check_token(pool: &MySqlPool, hash: &[u8; 32]) -> Result<Artifact, Refu
         ));
     }
     let artifact: Option<Artifact> = sqlx::query_as(
-        "SELECT CAST(id AS CHAR) AS id, CAST(job_id AS CHAR) AS job_id, attempt, CAST(name AS CHAR) AS name, \
-         size, CAST(sha256 AS CHAR) AS sha256, CAST(blob_key AS CHAR) AS blob_key, expires_ms \
+        "SELECT id, job_id, attempt, name, size, sha256, blob_key, expires_ms \
          FROM artifacts WHERE id = ?",
     )
     .bind(&artifact_id)
@@ -224,9 +222,8 @@ async fn presign(state: &AppState, artifact: &Artifact) -> Result<Option<String>
 }
 
 fn redirect(url: &str, sha256: &str) -> Result<Response, Refusal> {
-    let location = HeaderValue::from_str(url).map_err(|e| {
-        Refusal::new("error", ApiError::internal(&format!("presigned URL: {e}")))
-    })?;
+    let location = HeaderValue::from_str(url)
+        .map_err(|e| Refusal::new("error", ApiError::internal(&format!("presigned URL: {e}"))))?;
     let mut resp = StatusCode::TEMPORARY_REDIRECT.into_response();
     let headers = resp.headers_mut();
     headers.insert(header::LOCATION, location);

@@ -5,7 +5,10 @@
 //! announces, so a download is on record even if the process dies mid-stream. When the body
 //! ends early, [`Completion::interrupted`] corrects `bytes` to what was actually sent.
 
-use std::{future::Future, net::SocketAddr};
+use std::{
+    future::Future,
+    net::{IpAddr, SocketAddr},
+};
 
 use axum::http::{header, HeaderMap};
 use shared::clock::now_ms;
@@ -17,10 +20,11 @@ use crate::tokens::TokenClaim;
 /// Longest stored user agent, in characters (the column is `VARCHAR(255)`).
 const MAX_USER_AGENT: usize = 255;
 
-/// Who is reading: the peer address and the `User-Agent` header.
+/// Who is reading: the client address and the `User-Agent` header.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Client {
-    /// Peer IP address (no port); `None` when the server does not record peers.
+    /// Client IP address (no port): the TCP peer, or behind a trusted proxy the last
+    /// `X-Forwarded-For` entry; `None` when neither is known.
     pub addr: Option<String>,
     /// The `User-Agent`, without control characters, at most 255 characters.
     pub user_agent: Option<String>,
@@ -28,7 +32,10 @@ pub struct Client {
 
 impl Client {
     /// From the connection's peer address and the request headers.
-    pub fn new(peer: Option<SocketAddr>, headers: &HeaderMap) -> Self {
+    pub fn new(peer: Option<SocketAddr>, headers: &HeaderMap, trust_forwarded_for: bool) -> Self {
+        let forwarded = trust_forwarded_for
+            .then(|| last_forwarded_for(headers))
+            .flatten();
         let user_agent = headers.get(header::USER_AGENT).map(|value| {
             String::from_utf8_lossy(value.as_bytes())
                 .chars()
@@ -37,10 +44,26 @@ impl Client {
                 .collect::<String>()
         });
         Self {
-            addr: peer.map(|addr| addr.ip().to_string()),
+            addr: forwarded.or(peer.map(|p| p.ip())).map(|ip| ip.to_string()),
             user_agent: user_agent.filter(|ua| !ua.is_empty()),
         }
     }
+}
+
+/// The last `X-Forwarded-For` entry: the one our proxy appended (earlier ones are the client's
+/// word).
+fn last_forwarded_for(headers: &HeaderMap) -> Option<IpAddr> {
+    headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .next_back()?
+        .to_str()
+        .ok()?
+        .rsplit(',')
+        .next()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// One read to record.
@@ -59,7 +82,8 @@ pub(crate) struct Entry<'a> {
 /// Insert the audit row; returns its id.
 pub(crate) async fn record(pool: &MySqlPool, entry: &Entry<'_>) -> Result<u64, sqlx::Error> {
     let done = sqlx::query(
-        "INSERT INTO downloads (kind, job_id, artifact_id, attempt, client_addr, user_agent, bytes, at_ms) \
+        "INSERT INTO downloads \
+         (kind, job_id, artifact_id, attempt, client_addr, user_agent, bytes, at_ms) \
          VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(entry.kind)
@@ -130,14 +154,14 @@ impl Completion {
             claim,
             ..
         } = self;
-        spawn_tracked(&tracker.clone(), async move {
+        spawn_tracked(&tracker, async move {
             let result = sqlx::query("UPDATE downloads SET bytes = ? WHERE id = ?")
                 .bind(i64::try_from(sent).unwrap_or(i64::MAX))
                 .bind(audit_id)
                 .execute(&pool)
                 .await;
             if let Err(error) = result {
-                tracing::error!(%error, "could not correct the audit row of an interrupted download");
+                tracing::error!(%error, "could not correct an interrupted download's audit row");
             }
             if let Some(claim) = claim {
                 claim.release().await;
@@ -158,11 +182,29 @@ mod tests {
         let ua = format!("perry/0.5\t{}", "x".repeat(400));
         headers.insert(header::USER_AGENT, HeaderValue::from_str(&ua).expect("ua"));
         let peer: SocketAddr = "10.1.2.3:45678".parse().expect("addr");
-        let client = Client::new(Some(peer), &headers);
+        let client = Client::new(Some(peer), &headers, false);
         assert_eq!(client.addr.as_deref(), Some("10.1.2.3"));
         let stored = client.user_agent.expect("ua");
         assert!(stored.starts_with("perry/0.5x"));
         assert_eq!(stored.chars().count(), MAX_USER_AGENT);
-        assert_eq!(Client::new(None, &HeaderMap::new()), Client::default());
+        assert_eq!(
+            Client::new(None, &HeaderMap::new(), true),
+            Client::default()
+        );
+    }
+
+    #[test]
+    fn forwarded_for_counts_only_behind_a_trusted_proxy() {
+        let peer: SocketAddr = "10.0.0.2:80".parse().expect("addr");
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("1.1.1.1, 203.0.113.9"),
+        );
+        let addr = |h: &HeaderMap, trust| Client::new(Some(peer), h, trust).addr;
+        assert_eq!(addr(&headers, true).as_deref(), Some("203.0.113.9"));
+        assert_eq!(addr(&headers, false).as_deref(), Some("10.0.0.2"));
+        headers.insert("x-forwarded-for", HeaderValue::from_static("garbage"));
+        assert_eq!(addr(&headers, true).as_deref(), Some("10.0.0.2"));
     }
 }

@@ -250,7 +250,8 @@ impl Tracked {
     }
 
     fn fail(&mut self, err: io::Error) -> Poll<Option<io::Result<bytes::Bytes>>> {
-        tracing::warn!(error = %err, sent = self.sent, expected = self.expected, "download body failed");
+        let (sent, expected) = (self.sent, self.expected);
+        tracing::warn!(error = %err, sent, expected, "download body failed");
         self.done = true;
         Poll::Ready(Some(Err(err)))
     }
@@ -394,7 +395,10 @@ mod tests {
         assert_eq!(resp.status(), StatusCode::OK);
         let h = resp.headers().clone();
         assert_eq!(h[header::CONTENT_TYPE], "text/plain");
-        assert_eq!(h[header::CONTENT_DISPOSITION], "attachment; filename=\"a_b\"");
+        assert_eq!(
+            h[header::CONTENT_DISPOSITION],
+            "attachment; filename=\"a_b\""
+        );
         assert_eq!(h[ARTIFACT_SHA256], "abc");
         assert!(h.get(header::ACCEPT_RANGES).is_none());
         let body = body_of(resp).await.expect("body");

@@ -63,6 +63,15 @@ pub struct Config {
     /// Port serving `/api/v1/dl`, `/api/v1/tarball` and the health endpoints.
     #[arg(long, env = "PERRY_DOWNLOAD_PORT", default_value_t = 3459)]
     pub port: u16,
+    /// Record the client address of a download from the last `X-Forwarded-For` entry (only
+    /// behind a proxy that sets it).
+    #[arg(
+        long = "trust-forwarded-for",
+        env = "PERRY_HUB_TRUST_FORWARDED_FOR",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        default_value = "false"
+    )]
+    pub trust_forwarded_for: bool,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub hub: HubConfig,
@@ -82,12 +91,25 @@ pub struct Config {
 pub struct AppState {
     /// Process handles.
     pub deps: Deps,
+    /// Take the audited client address from `X-Forwarded-For` (see [`Config`]).
+    pub trust_forwarded_for: bool,
 }
 
 impl AppState {
-    /// Build the state.
+    /// Build the state (client addresses are the TCP peers).
     pub fn new(deps: &Deps) -> Self {
-        Self { deps: deps.clone() }
+        Self {
+            deps: deps.clone(),
+            trust_forwarded_for: false,
+        }
+    }
+
+    /// The same state, taking client addresses from `X-Forwarded-For` when `trust` is set.
+    pub fn with_trust_forwarded_for(self, trust: bool) -> Self {
+        Self {
+            trust_forwarded_for: trust,
+            ..self
+        }
     }
 }
 
@@ -129,9 +151,11 @@ pub async fn run(
         .filter(|check| check.name() != "rabbitmq")
         .collect();
     let app = shared::http::finish_router(
-        router(AppState::new(&deps)).merge(shared::http::health_router(checks)),
+        router(AppState::new(&deps).with_trust_forwarded_for(config.trust_forwarded_for))
+            .merge(shared::http::health_router(checks)),
     );
-    tracing::info!(addr = %listener.local_addr()?, blob = deps.blob.backend(), "download listening");
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, blob = deps.blob.backend(), "download listening");
     let c = cancel.clone();
     shared::http::serve(listener, app, async move { c.cancelled().await }).await?;
     deps.shutdown(Duration::from_secs(10)).await;
@@ -144,7 +168,10 @@ pub(crate) fn count(kind: &'static str, outcome: &'static str) {
         ("kind".to_owned(), kind.to_owned()),
         ("outcome".to_owned(), outcome.to_owned()),
     ];
-    shared::metrics::get().downloads.get_or_create(&labels).inc();
+    shared::metrics::get()
+        .downloads
+        .get_or_create(&labels)
+        .inc();
 }
 
 /// A request that is answered with the error envelope, with the outcome it is counted as.

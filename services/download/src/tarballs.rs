@@ -5,7 +5,8 @@
 //! the job is `assigned` or `running`. The storage key always comes from the job row
 //! (`input_key`): for a stage-2 `windows-sign` job the finisher points it at the stage-1
 //! `windows-precompiled` bundle. The job id itself never reaches the store, and anything that
-//! is not a canonical UUID is a 404 before the database is asked.
+//! is not a canonical lower-case UUID is a 404 before the database is asked (text columns
+//! compare case-insensitively, so this also keeps an upper-cased id from matching).
 //!
 //! A successful fetch moves the job `assigned` → `running` (`started_ms`) and is recorded in
 //! `downloads`.
@@ -32,7 +33,7 @@ use crate::{
 /// Metric label of tarball fetches.
 const KIND: &str = "tarball";
 
-/// What the fetch needs to know about the job (text columns cast, see [`crate::artifacts`]).
+/// What the fetch needs to know about the job.
 #[derive(Debug, sqlx::FromRow)]
 struct JobInput {
     state: String,
@@ -70,7 +71,7 @@ pub async fn get_tarball(
     let Some(job_id) = job_id else {
         return not_found("malformed").respond(KIND);
     };
-    let client = Client::new(peer, &headers);
+    let client = Client::new(peer, &headers, state.trust_forwarded_for);
     match serve(&state, &job_id, &client, &headers).await {
         Ok(resp) => resp,
         Err(refusal) => refusal.respond(KIND),
@@ -93,8 +94,8 @@ async fn serve(
 ) -> Result<Response, Refusal> {
     let deps = &state.deps;
     let job: Option<JobInput> = sqlx::query_as(
-        "SELECT CAST(state AS CHAR) AS state, attempt, token_hash, CAST(input_key AS CHAR) AS input_key, \
-         input_size, CAST(input_sha256 AS CHAR) AS input_sha256 FROM jobs WHERE id = ?",
+        "SELECT state, attempt, token_hash, input_key, input_size, input_sha256 \
+         FROM jobs WHERE id = ?",
     )
     .bind(job_id)
     .fetch_optional(&deps.pool)

@@ -32,11 +32,15 @@ pub use settings::{AzureSettings, Settings};
 
 /// When a queued job's current wait began: its last entry into `queued` (stage 2, a requeue by
 /// the finisher), its last assignment (a requeue elsewhere), or its submission.
-pub(crate) const WAIT_START_SQL: &str = "GREATEST(COALESCE(queued_ms, enqueued_ms), COALESCE(assigned_ms, 0))";
+pub(crate) const WAIT_START_SQL: &str =
+    "GREATEST(COALESCE(queued_ms, enqueued_ms), COALESCE(assigned_ms, 0))";
 
 /// Standalone finisher settings.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "finisher", about = "Perry Hub finisher: two-stage builds, the Azure signing VM, lost jobs and retention")]
+#[command(
+    name = "finisher",
+    about = "Perry Hub finisher: two-stage builds, the Azure signing VM, lost jobs and retention"
+)]
 pub struct Config {
     /// Address to bind.
     #[arg(long, env = "PERRY_HUB_BIND", default_value = "0.0.0.0")]
@@ -74,14 +78,20 @@ pub struct Ctx {
 
 impl std::fmt::Debug for Ctx {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Ctx").field("settings", &self.settings).finish_non_exhaustive()
+        f.debug_struct("Ctx")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
     }
 }
 
 impl Ctx {
     /// A context over `deps`.
     pub fn new(deps: &Deps, settings: Settings) -> Self {
-        Self { deps: deps.clone(), settings: Arc::new(settings), vm_wake: Arc::new(Notify::new()) }
+        Self {
+            deps: deps.clone(),
+            settings: Arc::new(settings),
+            vm_wake: Arc::new(Notify::new()),
+        }
     }
 }
 
@@ -107,11 +117,22 @@ pub fn start(deps: &Deps, settings: Settings) -> anyhow::Result<()> {
 
 /// Run the finisher alone until `cancel` fires, serving `/healthz`, `/readyz` and `/metrics`
 /// on `listener`.
-pub async fn run(config: Config, listener: TcpListener, cancel: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
     config.amqp.validate()?;
     config.blob.validate()?;
     config.settings.validate()?;
-    let deps = Deps::connect(&config.db, &config.amqp, &config.blob, &config.hub, cancel.clone()).await?;
+    let deps = Deps::connect(
+        &config.db,
+        &config.amqp,
+        &config.blob,
+        &config.hub,
+        cancel.clone(),
+    )
+    .await?;
     deps.spawn_relay();
     start(&deps, config.settings.clone())?;
     let app = shared::http::finish_router(shared::http::health_router(deps.ready_checks()));
@@ -120,4 +141,14 @@ pub async fn run(config: Config, listener: TcpListener, cancel: CancellationToke
     shared::http::serve(listener, app, async move { c.cancelled().await }).await?;
     deps.shutdown(Duration::from_secs(10)).await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn every_setting_has_a_unique_name() {
+        super::Config::command().debug_assert();
+    }
 }

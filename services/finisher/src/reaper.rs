@@ -37,13 +37,19 @@ pub struct Report {
 pub fn spawn(ctx: &Ctx) {
     let c = ctx.clone();
     let period = ctx.settings.sweep_interval();
-    ctx.deps.tracker.spawn(crate::sweep::every("reaper", period, ctx.deps.cancel.clone(), None, move || {
-        let c = c.clone();
-        async move {
-            let gap = period / 2;
-            crate::sweep::locked(&c.deps.pool, "reaper", gap, || sweep(&c)).await
-        }
-    }));
+    ctx.deps.tracker.spawn(crate::sweep::every(
+        "reaper",
+        period,
+        ctx.deps.cancel.clone(),
+        None,
+        move || {
+            let c = c.clone();
+            async move {
+                let gap = period / 2;
+                crate::sweep::locked(&c.deps.pool, "reaper", gap, || sweep(&c)).await
+            }
+        },
+    ));
 }
 
 /// One round of the reaper.
@@ -53,7 +59,8 @@ pub async fn sweep(ctx: &Ctx) -> anyhow::Result<Report> {
     fail_waiting(ctx, &mut report).await?;
     hand_over_stuck(ctx, &mut report).await?;
     refresh_queue_depth(ctx).await?;
-    if !(report.requeued.is_empty() && report.lost_failed.is_empty() && report.timed_out.is_empty()) {
+    if !(report.requeued.is_empty() && report.lost_failed.is_empty() && report.timed_out.is_empty())
+    {
         ctx.deps.notify_outbox();
         ctx.vm_wake.notify_one();
     }
@@ -86,7 +93,9 @@ async fn requeue_lost(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
         if claimed.is_none() {
             continue;
         }
-        let Some(job) = jobs::lock(&mut tx, &id).await? else { continue };
+        let Some(job) = jobs::lock(&mut tx, &id).await? else {
+            continue;
+        };
         let outcome = if job.error_reported && !job.cancel_requested {
             shared::metrics::get().lease_expiries.inc();
             let msg = "Build failed (the worker disconnected after reporting an error)";
@@ -96,7 +105,11 @@ async fn requeue_lost(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
             jobs::requeue_lost(&mut tx, &id, attempt, "Builder disconnected").await?
         };
         if outcome == LostOutcome::Requeued {
-            sqlx::query("UPDATE jobs SET queued_ms = ? WHERE id = ?").bind(now_ms()).bind(&id).execute(&mut *tx).await?;
+            sqlx::query("UPDATE jobs SET queued_ms = ? WHERE id = ?")
+                .bind(now_ms())
+                .bind(&id)
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
         match outcome {
@@ -118,12 +131,13 @@ async fn requeue_lost(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
 async fn fail_waiting(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
     let timeout_secs = ctx.settings.queue_timeout_secs;
     let cutoff = now_ms() - ms(timeout_secs);
-    let waiting: Vec<String> =
-        sqlx::query_scalar(&format!("SELECT id FROM jobs WHERE state = 'queued' AND {WAIT_START_SQL} < ? LIMIT ?"))
-            .bind(cutoff)
-            .bind(BATCH)
-            .fetch_all(&ctx.deps.pool)
-            .await?;
+    let waiting: Vec<String> = sqlx::query_scalar(&format!(
+        "SELECT id FROM jobs WHERE state = 'queued' AND {WAIT_START_SQL} < ? LIMIT ?"
+    ))
+    .bind(cutoff)
+    .bind(BATCH)
+    .fetch_all(&ctx.deps.pool)
+    .await?;
     for id in waiting {
         let mut tx = ctx.deps.pool.begin().await?;
         let claimed: Option<String> =
@@ -135,8 +149,14 @@ async fn fail_waiting(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
         if claimed.is_none() {
             continue;
         }
-        let Some(job) = jobs::lock(&mut tx, &id).await? else { continue };
-        let message = format!("No build worker for '{}' took the job within {}; please try again later", job.target, human(timeout_secs));
+        let Some(job) = jobs::lock(&mut tx, &id).await? else {
+            continue;
+        };
+        let message = format!(
+            "No build worker for '{}' took the job within {}; please try again later",
+            job.target,
+            human(timeout_secs)
+        );
         jobs::finish_failed(&mut tx, &job, state::FAILED, &message).await?;
         tx.commit().await?;
         tracing::warn!(job_id = %id, target = %job.target, "job timed out in the queue");
@@ -169,13 +189,19 @@ async fn hand_over_stuck(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
 
 /// Set `queue_depth{target}` for every target (0 when empty).
 async fn refresh_queue_depth(ctx: &Ctx) -> anyhow::Result<()> {
-    let rows: Vec<(String, i64)> = sqlx::query_as("SELECT target, COUNT(*) FROM jobs WHERE state = 'queued' GROUP BY target")
-        .fetch_all(&ctx.deps.pool)
-        .await?;
+    let rows: Vec<(String, i64)> =
+        sqlx::query_as("SELECT target, COUNT(*) FROM jobs WHERE state = 'queued' GROUP BY target")
+            .fetch_all(&ctx.deps.pool)
+            .await?;
     let depth = &metrics::get().queue_depth;
     for target in TARGETS {
-        let n = rows.iter().find(|(t, _)| t == target).map_or(0, |(_, n)| *n);
-        depth.get_or_create(&metrics::label("target", target)).set(n);
+        let n = rows
+            .iter()
+            .find(|(t, _)| t == target)
+            .map_or(0, |(_, n)| *n);
+        depth
+            .get_or_create(&metrics::label("target", target))
+            .set(n);
     }
     Ok(())
 }

@@ -50,16 +50,24 @@ pub struct Report {
 pub fn spawn(ctx: &Ctx) {
     let c = ctx.clone();
     let period = std::time::Duration::from_secs(ctx.settings.retention_secs);
-    ctx.deps.tracker.spawn(crate::sweep::every("retention", period, ctx.deps.cancel.clone(), None, move || {
-        let c = c.clone();
-        async move {
-            let report = crate::sweep::locked(&c.deps.pool, "retention", period / 2, || sweep(&c)).await?;
-            if let Some(r) = report.filter(|r| *r != Report::default()) {
-                tracing::info!(?r, "retention sweep");
+    ctx.deps.tracker.spawn(crate::sweep::every(
+        "retention",
+        period,
+        ctx.deps.cancel.clone(),
+        None,
+        move || {
+            let c = c.clone();
+            async move {
+                let report =
+                    crate::sweep::locked(&c.deps.pool, "retention", period / 2, || sweep(&c))
+                        .await?;
+                if let Some(r) = report.filter(|r| *r != Report::default()) {
+                    tracing::info!(?r, "retention sweep");
+                }
+                anyhow::Ok(())
             }
-            anyhow::Ok(())
-        }
-    }));
+        },
+    ));
 }
 
 /// One retention round. Safe to run next to other replicas' sweeps (each step is idempotent),
@@ -68,12 +76,35 @@ pub async fn sweep(ctx: &Ctx) -> anyhow::Result<Report> {
     let now = now_ms();
     let s = &ctx.settings;
     let pool = &ctx.deps.pool;
-    let mut r = Report { tarballs: release_tarballs(ctx).await?, artifacts: delete_artifacts(ctx, now).await?, ..Report::default() };
+    let mut r = Report {
+        tarballs: release_tarballs(ctx).await?,
+        artifacts: delete_artifacts(ctx, now).await?,
+        ..Report::default()
+    };
     let token_cutoff = now - ms(s.token_grace_secs);
-    r.tokens = delete_batched(pool, "DELETE FROM download_tokens WHERE expires_ms < ? OR used_ms < ? LIMIT ?", &[token_cutoff, token_cutoff]).await?;
-    r.events = delete_events(pool, now - ms(s.event_retention_days.saturating_mul(86_400))).await?;
-    r.outbox = delete_batched(pool, "DELETE FROM outbox WHERE sent_ms IS NOT NULL AND sent_ms < ? LIMIT ?", &[now - ms(s.outbox_retention_secs)]).await?;
-    r.rate_events = delete_batched(pool, "DELETE FROM rate_events WHERE at_ms < ? LIMIT ?", &[now - ms(s.rate_retention_secs)]).await?;
+    r.tokens = delete_batched(
+        pool,
+        "DELETE FROM download_tokens WHERE expires_ms < ? OR used_ms < ? LIMIT ?",
+        &[token_cutoff, token_cutoff],
+    )
+    .await?;
+    r.events = delete_events(
+        pool,
+        now - ms(s.event_retention_days.saturating_mul(86_400)),
+    )
+    .await?;
+    r.outbox = delete_batched(
+        pool,
+        "DELETE FROM outbox WHERE sent_ms IS NOT NULL AND sent_ms < ? LIMIT ?",
+        &[now - ms(s.outbox_retention_secs)],
+    )
+    .await?;
+    r.rate_events = delete_batched(
+        pool,
+        "DELETE FROM rate_events WHERE at_ms < ? LIMIT ?",
+        &[now - ms(s.rate_retention_secs)],
+    )
+    .await?;
     let gone = now - ms(s.worker_retention_secs);
     r.workers = delete_batched(
         pool,
@@ -99,7 +130,11 @@ async fn release_tarballs(ctx: &Ctx) -> anyhow::Result<u64> {
             if !used_by_active_job(pool, key).await? {
                 ctx.deps.blob.delete(key).await?;
             }
-            sqlx::query("UPDATE jobs SET input_key = NULL WHERE id = ? AND input_key = ?").bind(id).bind(key).execute(pool).await?;
+            sqlx::query("UPDATE jobs SET input_key = NULL WHERE id = ? AND input_key = ?")
+                .bind(id)
+                .bind(key)
+                .execute(pool)
+                .await?;
             released += 1;
         }
         if rows.len() < BATCH as usize {
@@ -110,10 +145,12 @@ async fn release_tarballs(ctx: &Ctx) -> anyhow::Result<u64> {
 }
 
 async fn used_by_active_job(pool: &MySqlPool, key: &str) -> Result<bool, sqlx::Error> {
-    let n: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM jobs WHERE input_key = ? AND state NOT IN {TERMINAL}"))
-        .bind(key)
-        .fetch_one(pool)
-        .await?;
+    let n: i64 = sqlx::query_scalar(&format!(
+        "SELECT COUNT(*) FROM jobs WHERE input_key = ? AND state NOT IN {TERMINAL}"
+    ))
+    .bind(key)
+    .fetch_one(pool)
+    .await?;
     Ok(n > 0)
 }
 
@@ -130,12 +167,23 @@ async fn delete_artifacts(ctx: &Ctx, now: i64) -> anyhow::Result<u64> {
     );
     let mut deleted = 0;
     for _ in 0..MAX_BATCHES {
-        let rows: Vec<(String, String)> = sqlx::query_as(&sql).bind(now).bind(now).bind(BATCH).fetch_all(pool).await?;
+        let rows: Vec<(String, String)> = sqlx::query_as(&sql)
+            .bind(now)
+            .bind(now)
+            .bind(BATCH)
+            .fetch_all(pool)
+            .await?;
         for (id, key) in &rows {
             ctx.deps.blob.delete(key).await?;
             let mut tx = pool.begin().await?;
-            sqlx::query("DELETE FROM download_tokens WHERE artifact_id = ?").bind(id).execute(&mut *tx).await?;
-            sqlx::query("DELETE FROM artifacts WHERE id = ?").bind(id).execute(&mut *tx).await?;
+            sqlx::query("DELETE FROM download_tokens WHERE artifact_id = ?")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("DELETE FROM artifacts WHERE id = ?")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
             tx.commit().await?;
             deleted += 1;
         }

@@ -7,38 +7,90 @@ use shared::config::Secret;
 
 /// Finisher settings.
 #[derive(Debug, Clone, clap::Args)]
+// Named explicitly: clap names the group after the struct, and every service has a `Settings`.
+#[group(id = "finisher-settings")]
 pub struct Settings {
     /// Seconds between sweeps (lost jobs, wait timeouts, stuck hand-overs, VM power, queue depth).
-    #[arg(id = "sweep-secs", long = "sweep-secs", env = "PERRY_FINISHER_SWEEP_SECS", default_value_t = 5)]
+    #[arg(
+        id = "sweep-secs",
+        long = "sweep-secs",
+        env = "PERRY_FINISHER_SWEEP_SECS",
+        default_value_t = 5
+    )]
     pub sweep_secs: u64,
     /// Seconds between retention sweeps (expired tarballs, artifacts, tokens, old events).
-    #[arg(id = "retention-secs", long = "retention-secs", env = "PERRY_FINISHER_RETENTION_SECS", default_value_t = 60)]
+    #[arg(
+        id = "retention-secs",
+        long = "retention-secs",
+        env = "PERRY_FINISHER_RETENTION_SECS",
+        default_value_t = 60
+    )]
     pub retention_secs: u64,
     /// A queued job that no worker takes within this many seconds fails (A8).
-    #[arg(id = "queue-timeout-secs", long = "queue-timeout-secs", env = "PERRY_HUB_QUEUE_TIMEOUT_SECS", default_value_t = 3600)]
+    #[arg(
+        id = "queue-timeout-secs",
+        long = "queue-timeout-secs",
+        env = "PERRY_HUB_QUEUE_TIMEOUT_SECS",
+        default_value_t = 3600
+    )]
     pub queue_timeout_secs: u64,
     /// A job still `finishing` this many seconds after its last event (hand-over message lost)
     /// is handed over to stage 2 by the sweep.
-    #[arg(id = "finishing-grace-secs", long = "finishing-grace-secs", env = "PERRY_FINISHER_FINISHING_GRACE_SECS", default_value_t = 30)]
+    #[arg(
+        id = "finishing-grace-secs",
+        long = "finishing-grace-secs",
+        env = "PERRY_FINISHER_FINISHING_GRACE_SECS",
+        default_value_t = 30
+    )]
     pub finishing_grace_secs: u64,
     /// Days the events of a finished job are kept for replay.
-    #[arg(id = "event-retention-days", long = "event-retention-days", env = "PERRY_HUB_EVENT_RETENTION_DAYS", default_value_t = 7)]
+    #[arg(
+        id = "event-retention-days",
+        long = "event-retention-days",
+        env = "PERRY_HUB_EVENT_RETENTION_DAYS",
+        default_value_t = 7
+    )]
     pub event_retention_days: u64,
     /// Seconds a download token is kept after it expired or was used (so a late request still
     /// gets 410 rather than 404).
-    #[arg(id = "token-grace-secs", long = "token-grace-secs", env = "PERRY_FINISHER_TOKEN_GRACE_SECS", default_value_t = 3600)]
+    #[arg(
+        id = "token-grace-secs",
+        long = "token-grace-secs",
+        env = "PERRY_FINISHER_TOKEN_GRACE_SECS",
+        default_value_t = 3600
+    )]
     pub token_grace_secs: u64,
     /// Seconds published outbox rows are kept.
-    #[arg(id = "outbox-retention-secs", long = "outbox-retention-secs", env = "PERRY_FINISHER_OUTBOX_RETENTION_SECS", default_value_t = 3600)]
+    #[arg(
+        id = "outbox-retention-secs",
+        long = "outbox-retention-secs",
+        env = "PERRY_FINISHER_OUTBOX_RETENTION_SECS",
+        default_value_t = 3600
+    )]
     pub outbox_retention_secs: u64,
     /// Seconds rate-limit hits are kept (the longest window is one hour).
-    #[arg(id = "rate-retention-secs", long = "rate-retention-secs", env = "PERRY_FINISHER_RATE_RETENTION_SECS", default_value_t = 7200)]
+    #[arg(
+        id = "rate-retention-secs",
+        long = "rate-retention-secs",
+        env = "PERRY_FINISHER_RATE_RETENTION_SECS",
+        default_value_t = 7200
+    )]
     pub rate_retention_secs: u64,
     /// Seconds rows of disconnected (or silent) workers are kept.
-    #[arg(id = "worker-retention-secs", long = "worker-retention-secs", env = "PERRY_FINISHER_WORKER_RETENTION_SECS", default_value_t = 86_400)]
+    #[arg(
+        id = "worker-retention-secs",
+        long = "worker-retention-secs",
+        env = "PERRY_FINISHER_WORKER_RETENTION_SECS",
+        default_value_t = 86_400
+    )]
     pub worker_retention_secs: u64,
     /// A worker row not refreshed for this many seconds is not counted as connected.
-    #[arg(id = "worker-stale-secs", long = "worker-stale-secs", env = "PERRY_FINISHER_WORKER_STALE_SECS", default_value_t = 120)]
+    #[arg(
+        id = "worker-stale-secs",
+        long = "worker-stale-secs",
+        env = "PERRY_FINISHER_WORKER_STALE_SECS",
+        default_value_t = 120
+    )]
     pub worker_stale_secs: u64,
     /// The Azure signing VM.
     #[command(flatten)]
@@ -47,54 +99,137 @@ pub struct Settings {
 
 /// The Windows signing VM on Azure. Off unless all six `AZURE_*` variables are set.
 #[derive(Debug, Clone, clap::Args)]
+#[group(id = "finisher-azure")]
 pub struct AzureSettings {
     /// Azure AD tenant of the service principal.
-    #[arg(id = "azure-tenant-id", long = "azure-tenant-id", env = "AZURE_TENANT_ID", default_value = "")]
+    #[arg(
+        id = "azure-tenant-id",
+        long = "azure-tenant-id",
+        env = "AZURE_TENANT_ID",
+        default_value = ""
+    )]
     pub tenant_id: String,
     /// Client (application) id of the service principal.
-    #[arg(id = "azure-client-id", long = "azure-client-id", env = "AZURE_CLIENT_ID", default_value = "")]
+    #[arg(
+        id = "azure-client-id",
+        long = "azure-client-id",
+        env = "AZURE_CLIENT_ID",
+        default_value = ""
+    )]
     pub client_id: String,
     /// Client secret of the service principal.
-    #[arg(id = "azure-client-secret", long = "azure-client-secret", env = "AZURE_CLIENT_SECRET", default_value = "", hide_env_values = true, hide_default_value = true)]
+    #[arg(
+        id = "azure-client-secret",
+        long = "azure-client-secret",
+        env = "AZURE_CLIENT_SECRET",
+        default_value = "",
+        hide_env_values = true,
+        hide_default_value = true
+    )]
     pub client_secret: Secret,
     /// Subscription holding the VM.
-    #[arg(id = "azure-subscription-id", long = "azure-subscription-id", env = "AZURE_SUBSCRIPTION_ID", default_value = "")]
+    #[arg(
+        id = "azure-subscription-id",
+        long = "azure-subscription-id",
+        env = "AZURE_SUBSCRIPTION_ID",
+        default_value = ""
+    )]
     pub subscription_id: String,
     /// Resource group of the VM.
-    #[arg(id = "azure-vm-resource-group", long = "azure-vm-resource-group", env = "AZURE_VM_RESOURCE_GROUP", default_value = "")]
+    #[arg(
+        id = "azure-vm-resource-group",
+        long = "azure-vm-resource-group",
+        env = "AZURE_VM_RESOURCE_GROUP",
+        default_value = ""
+    )]
     pub resource_group: String,
     /// Name of the VM.
-    #[arg(id = "azure-vm-name", long = "azure-vm-name", env = "AZURE_VM_NAME", default_value = "")]
+    #[arg(
+        id = "azure-vm-name",
+        long = "azure-vm-name",
+        env = "AZURE_VM_NAME",
+        default_value = ""
+    )]
     pub vm_name: String,
     /// Base URL of the Microsoft identity platform (token endpoint).
-    #[arg(id = "azure-login-url", long = "azure-login-url", env = "PERRY_AZURE_LOGIN_URL", default_value = "https://login.microsoftonline.com")]
+    #[arg(
+        id = "azure-login-url",
+        long = "azure-login-url",
+        env = "PERRY_AZURE_LOGIN_URL",
+        default_value = "https://login.microsoftonline.com"
+    )]
     pub login_url: String,
     /// Base URL of Azure Resource Manager.
-    #[arg(id = "azure-management-url", long = "azure-management-url", env = "PERRY_AZURE_MANAGEMENT_URL", default_value = "https://management.azure.com")]
+    #[arg(
+        id = "azure-management-url",
+        long = "azure-management-url",
+        env = "PERRY_AZURE_MANAGEMENT_URL",
+        default_value = "https://management.azure.com"
+    )]
     pub management_url: String,
     /// Deallocate the VM after this many seconds without `windows-sign` work queued or running.
-    #[arg(id = "azure-idle-secs", long = "azure-idle-secs", env = "PERRY_AZURE_IDLE_SECS", default_value_t = 1800)]
+    #[arg(
+        id = "azure-idle-secs",
+        long = "azure-idle-secs",
+        env = "PERRY_AZURE_IDLE_SECS",
+        default_value_t = 1800
+    )]
     pub idle_secs: u64,
     /// Call `start` once more if sign jobs are still unassigned this many seconds after it (A14).
-    #[arg(id = "azure-start-retry-secs", long = "azure-start-retry-secs", env = "PERRY_AZURE_START_RETRY_SECS", default_value_t = 300)]
+    #[arg(
+        id = "azure-start-retry-secs",
+        long = "azure-start-retry-secs",
+        env = "PERRY_AZURE_START_RETRY_SECS",
+        default_value_t = 300
+    )]
     pub start_retry_secs: u64,
     /// Fail sign jobs still unassigned this many seconds after the first start call (A14).
-    #[arg(id = "azure-sign-timeout-secs", long = "azure-sign-timeout-secs", env = "PERRY_AZURE_SIGN_TIMEOUT_SECS", default_value_t = 1200)]
+    #[arg(
+        id = "azure-sign-timeout-secs",
+        long = "azure-sign-timeout-secs",
+        env = "PERRY_AZURE_SIGN_TIMEOUT_SECS",
+        default_value_t = 1200
+    )]
     pub sign_timeout_secs: u64,
     /// Wait after a failed start or deallocate before calling again.
-    #[arg(id = "azure-failure-backoff-secs", long = "azure-failure-backoff-secs", env = "PERRY_AZURE_FAILURE_BACKOFF_SECS", default_value_t = 60)]
+    #[arg(
+        id = "azure-failure-backoff-secs",
+        long = "azure-failure-backoff-secs",
+        env = "PERRY_AZURE_FAILURE_BACKOFF_SECS",
+        default_value_t = 60
+    )]
     pub failure_backoff_secs: u64,
     /// Timeout of each Azure HTTP request.
-    #[arg(id = "azure-http-timeout-secs", long = "azure-http-timeout-secs", env = "PERRY_AZURE_HTTP_TIMEOUT_SECS", default_value_t = 15)]
+    #[arg(
+        id = "azure-http-timeout-secs",
+        long = "azure-http-timeout-secs",
+        env = "PERRY_AZURE_HTTP_TIMEOUT_SECS",
+        default_value_t = 15
+    )]
     pub http_timeout_secs: u64,
     /// Tries per Azure call when it fails transiently (5xx, 429, timeouts).
-    #[arg(id = "azure-max-attempts", long = "azure-max-attempts", env = "PERRY_AZURE_MAX_ATTEMPTS", default_value_t = 4)]
+    #[arg(
+        id = "azure-max-attempts",
+        long = "azure-max-attempts",
+        env = "PERRY_AZURE_MAX_ATTEMPTS",
+        default_value_t = 4
+    )]
     pub max_attempts: u32,
     /// First retry delay in milliseconds; doubles on each retry (a `Retry-After` header wins).
-    #[arg(id = "azure-retry-base-ms", long = "azure-retry-base-ms", env = "PERRY_AZURE_RETRY_BASE_MS", default_value_t = 1000)]
+    #[arg(
+        id = "azure-retry-base-ms",
+        long = "azure-retry-base-ms",
+        env = "PERRY_AZURE_RETRY_BASE_MS",
+        default_value_t = 1000
+    )]
     pub retry_base_ms: u64,
     /// Longest wait for an accepted start/deallocate to finish (async-operation polling).
-    #[arg(id = "azure-poll-timeout-secs", long = "azure-poll-timeout-secs", env = "PERRY_AZURE_POLL_TIMEOUT_SECS", default_value_t = 300)]
+    #[arg(
+        id = "azure-poll-timeout-secs",
+        long = "azure-poll-timeout-secs",
+        env = "PERRY_AZURE_POLL_TIMEOUT_SECS",
+        default_value_t = 300
+    )]
     pub poll_timeout_secs: u64,
 }
 
@@ -105,11 +240,21 @@ impl AzureSettings {
             ("AZURE_TENANT_ID", self.tenant_id.trim().is_empty()),
             ("AZURE_CLIENT_ID", self.client_id.trim().is_empty()),
             ("AZURE_CLIENT_SECRET", self.client_secret.is_empty()),
-            ("AZURE_SUBSCRIPTION_ID", self.subscription_id.trim().is_empty()),
-            ("AZURE_VM_RESOURCE_GROUP", self.resource_group.trim().is_empty()),
+            (
+                "AZURE_SUBSCRIPTION_ID",
+                self.subscription_id.trim().is_empty(),
+            ),
+            (
+                "AZURE_VM_RESOURCE_GROUP",
+                self.resource_group.trim().is_empty(),
+            ),
             ("AZURE_VM_NAME", self.vm_name.trim().is_empty()),
         ];
-        fields.into_iter().filter(|(_, empty)| *empty).map(|(name, _)| name).collect()
+        fields
+            .into_iter()
+            .filter(|(_, empty)| *empty)
+            .map(|(name, _)| name)
+            .collect()
     }
 
     /// Whether VM control is on.
@@ -131,16 +276,32 @@ impl Settings {
             ("PERRY_FINISHER_RETENTION_SECS", self.retention_secs),
             ("PERRY_HUB_QUEUE_TIMEOUT_SECS", self.queue_timeout_secs),
             ("PERRY_FINISHER_WORKER_STALE_SECS", self.worker_stale_secs),
-            ("PERRY_AZURE_HTTP_TIMEOUT_SECS", self.azure.http_timeout_secs),
-            ("PERRY_AZURE_SIGN_TIMEOUT_SECS", self.azure.sign_timeout_secs),
+            (
+                "PERRY_AZURE_HTTP_TIMEOUT_SECS",
+                self.azure.http_timeout_secs,
+            ),
+            (
+                "PERRY_AZURE_SIGN_TIMEOUT_SECS",
+                self.azure.sign_timeout_secs,
+            ),
         ];
         for (variable, value) in positive {
-            anyhow::ensure!(value > 0, "invalid configuration: {variable}: must be at least 1");
+            anyhow::ensure!(
+                value > 0,
+                "invalid configuration: {variable}: must be at least 1"
+            );
         }
-        anyhow::ensure!(self.azure.max_attempts > 0, "invalid configuration: PERRY_AZURE_MAX_ATTEMPTS: must be at least 1");
+        anyhow::ensure!(
+            self.azure.max_attempts > 0,
+            "invalid configuration: PERRY_AZURE_MAX_ATTEMPTS: must be at least 1"
+        );
         if self.azure.enabled() {
-            for (variable, url) in [("PERRY_AZURE_LOGIN_URL", &self.azure.login_url), ("PERRY_AZURE_MANAGEMENT_URL", &self.azure.management_url)] {
-                let parsed = reqwest::Url::parse(url).map_err(|e| anyhow::anyhow!("invalid configuration: {variable}: {e}"))?;
+            for (variable, url) in [
+                ("PERRY_AZURE_LOGIN_URL", &self.azure.login_url),
+                ("PERRY_AZURE_MANAGEMENT_URL", &self.azure.management_url),
+            ] {
+                let parsed = reqwest::Url::parse(url)
+                    .map_err(|e| anyhow::anyhow!("invalid configuration: {variable}: {e}"))?;
                 anyhow::ensure!(
                     matches!(parsed.scheme(), "http" | "https"),
                     "invalid configuration: {variable}: must be an http(s) URL"
@@ -164,6 +325,8 @@ pub fn ms(secs: u64) -> i64 {
 /// `secs` as "N minutes" when whole minutes, else "N seconds" (for messages to users).
 pub fn human(secs: u64) -> String {
     match secs {
+        3600 => "1 hour".to_owned(),
+        s if s % 3600 == 0 => format!("{} hours", s / 3600),
         60 => "1 minute".to_owned(),
         s if s % 60 == 0 => format!("{} minutes", s / 60),
         1 => "1 second".to_owned(),
@@ -196,10 +359,28 @@ mod tests {
     fn azure_is_off_unless_all_six_variables_are_set() {
         let s = parse(&["--azure-tenant-id", "t", "--azure-client-secret", "x"]);
         assert!(!s.azure.enabled());
-        assert_eq!(s.azure.missing(), vec!["AZURE_CLIENT_ID", "AZURE_SUBSCRIPTION_ID", "AZURE_VM_RESOURCE_GROUP", "AZURE_VM_NAME"]);
+        assert_eq!(
+            s.azure.missing(),
+            vec![
+                "AZURE_CLIENT_ID",
+                "AZURE_SUBSCRIPTION_ID",
+                "AZURE_VM_RESOURCE_GROUP",
+                "AZURE_VM_NAME"
+            ]
+        );
         let s = parse(&[
-            "--azure-tenant-id", "t", "--azure-client-id", "c", "--azure-client-secret", "x",
-            "--azure-subscription-id", "s", "--azure-vm-resource-group", "rg", "--azure-vm-name", "vm",
+            "--azure-tenant-id",
+            "t",
+            "--azure-client-id",
+            "c",
+            "--azure-client-secret",
+            "x",
+            "--azure-subscription-id",
+            "s",
+            "--azure-vm-resource-group",
+            "rg",
+            "--azure-vm-name",
+            "vm",
         ]);
         assert!(s.azure.enabled());
         s.validate().unwrap();
@@ -219,14 +400,24 @@ mod tests {
 
     #[test]
     fn secret_is_redacted_and_bad_values_name_the_variable() {
-        let s = parse(&["--azure-client-secret", "very-secret-value", "--sweep-secs", "0"]);
+        let s = parse(&[
+            "--azure-client-secret",
+            "very-secret-value",
+            "--sweep-secs",
+            "0",
+        ]);
         assert!(!format!("{s:?}").contains("very-secret-value"));
-        assert!(s.validate().unwrap_err().to_string().contains("PERRY_FINISHER_SWEEP_SECS"));
+        assert!(s
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("PERRY_FINISHER_SWEEP_SECS"));
     }
 
     #[test]
     fn durations_read_well() {
-        assert_eq!(human(3600), "60 minutes");
+        assert_eq!(human(3600), "1 hour");
+        assert_eq!(human(1200), "20 minutes");
         assert_eq!(human(60), "1 minute");
         assert_eq!(human(90), "90 seconds");
         assert_eq!(ms(2), 2000);

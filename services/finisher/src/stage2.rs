@@ -42,10 +42,17 @@ pub fn spawn(ctx: &Ctx) {
     let source = Source::Queue(broker.topology().finisher_queue());
     let cancel = ctx.deps.cancel.clone();
     ctx.deps.tracker.spawn(async move {
-        consumer::run(broker, source, PREFETCH, cancel, || async {}, move |r: Received| {
-            let c = c.clone();
-            async move { handle(&c, r).await }
-        })
+        consumer::run(
+            broker,
+            source,
+            PREFETCH,
+            cancel,
+            || async {},
+            move |r: Received| {
+                let c = c.clone();
+                async move { handle(&c, r).await }
+            },
+        )
         .await;
     });
 }
@@ -63,7 +70,12 @@ async fn handle(ctx: &Ctx, received: Received) -> Disposition {
             Disposition::Ack
         }
         Err(error) => {
-            tracing::error!(job_id, attempt, error = format!("{error:#}"), "stage-2 hand-over failed; will retry");
+            tracing::error!(
+                job_id,
+                attempt,
+                error = format!("{error:#}"),
+                "stage-2 hand-over failed; will retry"
+            );
             tokio::time::sleep(RETRY_PAUSE).await;
             Disposition::Requeue
         }
@@ -72,10 +84,12 @@ async fn handle(ctx: &Ctx, received: Received) -> Disposition {
 
 /// Hand `attempt` of a `finishing` job over to stage 2. Idempotent: a duplicate or stale
 /// message finds the job in another state or attempt and changes nothing.
-#[tracing::instrument(skip_all, fields(job_id = %job_id, attempt))]
+#[tracing::instrument(skip_all, fields(job_id = %job_id, attempt = attempt))]
 pub async fn hand_over(deps: &Deps, job_id: &str, attempt: i32) -> anyhow::Result<HandOver> {
     let mut tx = deps.pool.begin().await?;
-    let Some(job) = jobs::lock(&mut tx, job_id).await? else { return Ok(HandOver::Unchanged) };
+    let Some(job) = jobs::lock(&mut tx, job_id).await? else {
+        return Ok(HandOver::Unchanged);
+    };
     if job.state != state::FINISHING || job.attempt != attempt {
         return Ok(HandOver::Unchanged);
     }
@@ -93,7 +107,9 @@ pub async fn hand_over(deps: &Deps, job_id: &str, attempt: i32) -> anyhow::Resul
     tx.commit().await?;
     deps.notify_outbox();
     match &outcome {
-        HandOver::Queued(target) => tracing::info!(target = %target, "stage 1 done; queued for signing"),
+        HandOver::Queued(target) => {
+            tracing::info!(target = %target, "stage 1 done; queued for signing")
+        }
         HandOver::Failed(message) => tracing::warn!(%message, "stage-2 hand-over failed the job"),
         HandOver::Unchanged => {}
     }
@@ -110,9 +126,19 @@ struct StageTwo {
 }
 
 /// Find the bundle and rewrite the manifest. `Ok(Err(message))` fails the job.
-async fn prepare(deps: &Deps, tx: &mut MySqlConnection, job: &Job) -> anyhow::Result<Result<StageTwo, String>> {
-    let Some(platform) = job.needs_finishing.as_deref().filter(|x| matches!(*x, "windows" | "ios" | "macos")) else {
-        return Ok(Err("Stage 1 finished without naming a platform to finish".to_owned()));
+async fn prepare(
+    deps: &Deps,
+    tx: &mut MySqlConnection,
+    job: &Job,
+) -> anyhow::Result<Result<StageTwo, String>> {
+    let Some(platform) = job
+        .needs_finishing
+        .as_deref()
+        .filter(|x| matches!(*x, "windows" | "ios" | "macos"))
+    else {
+        return Ok(Err(
+            "Stage 1 finished without naming a platform to finish".to_owned()
+        ));
     };
     let bundle_target = format!("{platform}-precompiled");
     let bundle: Option<(String, i64, String)> = sqlx::query_as(
@@ -125,16 +151,26 @@ async fn prepare(deps: &Deps, tx: &mut MySqlConnection, job: &Job) -> anyhow::Re
     .fetch_optional(&mut *tx)
     .await?;
     let Some((bundle_key, bundle_size, bundle_sha256)) = bundle else {
-        return Ok(Err(format!("Stage 1 finished without uploading the {bundle_target} bundle")));
+        return Ok(Err(format!(
+            "Stage 1 finished without uploading the {bundle_target} bundle"
+        )));
     };
     if deps.blob.size(&bundle_key).await?.is_none() {
-        return Ok(Err(format!("The {bundle_target} bundle of stage 1 is missing from storage")));
+        return Ok(Err(format!(
+            "The {bundle_target} bundle of stage 1 is missing from storage"
+        )));
     }
     let sign_target = format!("{platform}-sign");
     let Some(manifest) = retarget_manifest(&job.manifest, &sign_target) else {
         return Ok(Err("The job's manifest cannot be read".to_owned()));
     };
-    Ok(Ok(StageTwo { sign_target, manifest, bundle_key, bundle_size, bundle_sha256 }))
+    Ok(Ok(StageTwo {
+        sign_target,
+        manifest,
+        bundle_key,
+        bundle_size,
+        bundle_sha256,
+    }))
 }
 
 /// The manifest with `targets` replaced by `[target]`, every other field kept.
@@ -145,7 +181,11 @@ pub fn retarget_manifest(manifest: &str, target: &str) -> Option<String> {
     Some(value.to_string())
 }
 
-async fn requeue_as_stage_two(tx: &mut MySqlConnection, job: &Job, next: &StageTwo) -> anyhow::Result<()> {
+async fn requeue_as_stage_two(
+    tx: &mut MySqlConnection,
+    job: &Job,
+    next: &StageTwo,
+) -> anyhow::Result<()> {
     sqlx::query(
         "UPDATE jobs SET stage = 2, target = ?, manifest = ?, input_key = ?, input_size = ?, input_sha256 = ?, \
          retries = 0, state = 'queued', queued_ms = ?, token_hash = NULL, worker_id = NULL, worker_name = NULL, \
@@ -175,13 +215,21 @@ async fn requeue_as_stage_two(tx: &mut MySqlConnection, job: &Job, next: &StageT
 /// several targets) is left to that job's own retention. Done before the commit, so a crash
 /// leaves the row pointing at a deleted blob of a finished stage (harmless; the hand-over is
 /// retried) rather than an orphaned blob.
-async fn release_stage_one_input(deps: &Deps, tx: &mut MySqlConnection, job: &Job, bundle_key: &str) -> anyhow::Result<()> {
-    let Some(old) = job.input_key.as_deref().filter(|k| *k != bundle_key) else { return Ok(()) };
-    let shared: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE input_key = ? AND id <> ?")
-        .bind(old)
-        .bind(&job.id)
-        .fetch_one(&mut *tx)
-        .await?;
+async fn release_stage_one_input(
+    deps: &Deps,
+    tx: &mut MySqlConnection,
+    job: &Job,
+    bundle_key: &str,
+) -> anyhow::Result<()> {
+    let Some(old) = job.input_key.as_deref().filter(|k| *k != bundle_key) else {
+        return Ok(());
+    };
+    let shared: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE input_key = ? AND id <> ?")
+            .bind(old)
+            .bind(&job.id)
+            .fetch_one(&mut *tx)
+            .await?;
     if shared == 0 {
         deps.blob.delete(old).await?;
     }
@@ -195,7 +243,8 @@ mod tests {
     #[test]
     fn manifest_targets_are_replaced_and_the_rest_kept() {
         let m = r#"{"app_name":"app","targets":["windows"],"windows":{"icon":"i.ico"},"version":"1.0.0"}"#;
-        let out: serde_json::Value = serde_json::from_str(&retarget_manifest(m, "windows-sign").unwrap()).unwrap();
+        let out: serde_json::Value =
+            serde_json::from_str(&retarget_manifest(m, "windows-sign").unwrap()).unwrap();
         assert_eq!(out["targets"], serde_json::json!(["windows-sign"]));
         assert_eq!(out["app_name"], "app");
         assert_eq!(out["windows"]["icon"], "i.ico");

@@ -88,6 +88,12 @@ where
     }
 }
 
+/// Read and discard a body, up to `limit` bytes.
+pub async fn drain(body: Body, limit: u64) {
+    let mut stream = limited_stream(body, limit);
+    while let Some(Ok(_)) = stream.next().await {}
+}
+
 /// Read chunks until one holds data (for base64, a byte other than ASCII whitespace). Returns
 /// `None` when the body is empty, else a stream that yields everything read so far and then
 /// the rest, so nothing is buffered beyond the leading empty chunks.

@@ -53,6 +53,8 @@ pub const JSON_BODY_LIMIT: usize = 64 * 1024;
 
 /// Ingest settings (limits, retention, throttles).
 #[derive(Debug, Clone, clap::Args)]
+// A group id of our own: the standalone binary flattens several services' `Settings`.
+#[group(id = "ingest_settings")]
 pub struct Settings {
     /// Largest accepted request body for a build submission, in bytes (base64 text included).
     #[arg(long = "max-body-bytes", env = "PERRY_HUB_MAX_BODY_BYTES", default_value_t = 400 * 1024 * 1024)]
@@ -131,6 +133,10 @@ impl Settings {
         anyhow::ensure!(
             self.max_artifact_bytes > 0,
             "invalid configuration: PERRY_HUB_MAX_ARTIFACT_BYTES: must be positive"
+        );
+        anyhow::ensure!(
+            self.free_tarball_cap_bytes > 0 && self.pro_tarball_cap_bytes > 0,
+            "invalid configuration: PERRY_HUB_FREE_TARBALL_CAP_BYTES / PERRY_HUB_PRO_TARBALL_CAP_BYTES: must be positive"
         );
         anyhow::ensure!(
             self.register_window_secs > 0,

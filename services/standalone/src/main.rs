@@ -67,7 +67,7 @@ async fn main() -> anyhow::Result<()> {
     let dispatch = dispatcher::start(&deps, cli.dispatcher.clone())?;
     finisher::start(&deps, cli.finisher.clone())?;
     let app = ingest::router(ingest::AppState::new(&deps, cli.ingest.clone())?)
-        .merge(download::router(download::AppState::new(&deps)))
+        .merge(download::router(download::AppState::new(&deps).with_trust_forwarded_for(cli.ingest.trust_forwarded_for)))
         .merge(dispatcher::router(dispatch.clone()))
         .merge(shared::http::health_router(deps.ready_checks()));
     let app = shared::http::finish_router(app);

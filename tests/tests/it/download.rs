@@ -24,12 +24,21 @@ const OCTET: &str = "application/octet-stream";
 /// A hub on the S3 store without the finisher, whose retention sweep would race tests that
 /// insert expired rows on purpose.
 async fn hub() -> TestHub {
-    TestHub::start_with(HubOptions { no_finisher: true, ..HubOptions::default() }).await
+    TestHub::start_with(HubOptions {
+        no_finisher: true,
+        ..HubOptions::default()
+    })
+    .await
 }
 
 /// The same on the filesystem store.
 async fn fs_hub() -> TestHub {
-    TestHub::start_with(HubOptions { no_finisher: true, fs_blobs: true, ..HubOptions::default() }).await
+    TestHub::start_with(HubOptions {
+        no_finisher: true,
+        fs_blobs: true,
+        ..HubOptions::default()
+    })
+    .await
 }
 
 /// Deterministic pseudo-random bytes (xorshift), so failures are reproducible.
@@ -57,7 +66,9 @@ fn b64(data: &[u8]) -> String {
 
 fn unb64(text: &[u8]) -> Vec<u8> {
     use base64::Engine as _;
-    base64::engine::general_purpose::STANDARD.decode(text).expect("body is strict base64")
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .expect("body is strict base64")
 }
 
 /// An artifact row and its bytes in the store.
@@ -68,7 +79,12 @@ struct Stored {
 }
 
 /// Insert an artifact row pointing at `blob_key` (the blob itself is up to the caller).
-async fn insert_artifact_row(hub: &TestHub, name: &str, data: &[u8], blob_key: Option<&str>) -> (String, String) {
+async fn insert_artifact_row(
+    hub: &TestHub,
+    name: &str,
+    data: &[u8],
+    blob_key: Option<&str>,
+) -> (String, String) {
     let id = uuid::Uuid::new_v4().to_string();
     let job_id = uuid::Uuid::new_v4().to_string();
     let key = blob_key.map_or_else(|| jobs::artifact_key(&id), str::to_owned);
@@ -101,7 +117,9 @@ async fn store_artifact(hub: &TestHub, name: &str, data: Vec<u8>) -> Stored {
 /// A fresh download token for an artifact, as ingest and the dispatcher mint them.
 async fn mint(hub: &TestHub, artifact_id: &str) -> String {
     let mut conn = hub.pool().acquire().await.expect("conn");
-    jobs::mint_download_token(&mut conn, artifact_id, hub.deps.hub.artifact_ttl_secs).await.expect("mint")
+    jobs::mint_download_token(&mut conn, artifact_id, hub.deps.hub.artifact_ttl_secs)
+        .await
+        .expect("mint")
 }
 
 /// A token that expired a second ago.
@@ -120,11 +138,12 @@ async fn mint_expired(hub: &TestHub, artifact_id: &str) -> String {
 }
 
 async fn token_used(hub: &TestHub, token: &str) -> bool {
-    let used: Option<i64> = sqlx::query_scalar("SELECT used_ms FROM download_tokens WHERE token_hash = ?")
-        .bind(&auth::hash_token(token)[..])
-        .fetch_one(hub.pool())
-        .await
-        .expect("token row");
+    let used: Option<i64> =
+        sqlx::query_scalar("SELECT used_ms FROM download_tokens WHERE token_hash = ?")
+            .bind(&auth::hash_token(token)[..])
+            .fetch_one(hub.pool())
+            .await
+            .expect("token row");
     used.is_some()
 }
 
@@ -133,7 +152,11 @@ fn dl(base: &str, token: &str) -> String {
 }
 
 /// GET with our user agent and extra headers.
-async fn get(hub: &TestHub, url: &str, headers: &[(header::HeaderName, &str)]) -> reqwest::Response {
+async fn get(
+    hub: &TestHub,
+    url: &str,
+    headers: &[(header::HeaderName, &str)],
+) -> reqwest::Response {
     let mut req = hub.http.get(url).header(header::USER_AGENT, UA);
     for (name, value) in headers {
         req = req.header(name.clone(), *value);
@@ -145,7 +168,9 @@ async fn get(hub: &TestHub, url: &str, headers: &[(header::HeaderName, &str)]) -
 async fn refusal(resp: reqwest::Response) -> (StatusCode, Value) {
     let status = resp.status();
     assert_eq!(
-        resp.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()),
+        resp.headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok()),
         Some("application/json"),
         "error responses use the JSON envelope"
     );
@@ -153,7 +178,10 @@ async fn refusal(resp: reqwest::Response) -> (StatusCode, Value) {
 }
 
 fn header_str<'a>(resp: &'a reqwest::Response, name: &str) -> &'a str {
-    resp.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or_else(|| panic!("header {name} missing"))
+    resp.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_else(|| panic!("header {name} missing"))
 }
 
 /// Poll a condition written by a background task, until [`WAIT`].
@@ -164,7 +192,10 @@ where
 {
     let deadline = tokio::time::Instant::now() + WAIT;
     while !check().await {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -172,7 +203,9 @@ where
 /// A job assigned to a pretend worker (attempt 1); returns (job id, job token).
 async fn assigned_job(hub: &TestHub, tarball: &[u8]) -> (String, String) {
     let (_, license) = hub.insert_license("pro").await;
-    let job_id = hub.insert_job(license, "linux", 10, tarball, json!({})).await;
+    let job_id = hub
+        .insert_job(license, "linux", 10, tarball, json!({}))
+        .await;
     let token = assign(hub, &job_id, 1).await;
     (job_id, token)
 }
@@ -191,16 +224,6 @@ async fn assign(hub: &TestHub, job_id: &str, attempt: i32) -> String {
     token
 }
 
-/// A job's state. (`TestHub::job_state` reads the `utf8mb4_bin` column as a `String`, which
-/// sqlx refuses (its issue #3387), so the text is cast here.)
-async fn job_state(hub: &TestHub, job_id: &str) -> String {
-    sqlx::query_scalar("SELECT CAST(state AS CHAR) FROM jobs WHERE id = ?")
-        .bind(job_id)
-        .fetch_one(hub.pool())
-        .await
-        .expect("job state")
-}
-
 fn tarball_url(hub: &TestHub, job_id: &str) -> String {
     hub.url(&format!("/api/v1/tarball/{job_id}"))
 }
@@ -213,7 +236,9 @@ fn bearer(token: &str) -> String {
 async fn raw_get(hub: &TestHub, target: &str, extra: &[(&str, &str)]) -> (u16, Value) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let authority = hub.base_url.trim_start_matches("http://");
-    let mut tcp = tokio::net::TcpStream::connect(authority).await.expect("connect");
+    let mut tcp = tokio::net::TcpStream::connect(authority)
+        .await
+        .expect("connect");
     let mut req = format!("GET {target} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n");
     for (name, value) in extra {
         req.push_str(&format!("{name}: {value}\r\n"));
@@ -222,9 +247,16 @@ async fn raw_get(hub: &TestHub, target: &str, extra: &[(&str, &str)]) -> (u16, V
     tcp.write_all(req.as_bytes()).await.expect("write");
     let mut raw = Vec::new();
     tcp.read_to_end(&mut raw).await.expect("read");
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("end of headers");
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("end of headers");
     let head = String::from_utf8_lossy(&raw[..split]).to_string();
-    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("status line");
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status line");
     let body = serde_json::from_slice(&raw[split + 4..]).unwrap_or(Value::Null);
     (status, body)
 }
@@ -240,12 +272,17 @@ async fn presigning_server(hub: &TestHub) -> (String, CancellationToken) {
     let base = format!("http://{}", listener.local_addr().expect("addr"));
     let cancel = CancellationToken::new();
     let c = cancel.clone();
-    tokio::spawn(shared::http::serve(listener, app, async move { c.cancelled().await }));
+    tokio::spawn(shared::http::serve(listener, app, async move {
+        c.cancelled().await
+    }));
     (base, cancel)
 }
 
 fn no_redirects() -> reqwest::Client {
-    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client")
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -262,13 +299,24 @@ async fn artifact_link_serves_one_line_of_base64_text_with_the_legacy_headers() 
 
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(header_str(&resp, "content-type"), "text/plain");
-    assert_eq!(header_str(&resp, "content-disposition"), "attachment; filename=\"my_app__1_.tar.gz\"");
+    assert_eq!(
+        header_str(&resp, "content-disposition"),
+        "attachment; filename=\"my_app__1_.tar.gz\""
+    );
     assert_eq!(header_str(&resp, "x-artifact-sha256"), sha_hex(&art.data));
     let declared: usize = header_str(&resp, "content-length").parse().expect("length");
     let body = resp.bytes().await.expect("body");
     assert_eq!(declared, body.len());
-    assert_eq!(&body[..], b64(&art.data).as_bytes(), "one clean line, padded, no newline");
-    assert!(body.iter().all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(b)), "the CLI's decode test passes");
+    assert_eq!(
+        &body[..],
+        b64(&art.data).as_bytes(),
+        "one clean line, padded, no newline"
+    );
+    assert!(
+        body.iter()
+            .all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(b)),
+        "the CLI's decode test passes"
+    );
     assert_eq!(unb64(&body), art.data);
     hub.stop().await;
 }
@@ -284,7 +332,10 @@ async fn raw_download_sends_the_bytes_with_length_disposition_and_sha256() {
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(header_str(&resp, "content-type"), OCTET);
     assert_eq!(header_str(&resp, "content-length"), "70000");
-    assert_eq!(header_str(&resp, "content-disposition"), "attachment; filename=\"app.exe\"");
+    assert_eq!(
+        header_str(&resp, "content-disposition"),
+        "attachment; filename=\"app.exe\""
+    );
     assert_eq!(header_str(&resp, "x-artifact-sha256"), sha_hex(&art.data));
     assert_eq!(header_str(&resp, "accept-ranges"), "bytes");
     let body = resp.bytes().await.expect("body");
@@ -299,7 +350,12 @@ async fn a_range_on_a_raw_download_is_served_as_206_and_consumes_the_token() {
     let token = mint(&hub, &art.id).await;
     let url = dl(&hub.base_url, &token);
 
-    let resp = get(&hub, &url, &[(header::ACCEPT, OCTET), (header::RANGE, "bytes=100-199")]).await;
+    let resp = get(
+        &hub,
+        &url,
+        &[(header::ACCEPT, OCTET), (header::RANGE, "bytes=100-199")],
+    )
+    .await;
 
     assert_eq!(resp.status(), StatusCode::PARTIAL_CONTENT);
     assert_eq!(header_str(&resp, "content-range"), "bytes 100-199/10000");
@@ -318,7 +374,12 @@ async fn an_unsatisfiable_range_is_416_with_the_envelope_and_keeps_the_token() {
     let token = mint(&hub, &art.id).await;
     let url = dl(&hub.base_url, &token);
 
-    let resp = get(&hub, &url, &[(header::ACCEPT, OCTET), (header::RANGE, "bytes=5000-")]).await;
+    let resp = get(
+        &hub,
+        &url,
+        &[(header::ACCEPT, OCTET), (header::RANGE, "bytes=5000-")],
+    )
+    .await;
 
     assert_eq!(resp.status(), StatusCode::RANGE_NOT_SATISFIABLE);
     assert_eq!(header_str(&resp, "content-range"), "bytes */1000");
@@ -337,7 +398,12 @@ async fn a_range_header_on_a_base64_download_is_ignored() {
     let art = store_artifact(&hub, "a.zip", bytes(3_000, 5)).await;
     let token = mint(&hub, &art.id).await;
 
-    let resp = get(&hub, &dl(&hub.base_url, &token), &[(header::RANGE, "bytes=0-9")]).await;
+    let resp = get(
+        &hub,
+        &dl(&hub.base_url, &token),
+        &[(header::RANGE, "bytes=0-9")],
+    )
+    .await;
 
     assert_eq!(resp.status(), StatusCode::OK);
     assert!(resp.headers().get("content-range").is_none());
@@ -371,8 +437,16 @@ async fn ten_concurrent_requests_with_one_token_give_exactly_one_download() {
         results.push(task.await.expect("task"));
     }
 
-    let ok: Vec<_> = results.iter().filter(|(s, _)| *s == StatusCode::OK).collect();
-    assert_eq!(ok.len(), 1, "statuses: {:?}", results.iter().map(|r| r.0).collect::<Vec<_>>());
+    let ok: Vec<_> = results
+        .iter()
+        .filter(|(s, _)| *s == StatusCode::OK)
+        .collect();
+    assert_eq!(
+        ok.len(),
+        1,
+        "statuses: {:?}",
+        results.iter().map(|r| r.0).collect::<Vec<_>>()
+    );
     assert_eq!(unb64(&ok[0].1), art.data);
     for (status, body) in results.iter().filter(|(s, _)| *s != StatusCode::OK) {
         assert_eq!(*status, StatusCode::NOT_FOUND);
@@ -390,7 +464,15 @@ async fn a_used_token_is_404_artifact_not_found() {
     let art = store_artifact(&hub, "app.tar.gz", bytes(1_000, 7)).await;
     let token = mint(&hub, &art.id).await;
     let url = dl(&hub.base_url, &token);
-    assert_eq!(get(&hub, &url, &[]).await.bytes().await.expect("first download").len(), 1_336);
+    assert_eq!(
+        get(&hub, &url, &[])
+            .await
+            .bytes()
+            .await
+            .expect("first download")
+            .len(),
+        1_336
+    );
 
     let (status, body) = refusal(get(&hub, &url, &[]).await).await;
 
@@ -420,7 +502,10 @@ async fn unknown_malformed_and_used_tokens_get_the_same_404() {
     let hub = hub().await;
     let art = store_artifact(&hub, "app.tar.gz", bytes(500, 9)).await;
     let used = mint(&hub, &art.id).await;
-    assert_eq!(get(&hub, &dl(&hub.base_url, &used), &[]).await.status(), StatusCode::OK);
+    // Read the body: only a completed read consumes a token.
+    let first = get(&hub, &dl(&hub.base_url, &used), &[]).await;
+    assert_eq!(first.status(), StatusCode::OK);
+    assert_eq!(unb64(&first.bytes().await.expect("body")).len(), 500);
     let valid = mint(&hub, &art.id).await;
     let long = "a".repeat(4_000);
     let candidates = [
@@ -445,8 +530,14 @@ async fn unknown_malformed_and_used_tokens_get_the_same_404() {
 
     assert_eq!(bodies[0]["error"]["code"], "ARTIFACT_NOT_FOUND");
     assert!(bodies.iter().all(|b| *b == bodies[0]), "{bodies:?}");
-    assert!(!token_used(&hub, &valid).await, "near-misses never consume the real token");
-    assert_eq!(get(&hub, &dl(&hub.base_url, &valid), &[]).await.status(), StatusCode::OK);
+    assert!(
+        !token_used(&hub, &valid).await,
+        "near-misses never consume the real token"
+    );
+    assert_eq!(
+        get(&hub, &dl(&hub.base_url, &valid), &[]).await.status(),
+        StatusCode::OK
+    );
     hub.stop().await;
 }
 
@@ -482,7 +573,11 @@ async fn a_deleted_artifact_row_is_410_not_a_server_error() {
     let hub = hub().await;
     let art = store_artifact(&hub, "app.tar.gz", bytes(100, 11)).await;
     let token = mint(&hub, &art.id).await;
-    sqlx::query("DELETE FROM artifacts WHERE id = ?").bind(&art.id).execute(hub.pool()).await.expect("delete");
+    sqlx::query("DELETE FROM artifacts WHERE id = ?")
+        .bind(&art.id)
+        .execute(hub.pool())
+        .await
+        .expect("delete");
 
     let (status, body) = refusal(get(&hub, &dl(&hub.base_url, &token), &[]).await).await;
 
@@ -505,7 +600,10 @@ async fn a_store_read_failure_is_500_and_the_token_stays_valid() {
 
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(body["error"]["code"], "INTERNAL_ERROR");
-    assert!(!body.to_string().contains("passwd"), "the cause is not sent: {body}");
+    assert!(
+        !body.to_string().contains("passwd"),
+        "the cause is not sent: {body}"
+    );
     assert!(!token_used(&hub, &token).await);
     sqlx::query("UPDATE artifacts SET blob_key = ? WHERE id = ?")
         .bind(jobs::artifact_key(&id))
@@ -534,20 +632,34 @@ async fn an_interrupted_raw_download_releases_the_token_and_resumes_with_a_range
         head.extend_from_slice(&resp.chunk().await.expect("chunk").expect("more data"));
     }
     drop(resp);
-    eventually("the interrupted download to release its token", || async { !token_used(&hub, &token).await }).await;
+    eventually("the interrupted download to release its token", || async {
+        !token_used(&hub, &token).await
+    })
+    .await;
 
     let resume = format!("bytes={}-", head.len());
-    let resp = get(&hub, &url, &[(header::ACCEPT, OCTET), (header::RANGE, resume.as_str())]).await;
+    let resp = get(
+        &hub,
+        &url,
+        &[(header::ACCEPT, OCTET), (header::RANGE, resume.as_str())],
+    )
+    .await;
     assert_eq!(resp.status(), StatusCode::PARTIAL_CONTENT);
     head.extend_from_slice(&resp.bytes().await.expect("rest"));
 
     assert_eq!(sha_hex(&head), sha_hex(&art.data));
-    assert!(token_used(&hub, &token).await, "the completed read consumed the token");
+    assert!(
+        token_used(&hub, &token).await,
+        "the completed read consumed the token"
+    );
     let interrupted: i64 = sqlx::query_scalar("SELECT bytes FROM downloads ORDER BY id LIMIT 1")
         .fetch_one(hub.pool())
         .await
         .expect("audit row");
-    assert!(interrupted < (32 << 20), "the audit row records what was really sent: {interrupted}");
+    assert!(
+        interrupted < (32 << 20),
+        "the audit row records what was really sent: {interrupted}"
+    );
     hub.stop().await;
 }
 
@@ -565,7 +677,10 @@ async fn a_64_mib_artifact_round_trips_as_base64_and_raw_with_matching_sha256() 
     let token = mint(&hub, &art.id).await;
     let resp = get(&hub, &dl(&hub.base_url, &token), &[]).await;
     assert_eq!(resp.status(), StatusCode::OK);
-    assert_eq!(header_str(&resp, "content-length"), shared::b64::encoded_len(64 << 20).to_string());
+    assert_eq!(
+        header_str(&resp, "content-length"),
+        shared::b64::encoded_len(64 << 20).to_string()
+    );
     let body = resp.bytes_stream().map_err(std::io::Error::other);
     let mut decoded = shared::b64::decode_stream(Box::pin(body));
     let (mut hasher, mut n) = (Sha256::new(), 0usize);
@@ -584,7 +699,7 @@ async fn a_64_mib_artifact_round_trips_as_base64_and_raw_with_matching_sha256() 
     let mut stream = resp.bytes_stream();
     let mut hasher = Sha256::new();
     while let Some(chunk) = stream.next().await {
-        hasher.update(&chunk.expect("chunk"));
+        hasher.update(chunk.expect("chunk"));
     }
     assert_eq!(hex::encode(hasher.finalize()), expected);
     hub.stop().await;
@@ -599,19 +714,51 @@ async fn with_presigning_a_raw_download_redirects_to_s3_and_base64_is_still_prox
     let token = mint(&hub, &art.id).await;
     let url = dl(&base, &token);
 
-    let resp = client.get(&url).header(header::ACCEPT, OCTET).header(header::USER_AGENT, UA).send().await.expect("request");
+    let resp = client
+        .get(&url)
+        .header(header::ACCEPT, OCTET)
+        .header(header::USER_AGENT, UA)
+        .send()
+        .await
+        .expect("request");
 
     assert_eq!(resp.status(), StatusCode::TEMPORARY_REDIRECT);
     assert_eq!(header_str(&resp, "x-artifact-sha256"), sha_hex(&art.data));
     let location = header_str(&resp, "location").to_owned();
-    assert!(location.starts_with(hub.blob_config.s3_endpoint.as_deref().expect("endpoint")), "{location}");
+    assert!(
+        location.starts_with(hub.blob_config.s3_endpoint.as_deref().expect("endpoint")),
+        "{location}"
+    );
     assert!(location.contains("X-Amz-Signature="), "{location}");
     let from_s3 = client.get(&location).send().await.expect("GET presigned");
     assert_eq!(from_s3.status(), StatusCode::OK);
     assert_eq!(from_s3.bytes().await.expect("body").to_vec(), art.data);
-    let (status, _) = refusal(client.get(&url).header(header::ACCEPT, OCTET).send().await.expect("again")).await;
-    assert_eq!(status, StatusCode::NOT_FOUND, "the redirect consumed the token");
-    assert_eq!(hub.db().count("downloads", &format!("kind = 'presigned' AND artifact_id = '{}' AND bytes = 50000", art.id)).await, 1);
+    let (status, _) = refusal(
+        client
+            .get(&url)
+            .header(header::ACCEPT, OCTET)
+            .send()
+            .await
+            .expect("again"),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "the redirect consumed the token"
+    );
+    assert_eq!(
+        hub.db()
+            .count(
+                "downloads",
+                &format!(
+                    "kind = 'presigned' AND artifact_id = '{}' AND bytes = 50000",
+                    art.id
+                )
+            )
+            .await,
+        1
+    );
 
     // Old clients (base64) never see a redirect: success is always 200 for them.
     let token = mint(&hub, &art.id).await;
@@ -631,13 +778,26 @@ async fn with_presigning_a_missing_blob_is_410_before_the_token_is_spent() {
     let token = mint(&hub, &id).await;
     let client = no_redirects();
 
-    let (status, body) = refusal(client.get(dl(&base, &token)).header(header::ACCEPT, OCTET).send().await.expect("get")).await;
+    let (status, body) = refusal(
+        client
+            .get(dl(&base, &token))
+            .header(header::ACCEPT, OCTET)
+            .send()
+            .await
+            .expect("get"),
+    )
+    .await;
 
     assert_eq!(status, StatusCode::GONE);
     assert_eq!(body["error"]["code"], "GONE");
     assert!(!token_used(&hub, &token).await);
     put_bytes(&hub.deps.blob, &jobs::artifact_key(&id), data).await;
-    let resp = client.get(dl(&base, &token)).header(header::ACCEPT, OCTET).send().await.expect("get");
+    let resp = client
+        .get(dl(&base, &token))
+        .header(header::ACCEPT, OCTET)
+        .send()
+        .await
+        .expect("get");
     assert_eq!(resp.status(), StatusCode::TEMPORARY_REDIRECT);
     cancel.cancel();
     hub.stop().await;
@@ -652,28 +812,61 @@ async fn the_filesystem_store_serves_base64_raw_and_ranges_and_never_redirects()
     let t1 = mint(&hub, &art.id).await;
     let resp = get(&hub, &dl(&hub.base_url, &t1), &[]).await;
     assert_eq!(resp.status(), StatusCode::OK);
-    assert_eq!(header_str(&resp, "content-disposition"), "attachment; filename=\"fs_app.tar.gz\"");
+    assert_eq!(
+        header_str(&resp, "content-disposition"),
+        "attachment; filename=\"fs_app.tar.gz\""
+    );
     assert_eq!(unb64(&resp.bytes().await.expect("body")), art.data);
 
     let t2 = mint(&hub, &art.id).await;
-    let resp = get(&hub, &dl(&hub.base_url, &t2), &[(header::ACCEPT, OCTET), (header::RANGE, "bytes=-100")]).await;
+    let resp = get(
+        &hub,
+        &dl(&hub.base_url, &t2),
+        &[(header::ACCEPT, OCTET), (header::RANGE, "bytes=-100")],
+    )
+    .await;
     assert_eq!(resp.status(), StatusCode::PARTIAL_CONTENT);
-    assert_eq!(header_str(&resp, "content-range"), "bytes 19900-19999/20000");
+    assert_eq!(
+        header_str(&resp, "content-range"),
+        "bytes 19900-19999/20000"
+    );
     assert_eq!(&resp.bytes().await.expect("body")[..], &art.data[19_900..]);
 
     // Presigning is an S3 feature; the filesystem store streams through the hub instead.
     let t3 = mint(&hub, &art.id).await;
-    let resp = no_redirects().get(dl(&presigning, &t3)).header(header::ACCEPT, OCTET).send().await.expect("get");
+    let resp = no_redirects()
+        .get(dl(&presigning, &t3))
+        .header(header::ACCEPT, OCTET)
+        .send()
+        .await
+        .expect("get");
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(resp.bytes().await.expect("body").to_vec(), art.data);
 
     let (missing_id, _) = insert_artifact_row(&hub, "gone.bin", b"x", None).await;
     let t4 = mint(&hub, &missing_id).await;
     let (status, _) = refusal(get(&hub, &dl(&hub.base_url, &t4), &[]).await).await;
-    assert_eq!(status, StatusCode::GONE, "a missing file is a clear 410, not a 5xx");
+    assert_eq!(
+        status,
+        StatusCode::GONE,
+        "a missing file is a clear 410, not a 5xx"
+    );
     assert!(!token_used(&hub, &t4).await);
     cancel.cancel();
     hub.stop().await;
+}
+
+/// One `downloads` row.
+#[derive(Debug, sqlx::FromRow)]
+struct AuditRow {
+    kind: String,
+    job_id: String,
+    artifact_id: Option<String>,
+    attempt: Option<i32>,
+    client_addr: Option<String>,
+    user_agent: Option<String>,
+    bytes: i64,
+    at_ms: i64,
 }
 
 #[tokio::test]
@@ -682,13 +875,21 @@ async fn every_download_is_recorded_with_client_artifact_time_and_bytes() {
     let art = store_artifact(&hub, "app.tar.gz", bytes(3_000, 18)).await;
     let before = now_ms();
     let token = mint(&hub, &art.id).await;
-    let body = get(&hub, &dl(&hub.base_url, &token), &[]).await.bytes().await.expect("body");
+    let body = get(&hub, &dl(&hub.base_url, &token), &[])
+        .await
+        .bytes()
+        .await
+        .expect("body");
     let token = mint(&hub, &art.id).await;
-    let raw = get(&hub, &dl(&hub.base_url, &token), &[(header::ACCEPT, OCTET)]).await.bytes().await.expect("raw");
+    let raw = get(&hub, &dl(&hub.base_url, &token), &[(header::ACCEPT, OCTET)])
+        .await
+        .bytes()
+        .await
+        .expect("raw");
 
-    let rows: Vec<(String, String, Option<String>, Option<i32>, Option<String>, Option<String>, i64, i64)> = sqlx::query_as(
-        "SELECT CAST(kind AS CHAR), CAST(job_id AS CHAR), CAST(artifact_id AS CHAR), attempt, CAST(client_addr AS CHAR), \
-         CAST(user_agent AS CHAR), bytes, at_ms FROM downloads ORDER BY id",
+    let rows: Vec<AuditRow> = sqlx::query_as(
+        "SELECT kind, job_id, artifact_id, attempt, client_addr, user_agent, bytes, at_ms \
+         FROM downloads ORDER BY id",
     )
     .fetch_all(hub.pool())
     .await
@@ -696,18 +897,32 @@ async fn every_download_is_recorded_with_client_artifact_time_and_bytes() {
 
     assert_eq!(rows.len(), 2);
     for (row, len) in rows.iter().zip([body.len(), raw.len()]) {
-        assert_eq!(row.0, "artifact");
-        assert_eq!(row.1, art.job_id);
-        assert_eq!(row.2.as_deref(), Some(art.id.as_str()));
-        assert_eq!(row.3, Some(1));
-        assert_eq!(row.4.as_deref(), Some("127.0.0.1"));
-        assert_eq!(row.5.as_deref(), Some(UA));
-        assert_eq!(row.6, i64::try_from(len).expect("len"));
-        assert!(row.7 >= before && row.7 <= now_ms());
+        assert_eq!(row.kind, "artifact");
+        assert_eq!(row.job_id, art.job_id);
+        assert_eq!(row.artifact_id.as_deref(), Some(art.id.as_str()));
+        assert_eq!(row.attempt, Some(1));
+        assert_eq!(row.client_addr.as_deref(), Some("127.0.0.1"));
+        assert_eq!(row.user_agent.as_deref(), Some(UA));
+        assert_eq!(row.bytes, i64::try_from(len).expect("len"));
+        assert!(row.at_ms >= before && row.at_ms <= now_ms());
     }
-    let metrics = hub.http.get(hub.url("/metrics")).send().await.expect("metrics").text().await.expect("text");
-    assert!(metrics.contains("perry_hub_bytes_out_total{kind=\"artifact\"}"), "{metrics}");
-    assert!(metrics.contains("perry_hub_downloads_total{kind=\"artifact\",outcome=\"completed\"}"), "{metrics}");
+    let metrics = hub
+        .http
+        .get(hub.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("perry_hub_bytes_out_total{kind=\"artifact\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("perry_hub_downloads_total{kind=\"artifact\",outcome=\"completed\"}"),
+        "{metrics}"
+    );
     hub.stop().await;
 }
 
@@ -721,12 +936,14 @@ async fn a_worker_fetches_its_tarball_with_the_job_assign_token_and_the_job_star
     let tarball = bytes(123_457, 20);
     let (_, license) = hub.insert_license("pro").await;
     let mut worker = hub.worker("linux-dl-1", &["linux"], 1).await;
-    let job_id = hub.insert_job(license, "linux", 10, &tarball, json!({})).await;
+    let job_id = hub
+        .insert_job(license, "linux", 10, &tarball, json!({}))
+        .await;
     let assign = worker.assignment().await;
     assert_eq!(assign["job_id"], job_id.as_str());
     let url = assign["tarball_url"].as_str().expect("tarball_url");
     let token = assign["auth_token"].as_str().expect("auth_token");
-    assert_eq!(job_state(&hub, &job_id).await, "assigned");
+    assert_eq!(hub.job_state(&job_id).await, "assigned");
 
     let resp = get(&hub, url, &[(header::AUTHORIZATION, &bearer(token))]).await;
 
@@ -734,9 +951,12 @@ async fn a_worker_fetches_its_tarball_with_the_job_assign_token_and_the_job_star
     assert_eq!(header_str(&resp, "content-type"), "text/plain");
     assert_eq!(header_str(&resp, "x-tarball-sha256"), sha_hex(&tarball));
     assert_eq!(unb64(&resp.bytes().await.expect("body")), tarball);
-    assert_eq!(job_state(&hub, &job_id).await, "running");
-    let started: Option<i64> =
-        sqlx::query_scalar("SELECT started_ms FROM jobs WHERE id = ?").bind(&job_id).fetch_one(hub.pool()).await.expect("job");
+    assert_eq!(hub.job_state(&job_id).await, "running");
+    let started: Option<i64> = sqlx::query_scalar("SELECT started_ms FROM jobs WHERE id = ?")
+        .bind(&job_id)
+        .fetch_one(hub.pool())
+        .await
+        .expect("job");
     assert!(started.is_some());
     let audit = format!("kind = 'tarball' AND job_id = '{job_id}' AND attempt = 1 AND client_addr = '127.0.0.1' AND user_agent = '{UA}'");
     assert_eq!(hub.db().count("downloads", &audit).await, 1);
@@ -751,20 +971,43 @@ async fn a_raw_tarball_fetch_serves_bytes_and_ranges() {
     let auth = bearer(&token);
     let url = tarball_url(&hub, &job_id);
 
-    let resp = get(&hub, &url, &[(header::AUTHORIZATION, &auth), (header::ACCEPT, OCTET)]).await;
+    let resp = get(
+        &hub,
+        &url,
+        &[(header::AUTHORIZATION, &auth), (header::ACCEPT, OCTET)],
+    )
+    .await;
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(header_str(&resp, "content-type"), OCTET);
     assert_eq!(resp.bytes().await.expect("body").to_vec(), tarball);
 
-    let resp = get(&hub, &url, &[(header::AUTHORIZATION, &auth), (header::ACCEPT, OCTET), (header::RANGE, "bytes=10-19")]).await;
+    let resp = get(
+        &hub,
+        &url,
+        &[
+            (header::AUTHORIZATION, &auth),
+            (header::ACCEPT, OCTET),
+            (header::RANGE, "bytes=10-19"),
+        ],
+    )
+    .await;
     assert_eq!(resp.status(), StatusCode::PARTIAL_CONTENT);
     assert_eq!(header_str(&resp, "content-range"), "bytes 10-19/5000");
     assert_eq!(&resp.bytes().await.expect("body")[..], &tarball[10..20]);
 
-    let resp = get(&hub, &url, &[(header::AUTHORIZATION, &auth), (header::ACCEPT, OCTET), (header::RANGE, "bytes=9000-")]).await;
+    let resp = get(
+        &hub,
+        &url,
+        &[
+            (header::AUTHORIZATION, &auth),
+            (header::ACCEPT, OCTET),
+            (header::RANGE, "bytes=9000-"),
+        ],
+    )
+    .await;
     assert_eq!(resp.status(), StatusCode::RANGE_NOT_SATISFIABLE);
     assert_eq!(header_str(&resp, "content-range"), "bytes */5000");
-    assert_eq!(job_state(&hub, &job_id).await, "running");
+    assert_eq!(hub.job_state(&job_id).await, "running");
     hub.stop().await;
 }
 
@@ -786,16 +1029,32 @@ async fn a_wrong_or_missing_job_token_is_403_invalid_job_token() {
     ];
 
     for auth in &wrong {
-        let headers: Vec<_> = auth.iter().map(|a| (header::AUTHORIZATION, a.as_str())).collect();
+        let headers: Vec<_> = auth
+            .iter()
+            .map(|a| (header::AUTHORIZATION, a.as_str()))
+            .collect();
         let (status, body) = refusal(get(&hub, &url, &headers).await).await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{auth:?}");
         assert_eq!(body["error"]["code"], "FORBIDDEN");
         assert_eq!(body["error"]["message"], "Invalid job token");
     }
 
-    assert_eq!(job_state(&hub, &job_id).await, "assigned", "no refused fetch starts the job");
+    assert_eq!(
+        hub.job_state(&job_id).await,
+        "assigned",
+        "no refused fetch starts the job"
+    );
     assert_eq!(hub.db().count("downloads", "").await, 0);
-    assert_eq!(get(&hub, &tarball_url(&hub, &other_job), &[(header::AUTHORIZATION, &bearer(&other_token))]).await.status(), StatusCode::OK);
+    assert_eq!(
+        get(
+            &hub,
+            &tarball_url(&hub, &other_job),
+            &[(header::AUTHORIZATION, &bearer(&other_token))]
+        )
+        .await
+        .status(),
+        StatusCode::OK
+    );
     hub.stop().await;
 }
 
@@ -806,14 +1065,20 @@ async fn the_token_of_a_previous_attempt_is_403() {
     let new_token = assign(&hub, &job_id, 2).await;
     let url = tarball_url(&hub, &job_id);
 
-    let (status, body) = refusal(get(&hub, &url, &[(header::AUTHORIZATION, &bearer(&old_token))]).await).await;
+    let (status, body) =
+        refusal(get(&hub, &url, &[(header::AUTHORIZATION, &bearer(&old_token))]).await).await;
 
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_eq!(body["error"]["code"], "FORBIDDEN");
     let resp = get(&hub, &url, &[(header::AUTHORIZATION, &bearer(&new_token))]).await;
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(unb64(&resp.bytes().await.expect("body")), b"tarball bytes");
-    assert_eq!(hub.db().count("downloads", &format!("job_id = '{job_id}' AND attempt = 2")).await, 1);
+    assert_eq!(
+        hub.db()
+            .count("downloads", &format!("job_id = '{job_id}' AND attempt = 2"))
+            .await,
+        1
+    );
     hub.stop().await;
 }
 
@@ -826,7 +1091,12 @@ async fn a_job_that_is_not_assigned_or_running_refuses_its_token() {
 
     for state in ["queued", "finishing", "completed", "failed", "cancelled"] {
         // Keep the token hash on purpose: the state alone must refuse the fetch.
-        sqlx::query("UPDATE jobs SET state = ? WHERE id = ?").bind(state).bind(&job_id).execute(hub.pool()).await.expect("state");
+        sqlx::query("UPDATE jobs SET state = ? WHERE id = ?")
+            .bind(state)
+            .bind(&job_id)
+            .execute(hub.pool())
+            .await
+            .expect("state");
         let (status, _) = refusal(get(&hub, &url, &[(header::AUTHORIZATION, &auth)]).await).await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{state}");
     }
@@ -855,19 +1125,38 @@ async fn path_tricks_in_the_job_id_are_404_and_never_reach_the_store() {
     ];
 
     for target in &targets {
-        let (status, body) = raw_get(&hub, &format!("/api/v1/tarball/{target}"), &[("Authorization", &auth)]).await;
+        let (status, body) = raw_get(
+            &hub,
+            &format!("/api/v1/tarball/{target}"),
+            &[("Authorization", &auth)],
+        )
+        .await;
         assert_eq!(status, 404, "{target}");
         assert_eq!(body["error"]["code"], "NOT_FOUND", "{target}");
     }
-    for target in [format!("{job_id}/.."), format!("{job_id}/../../x"), format!("x/{job_id}")] {
-        let (status, body) = raw_get(&hub, &format!("/api/v1/tarball/{target}"), &[("Authorization", &auth)]).await;
+    for target in [
+        format!("{job_id}/.."),
+        format!("{job_id}/../../x"),
+        format!("x/{job_id}"),
+    ] {
+        let (status, body) = raw_get(
+            &hub,
+            &format!("/api/v1/tarball/{target}"),
+            &[("Authorization", &auth)],
+        )
+        .await;
         assert_eq!(status, 404, "{target}");
         assert_eq!(body["error"]["code"], "NOT_FOUND", "{target}");
     }
 
-    assert_eq!(job_state(&hub, &job_id).await, "assigned");
+    assert_eq!(hub.job_state(&job_id).await, "assigned");
     assert_eq!(hub.db().count("downloads", "").await, 0);
-    let (status, _) = raw_get(&hub, &format!("/api/v1/tarball/{}", uuid::Uuid::new_v4()), &[("Authorization", &auth)]).await;
+    let (status, _) = raw_get(
+        &hub,
+        &format!("/api/v1/tarball/{}", uuid::Uuid::new_v4()),
+        &[("Authorization", &auth)],
+    )
+    .await;
     assert_eq!(status, 404, "an unknown job is 404 NOT_FOUND");
     hub.stop().await;
 }
@@ -876,21 +1165,44 @@ async fn path_tricks_in_the_job_id_are_404_and_never_reach_the_store() {
 async fn a_missing_tarball_blob_is_404_not_found_and_the_job_does_not_start() {
     let hub = hub().await;
     let (job_id, token) = assigned_job(&hub, b"tarball").await;
-    hub.deps.blob.delete(&jobs::tarball_key(&job_id)).await.expect("delete blob");
+    hub.deps
+        .blob
+        .delete(&jobs::tarball_key(&job_id))
+        .await
+        .expect("delete blob");
     let auth = bearer(&token);
 
     for accept in ["text/plain", OCTET] {
-        let (status, body) =
-            refusal(get(&hub, &tarball_url(&hub, &job_id), &[(header::AUTHORIZATION, &auth), (header::ACCEPT, accept)]).await).await;
+        let (status, body) = refusal(
+            get(
+                &hub,
+                &tarball_url(&hub, &job_id),
+                &[(header::AUTHORIZATION, &auth), (header::ACCEPT, accept)],
+            )
+            .await,
+        )
+        .await;
         assert_eq!(status, StatusCode::NOT_FOUND);
         assert_eq!(body["error"]["code"], "NOT_FOUND");
         assert_eq!(body["error"]["message"], "Tarball not found");
     }
 
-    sqlx::query("UPDATE jobs SET input_key = NULL WHERE id = ?").bind(&job_id).execute(hub.pool()).await.expect("no input");
-    let (status, _) = refusal(get(&hub, &tarball_url(&hub, &job_id), &[(header::AUTHORIZATION, &auth)]).await).await;
+    sqlx::query("UPDATE jobs SET input_key = NULL WHERE id = ?")
+        .bind(&job_id)
+        .execute(hub.pool())
+        .await
+        .expect("no input");
+    let (status, _) = refusal(
+        get(
+            &hub,
+            &tarball_url(&hub, &job_id),
+            &[(header::AUTHORIZATION, &auth)],
+        )
+        .await,
+    )
+    .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    assert_eq!(job_state(&hub, &job_id).await, "assigned");
+    assert_eq!(hub.job_state(&job_id).await, "assigned");
     hub.stop().await;
 }
 
@@ -915,12 +1227,17 @@ async fn a_windows_sign_job_fetches_the_stage_one_precompiled_bundle() {
     .expect("stage 2");
     let token = assign(&hub, &job_id, 2).await;
 
-    let resp = get(&hub, &tarball_url(&hub, &job_id), &[(header::AUTHORIZATION, &bearer(&token))]).await;
+    let resp = get(
+        &hub,
+        &tarball_url(&hub, &job_id),
+        &[(header::AUTHORIZATION, &bearer(&token))],
+    )
+    .await;
 
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(header_str(&resp, "x-tarball-sha256"), sha_hex(&bundle));
     assert_eq!(unb64(&resp.bytes().await.expect("body")), bundle);
-    assert_eq!(job_state(&hub, &job_id).await, "running");
+    assert_eq!(hub.job_state(&job_id).await, "running");
     hub.stop().await;
 }
 
@@ -929,7 +1246,7 @@ async fn a_windows_sign_job_fetches_the_stage_one_precompiled_bundle() {
 // ---------------------------------------------------------------------------------------------
 
 #[tokio::test]
-async fn the_download_service_runs_alone_is_ready_without_rabbitmq_and_stops_on_cancel() {
+async fn the_download_service_runs_alone_without_rabbitmq_audits_the_proxied_client_and_stops() {
     let db = shared::testing::TestDb::new().await;
     let dir = TempDir::new("perry-download");
     let mut amqp = shared::testing::amqp_config();
@@ -938,6 +1255,7 @@ async fn the_download_service_runs_alone_is_ready_without_rabbitmq_and_stops_on_
     let config = download::Config {
         bind: "127.0.0.1".into(),
         port: 0,
+        trust_forwarded_for: true,
         hub: shared::testing::hub_config("http://127.0.0.1"),
         db: db.config.clone(),
         amqp,
@@ -949,13 +1267,23 @@ async fn the_download_service_runs_alone_is_ready_without_rabbitmq_and_stops_on_
     let server = tokio::spawn(download::run(config, listener, cancel.clone()));
     let http = reqwest::Client::new();
 
-    let ready = http.get(format!("{base}/readyz")).timeout(WAIT).send().await.expect("readyz");
+    let ready = http
+        .get(format!("{base}/readyz"))
+        .timeout(WAIT)
+        .send()
+        .await
+        .expect("readyz");
     assert_eq!(ready.status(), StatusCode::OK);
     let store = shared::blob::FsBlobStore::new(dir.0.clone()).expect("store");
     let data = bytes(1_234, 23);
-    shared::blob::BlobStore::put(&store, "artifacts/solo", shared::blob::stream_from_bytes(data.clone()), shared::blob::PutOptions::new(1 << 20))
-        .await
-        .expect("put");
+    shared::blob::BlobStore::put(
+        &store,
+        "artifacts/solo",
+        shared::blob::stream_from_bytes(data.clone()),
+        shared::blob::PutOptions::new(1 << 20),
+    )
+    .await
+    .expect("put");
     let now = now_ms();
     sqlx::query(
         "INSERT INTO artifacts (id, job_id, attempt, name, target, size, sha256, blob_key, created_ms, expires_ms) \
@@ -968,15 +1296,44 @@ async fn the_download_service_runs_alone_is_ready_without_rabbitmq_and_stops_on_
     .await
     .expect("artifact");
     let mut conn = db.pool.acquire().await.expect("conn");
-    let token = jobs::mint_download_token(&mut conn, "solo", 600).await.expect("mint");
+    let token = jobs::mint_download_token(&mut conn, "solo", 600)
+        .await
+        .expect("mint");
     drop(conn);
-    let resp = http.get(dl(&base, &token)).send().await.expect("download");
+    let resp = http
+        .get(dl(&base, &token))
+        .header("x-forwarded-for", "198.51.100.1, 203.0.113.9")
+        .send()
+        .await
+        .expect("download");
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(unb64(&resp.bytes().await.expect("body")), data);
-    let (status, body) = refusal(http.get(format!("{base}/api/v1/nope")).send().await.expect("unknown route")).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("NOT_FOUND")));
+    let audited: Option<String> = sqlx::query_scalar("SELECT client_addr FROM downloads")
+        .fetch_one(&db.pool)
+        .await
+        .expect("audit row");
+    assert_eq!(
+        audited.as_deref(),
+        Some("203.0.113.9"),
+        "behind a trusted proxy"
+    );
+    let (status, body) = refusal(
+        http.get(format!("{base}/api/v1/nope"))
+            .send()
+            .await
+            .expect("unknown route"),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("NOT_FOUND"))
+    );
 
     cancel.cancel();
-    tokio::time::timeout(WAIT, server).await.expect("stops").expect("task").expect("run");
+    tokio::time::timeout(WAIT, server)
+        .await
+        .expect("stops")
+        .expect("task")
+        .expect("run");
     db.drop_db().await;
 }

@@ -2,9 +2,12 @@
 //! each, every error code ingest produces, and that refused input leaves nothing behind.
 
 mod accounts;
+mod admin;
 mod artifacts;
 mod builds;
+mod jobs;
 mod licenses;
 mod logs;
+mod memory;
 mod refusals;
 mod support;

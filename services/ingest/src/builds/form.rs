@@ -11,6 +11,7 @@ use shared::{
     b64,
     blob::{ByteStream, PutOptions},
     http::{ApiError, ApiResult},
+    protocol::BuildResponse,
 };
 
 use super::{submit, Intake, Outcome, Parsed, Tarball};
@@ -47,7 +48,25 @@ pub async fn read(
         manifest: None,
         credentials: None,
         tarball: None,
+        replay: None,
     };
+    let result = read_parts(intake, &mut multipart, &mut form).await;
+    let result = match result {
+        Ok(()) => form.finish(intake).await,
+        Err(e) => Err(e),
+    };
+    if super::should_drain(&result) {
+        drain(&mut multipart).await;
+    }
+    result
+}
+
+/// Every part, in order, into `form`; stops early once an idempotent replay is found.
+async fn read_parts(
+    intake: &mut Intake<'_>,
+    multipart: &mut multer::Multipart<'static>,
+    form: &mut Form,
+) -> Result<(), ApiError> {
     while let Some(mut field) = multipart
         .next_field()
         .await
@@ -75,7 +94,8 @@ pub async fn read(
             "tarball_b64" | "tarball" => {
                 once(form.tarball.is_some(), "tarball")?;
                 if let Some(answer) = form.gate(intake).await? {
-                    return Ok(Outcome::Replay(answer));
+                    form.replay = Some(answer);
+                    return Ok(());
                 }
                 let stream: ByteStream = Box::pin(field.map_err(io::Error::other));
                 let stream: ByteStream = if name == "tarball" {
@@ -89,7 +109,15 @@ pub async fn read(
             _ => {}
         }
     }
-    form.finish(intake).await
+    Ok(())
+}
+
+/// Read and discard the rest of the body (bounded by the body limit), so the client, still
+/// sending, gets to read the answer instead of a reset connection.
+async fn drain(multipart: &mut multer::Multipart<'static>) {
+    while let Ok(Some(field)) = multipart.next_field().await {
+        drop(field);
+    }
 }
 
 /// What the form has said so far.
@@ -101,6 +129,8 @@ struct Form {
     manifest: Option<BuildManifest>,
     credentials: Option<Option<Vec<u8>>>,
     tarball: Option<Tarball>,
+    /// An idempotent retry's answer, found before the tarball.
+    replay: Option<BuildResponse>,
 }
 
 impl Form {
@@ -137,7 +167,10 @@ impl Form {
     }
 
     /// After the last part: checks 2, then 4 and 5.
-    async fn finish(mut self, intake: &Intake<'_>) -> ApiResult<Outcome> {
+    async fn finish(&mut self, intake: &Intake<'_>) -> ApiResult<Outcome> {
+        if let Some(answer) = self.replay.take() {
+            return Ok(Outcome::Replay(answer));
+        }
         let manifest = self
             .manifest
             .take()
@@ -151,7 +184,7 @@ impl Form {
         })?;
         Ok(Outcome::Ready(Box::new(Parsed {
             manifest,
-            credentials: self.credentials.flatten(),
+            credentials: self.credentials.take().flatten(),
             principal,
             tarball,
         })))

@@ -127,6 +127,17 @@ pub enum Tarball {
     OverCap,
 }
 
+/// Whether the rest of a refused request's body should be read and discarded before answering:
+/// a client still sending (the CLI sends its whole form before reading) would otherwise see a
+/// reset connection instead of the answer. Never for a body that is too large.
+pub fn should_drain(result: &ApiResult<Outcome>) -> bool {
+    match result {
+        Ok(Outcome::Ready(_)) => false,
+        Ok(Outcome::Replay(_)) => true,
+        Err(e) => e.code != shared::http::ErrorCode::UploadTooLarge,
+    }
+}
+
 /// The two accepted request shapes.
 enum BodyKind {
     Multipart(String),

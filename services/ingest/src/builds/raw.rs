@@ -14,13 +14,15 @@ use axum::{
 use base64::Engine as _;
 use shared::{
     blob::PutOptions,
-    http::{ApiError, ApiResult},
+    http::{ApiError, ApiResult, ErrorCode},
+    protocol::BuildResponse,
 };
 
 use super::{submit, Intake, Outcome, Parsed, Tarball};
 use crate::{
     access::{self, Principal},
-    body, errors, manifest,
+    body, errors,
+    manifest::{self, BuildManifest},
 };
 
 /// Header carrying the manifest.
@@ -39,6 +41,68 @@ pub async fn read(
     headers: &HeaderMap,
     body: Body,
 ) -> ApiResult<Outcome> {
+    let max_body = intake.state.settings.max_body_bytes;
+    let checked = match check(intake, bearer, headers).await {
+        Ok(Checked::Go(checked)) => checked,
+        Ok(Checked::Replay(answer)) => {
+            body::drain(body, max_body).await;
+            return Ok(Outcome::Replay(answer));
+        }
+        Err(e) => {
+            if e.code != ErrorCode::UploadTooLarge {
+                body::drain(body, max_body).await;
+            }
+            return Err(e);
+        }
+    };
+    let cap = intake
+        .state
+        .settings
+        .tarball_cap(checked.principal.tier())
+        .min(max_body);
+    let mut options = PutOptions::new(cap);
+    if let Some(sha) = checked.sha256 {
+        options = options.with_sha256(sha);
+    }
+    intake.tarball.arm();
+    let stream = Box::pin(body::limited_stream(body, max_body));
+    let put = intake
+        .state
+        .deps
+        .blob
+        .put(intake.tarball.key(), stream, options)
+        .await
+        .map_err(|e| errors::classify_put_error(e, "tarball").into_api("Tarball"))?;
+    if put.size == 0 {
+        return Err(ApiError::bad_request("The tarball is empty"));
+    }
+    Ok(Outcome::Ready(Box::new(Parsed {
+        manifest: checked.manifest,
+        credentials: checked.credentials,
+        principal: checked.principal,
+        tarball: Tarball::Stored(put),
+    })))
+}
+
+/// What the headers said, once checks 1–7 passed.
+struct Go {
+    manifest: BuildManifest,
+    credentials: Option<Vec<u8>>,
+    principal: Principal,
+    sha256: Option<[u8; 32]>,
+}
+
+enum Checked {
+    Go(Box<Go>),
+    Replay(BuildResponse),
+}
+
+/// Checks 1–7 from the headers alone, before a byte of the body is read.
+async fn check(
+    intake: &Intake<'_>,
+    bearer: Option<ApiResult<Principal>>,
+    headers: &HeaderMap,
+) -> ApiResult<Checked> {
     let text = document(headers.get(MANIFEST_HEADER), "X-Perry-Manifest")?
         .ok_or_else(|| ApiError::bad_request("Missing X-Perry-Manifest header"))?;
     let manifest = manifest::parse_manifest(&text)?;
@@ -46,7 +110,7 @@ pub async fn read(
         Some(text) => manifest::parse_credentials(&text)?,
         None => None,
     };
-    let expected_sha256 = sha256(headers.get(SHA256_HEADER))?;
+    let sha256 = sha256(headers.get(SHA256_HEADER))?;
     let principal = match bearer {
         Some(result) => result?,
         None => {
@@ -65,35 +129,13 @@ pub async fn read(
         }
     };
     if let Some(answer) = submit::gate(intake, &principal, &manifest).await? {
-        return Ok(Outcome::Replay(answer));
+        return Ok(Checked::Replay(answer));
     }
-    let max_body = intake.state.settings.max_body_bytes;
-    let cap = intake
-        .state
-        .settings
-        .tarball_cap(principal.tier())
-        .min(max_body);
-    let mut options = PutOptions::new(cap);
-    if let Some(sha) = expected_sha256 {
-        options = options.with_sha256(sha);
-    }
-    intake.tarball.arm();
-    let stream = Box::pin(body::limited_stream(body, max_body));
-    let put = intake
-        .state
-        .deps
-        .blob
-        .put(intake.tarball.key(), stream, options)
-        .await
-        .map_err(|e| errors::classify_put_error(e, "tarball").into_api("Tarball"))?;
-    if put.size == 0 {
-        return Err(ApiError::bad_request("The tarball is empty"));
-    }
-    Ok(Outcome::Ready(Box::new(Parsed {
+    Ok(Checked::Go(Box::new(Go {
         manifest,
         credentials,
         principal,
-        tarball: Tarball::Stored(put),
+        sha256,
     })))
 }
 

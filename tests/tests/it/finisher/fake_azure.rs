@@ -56,7 +56,11 @@ pub struct Reply {
 impl Reply {
     /// An error status with an ARM error body.
     pub fn error(status: u16, code: &str) -> Self {
-        Self { status, delay: Duration::ZERO, body: json!({"error": {"code": code, "message": "simulated"}}) }
+        Self {
+            status,
+            delay: Duration::ZERO,
+            body: json!({"error": {"code": code, "message": "simulated"}}),
+        }
     }
 }
 
@@ -83,15 +87,22 @@ pub struct FakeAzure {
 impl FakeAzure {
     /// Start on a random port; tokens live `expires_in` seconds.
     pub async fn start(expires_in: u64) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind fake azure");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind fake azure");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
-        let state = Arc::new(Mutex::new(State { expires_in, ..State::default() }));
+        let state = Arc::new(Mutex::new(State {
+            expires_in,
+            ..State::default()
+        }));
         let fake = Self { url, state };
         let f = fake.clone();
-        let app = Router::new().fallback(move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
-            let f = f.clone();
-            async move { f.handle(method, &uri, &headers, &body).await }
-        });
+        let app = Router::new().fallback(
+            move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+                let f = f.clone();
+                async move { f.handle(method, &uri, &headers, &body).await }
+            },
+        );
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
@@ -111,18 +122,28 @@ impl FakeAzure {
     /// Requests to a VM action (`start`, `deallocate`, `powerOff`, ...).
     pub fn vm_calls(&self, action: &str) -> usize {
         let suffix = format!("/{action}");
-        self.requests().iter().filter(|r| r.method == Method::POST && r.path.ends_with(&suffix)).count()
+        self.requests()
+            .iter()
+            .filter(|r| r.method == Method::POST && r.path.ends_with(&suffix))
+            .count()
     }
 
     /// Arrival times of the requests to a VM action.
     pub fn vm_call_times(&self, action: &str) -> Vec<tokio::time::Instant> {
         let suffix = format!("/{action}");
-        self.requests().iter().filter(|r| r.method == Method::POST && r.path.ends_with(&suffix)).map(|r| r.at).collect()
+        self.requests()
+            .iter()
+            .filter(|r| r.method == Method::POST && r.path.ends_with(&suffix))
+            .map(|r| r.at)
+            .collect()
     }
 
     /// Token requests so far.
     pub fn token_requests(&self) -> usize {
-        self.requests().iter().filter(|r| r.path.ends_with("/oauth2/v2.0/token")).count()
+        self.requests()
+            .iter()
+            .filter(|r| r.path.ends_with("/oauth2/v2.0/token"))
+            .count()
     }
 
     /// Whatever the fake found wrong in the requests (must stay empty).
@@ -149,19 +170,30 @@ impl FakeAzure {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn problem(&self, p: String) {
         self.lock().problems.push(p);
     }
 
-    async fn handle(&self, method: Method, uri: &Uri, headers: &HeaderMap, body: &Bytes) -> Response {
+    async fn handle(
+        &self,
+        method: Method,
+        uri: &Uri,
+        headers: &HeaderMap,
+        body: &Bytes,
+    ) -> Response {
         let request = Request {
             method: method.clone(),
             path: uri.path().to_owned(),
             query: uri.query().unwrap_or_default().to_owned(),
-            authorization: headers.get("authorization").and_then(|v| v.to_str().ok()).map(str::to_owned),
+            authorization: headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
             body: String::from_utf8_lossy(body).into_owned(),
             at: tokio::time::Instant::now(),
         };
@@ -179,20 +211,35 @@ impl FakeAzure {
             self.check_bearer(&request);
             let mut s = self.lock();
             s.polls += 1;
-            let status = if s.polls % 2 == 1 { "InProgress" } else { "Succeeded" };
-            return (StatusCode::OK, [("retry-after", "0")], axum::Json(json!({"status": status}))).into_response();
+            let status = if s.polls % 2 == 1 {
+                "InProgress"
+            } else {
+                "Succeeded"
+            };
+            return (
+                StatusCode::OK,
+                [("retry-after", "0")],
+                axum::Json(json!({"status": status})),
+            )
+                .into_response();
         }
         self.problem(format!("unexpected request {method} {}", request.path));
         StatusCode::NOT_FOUND.into_response()
     }
 
     fn token(&self, headers: &HeaderMap, r: &Request) -> Response {
-        let content_type = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default();
+        let content_type = headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
         if content_type != "application/x-www-form-urlencoded" {
             self.problem(format!("token request content-type {content_type:?}"));
         }
         let parsed = reqwest::Url::parse(&format!("http://x/?{}", r.body)).expect("form");
-        let mut pairs: Vec<(String, String)> = parsed.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+        let mut pairs: Vec<(String, String)> = parsed
+            .query_pairs()
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
         pairs.sort();
         let mut expected: Vec<(String, String)> = [
             ("client_id", CLIENT_ID),
@@ -214,7 +261,11 @@ impl FakeAzure {
         s.tokens_issued += 1;
         let token = format!("fake-token-{}", s.tokens_issued);
         let lifetime = Duration::from_secs(s.expires_in);
-        s.issued.push((format!("Bearer {token}"), tokio::time::Instant::now(), lifetime));
+        s.issued.push((
+            format!("Bearer {token}"),
+            tokio::time::Instant::now(),
+            lifetime,
+        ));
         let body = json!({"token_type": "Bearer", "expires_in": s.expires_in, "ext_expires_in": s.expires_in, "access_token": token});
         axum::Json(body).into_response()
     }
@@ -223,12 +274,18 @@ impl FakeAzure {
     fn check_bearer(&self, r: &Request) {
         let found = {
             let s = self.lock();
-            s.issued.iter().find(|(t, ..)| Some(t.as_str()) == r.authorization.as_deref()).map(|(_, at, life)| at.elapsed() <= *life)
+            s.issued
+                .iter()
+                .find(|(t, ..)| Some(t.as_str()) == r.authorization.as_deref())
+                .map(|(_, at, life)| at.elapsed() <= *life)
         };
         match found {
             Some(true) => {}
             Some(false) => self.problem(format!("{} {} with an expired token", r.method, r.path)),
-            None => self.problem(format!("{} {} with authorization {:?}", r.method, r.path, r.authorization)),
+            None => self.problem(format!(
+                "{} {} with authorization {:?}",
+                r.method, r.path, r.authorization
+            )),
         }
     }
 
@@ -250,13 +307,18 @@ impl FakeAzure {
                 let status = StatusCode::from_u16(reply.status).expect("status");
                 let mut resp = (status, axum::Json(reply.body)).into_response();
                 if reply.status == 429 {
-                    resp.headers_mut().insert("retry-after", axum::http::HeaderValue::from_static("0"));
+                    resp.headers_mut()
+                        .insert("retry-after", axum::http::HeaderValue::from_static("0"));
                 }
                 resp
             }
             None => {
                 let op = format!("{}/operations/{}", self.url, uuid::Uuid::new_v4());
-                (StatusCode::ACCEPTED, [("azure-asyncoperation", op.as_str()), ("retry-after", "0")]).into_response()
+                (
+                    StatusCode::ACCEPTED,
+                    [("azure-asyncoperation", op.as_str()), ("retry-after", "0")],
+                )
+                    .into_response()
             }
         }
     }

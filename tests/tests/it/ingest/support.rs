@@ -34,7 +34,10 @@ pub fn b64(data: &[u8]) -> String {
 pub fn multipart(parts: &[(&str, &[u8])]) -> Vec<u8> {
     let mut body = Vec::new();
     for (name, value) in parts {
-        body.extend_from_slice(format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n").as_bytes());
+        body.extend_from_slice(
+            format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n")
+                .as_bytes(),
+        );
         body.extend_from_slice(value);
         body.extend_from_slice(b"\r\n");
     }
@@ -43,7 +46,12 @@ pub fn multipart(parts: &[(&str, &[u8])]) -> Vec<u8> {
 }
 
 /// The CLI's form: manifest, credentials, tarball_b64, license_key.
-pub fn cli_form(manifest: &Value, credentials: &Value, tarball: &[u8], license_key: &str) -> Vec<u8> {
+pub fn cli_form(
+    manifest: &Value,
+    credentials: &Value,
+    tarball: &[u8],
+    license_key: &str,
+) -> Vec<u8> {
     multipart(&[
         ("manifest", manifest.to_string().as_bytes()),
         ("credentials", credentials.to_string().as_bytes()),
@@ -59,8 +67,18 @@ pub async fn post_build(hub: &TestHub, body: Vec<u8>, headers: &[(&str, &str)]) 
 }
 
 /// A POST with any body; (status, JSON body or `null`).
-pub async fn post(hub: &TestHub, path: &str, content_type: &str, body: Vec<u8>, headers: &[(&str, &str)]) -> (u16, Value) {
-    let mut req = hub.http.post(hub.url(path)).header("content-type", content_type).body(body);
+pub async fn post(
+    hub: &TestHub,
+    path: &str,
+    content_type: &str,
+    body: Vec<u8>,
+    headers: &[(&str, &str)],
+) -> (u16, Value) {
+    let mut req = hub
+        .http
+        .post(hub.url(path))
+        .header("content-type", content_type)
+        .body(body);
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
@@ -81,8 +99,20 @@ pub async fn get(hub: &TestHub, path: &str, headers: &[(&str, &str)]) -> (u16, V
 }
 
 /// A JSON POST; (status, JSON body).
-pub async fn post_json(hub: &TestHub, path: &str, body: &Value, headers: &[(&str, &str)]) -> (u16, Value) {
-    post(hub, path, "application/json", body.to_string().into_bytes(), headers).await
+pub async fn post_json(
+    hub: &TestHub,
+    path: &str,
+    body: &Value,
+    headers: &[(&str, &str)],
+) -> (u16, Value) {
+    post(
+        hub,
+        path,
+        "application/json",
+        body.to_string().into_bytes(),
+        headers,
+    )
+    .await
 }
 
 /// Assert an error envelope with `status` and `code`.
@@ -90,43 +120,82 @@ pub async fn post_json(hub: &TestHub, path: &str, body: &Value, headers: &[(&str
 pub fn assert_error(got: &(u16, Value), status: u16, code: &str) {
     assert_eq!(got.0, status, "status of {}", got.1);
     assert_eq!(got.1["error"]["code"], code, "code of {}", got.1);
-    assert!(got.1["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "message of {}", got.1);
+    assert!(
+        got.1["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "message of {}",
+        got.1
+    );
 }
 
 /// Register a free licence through the API.
 pub async fn register(hub: &TestHub) -> String {
     let (status, body) = post_json(hub, "/api/v1/license/register", &json!({}), &[]).await;
     assert_eq!(status, 200, "{body}");
-    body["license_key"].as_str().expect("license_key").to_owned()
+    body["license_key"]
+        .as_str()
+        .expect("license_key")
+        .to_owned()
 }
 
 /// Create an account through the admin API; (account id, API token).
 pub async fn create_account(hub: &TestHub, github_id: u64) -> (String, String) {
     let admin = format!("Bearer {}", hub.admin_secret());
     let body = json!({"github_id": github_id, "github_username": format!("user{github_id}"), "email": "dev@example.com"});
-    let (status, body) = post_json(hub, "/api/v1/account/create", &body, &[("authorization", &admin)]).await;
+    let (status, body) = post_json(
+        hub,
+        "/api/v1/account/create",
+        &body,
+        &[("authorization", &admin)],
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
-    (body["id"].as_str().expect("id").to_owned(), body["api_token"].as_str().expect("api_token").to_owned())
+    (
+        body["id"].as_str().expect("id").to_owned(),
+        body["api_token"].as_str().expect("api_token").to_owned(),
+    )
 }
 
 /// Submit a linux build with a fresh licence and assign it to a new worker: (job id, job
 /// token, worker).
 pub async fn assigned_job(hub: &TestHub) -> (String, String, FakeWorker) {
     let key = register(hub).await;
-    let (status, body) = post_build(hub, cli_form(&manifest("linux", "com.example.demo"), &json!({}), b"tarball", &key), &[]).await;
+    let (status, body) = post_build(
+        hub,
+        cli_form(
+            &manifest("linux", "com.example.demo"),
+            &json!({}),
+            b"tarball",
+            &key,
+        ),
+        &[],
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     let job_id = body["job_id"].as_str().expect("job_id").to_owned();
     let mut worker = hub.worker("linux-1", &["linux"], 1).await;
     let assign = worker.assignment().await;
     assert_eq!(assign["job_id"], job_id.as_str());
-    (job_id, assign["auth_token"].as_str().expect("auth_token").to_owned(), worker)
+    (
+        job_id,
+        assign["auth_token"]
+            .as_str()
+            .expect("auth_token")
+            .to_owned(),
+        worker,
+    )
 }
 
 /// A hub with adjusted ingest settings.
 pub async fn hub_with(adjust: impl FnOnce(&mut ingest::Settings)) -> TestHub {
     let mut settings = perry_hub_tests::ingest_settings();
     adjust(&mut settings);
-    TestHub::start_with(HubOptions { ingest: Some(settings), ..HubOptions::default() }).await
+    TestHub::start_with(HubOptions {
+        ingest: Some(settings),
+        ..HubOptions::default()
+    })
+    .await
 }
 
 /// Everything a request could leave behind.

@@ -1,0 +1,491 @@
+//! Worker artifact uploads: stored, recorded and announced; every rejection in the order of
+//! §3.9, keeping nothing.
+
+use base64::Engine as _;
+use futures_util::TryStreamExt;
+use perry_hub_tests::TestHub;
+use sha2::{Digest, Sha256};
+
+use super::support::{self, assert_error, b64};
+
+/// Upload with a job token (or none); (status, JSON body).
+async fn upload(
+    hub: &TestHub,
+    job_id: &str,
+    auth: Option<&str>,
+    content_type: &str,
+    body: Vec<u8>,
+    headers: &[(&str, &str)],
+) -> (u16, serde_json::Value) {
+    let mut all: Vec<(&str, String)> = headers.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();
+    if let Some(auth) = auth {
+        all.push(("authorization", auth.to_owned()));
+    }
+    let refs: Vec<(&str, &str)> = all.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    support::post(
+        hub,
+        &format!("/api/v1/artifact/upload/{job_id}"),
+        content_type,
+        body,
+        &refs,
+    )
+    .await
+}
+
+/// What an upload could leave behind.
+async fn kept(hub: &TestHub) -> (i64, i64, i64, Vec<String>) {
+    let db = hub.db();
+    (
+        db.count("artifacts", "").await,
+        db.count("job_events", "kind = 'artifact_ready'").await,
+        db.count("download_tokens", "").await,
+        hub.deps.blob.list("artifacts/").await.expect("list"),
+    )
+}
+
+#[tokio::test]
+async fn a_worker_upload_is_stored_recorded_announced_and_downloadable() {
+    let hub = TestHub::start().await;
+    let (job_id, token, _worker) = support::assigned_job(&hub).await;
+    let mut cli = hub.cli(&job_id).await;
+    cli.expect("job_created").await;
+    let data: Vec<u8> = (0..100_000u32).map(|i| (i * 7 % 256) as u8).collect();
+    let sha = hex::encode(Sha256::digest(&data));
+    let headers = [
+        ("x-artifact-name", "demo-linux.tar.gz"),
+        ("x-artifact-sha256", sha.as_str()),
+        ("x-artifact-target", "linux"),
+    ];
+
+    let (status, body) = upload(
+        &hub,
+        &job_id,
+        Some(&format!("Bearer {token}")),
+        "text/plain",
+        format!("{}\n", b64(&data)).into_bytes(),
+        &headers,
+    )
+    .await;
+
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["size"], data.len());
+    let dl_token = body["token"].as_str().expect("token");
+    assert_eq!(
+        body["download_url"],
+        format!("{}/api/v1/dl/{dl_token}", hub.base_url)
+    );
+    type Row = (String, i32, String, String, i64, String, String, bool);
+    let row: Row = sqlx::query_as("SELECT id, attempt, name, target, size, sha256, blob_key, hidden FROM artifacts WHERE job_id = ?")
+        .bind(&job_id)
+        .fetch_one(hub.pool())
+        .await
+        .expect("artifact row");
+    assert_eq!(
+        (
+            row.1,
+            row.2.as_str(),
+            row.3.as_str(),
+            row.4,
+            row.5.as_str(),
+            row.7
+        ),
+        (
+            1,
+            "demo-linux.tar.gz",
+            "linux",
+            100_000,
+            sha.as_str(),
+            false
+        )
+    );
+    assert_eq!(row.6, shared::jobs::artifact_key(&row.0));
+    let object = hub.deps.blob.get(&row.6, None).await.expect("blob");
+    let stored: Vec<bytes::Bytes> = object.body.try_collect().await.expect("read");
+    assert_eq!(stored.concat(), data);
+    assert_eq!(hub.job_state(&job_id).await, "running");
+    let ready = cli.expect("artifact_ready").await;
+    assert_eq!(ready["artifact_name"], "demo-linux.tar.gz");
+    assert_eq!(ready["artifact_size"], 100_000);
+    assert_eq!(ready["sha256"], sha.as_str());
+    assert!(ready["download_url"]
+        .as_str()
+        .is_some_and(|u| u.contains("/api/v1/dl/")));
+
+    let download = hub
+        .http
+        .get(body["download_url"].as_str().expect("url"))
+        .send()
+        .await
+        .expect("download");
+    assert_eq!(download.status(), 200);
+    let text = download.text().await.expect("body");
+    assert_eq!(
+        base64::engine::general_purpose::STANDARD
+            .decode(text.trim())
+            .expect("base64"),
+        data
+    );
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn a_raw_upload_is_stored_as_sent() {
+    let hub = TestHub::start().await;
+    let (job_id, token, _worker) = support::assigned_job(&hub).await;
+    let data = b"QUJD but raw, not base64".to_vec();
+
+    let (status, body) = upload(
+        &hub,
+        &job_id,
+        Some(&format!("bearer {token}")),
+        "application/octet-stream",
+        data.clone(),
+        &[("x-artifact-name", "app.AppImage")],
+    )
+    .await;
+
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["size"], data.len());
+    let sha: String = sqlx::query_scalar("SELECT sha256 FROM artifacts WHERE job_id = ?")
+        .bind(&job_id)
+        .fetch_one(hub.pool())
+        .await
+        .expect("row");
+    assert_eq!(sha, hex::encode(Sha256::digest(&data)));
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn a_precompiled_bundle_is_kept_hidden_from_the_cli() {
+    let hub = TestHub::start().await;
+    let (job_id, token, _worker) = support::assigned_job(&hub).await;
+
+    let headers = [
+        ("x-artifact-name", "bundle.tar.gz"),
+        ("x-artifact-target", "windows-precompiled"),
+    ];
+    let (status, body) = upload(
+        &hub,
+        &job_id,
+        Some(&format!("Bearer {token}")),
+        "text/plain",
+        b64(b"bundle").into_bytes(),
+        &headers,
+    )
+    .await;
+
+    assert_eq!(status, 200, "{body}");
+    let db = hub.db();
+    assert_eq!(
+        db.count(
+            "artifacts",
+            "hidden = TRUE AND target = 'windows-precompiled'"
+        )
+        .await,
+        1
+    );
+    assert_eq!(db.count("job_events", "kind = 'artifact_ready'").await, 0);
+    let kept_for: i64 = sqlx::query_scalar("SELECT expires_ms - created_ms FROM artifacts")
+        .fetch_one(hub.pool())
+        .await
+        .expect("row");
+    assert_eq!(kept_for, 86_400_000);
+    hub.stop().await;
+}
+
+/// (what, job id, Authorization, content type, body, headers, status, code).
+type Rejection<'a> = (
+    &'a str,
+    String,
+    Option<String>,
+    &'a str,
+    Vec<u8>,
+    Vec<(&'a str, &'a str)>,
+    u16,
+    &'a str,
+);
+
+#[tokio::test]
+async fn upload_rejections_follow_the_protocol_order_and_keep_nothing() {
+    let hub = support::hub_with(|s| s.max_artifact_bytes = 1024).await;
+    let (job_id, token, _worker) = support::assigned_job(&hub).await;
+    let bearer = format!("Bearer {token}");
+    let good = b64(b"artifact").into_bytes();
+    let before = kept(&hub).await;
+    let unknown = "0f8fad5b-d9cb-469f-a165-70867728950e";
+    let long_name = "n".repeat(256);
+    let mismatch = "00".repeat(32);
+
+    let cases: Vec<Rejection<'_>> = vec![
+        (
+            "no token",
+            job_id.clone(),
+            None,
+            "text/plain",
+            good.clone(),
+            vec![],
+            403,
+            "FORBIDDEN",
+        ),
+        (
+            "wrong token",
+            job_id.clone(),
+            Some(format!("Bearer {unknown}")),
+            "text/plain",
+            good.clone(),
+            vec![],
+            403,
+            "FORBIDDEN",
+        ),
+        (
+            "suffix match",
+            job_id.clone(),
+            Some(format!("Bearer junk{token}")),
+            "text/plain",
+            good.clone(),
+            vec![],
+            403,
+            "FORBIDDEN",
+        ),
+        (
+            "unknown job, foreign token",
+            unknown.to_owned(),
+            Some(format!("Bearer {unknown}")),
+            "text/plain",
+            good.clone(),
+            vec![],
+            403,
+            "FORBIDDEN",
+        ),
+        (
+            "unknown job, genuine token",
+            unknown.to_owned(),
+            Some(bearer.clone()),
+            "text/plain",
+            good.clone(),
+            vec![],
+            404,
+            "JOB_NOT_FOUND",
+        ),
+        (
+            "path trick in the job id",
+            "..%2F..%2Fetc%2Fpasswd".to_owned(),
+            Some(bearer.clone()),
+            "text/plain",
+            good.clone(),
+            vec![],
+            404,
+            "JOB_NOT_FOUND",
+        ),
+        (
+            "empty body",
+            job_id.clone(),
+            Some(bearer.clone()),
+            "text/plain",
+            vec![],
+            vec![],
+            400,
+            "BAD_REQUEST",
+        ),
+        (
+            "blank body",
+            job_id.clone(),
+            Some(bearer.clone()),
+            "text/plain",
+            b" \r\n".to_vec(),
+            vec![],
+            400,
+            "BAD_REQUEST",
+        ),
+        (
+            "empty name",
+            job_id.clone(),
+            Some(bearer.clone()),
+            "text/plain",
+            good.clone(),
+            vec![("x-artifact-name", "")],
+            400,
+            "BAD_REQUEST",
+        ),
+        (
+            "dot name",
+            job_id.clone(),
+            Some(bearer.clone()),
+            "text/plain",
+            good.clone(),
+            vec![("x-artifact-name", ".")],
+            400,
+            "BAD_REQUEST",
+        ),
+        (
+            "dot-dot name",
+            job_id.clone(),
+            Some(bearer.clone()),
+            "text/plain",
+            good.clone(),
+            vec![("x-artifact-name", "..")],
+            400,
+            "BAD_REQUEST",
+        ),
+        (
+            "traversal name",
+            job_id.clone(),
+            Some(bearer.clone()),
+            "text/plain",
+            good.clone(),
+            vec![("x-artifact-name", "../../etc/passwd")],
+            400,
+            "BAD_REQUEST",
+        ),
+        (
+            "backslash name",
+            job_id.clone(),
+            Some(bearer.clone()),
+            "text/plain",
+            good.clone(),
+            vec![("x-artifact-name", "..\\boot.ini")],
+            400,
+            "BAD_REQUEST",
+        ),
+        (
+            "control character",
+            job_id.clone(),
+            Some(bearer.clone()),
+            "text/plain",
+            good.clone(),
+            vec![("x-artifact-name", "a\tb")],
+            400,
+            "BAD_REQUEST",
+        ),
+        (
+            "long name",
+            job_id.clone(),
+            Some(bearer.clone()),
+            "text/plain",
+            good.clone(),
+            vec![("x-artifact-name", long_name.as_str())],
+            400,
+            "BAD_REQUEST",
+        ),
+        (
+            "malformed sha",
+            job_id.clone(),
+            Some(bearer.clone()),
+            "text/plain",
+            good.clone(),
+            vec![("x-artifact-sha256", "xyz")],
+            400,
+            "BAD_REQUEST",
+        ),
+        (
+            "unknown target",
+            job_id.clone(),
+            Some(bearer.clone()),
+            "text/plain",
+            good.clone(),
+            vec![("x-artifact-target", "../x")],
+            400,
+            "BAD_REQUEST",
+        ),
+        (
+            "sha mismatch",
+            job_id.clone(),
+            Some(bearer.clone()),
+            "text/plain",
+            good.clone(),
+            vec![("x-artifact-sha256", mismatch.as_str())],
+            400,
+            "BAD_REQUEST",
+        ),
+        (
+            "bad base64",
+            job_id.clone(),
+            Some(bearer.clone()),
+            "text/plain",
+            b"QUJD*not-base64".to_vec(),
+            vec![],
+            400,
+            "BAD_REQUEST",
+        ),
+        (
+            "base64 over the cap",
+            job_id.clone(),
+            Some(bearer.clone()),
+            "text/plain",
+            b64(&[1u8; 2048]).into_bytes(),
+            vec![],
+            413,
+            "UPLOAD_TOO_LARGE",
+        ),
+        (
+            "raw over the cap",
+            job_id.clone(),
+            Some(bearer.clone()),
+            "application/octet-stream",
+            vec![1u8; 2048],
+            vec![],
+            413,
+            "UPLOAD_TOO_LARGE",
+        ),
+    ];
+    for (what, id, auth, content_type, body, headers, status, code) in cases {
+        let got = upload(&hub, &id, auth.as_deref(), content_type, body, &headers).await;
+        assert_eq!(
+            (got.0, got.1["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{what}: {}",
+            got.1
+        );
+        assert_eq!(kept(&hub).await, before, "{what} kept something");
+    }
+
+    sqlx::query("UPDATE jobs SET state = 'completed' WHERE id = ?")
+        .bind(&job_id)
+        .execute(hub.pool())
+        .await
+        .expect("complete");
+    let late = upload(&hub, &job_id, Some(&bearer), "text/plain", good, &[]).await;
+    assert_error(&late, 409, "JOB_NOT_RUNNING");
+    assert_eq!(kept(&hub).await, before);
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn the_token_of_a_previous_attempt_is_refused() {
+    let hub = TestHub::start().await;
+    let (job_id, old_token, _first) = support::assigned_job(&hub).await;
+    let mut tx = hub.pool().begin().await.expect("tx");
+    let outcome = shared::jobs::requeue_lost(&mut tx, &job_id, 1, "Builder disconnected")
+        .await
+        .expect("requeue");
+    tx.commit().await.expect("commit");
+    hub.deps.notify_outbox();
+    assert_eq!(outcome, shared::jobs::LostOutcome::Requeued);
+    let mut second = hub.worker("linux-2", &["linux"], 1).await;
+    let assign = second.assignment().await;
+    let new_token = assign["auth_token"].as_str().expect("token");
+    assert_ne!(new_token, old_token);
+
+    let stale = upload(
+        &hub,
+        &job_id,
+        Some(&format!("Bearer {old_token}")),
+        "text/plain",
+        b64(b"late").into_bytes(),
+        &[],
+    )
+    .await;
+    assert_error(&stale, 403, "FORBIDDEN");
+    let fresh = upload(
+        &hub,
+        &job_id,
+        Some(&format!("Bearer {new_token}")),
+        "text/plain",
+        b64(b"late").into_bytes(),
+        &[],
+    )
+    .await;
+    assert_eq!(fresh.0, 200, "{}", fresh.1);
+    assert_eq!(hub.db().count("artifacts", "attempt = 2").await, 1);
+    hub.stop().await;
+}

@@ -1,0 +1,164 @@
+//! `GET /api/v1/jobs/{job_id}` (licence-scoped job status) and the OpenAPI document.
+
+use perry_hub_tests::TestHub;
+use serde_json::json;
+
+use super::support::{self, assert_error, cli_form, get, manifest, post, post_build};
+
+#[tokio::test]
+async fn job_status_is_scoped_to_its_licence_or_account() {
+    let hub = TestHub::start().await;
+    let key = support::register(&hub).await;
+    let other = support::register(&hub).await;
+    let build = post_build(
+        &hub,
+        cli_form(&manifest("macos", "com.example.js"), &json!({}), b"t", &key),
+        &[],
+    )
+    .await;
+    let job_id = build.1["job_id"].as_str().expect("job").to_owned();
+    let path = format!("/api/v1/jobs/{job_id}");
+
+    let (status, body) = get(&hub, &path, &[("authorization", &format!("Bearer {key}"))]).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (
+            body["state"].as_str(),
+            body["target"].as_str(),
+            body["stage"].as_u64(),
+            body["position"].as_u64()
+        ),
+        (Some("queued"), Some("macos"), Some(1), Some(1))
+    );
+    assert_eq!(
+        (
+            body["attempts"].as_u64(),
+            body["artifacts"].as_array().map(Vec::len)
+        ),
+        (Some(0), Some(0))
+    );
+
+    assert_error(
+        &get(
+            &hub,
+            &path,
+            &[("authorization", &format!("Bearer {other}"))],
+        )
+        .await,
+        404,
+        "JOB_NOT_FOUND",
+    );
+    assert_error(
+        &get(
+            &hub,
+            "/api/v1/jobs/0f8fad5b-d9cb-469f-a165-70867728950e",
+            &[("authorization", &format!("Bearer {key}"))],
+        )
+        .await,
+        404,
+        "JOB_NOT_FOUND",
+    );
+    assert_error(&get(&hub, &path, &[]).await, 401, "AUTH_REQUIRED");
+    assert_error(
+        &get(
+            &hub,
+            &path,
+            &[("authorization", "Bearer FREE-0000-0000-0000")],
+        )
+        .await,
+        401,
+        "AUTH_INVALID",
+    );
+
+    let (_, token) = support::create_account(&hub, 31).await;
+    let token_h = format!("Bearer {token}");
+    let mine = post_build(
+        &hub,
+        cli_form(&manifest("linux", "com.example.mine"), &json!({}), b"t", ""),
+        &[("authorization", &token_h)],
+    )
+    .await;
+    let mine_path = format!("/api/v1/jobs/{}", mine.1["job_id"].as_str().expect("job"));
+    assert_eq!(
+        get(&hub, &mine_path, &[("authorization", &token_h)])
+            .await
+            .0,
+        200
+    );
+    assert_error(
+        &get(&hub, &path, &[("authorization", &token_h)]).await,
+        404,
+        "JOB_NOT_FOUND",
+    );
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn job_status_hands_out_fresh_links_to_visible_artifacts() {
+    let hub = TestHub::start().await;
+    let (job_id, token, _worker) = support::assigned_job(&hub).await;
+    let up = post(
+        &hub,
+        &format!("/api/v1/artifact/upload/{job_id}"),
+        "text/plain",
+        support::b64(b"done").into_bytes(),
+        &[
+            ("authorization", &format!("Bearer {token}")),
+            ("x-artifact-name", "demo.tar.gz"),
+        ],
+    )
+    .await;
+    assert_eq!(up.0, 200, "{}", up.1);
+    // The job's licence key stays inside assigned_job: link its licence to an account instead.
+    let (account_id, api_token) = support::create_account(&hub, 64).await;
+    sqlx::query(
+        "UPDATE licenses SET account_id = ? WHERE id = (SELECT license_id FROM jobs WHERE id = ?)",
+    )
+    .bind(&account_id)
+    .bind(&job_id)
+    .execute(hub.pool())
+    .await
+    .expect("link");
+
+    let (status, body) = get(
+        &hub,
+        &format!("/api/v1/jobs/{job_id}"),
+        &[("authorization", &format!("Bearer {api_token}"))],
+    )
+    .await;
+
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["state"], "running");
+    let artifact = &body["artifacts"][0];
+    assert_eq!(
+        (artifact["name"].as_str(), artifact["size"].as_u64()),
+        (Some("demo.tar.gz"), Some(4))
+    );
+    let link = artifact["download_url"].as_str().expect("link");
+    assert_ne!(link, up.1["download_url"].as_str().expect("first link"));
+    assert_eq!(
+        hub.http.get(link).send().await.expect("download").status(),
+        200
+    );
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn the_openapi_document_lists_every_route() {
+    let hub = TestHub::start().await;
+
+    let (status, doc) = get(&hub, "/api/v1/openapi.json", &[]).await;
+
+    assert_eq!(status, 200);
+    assert_eq!(doc["openapi"], "3.0.3");
+    for path in [
+        "/api/v1/build",
+        "/api/v1/artifact/upload/{job_id}",
+        "/api/v1/jobs/{job_id}",
+        "/api/v1/license/register",
+        "/api/v1/admin/workers",
+    ] {
+        assert!(doc["paths"].get(path).is_some(), "{path}");
+    }
+    hub.stop().await;
+}

@@ -1,0 +1,168 @@
+//! Licence registration and verification (§3.2, §3.3).
+
+use perry_hub_tests::TestHub;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use super::support::{self, assert_error, post, post_json};
+
+#[tokio::test]
+async fn register_mints_a_free_device_bound_key_stored_only_as_a_hash() {
+    let hub = TestHub::start().await;
+
+    let (status, body) = post_json(&hub, "/api/v1/license/register", &json!({}), &[]).await;
+
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["tier"], "free");
+    assert_eq!(body["platforms"], json!(["macos"]));
+    let key = body["license_key"].as_str().expect("key");
+    assert!(key.starts_with("FREE-") && key.len() == 19, "{key}");
+    let hash: Vec<u8> = sqlx::query_scalar(
+        "SELECT key_hash FROM licenses WHERE device_bound = TRUE AND tier = 'free'",
+    )
+    .fetch_one(hub.pool())
+    .await
+    .expect("licence");
+    assert_eq!(hash, Sha256::digest(key.as_bytes()).to_vec());
+    // The CLI may also send no body at all.
+    assert_eq!(
+        post(
+            &hub,
+            "/api/v1/license/register",
+            "application/json",
+            Vec::new(),
+            &[]
+        )
+        .await
+        .0,
+        200
+    );
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn verify_answers_valid_with_the_tier_or_invalid_with_nulls() {
+    let hub = TestHub::start().await;
+    let key = support::register(&hub).await;
+    let (pro_key, _) = hub.insert_license("pro").await;
+
+    let valid = post_json(
+        &hub,
+        "/api/v1/license/verify",
+        &json!({"license_key": key}),
+        &[],
+    )
+    .await;
+    assert_eq!(
+        valid,
+        (
+            200,
+            json!({"valid": true, "tier": "free", "platforms": ["macos"]})
+        )
+    );
+    let pro = post_json(
+        &hub,
+        "/api/v1/license/verify",
+        &json!({"license_key": pro_key}),
+        &[],
+    )
+    .await;
+    assert_eq!(pro.1["tier"], "pro");
+    assert_eq!(
+        pro.1["platforms"],
+        json!(["macos", "ios", "android", "windows", "linux"])
+    );
+    let invalid = post_json(
+        &hub,
+        "/api/v1/license/verify",
+        &json!({"license_key": "FREE-0000-0000-0000"}),
+        &[],
+    )
+    .await;
+    assert_eq!(
+        invalid,
+        (
+            200,
+            json!({"valid": false, "tier": null, "platforms": null})
+        )
+    );
+    assert_error(
+        &post(
+            &hub,
+            "/api/v1/license/verify",
+            "application/json",
+            Vec::new(),
+            &[],
+        )
+        .await,
+        400,
+        "BAD_REQUEST",
+    );
+    assert_error(
+        &post_json(&hub, "/api/v1/license/verify", &json!({}), &[]).await,
+        400,
+        "BAD_REQUEST",
+    );
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn register_is_throttled_per_address_and_per_device() {
+    let hub = support::hub_with(|s| {
+        s.register_limit_per_addr = 3;
+        s.register_limit_per_device = 1;
+    })
+    .await;
+
+    let first = post_json(
+        &hub,
+        "/api/v1/license/register",
+        &json!({"device_id": "device-a"}),
+        &[],
+    )
+    .await;
+    assert_eq!(first.0, 200);
+    let same_device = post_json(
+        &hub,
+        "/api/v1/license/register",
+        &json!({"device_id": "device-a"}),
+        &[],
+    )
+    .await;
+    assert_error(&same_device, 429, "RATE_LIMITED");
+    assert_eq!(
+        post_json(
+            &hub,
+            "/api/v1/license/register",
+            &json!({"device_id": "device-b"}),
+            &[]
+        )
+        .await
+        .0,
+        200
+    );
+    assert_eq!(
+        post_json(&hub, "/api/v1/license/register", &json!({}), &[])
+            .await
+            .0,
+        200
+    );
+    let per_address = post_json(&hub, "/api/v1/license/register", &json!({}), &[]).await;
+
+    assert_error(&per_address, 429, "RATE_LIMITED");
+    assert_eq!(
+        hub.db().count("licenses", "").await,
+        3,
+        "refused registrations create nothing"
+    );
+    assert_eq!(
+        hub.db()
+            .count(
+                "rate_events",
+                "bucket LIKE 'register:device:%' AND bucket NOT LIKE '%device-a%'"
+            )
+            .await,
+        2
+    );
+    hub.stop().await;
+}
