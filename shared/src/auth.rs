@@ -77,7 +77,9 @@ impl std::fmt::Debug for CredentialCipher {
 impl CredentialCipher {
     /// A cipher with a 32-byte key.
     pub fn new(key: &[u8; 32]) -> Self {
-        Self { cipher: Aes256Gcm::new(key.into()) }
+        Self {
+            cipher: Aes256Gcm::new(key.into()),
+        }
     }
 
     /// Encrypt with a random nonce. `aad` binds the ciphertext to its job id.
@@ -86,7 +88,13 @@ impl CredentialCipher {
         OsRng.fill_bytes(&mut nonce);
         let ct = self
             .cipher
-            .encrypt(Nonce::from_slice(&nonce), aes_gcm::aead::Payload { msg: plaintext, aad })
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                aes_gcm::aead::Payload {
+                    msg: plaintext,
+                    aad,
+                },
+            )
             .map_err(|_| CryptoError::Encrypt)?;
         let mut out = Vec::with_capacity(12 + ct.len());
         out.extend_from_slice(&nonce);
@@ -101,7 +109,10 @@ impl CredentialCipher {
         }
         let (nonce, ct) = sealed.split_at(12);
         self.cipher
-            .decrypt(Nonce::from_slice(nonce), aes_gcm::aead::Payload { msg: ct, aad })
+            .decrypt(
+                Nonce::from_slice(nonce),
+                aes_gcm::aead::Payload { msg: ct, aad },
+            )
             .map_err(|_| CryptoError::Decrypt)
     }
 }
@@ -125,7 +136,9 @@ mod tests {
         let (k, h) = new_license_key("FREE");
         assert_eq!(k.len(), "FREE-XXXX-XXXX-XXXX".len());
         assert!(k.starts_with("FREE-"));
-        assert!(k[5..].chars().all(|c| c == '-' || c.is_ascii_digit() || ('A'..='F').contains(&c)));
+        assert!(k[5..]
+            .chars()
+            .all(|c| c == '-' || c.is_ascii_digit() || ('A'..='F').contains(&c)));
         assert_eq!(hash_token(&k), h);
     }
 
@@ -153,9 +166,14 @@ mod tests {
         let c = CredentialCipher::new(&[7u8; 32]);
         let sealed = c.seal(br#"{"apple_password":"p"}"#, b"job-1").unwrap();
         assert!(!sealed.windows(8).any(|w| w == b"password"));
-        assert_eq!(c.open(&sealed, b"job-1").unwrap(), br#"{"apple_password":"p"}"#);
+        assert_eq!(
+            c.open(&sealed, b"job-1").unwrap(),
+            br#"{"apple_password":"p"}"#
+        );
         assert!(c.open(&sealed, b"job-2").is_err());
-        assert!(CredentialCipher::new(&[8u8; 32]).open(&sealed, b"job-1").is_err());
+        assert!(CredentialCipher::new(&[8u8; 32])
+            .open(&sealed, b"job-1")
+            .is_err());
         assert!(c.open(&sealed[..10], b"job-1").is_err());
         let mut tampered = sealed.clone();
         tampered[20] ^= 1;

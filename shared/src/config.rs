@@ -21,7 +21,10 @@ pub struct ConfigError {
 
 impl ConfigError {
     fn new(variable: &'static str, reason: impl Into<String>) -> Self {
-        Self { variable, reason: reason.into() }
+        Self {
+            variable,
+            reason: reason.into(),
+        }
     }
 }
 
@@ -50,7 +53,11 @@ impl Secret {
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.0.is_empty() { "[unset]" } else { "[redacted]" })
+        f.write_str(if self.0.is_empty() {
+            "[unset]"
+        } else {
+            "[redacted]"
+        })
     }
 }
 
@@ -73,25 +80,62 @@ fn parse_bool_flag(s: &str) -> Result<bool, String> {
 #[derive(Debug, Clone, Args)]
 pub struct DbConfig {
     /// Full MySQL URL (mysql://user:pass@host:port/db); overrides the PERRY_DB_* parts.
-    #[arg(id = "database-url", long = "database-url", env = "DATABASE_URL", hide_env_values = true)]
+    #[arg(
+        id = "database-url",
+        long = "database-url",
+        env = "DATABASE_URL",
+        hide_env_values = true
+    )]
     pub url: Option<Secret>,
     /// MySQL host.
-    #[arg(id = "db-host", long = "db-host", env = "PERRY_DB_HOST", default_value = "localhost")]
+    #[arg(
+        id = "db-host",
+        long = "db-host",
+        env = "PERRY_DB_HOST",
+        default_value = "localhost"
+    )]
     pub host: String,
     /// MySQL port.
-    #[arg(id = "db-port", long = "db-port", env = "PERRY_DB_PORT", default_value_t = 3306)]
+    #[arg(
+        id = "db-port",
+        long = "db-port",
+        env = "PERRY_DB_PORT",
+        default_value_t = 3306
+    )]
     pub port: u16,
     /// MySQL user.
-    #[arg(id = "db-user", long = "db-user", env = "PERRY_DB_USER", default_value = "perry")]
+    #[arg(
+        id = "db-user",
+        long = "db-user",
+        env = "PERRY_DB_USER",
+        default_value = "perry"
+    )]
     pub user: String,
     /// MySQL password.
-    #[arg(id = "db-password", long = "db-password", env = "PERRY_DB_PASSWORD", default_value = "", hide_env_values = true, hide_default_value = true)]
+    #[arg(
+        id = "db-password",
+        long = "db-password",
+        env = "PERRY_DB_PASSWORD",
+        default_value = "",
+        hide_env_values = true,
+        hide_default_value = true
+    )]
     pub password: Secret,
     /// MySQL database name.
-    #[arg(id = "db-name", long = "db-name", env = "PERRY_DB_NAME", default_value = "perry_hub")]
+    #[arg(
+        id = "db-name",
+        long = "db-name",
+        env = "PERRY_DB_NAME",
+        default_value = "perry_hub"
+    )]
     pub name: String,
     /// Maximum pooled connections per process.
-    #[arg(id = "db-max-connections", long = "db-max-connections", env = "PERRY_DB_MAX_CONNECTIONS", default_value_t = 20)]
+    #[arg(
+        id = "db-max-connections",
+        long = "db-max-connections",
+        env = "PERRY_DB_MAX_CONNECTIONS",
+        default_value_t = 20
+    )]
     pub max_connections: u32,
 }
 
@@ -100,9 +144,13 @@ impl DbConfig {
     pub fn connect_options(&self) -> Result<sqlx::mysql::MySqlConnectOptions, ConfigError> {
         use sqlx::mysql::MySqlConnectOptions;
         if let Some(url) = &self.url {
-            let scheme_ok = url.expose().starts_with("mysql://") || url.expose().starts_with("mariadb://");
+            let scheme_ok =
+                url.expose().starts_with("mysql://") || url.expose().starts_with("mariadb://");
             if !scheme_ok {
-                return Err(ConfigError::new("DATABASE_URL", "must start with mysql:// or mariadb://"));
+                return Err(ConfigError::new(
+                    "DATABASE_URL",
+                    "must start with mysql:// or mariadb://",
+                ));
             }
             return url
                 .expose()
@@ -113,7 +161,11 @@ impl DbConfig {
             return Err(ConfigError::new("PERRY_DB_NAME", "must not be empty"));
         }
         // "localhost" would make sqlx try the unix socket path semantics of libmysql; use TCP.
-        let host = if self.host == "localhost" { "127.0.0.1" } else { &self.host };
+        let host = if self.host == "localhost" {
+            "127.0.0.1"
+        } else {
+            &self.host
+        };
         Ok(MySqlConnectOptions::new()
             .host(host)
             .port(self.port)
@@ -136,13 +188,29 @@ impl DbConfig {
 #[derive(Debug, Clone, Args)]
 pub struct AmqpConfig {
     /// AMQP URL of the broker.
-    #[arg(id = "amqp-url", long = "amqp-url", env = "AMQP_URL", default_value = "amqp://guest:guest@127.0.0.1:5672/%2f", hide_env_values = true)]
+    #[arg(
+        id = "amqp-url",
+        long = "amqp-url",
+        env = "AMQP_URL",
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f",
+        hide_env_values = true
+    )]
     pub url: Secret,
     /// Prefix for every exchange and queue name (lets several hubs or tests share a broker).
-    #[arg(id = "amqp-prefix", long = "amqp-prefix", env = "PERRY_AMQP_PREFIX", default_value = "perry")]
+    #[arg(
+        id = "amqp-prefix",
+        long = "amqp-prefix",
+        env = "PERRY_AMQP_PREFIX",
+        default_value = "perry"
+    )]
     pub prefix: String,
     /// AMQP heartbeat in seconds (a frozen broker is noticed after about twice this).
-    #[arg(id = "amqp-heartbeat-secs", long = "amqp-heartbeat-secs", env = "PERRY_AMQP_HEARTBEAT_SECS", default_value_t = 15)]
+    #[arg(
+        id = "amqp-heartbeat-secs",
+        long = "amqp-heartbeat-secs",
+        env = "PERRY_AMQP_HEARTBEAT_SECS",
+        default_value_t = 15
+    )]
     pub heartbeat_secs: u16,
 }
 
@@ -161,15 +229,27 @@ impl AmqpConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let url = self.url.expose();
         if !(url.starts_with("amqp://") || url.starts_with("amqps://")) {
-            return Err(ConfigError::new("AMQP_URL", "must start with amqp:// or amqps://"));
+            return Err(ConfigError::new(
+                "AMQP_URL",
+                "must start with amqp:// or amqps://",
+            ));
         }
         if self.prefix.is_empty()
-            || !self.prefix.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            || !self
+                .prefix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
         {
-            return Err(ConfigError::new("PERRY_AMQP_PREFIX", "use letters, digits, '-', '_' or '.'"));
+            return Err(ConfigError::new(
+                "PERRY_AMQP_PREFIX",
+                "use letters, digits, '-', '_' or '.'",
+            ));
         }
         if !(5..=60).contains(&self.heartbeat_secs) {
-            return Err(ConfigError::new("PERRY_AMQP_HEARTBEAT_SECS", "must be between 5 and 60"));
+            return Err(ConfigError::new(
+                "PERRY_AMQP_HEARTBEAT_SECS",
+                "must be between 5 and 60",
+            ));
         }
         Ok(())
     }
@@ -188,28 +268,66 @@ pub enum BlobBackend {
 #[derive(Debug, Clone, Args)]
 pub struct BlobConfig {
     /// Blob backend: `fs` or `s3`.
-    #[arg(id = "blob-backend", long = "blob-backend", env = "PERRY_BLOB_BACKEND", value_enum, default_value = "fs")]
+    #[arg(
+        id = "blob-backend",
+        long = "blob-backend",
+        env = "PERRY_BLOB_BACKEND",
+        value_enum,
+        default_value = "fs"
+    )]
     pub backend: BlobBackend,
     /// Root directory of the filesystem store.
-    #[arg(id = "blob-dir", long = "blob-dir", env = "PERRY_BLOB_DIR", default_value = "./data/blobs")]
+    #[arg(
+        id = "blob-dir",
+        long = "blob-dir",
+        env = "PERRY_BLOB_DIR",
+        default_value = "./data/blobs"
+    )]
     pub dir: PathBuf,
     /// S3 bucket.
-    #[arg(id = "s3-bucket", long = "s3-bucket", env = "PERRY_S3_BUCKET", default_value = "")]
+    #[arg(
+        id = "s3-bucket",
+        long = "s3-bucket",
+        env = "PERRY_S3_BUCKET",
+        default_value = ""
+    )]
     pub s3_bucket: String,
     /// S3 endpoint for non-AWS stores (path-style addressing is used when set).
     #[arg(id = "s3-endpoint", long = "s3-endpoint", env = "PERRY_S3_ENDPOINT")]
     pub s3_endpoint: Option<String>,
     /// S3 region.
-    #[arg(id = "s3-region", long = "s3-region", env = "PERRY_S3_REGION", default_value = "us-east-1")]
+    #[arg(
+        id = "s3-region",
+        long = "s3-region",
+        env = "PERRY_S3_REGION",
+        default_value = "us-east-1"
+    )]
     pub s3_region: String,
     /// S3 access key id.
-    #[arg(id = "s3-access-key-id", long = "s3-access-key-id", env = "PERRY_S3_ACCESS_KEY_ID", default_value = "")]
+    #[arg(
+        id = "s3-access-key-id",
+        long = "s3-access-key-id",
+        env = "PERRY_S3_ACCESS_KEY_ID",
+        default_value = ""
+    )]
     pub s3_access_key_id: String,
     /// S3 secret access key.
-    #[arg(id = "s3-secret-access-key", long = "s3-secret-access-key", env = "PERRY_S3_SECRET_ACCESS_KEY", default_value = "", hide_env_values = true, hide_default_value = true)]
+    #[arg(
+        id = "s3-secret-access-key",
+        long = "s3-secret-access-key",
+        env = "PERRY_S3_SECRET_ACCESS_KEY",
+        default_value = "",
+        hide_env_values = true,
+        hide_default_value = true
+    )]
     pub s3_secret_access_key: Secret,
     /// Prefix for every object key.
-    #[arg(id = "s3-key-prefix", long = "s3-key-prefix", env = "PERRY_S3_KEY_PREFIX", default_value = "")]
+    #[arg(
+        id = "s3-key-prefix",
+        long = "s3-key-prefix",
+        env = "PERRY_S3_KEY_PREFIX",
+        default_value = ""
+    )]
     pub s3_key_prefix: String,
     /// Only send/verify checksums when the API requires them (for stores that reject
     /// aws-chunked uploads).
@@ -225,7 +343,10 @@ impl BlobConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.backend == BlobBackend::S3 {
             if self.s3_bucket.is_empty() {
-                return Err(ConfigError::new("PERRY_S3_BUCKET", "required with PERRY_BLOB_BACKEND=s3"));
+                return Err(ConfigError::new(
+                    "PERRY_S3_BUCKET",
+                    "required with PERRY_BLOB_BACKEND=s3",
+                ));
             }
             if self.s3_access_key_id.is_empty() || self.s3_secret_access_key.is_empty() {
                 return Err(ConfigError::new(
@@ -268,25 +389,61 @@ pub struct HubConfig {
     #[arg(id = "dev-mode", long = "dev-mode", env = "PERRY_HUB_DEV_MODE", value_parser = parse_bool_flag, action = clap::ArgAction::Set, default_value = "false")]
     pub dev_mode: bool,
     /// Public base URL of the hub (used in tarball, upload and download URLs).
-    #[arg(id = "public-url", long = "public-url", env = "PERRY_HUB_PUBLIC_URL", default_value = "")]
+    #[arg(
+        id = "public-url",
+        long = "public-url",
+        env = "PERRY_HUB_PUBLIC_URL",
+        default_value = ""
+    )]
     pub public_url: String,
     /// Secret that workers send in `worker_hello`.
-    #[arg(id = "worker-secret", long = "worker-secret", env = "PERRY_HUB_WORKER_SECRET", default_value = "", hide_env_values = true, hide_default_value = true)]
+    #[arg(
+        id = "worker-secret",
+        long = "worker-secret",
+        env = "PERRY_HUB_WORKER_SECRET",
+        default_value = "",
+        hide_env_values = true,
+        hide_default_value = true
+    )]
     pub worker_secret: Secret,
     /// Bearer secret of the admin endpoints.
-    #[arg(id = "admin-secret", long = "admin-secret", env = "PERRY_HUB_ADMIN_SECRET", default_value = "", hide_env_values = true, hide_default_value = true)]
+    #[arg(
+        id = "admin-secret",
+        long = "admin-secret",
+        env = "PERRY_HUB_ADMIN_SECRET",
+        default_value = "",
+        hide_env_values = true,
+        hide_default_value = true
+    )]
     pub admin_secret: Secret,
     /// Base64 of 32 random bytes: the AES-256-GCM key for signing credentials at rest.
-    #[arg(id = "credentials-key", long = "credentials-key", env = "PERRY_HUB_CREDENTIALS_KEY", default_value = "", hide_env_values = true, hide_default_value = true)]
+    #[arg(
+        id = "credentials-key",
+        long = "credentials-key",
+        env = "PERRY_HUB_CREDENTIALS_KEY",
+        default_value = "",
+        hide_env_values = true,
+        hide_default_value = true
+    )]
     pub credentials_key: Secret,
     /// Lifetime of a download link in seconds (sent as `expires_in_secs`).
-    #[arg(id = "artifact-ttl-secs", long = "artifact-ttl-secs", env = "PERRY_HUB_ARTIFACT_TTL_SECS", default_value_t = 600)]
+    #[arg(
+        id = "artifact-ttl-secs",
+        long = "artifact-ttl-secs",
+        env = "PERRY_HUB_ARTIFACT_TTL_SECS",
+        default_value_t = 600
+    )]
     pub artifact_ttl_secs: u64,
     /// Self-hosted: no monthly or hourly limits.
     #[arg(id = "self-hosted", long = "self-hosted", env = "PERRY_HUB_SELF_HOSTED", value_parser = parse_bool_flag, action = clap::ArgAction::Set, default_value = "false")]
     pub self_hosted: bool,
     /// Expected worker compiler version (workers reporting another get `update_perry`).
-    #[arg(id = "expected-version", long = "expected-version", env = "PERRY_EXPECTED_VERSION", default_value = "")]
+    #[arg(
+        id = "expected-version",
+        long = "expected-version",
+        env = "PERRY_EXPECTED_VERSION",
+        default_value = ""
+    )]
     pub expected_version: String,
 }
 
@@ -294,13 +451,30 @@ pub struct HubConfig {
 #[derive(Debug, Clone, Default, Args)]
 pub struct PolarConfig {
     /// Polar API token for overage metering.
-    #[arg(id = "polar-access-token", long = "polar-access-token", env = "POLAR_ACCESS_TOKEN", default_value = "", hide_env_values = true, hide_default_value = true)]
+    #[arg(
+        id = "polar-access-token",
+        long = "polar-access-token",
+        env = "POLAR_ACCESS_TOKEN",
+        default_value = "",
+        hide_env_values = true,
+        hide_default_value = true
+    )]
     pub access_token: Secret,
     /// Polar meter id of a publish.
-    #[arg(id = "polar-meter-publish", long = "polar-meter-publish", env = "POLAR_METER_PUBLISH", default_value = "")]
+    #[arg(
+        id = "polar-meter-publish",
+        long = "polar-meter-publish",
+        env = "POLAR_METER_PUBLISH",
+        default_value = ""
+    )]
     pub meter_publish: String,
     /// Polar API base URL.
-    #[arg(id = "polar-api-url", long = "polar-api-url", env = "PERRY_POLAR_API_URL", default_value = "https://api.polar.sh")]
+    #[arg(
+        id = "polar-api-url",
+        long = "polar-api-url",
+        env = "PERRY_POLAR_API_URL",
+        default_value = "https://api.polar.sh"
+    )]
     pub api_url: String,
 }
 
@@ -321,7 +495,11 @@ impl HubConfig {
     /// The public URL without a trailing slash.
     pub fn public_url(&self) -> String {
         let url = self.public_url.trim().trim_end_matches('/');
-        if url.is_empty() { DEFAULT_PUBLIC_URL.to_owned() } else { url.to_owned() }
+        if url.is_empty() {
+            DEFAULT_PUBLIC_URL.to_owned()
+        } else {
+            url.to_owned()
+        }
     }
 
     /// Artifact link lifetime.
@@ -345,9 +523,12 @@ impl HubConfig {
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(self.credentials_key.expose().trim())
             .map_err(|_| ConfigError::new("PERRY_HUB_CREDENTIALS_KEY", "is not valid base64"))?;
-        bytes
-            .try_into()
-            .map_err(|_| ConfigError::new("PERRY_HUB_CREDENTIALS_KEY", "must decode to exactly 32 bytes"))
+        bytes.try_into().map_err(|_| {
+            ConfigError::new(
+                "PERRY_HUB_CREDENTIALS_KEY",
+                "must decode to exactly 32 bytes",
+            )
+        })
     }
 
     /// Check the settings every service needs: public URL and credentials key.
@@ -361,10 +542,16 @@ impl HubConfig {
         }
         let has_scheme = url.starts_with("http://") || url.starts_with("https://");
         if !url.is_empty() && !has_scheme {
-            return Err(ConfigError::new("PERRY_HUB_PUBLIC_URL", "must start with http:// or https://"));
+            return Err(ConfigError::new(
+                "PERRY_HUB_PUBLIC_URL",
+                "must start with http:// or https://",
+            ));
         }
         if self.artifact_ttl_secs == 0 || self.artifact_ttl_secs > 7 * 86_400 {
-            return Err(ConfigError::new("PERRY_HUB_ARTIFACT_TTL_SECS", "must be between 1 and 604800"));
+            return Err(ConfigError::new(
+                "PERRY_HUB_ARTIFACT_TTL_SECS",
+                "must be between 1 and 604800",
+            ));
         }
         self.credentials_key()?;
         Ok(())
@@ -372,7 +559,11 @@ impl HubConfig {
 
     /// Require the worker secret (dispatcher).
     pub fn validate_worker_secret(&self) -> Result<(), ConfigError> {
-        check_secret("PERRY_HUB_WORKER_SECRET", &self.worker_secret, self.dev_mode)
+        check_secret(
+            "PERRY_HUB_WORKER_SECRET",
+            &self.worker_secret,
+            self.dev_mode,
+        )
     }
 
     /// Require the admin secret (ingest). Even in dev mode an empty admin secret keeps the admin
@@ -382,7 +573,11 @@ impl HubConfig {
     }
 }
 
-fn check_secret(variable: &'static str, secret: &Secret, dev_mode: bool) -> Result<(), ConfigError> {
+fn check_secret(
+    variable: &'static str,
+    secret: &Secret,
+    dev_mode: bool,
+) -> Result<(), ConfigError> {
     if secret.is_empty() {
         if dev_mode {
             return Ok(());
@@ -427,10 +622,17 @@ mod tests {
 
     #[test]
     fn empty_secrets_fail_outside_dev_mode_naming_the_variable() {
-        let c = parse(&["--public-url", "https://hub.example", "--credentials-key", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="]);
+        let c = parse(&[
+            "--public-url",
+            "https://hub.example",
+            "--credentials-key",
+            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+        ]);
         let err = c.hub.validate_worker_secret().unwrap_err();
         assert_eq!(err.variable, "PERRY_HUB_WORKER_SECRET");
-        assert!(err.to_string().contains("required outside development mode"));
+        assert!(err
+            .to_string()
+            .contains("required outside development mode"));
         let err = c.hub.validate_admin_secret().unwrap_err();
         assert_eq!(err.variable, "PERRY_HUB_ADMIN_SECRET");
     }
@@ -446,8 +648,20 @@ mod tests {
 
     #[test]
     fn short_secret_and_bad_key_are_rejected() {
-        let c = parse(&["--public-url", "https://h", "--worker-secret", "short", "--credentials-key", "bm90LTMyLWJ5dGVz"]);
-        assert!(c.hub.validate_worker_secret().unwrap_err().reason.contains("16"));
+        let c = parse(&[
+            "--public-url",
+            "https://h",
+            "--worker-secret",
+            "short",
+            "--credentials-key",
+            "bm90LTMyLWJ5dGVz",
+        ]);
+        assert!(c
+            .hub
+            .validate_worker_secret()
+            .unwrap_err()
+            .reason
+            .contains("16"));
         let err = c.hub.validate().unwrap_err();
         assert_eq!(err.variable, "PERRY_HUB_CREDENTIALS_KEY");
         assert!(err.reason.contains("32 bytes"));
@@ -455,18 +669,42 @@ mod tests {
 
     #[test]
     fn public_url_is_required_and_checked() {
-        let c = parse(&["--credentials-key", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="]);
-        assert_eq!(c.hub.validate().unwrap_err().variable, "PERRY_HUB_PUBLIC_URL");
-        let c = parse(&["--public-url", "ftp://x", "--credentials-key", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="]);
-        assert_eq!(c.hub.validate().unwrap_err().variable, "PERRY_HUB_PUBLIC_URL");
-        let c = parse(&["--public-url", "https://h.example/", "--credentials-key", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="]);
+        let c = parse(&[
+            "--credentials-key",
+            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+        ]);
+        assert_eq!(
+            c.hub.validate().unwrap_err().variable,
+            "PERRY_HUB_PUBLIC_URL"
+        );
+        let c = parse(&[
+            "--public-url",
+            "ftp://x",
+            "--credentials-key",
+            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+        ]);
+        assert_eq!(
+            c.hub.validate().unwrap_err().variable,
+            "PERRY_HUB_PUBLIC_URL"
+        );
+        let c = parse(&[
+            "--public-url",
+            "https://h.example/",
+            "--credentials-key",
+            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+        ]);
         c.hub.validate().unwrap();
         assert_eq!(c.hub.public_url(), "https://h.example");
     }
 
     #[test]
     fn secrets_are_redacted_in_debug() {
-        let c = parse(&["--worker-secret", "super-secret-worker-value", "--db-password", "dbpass-xyz"]);
+        let c = parse(&[
+            "--worker-secret",
+            "super-secret-worker-value",
+            "--db-password",
+            "dbpass-xyz",
+        ]);
         let debug = format!("{c:?}");
         assert!(!debug.contains("super-secret-worker-value"));
         assert!(!debug.contains("dbpass-xyz"));
@@ -496,7 +734,10 @@ mod tests {
         let c = parse(&["--blob-backend", "s3"]);
         assert_eq!(c.blob.validate().unwrap_err().variable, "PERRY_S3_BUCKET");
         let c = parse(&["--blob-backend", "s3", "--s3-bucket", "b"]);
-        assert_eq!(c.blob.validate().unwrap_err().variable, "PERRY_S3_ACCESS_KEY_ID");
+        assert_eq!(
+            c.blob.validate().unwrap_err().variable,
+            "PERRY_S3_ACCESS_KEY_ID"
+        );
     }
 
     #[test]

@@ -40,7 +40,10 @@ pub async fn connect(config: &DbConfig, wait: Duration) -> anyhow::Result<MySqlP
 
 /// Apply pending migrations. Idempotent.
 pub async fn migrate(pool: &MySqlPool) -> anyhow::Result<()> {
-    MIGRATOR.run(pool).await.map_err(|e| anyhow::anyhow!("running migrations: {e}"))
+    MIGRATOR
+        .run(pool)
+        .await
+        .map_err(|e| anyhow::anyhow!("running migrations: {e}"))
 }
 
 /// Readiness: a round trip to the database.
@@ -64,17 +67,29 @@ pub async fn append_event(
     if res.rows_affected() == 0 {
         return Err(queue::Error::Db(sqlx::Error::RowNotFound));
     }
-    let seq: i64 = sqlx::query_scalar("SELECT CAST(LAST_INSERT_ID() AS SIGNED)").fetch_one(&mut *conn).await?;
-    sqlx::query("INSERT INTO job_events (job_id, seq, kind, payload, created_ms) VALUES (?, ?, ?, ?, ?)")
-        .bind(job_id)
-        .bind(seq)
-        .bind(kind)
-        .bind(frame.to_string())
-        .bind(now_ms())
-        .execute(&mut *conn)
+    let seq: i64 = sqlx::query_scalar("SELECT CAST(LAST_INSERT_ID() AS SIGNED)")
+        .fetch_one(&mut *conn)
         .await?;
-    outbox::enqueue(conn, &Message::JobEvent { job_id: job_id.to_owned(), seq, kind: kind.to_owned(), frame: frame.clone() })
-        .await?;
+    sqlx::query(
+        "INSERT INTO job_events (job_id, seq, kind, payload, created_ms) VALUES (?, ?, ?, ?, ?)",
+    )
+    .bind(job_id)
+    .bind(seq)
+    .bind(kind)
+    .bind(frame.to_string())
+    .bind(now_ms())
+    .execute(&mut *conn)
+    .await?;
+    outbox::enqueue(
+        conn,
+        &Message::JobEvent {
+            job_id: job_id.to_owned(),
+            seq,
+            kind: kind.to_owned(),
+            frame: frame.clone(),
+        },
+    )
+    .await?;
     Ok(seq)
 }
 
@@ -90,7 +105,12 @@ pub struct StoredEvent {
 }
 
 /// Events of a job after `after_seq`, in order, at most `limit`.
-pub async fn events_after(pool: &MySqlPool, job_id: &str, after_seq: i64, limit: u32) -> Result<Vec<StoredEvent>, sqlx::Error> {
+pub async fn events_after(
+    pool: &MySqlPool,
+    job_id: &str,
+    after_seq: i64,
+    limit: u32,
+) -> Result<Vec<StoredEvent>, sqlx::Error> {
     sqlx::query_as("SELECT seq, kind, payload FROM job_events WHERE job_id = ? AND seq > ? ORDER BY seq LIMIT ?")
         .bind(job_id)
         .bind(after_seq)
@@ -101,11 +121,18 @@ pub async fn events_after(pool: &MySqlPool, job_id: &str, after_seq: i64, limit:
 
 /// Read a setting.
 pub async fn get_setting(pool: &MySqlPool, name: &str) -> Result<Option<String>, sqlx::Error> {
-    sqlx::query_scalar("SELECT value FROM settings WHERE name = ?").bind(name).fetch_optional(pool).await
+    sqlx::query_scalar("SELECT value FROM settings WHERE name = ?")
+        .bind(name)
+        .fetch_optional(pool)
+        .await
 }
 
 /// Write a setting.
-pub async fn set_setting(conn: &mut MySqlConnection, name: &str, value: &str) -> Result<(), sqlx::Error> {
+pub async fn set_setting(
+    conn: &mut MySqlConnection,
+    name: &str,
+    value: &str,
+) -> Result<(), sqlx::Error> {
     sqlx::query("INSERT INTO settings (name, value, updated_ms) VALUES (?, ?, ?) ON DUPLICATE KEY UPDATE value = VALUES(value), updated_ms = VALUES(updated_ms)")
         .bind(name)
         .bind(value)

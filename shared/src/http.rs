@@ -39,7 +39,12 @@ pub type ApiResult<T> = Result<T, ApiError>;
 impl ApiError {
     /// An error with a code and message.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into(), usage: None, login_url: None }
+        Self {
+            code,
+            message: message.into(),
+            usage: None,
+            login_url: None,
+        }
     }
     /// 400 `BAD_REQUEST`.
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -55,7 +60,10 @@ impl ApiError {
     }
     /// 413 `UPLOAD_TOO_LARGE`.
     pub fn too_large(limit: u64) -> Self {
-        Self::new(ErrorCode::UploadTooLarge, format!("Upload exceeds the size limit of {limit} bytes"))
+        Self::new(
+            ErrorCode::UploadTooLarge,
+            format!("Upload exceeds the size limit of {limit} bytes"),
+        )
     }
     /// 500 `INTERNAL_ERROR`; the cause is logged, never sent.
     pub fn internal(cause: &dyn std::fmt::Display) -> Self {
@@ -82,7 +90,12 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
         let body = ErrorBody {
-            error: ErrorDetail { code: self.code, message: self.message, usage: self.usage, login_url: self.login_url },
+            error: ErrorDetail {
+                code: self.code,
+                message: self.message,
+                usage: self.usage,
+                login_url: self.login_url,
+            },
         };
         (status, Json(body)).into_response()
     }
@@ -105,9 +118,13 @@ impl From<crate::blob::BlobError> for ApiError {
         use crate::blob::BlobError;
         match e {
             BlobError::TooLarge { limit } => Self::too_large(limit),
-            BlobError::ShaMismatch => Self::bad_request("SHA-256 of the received bytes does not match"),
+            BlobError::ShaMismatch => {
+                Self::bad_request("SHA-256 of the received bytes does not match")
+            }
             BlobError::NotFound => Self::not_found("Not found"),
-            BlobError::Source(src) if crate::b64::is_decode_error(&src) => Self::bad_request(format!("Invalid base64 body: {src}")),
+            BlobError::Source(src) if crate::b64::is_decode_error(&src) => {
+                Self::bad_request(format!("Invalid base64 body: {src}"))
+            }
             BlobError::Source(src) => Self::bad_request(format!("Body could not be read: {src}")),
             other => Self::internal(&other),
         }
@@ -155,8 +172,16 @@ pub struct PeerAddr(pub Option<std::net::SocketAddr>);
 impl<S: Send + Sync> axum::extract::FromRequestParts<S> for PeerAddr {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(Self(parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0)))
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Self(
+            parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| c.0),
+        ))
     }
 }
 
@@ -250,7 +275,10 @@ impl ReadyCheck for BlobReady {
 pub fn health_router(checks: Vec<Arc<dyn ReadyCheck>>) -> Router {
     let checks = Arc::new(checks);
     Router::new()
-        .route("/healthz", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
+        .route(
+            "/healthz",
+            get(|| async { Json(serde_json::json!({"status": "ok"})) }),
+        )
         .route(
             "/readyz",
             get(move || {
@@ -286,7 +314,8 @@ async fn readiness(checks: &[Arc<dyn ReadyCheck>]) -> Response {
     if failed.is_empty() {
         Json(serde_json::json!({"status": "ready"})).into_response()
     } else {
-        ApiError::unavailable(format!("Not ready: {} unavailable", failed.join(", "))).into_response()
+        ApiError::unavailable(format!("Not ready: {} unavailable", failed.join(", ")))
+            .into_response()
     }
 }
 
@@ -311,9 +340,12 @@ pub async fn serve<F>(listener: TcpListener, router: Router, shutdown: F) -> std
 where
     F: Future<Output = ()> + Send + 'static,
 {
-    axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }
 
 #[cfg(test)]

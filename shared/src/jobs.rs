@@ -70,7 +70,8 @@ pub struct Job {
 }
 
 /// Columns of [`Job`], for `SELECT`s.
-pub const COLUMNS: &str = "id, license_id, project, original_target, target, stage, state, priority, manifest, \
+pub const COLUMNS: &str =
+    "id, license_id, project, original_target, target, stage, state, priority, manifest, \
     input_key, input_size, input_sha256, attempt, retries, worker_id, worker_name, dispatcher_id, \
     lease_expires_ms, cancel_requested, error_reported, needs_finishing, enqueued_ms, created_ms, \
     assigned_ms, finished_ms";
@@ -88,12 +89,20 @@ impl Job {
 
 /// Load a job.
 pub async fn load(conn: &mut MySqlConnection, id: &str) -> Result<Option<Job>, sqlx::Error> {
-    sqlx::query_as(&format!("SELECT {COLUMNS} FROM jobs WHERE id = ?")).bind(id).fetch_optional(conn).await
+    sqlx::query_as(&format!("SELECT {COLUMNS} FROM jobs WHERE id = ?"))
+        .bind(id)
+        .fetch_optional(conn)
+        .await
 }
 
 /// Load and lock a job for the rest of the transaction.
 pub async fn lock(conn: &mut MySqlConnection, id: &str) -> Result<Option<Job>, sqlx::Error> {
-    sqlx::query_as(&format!("SELECT {COLUMNS} FROM jobs WHERE id = ? FOR UPDATE")).bind(id).fetch_optional(conn).await
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM jobs WHERE id = ? FOR UPDATE"
+    ))
+    .bind(id)
+    .fetch_optional(conn)
+    .await
 }
 
 /// 1-based place of a queued job in its target's queue (priority, then enqueue time); 0 when
@@ -119,7 +128,13 @@ pub async fn position(conn: &mut MySqlConnection, job: &Job) -> Result<u64, sqlx
 }
 
 /// Announce that `job` (already `queued` in this transaction) waits for a worker.
-pub async fn announce_queued(conn: &mut MySqlConnection, job_id: &str, target: &str, attempt: i32, priority: i8) -> queue::Result<()> {
+pub async fn announce_queued(
+    conn: &mut MySqlConnection,
+    job_id: &str,
+    target: &str,
+    attempt: i32,
+    priority: i8,
+) -> queue::Result<()> {
     let msg = Message::JobQueued {
         job_id: job_id.to_owned(),
         target: target.to_owned(),
@@ -130,7 +145,11 @@ pub async fn announce_queued(conn: &mut MySqlConnection, job_id: &str, target: &
 }
 
 /// Append a CLI frame to the job's event log.
-pub async fn emit(conn: &mut MySqlConnection, job_id: &str, frame: &Outgoing) -> queue::Result<i64> {
+pub async fn emit(
+    conn: &mut MySqlConnection,
+    job_id: &str,
+    frame: &Outgoing,
+) -> queue::Result<i64> {
     let value = serde_json::to_value(frame)?;
     append_event(conn, job_id, frame.kind(), &value).await
 }
@@ -149,8 +168,15 @@ pub enum LostOutcome {
 /// The worker holding `attempt` of a job is gone: requeue it (retries + 1, token revoked, the
 /// CLI told with a `queue_update`) or, after [`MAX_RETRIES`], fail it. Conditional on the job
 /// still being `assigned`/`running` at that attempt.
-pub async fn requeue_lost(conn: &mut MySqlConnection, job_id: &str, attempt: i32, why: &str) -> queue::Result<LostOutcome> {
-    let Some(job) = lock(conn, job_id).await? else { return Ok(LostOutcome::Unchanged) };
+pub async fn requeue_lost(
+    conn: &mut MySqlConnection,
+    job_id: &str,
+    attempt: i32,
+    why: &str,
+) -> queue::Result<LostOutcome> {
+    let Some(job) = lock(conn, job_id).await? else {
+        return Ok(LostOutcome::Unchanged);
+    };
     if job.attempt != attempt || !(job.state == state::ASSIGNED || job.state == state::RUNNING) {
         return Ok(LostOutcome::Unchanged);
     }
@@ -160,7 +186,10 @@ pub async fn requeue_lost(conn: &mut MySqlConnection, job_id: &str, attempt: i32
         return Ok(LostOutcome::Failed);
     }
     if job.retries >= MAX_RETRIES {
-        let msg = format!("Build failed after {} attempts (workers kept disconnecting)", job.retries + 1);
+        let msg = format!(
+            "Build failed after {} attempts (workers kept disconnecting)",
+            job.retries + 1
+        );
         finish_failed(conn, &job, state::FAILED, &msg).await?;
         return Ok(LostOutcome::Failed);
     }
@@ -176,14 +205,29 @@ pub async fn requeue_lost(conn: &mut MySqlConnection, job_id: &str, attempt: i32
     requeued.state = state::QUEUED.to_owned();
     let pos = position(conn, &requeued).await?;
     let message = format!("{why}, re-queued (attempt {})", job.retries + 2);
-    emit(conn, job_id, &Outgoing::QueueUpdate { job_id: job_id.to_owned(), position: pos, message, estimated_wait_secs: None }).await?;
+    emit(
+        conn,
+        job_id,
+        &Outgoing::QueueUpdate {
+            job_id: job_id.to_owned(),
+            position: pos,
+            message,
+            estimated_wait_secs: None,
+        },
+    )
+    .await?;
     announce_queued(conn, job_id, &job.target, job.attempt, job.priority).await?;
     Ok(LostOutcome::Requeued)
 }
 
 /// End a job unsuccessfully: `error` (unless cancelled quietly) then `complete{success:false}`
 /// to the CLI, credentials and token dropped. `final_state` is `failed` or `cancelled`.
-pub async fn finish_failed(conn: &mut MySqlConnection, job: &Job, final_state: &str, message: &str) -> queue::Result<()> {
+pub async fn finish_failed(
+    conn: &mut MySqlConnection,
+    job: &Job,
+    final_state: &str,
+    message: &str,
+) -> queue::Result<()> {
     if job.is_terminal() {
         return Ok(());
     }
@@ -198,17 +242,33 @@ pub async fn finish_failed(conn: &mut MySqlConnection, job: &Job, final_state: &
     .execute(&mut *conn)
     .await?;
     if !job.error_reported {
-        let frame = Outgoing::Error { job_id: Some(job.id.clone()), code: "INTERNAL_ERROR".into(), message: message.to_owned(), stage: None };
+        let frame = Outgoing::Error {
+            job_id: Some(job.id.clone()),
+            code: "INTERNAL_ERROR".into(),
+            message: message.to_owned(),
+            stage: None,
+        };
         emit(conn, &job.id, &frame).await?;
     }
-    let complete = Outgoing::Complete { job_id: job.id.clone(), success: false, duration_secs: job.duration_secs(), artifacts: vec![] };
+    let complete = Outgoing::Complete {
+        job_id: job.id.clone(),
+        success: false,
+        duration_secs: job.duration_secs(),
+        artifacts: vec![],
+    };
     emit(conn, &job.id, &complete).await?;
-    crate::metrics::get().jobs_finished.get_or_create(&crate::metrics::label("state", final_state)).inc();
+    crate::metrics::get()
+        .jobs_finished
+        .get_or_create(&crate::metrics::label("state", final_state))
+        .inc();
     Ok(())
 }
 
 /// Visible (non-intermediate) artifacts of a job, for `complete.artifacts`.
-pub async fn visible_artifacts(conn: &mut MySqlConnection, job_id: &str) -> Result<Vec<ArtifactInfo>, sqlx::Error> {
+pub async fn visible_artifacts(
+    conn: &mut MySqlConnection,
+    job_id: &str,
+) -> Result<Vec<ArtifactInfo>, sqlx::Error> {
     let rows: Vec<(String, i64, String)> =
         sqlx::query_as("SELECT name, size, sha256 FROM artifacts WHERE job_id = ? AND hidden = FALSE ORDER BY created_ms, name")
             .bind(job_id)
@@ -216,12 +276,20 @@ pub async fn visible_artifacts(conn: &mut MySqlConnection, job_id: &str) -> Resu
             .await?;
     Ok(rows
         .into_iter()
-        .map(|(name, size, sha256)| ArtifactInfo { name, size: u64::try_from(size).unwrap_or(0), sha256 })
+        .map(|(name, size, sha256)| ArtifactInfo {
+            name,
+            size: u64::try_from(size).unwrap_or(0),
+            sha256,
+        })
         .collect())
 }
 
 /// Mint a single-use download token for an artifact. Returns the token (only its hash is kept).
-pub async fn mint_download_token(conn: &mut MySqlConnection, artifact_id: &str, ttl_secs: u64) -> Result<String, sqlx::Error> {
+pub async fn mint_download_token(
+    conn: &mut MySqlConnection,
+    artifact_id: &str,
+    ttl_secs: u64,
+) -> Result<String, sqlx::Error> {
     let (token, hash) = auth::new_token();
     let now = now_ms();
     let ttl_ms = i64::try_from(ttl_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
@@ -237,7 +305,14 @@ pub async fn mint_download_token(conn: &mut MySqlConnection, artifact_id: &str, 
 
 /// The stored form of an `artifact_ready` event. The dispatcher renders it for each subscriber
 /// with a fresh single-use download token (`download_url`, `expires_in_secs`).
-pub fn artifact_ready_event(job_id: &str, artifact_id: &str, target: &str, name: &str, size: u64, sha256: &str) -> serde_json::Value {
+pub fn artifact_ready_event(
+    job_id: &str,
+    artifact_id: &str,
+    target: &str,
+    name: &str,
+    size: u64,
+    sha256: &str,
+) -> serde_json::Value {
     serde_json::json!({
         "type": "artifact_ready",
         "job_id": job_id,

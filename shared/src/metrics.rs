@@ -58,7 +58,9 @@ impl Metrics {
             ws_connections: Family::default(),
             active_workers: Gauge::default(),
             queue_depth: Family::default(),
-            time_to_assign_seconds: Histogram::new([0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 60.0, 300.0, 900.0, 3600.0]),
+            time_to_assign_seconds: Histogram::new([
+                0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 60.0, 300.0, 900.0, 3600.0,
+            ]),
             bytes_in: Family::default(),
             bytes_out: Family::default(),
             lease_expiries: Counter::default(),
@@ -69,20 +71,68 @@ impl Metrics {
             jobs_finished: Family::default(),
             registry: Registry::default(),
         };
-        registry.register("outbox_published", "Outbox rows published and confirmed", m.outbox_published.clone());
-        registry.register("outbox_errors", "Failed outbox relay batches", m.outbox_errors.clone());
-        registry.register("ws_connections", "Open WebSocket connections by role", m.ws_connections.clone());
-        registry.register("active_workers", "Connected workers", m.active_workers.clone());
-        registry.register("queue_depth", "Queued jobs per target", m.queue_depth.clone());
-        registry.register("time_to_assign_seconds", "Seconds from enqueue to assignment", m.time_to_assign_seconds.clone());
+        registry.register(
+            "outbox_published",
+            "Outbox rows published and confirmed",
+            m.outbox_published.clone(),
+        );
+        registry.register(
+            "outbox_errors",
+            "Failed outbox relay batches",
+            m.outbox_errors.clone(),
+        );
+        registry.register(
+            "ws_connections",
+            "Open WebSocket connections by role",
+            m.ws_connections.clone(),
+        );
+        registry.register(
+            "active_workers",
+            "Connected workers",
+            m.active_workers.clone(),
+        );
+        registry.register(
+            "queue_depth",
+            "Queued jobs per target",
+            m.queue_depth.clone(),
+        );
+        registry.register(
+            "time_to_assign_seconds",
+            "Seconds from enqueue to assignment",
+            m.time_to_assign_seconds.clone(),
+        );
         registry.register("bytes_in", "Bytes received", m.bytes_in.clone());
         registry.register("bytes_out", "Bytes sent", m.bytes_out.clone());
-        registry.register("lease_expiries", "Expired job leases", m.lease_expiries.clone());
-        registry.register("retries", "Jobs requeued after a lost worker", m.retries.clone());
-        registry.register("frames_ignored", "Ignored WebSocket frames by reason", m.frames_ignored.clone());
-        registry.register("azure_calls", "Azure API calls by operation and outcome", m.azure_calls.clone());
-        registry.register("downloads", "Download attempts by outcome", m.downloads.clone());
-        registry.register("jobs_finished", "Jobs reaching a terminal state", m.jobs_finished.clone());
+        registry.register(
+            "lease_expiries",
+            "Expired job leases",
+            m.lease_expiries.clone(),
+        );
+        registry.register(
+            "retries",
+            "Jobs requeued after a lost worker",
+            m.retries.clone(),
+        );
+        registry.register(
+            "frames_ignored",
+            "Ignored WebSocket frames by reason",
+            m.frames_ignored.clone(),
+        );
+        registry.register(
+            "azure_calls",
+            "Azure API calls by operation and outcome",
+            m.azure_calls.clone(),
+        );
+        registry.register(
+            "downloads",
+            "Download attempts by outcome",
+            m.downloads.clone(),
+        );
+        registry.register(
+            "jobs_finished",
+            "Jobs reaching a terminal state",
+            m.jobs_finished.clone(),
+        );
         Self { registry, ..m }
     }
 

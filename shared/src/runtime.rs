@@ -41,7 +41,9 @@ pub struct Deps {
 
 impl std::fmt::Debug for Deps {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Deps").field("hub", &self.hub).finish_non_exhaustive()
+        f.debug_struct("Deps")
+            .field("hub", &self.hub)
+            .finish_non_exhaustive()
     }
 }
 
@@ -111,7 +113,10 @@ impl Deps {
     pub async fn shutdown(&self, grace: Duration) {
         self.cancel.cancel();
         self.tracker.close();
-        if tokio::time::timeout(grace, self.tracker.wait()).await.is_err() {
+        if tokio::time::timeout(grace, self.tracker.wait())
+            .await
+            .is_err()
+        {
             tracing::warn!("background tasks did not stop within {grace:?}");
         }
         self.broker.close().await;

@@ -27,7 +27,10 @@ fn env_config() -> EnvConfig {
 
 /// A short random suffix.
 pub fn unique(prefix: &str) -> String {
-    format!("{prefix}{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+    format!(
+        "{prefix}{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    )
 }
 
 /// A fresh, migrated database. Databases of earlier runs older than an hour are dropped.
@@ -44,9 +47,12 @@ impl TestDb {
     /// Create and migrate.
     pub async fn new() -> Self {
         let base = env_config().db;
-        let admin = crate::db::connect(&base.with_database(&base.name), std::time::Duration::from_secs(30))
-            .await
-            .unwrap_or_else(|e| panic!("connect to MySQL (run scripts/ensure-services.sh): {e:#}"));
+        let admin = crate::db::connect(
+            &base.with_database(&base.name),
+            std::time::Duration::from_secs(30),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("connect to MySQL (run scripts/ensure-services.sh): {e:#}"));
         let now_s = now_ms() / 1000;
         let stale: Vec<String> = sqlx::query_scalar(
             "SELECT CAST(SCHEMA_NAME AS CHAR) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE 'perry\\_test\\_%'",
@@ -55,19 +61,32 @@ impl TestDb {
         .await
         .unwrap_or_default();
         for db in stale {
-            let created = db.split('_').nth(2).and_then(|s| s.parse::<i64>().ok()).unwrap_or(0);
+            let created = db
+                .split('_')
+                .nth(2)
+                .and_then(|s| s.parse::<i64>().ok())
+                .unwrap_or(0);
             if now_s - created > 3600 {
-                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS `{db}`")).execute(&admin).await;
+                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS `{db}`"))
+                    .execute(&admin)
+                    .await;
             }
         }
-        let name = format!("perry_test_{now_s}_{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
-        sqlx::query(&format!("CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"))
-            .execute(&admin)
-            .await
-            .unwrap_or_else(|e| panic!("create test database: {e}"));
+        let name = format!(
+            "perry_test_{now_s}_{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..10]
+        );
+        sqlx::query(&format!(
+            "CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+        ))
+        .execute(&admin)
+        .await
+        .unwrap_or_else(|e| panic!("create test database: {e}"));
         admin.close().await;
         let config = base.with_database(&name);
-        let pool = crate::db::connect(&config, std::time::Duration::from_secs(10)).await.expect("connect test db");
+        let pool = crate::db::connect(&config, std::time::Duration::from_secs(10))
+            .await
+            .expect("connect test db");
         crate::db::migrate(&pool).await.expect("migrate test db");
         Self { pool, config, name }
     }
@@ -79,7 +98,10 @@ impl TestDb {
         } else {
             format!("SELECT COUNT(*) FROM {table} WHERE {filter}")
         };
-        sqlx::query_scalar(&sql).fetch_one(&self.pool).await.unwrap_or_else(|e| panic!("{sql}: {e}"))
+        sqlx::query_scalar(&sql)
+            .fetch_one(&self.pool)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
     }
 
     /// Drop the database.
@@ -88,7 +110,9 @@ impl TestDb {
         self.pool.close().await;
         let base = env_config().db;
         if let Ok(admin) = crate::db::connect(&base, std::time::Duration::from_secs(5)).await {
-            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS `{name}`")).execute(&admin).await;
+            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS `{name}`"))
+                .execute(&admin)
+                .await;
         }
     }
 }
@@ -103,17 +127,29 @@ pub fn amqp_config() -> AmqpConfig {
 /// Delete every queue and exchange of a test prefix.
 pub async fn cleanup_amqp(config: &AmqpConfig) {
     let broker = crate::queue::Broker::new(config, "cleanup");
-    let Ok(ch) = broker.channel().await else { return };
+    let Ok(ch) = broker.channel().await else {
+        return;
+    };
     let t = broker.topology();
     for target in crate::queue::TARGETS {
-        let _ = ch.queue_delete(t.target_queue(target).into(), Default::default()).await;
+        let _ = ch
+            .queue_delete(t.target_queue(target).into(), Default::default())
+            .await;
     }
-    let _ = ch.queue_delete(t.finisher_queue().into(), Default::default()).await;
-    let _ = ch.queue_delete(t.dead_letter_queue().into(), Default::default()).await;
+    let _ = ch
+        .queue_delete(t.finisher_queue().into(), Default::default())
+        .await;
+    let _ = ch
+        .queue_delete(t.dead_letter_queue().into(), Default::default())
+        .await;
     for e in [crate::queue::Exchange::Jobs, crate::queue::Exchange::Events] {
-        let _ = ch.exchange_delete(t.exchange(e).into(), Default::default()).await;
+        let _ = ch
+            .exchange_delete(t.exchange(e).into(), Default::default())
+            .await;
     }
-    let _ = ch.exchange_delete(t.dead_letter_exchange().into(), Default::default()).await;
+    let _ = ch
+        .exchange_delete(t.dead_letter_exchange().into(), Default::default())
+        .await;
     broker.close().await;
 }
 
@@ -121,15 +157,22 @@ pub async fn cleanup_amqp(config: &AmqpConfig) {
 pub async fn s3_store() -> (Arc<S3BlobStore>, S3Settings) {
     let settings = S3Settings {
         bucket: unique("perry-test-"),
-        endpoint: Some(std::env::var("PERRY_TEST_S3_ENDPOINT").unwrap_or_else(|_| "http://127.0.0.1:8014".into())),
+        endpoint: Some(
+            std::env::var("PERRY_TEST_S3_ENDPOINT")
+                .unwrap_or_else(|_| "http://127.0.0.1:8014".into()),
+        ),
         region: "us-east-1".into(),
         access_key_id: std::env::var("PERRY_TEST_S3_ACCESS_KEY").unwrap_or_else(|_| "perry".into()),
-        secret_access_key: std::env::var("PERRY_TEST_S3_SECRET_KEY").unwrap_or_else(|_| "perrysecret".into()),
+        secret_access_key: std::env::var("PERRY_TEST_S3_SECRET_KEY")
+            .unwrap_or_else(|_| "perrysecret".into()),
         key_prefix: String::new(),
         checksum_when_required: false,
     };
     let store = S3BlobStore::new(settings.clone()).expect("S3 client");
-    store.ensure_bucket().await.unwrap_or_else(|e| panic!("create test bucket (is s3s-fs running?): {e}"));
+    store
+        .ensure_bucket()
+        .await
+        .unwrap_or_else(|e| panic!("create test bucket (is s3s-fs running?): {e}"));
     (Arc::new(store), settings)
 }
 

@@ -26,12 +26,22 @@ const SIZE: u64 = 512 * MIB;
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == "ws-client") {
-        return ws_client(&args[i + 1], &args[i + 2], args[i + 3].parse().unwrap_or(1000));
+        return ws_client(
+            &args[i + 1],
+            &args[i + 2],
+            args[i + 3].parse().unwrap_or(1000),
+        );
     }
     let only = std::env::var("PERRY_BENCH").unwrap_or_default();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     rt.block_on(async {
-        println!("# Perry Hub benchmarks ({} cores)", std::thread::available_parallelism().map_or(1, |n| n.get()));
+        println!(
+            "# Perry Hub benchmarks ({} cores)",
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        );
         if only.is_empty() || only.contains("blob") {
             blob_stores().await;
         }
@@ -73,18 +83,20 @@ fn rate(bytes: u64, d: Duration) -> f64 {
 fn generated(total: u64) -> ByteStream {
     const CHUNK: u64 = 256 * 1024;
     let mut state = 0x2545_F491_4F6C_DD1D_u64;
-    Box::pin(futures_util::stream::iter(0..total.div_ceil(CHUNK)).map(move |i| {
-        let len = usize::try_from(CHUNK.min(total - i * CHUNK)).unwrap_or(0);
-        let mut buf = Vec::with_capacity(len + 8);
-        while buf.len() < len {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            buf.extend_from_slice(&state.to_le_bytes());
-        }
-        buf.truncate(len);
-        Ok(bytes::Bytes::from(buf))
-    }))
+    Box::pin(
+        futures_util::stream::iter(0..total.div_ceil(CHUNK)).map(move |i| {
+            let len = usize::try_from(CHUNK.min(total - i * CHUNK)).unwrap_or(0);
+            let mut buf = Vec::with_capacity(len + 8);
+            while buf.len() < len {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                buf.extend_from_slice(&state.to_le_bytes());
+            }
+            buf.truncate(len);
+            Ok(bytes::Bytes::from(buf))
+        }),
+    )
 }
 
 async fn drain(mut s: ByteStream) -> u64 {
@@ -98,12 +110,16 @@ async fn drain(mut s: ByteStream) -> u64 {
 async fn blob_stores() {
     println!("\n## Blob stores: 512 MiB put then get");
     let dir = perry_hub_tests::tempdir::TempDir::new("perry-bench-fs");
-    let fs: Arc<dyn BlobStore> = Arc::new(shared::blob::FsBlobStore::new(dir.0.clone()).expect("fs store"));
+    let fs: Arc<dyn BlobStore> =
+        Arc::new(shared::blob::FsBlobStore::new(dir.0.clone()).expect("fs store"));
     let (s3, _) = shared::testing::s3_store().await;
     for (label, store) in [("fs", fs), ("s3 (s3s-fs)", s3 as Arc<dyn BlobStore>)] {
-        let (put, d_put, m_put) = measured(store.put("bench/blob", generated(SIZE), PutOptions::new(SIZE))).await;
+        let (put, d_put, m_put) =
+            measured(store.put("bench/blob", generated(SIZE), PutOptions::new(SIZE))).await;
         let put = put.expect("put");
-        let (n, d_get, m_get) = measured(async { drain(store.get("bench/blob", None).await.expect("get").body).await }).await;
+        let (n, d_get, m_get) =
+            measured(async { drain(store.get("bench/blob", None).await.expect("get").body).await })
+                .await;
         assert_eq!(n, put.size);
         println!(
             "{label:>12}: put {:7.1} MiB/s (peak RSS +{m_put} MiB), get {:7.1} MiB/s (peak RSS +{m_get} MiB)",
@@ -120,7 +136,12 @@ async fn big_artifact(hub: &TestHub) -> (String, String) {
     let job = hub.insert_job(license, "linux", 10, b"t", json!({})).await;
     let id = uuid::Uuid::new_v4().to_string();
     let key = shared::jobs::artifact_key(&id);
-    let put = hub.deps.blob.put(&key, generated(SIZE), PutOptions::new(SIZE)).await.expect("put");
+    let put = hub
+        .deps
+        .blob
+        .put(&key, generated(SIZE), PutOptions::new(SIZE))
+        .await
+        .expect("put");
     sqlx::query(
         "INSERT INTO artifacts (id, job_id, attempt, name, target, size, sha256, blob_key, hidden, created_ms, expires_ms) \
          VALUES (?, ?, 0, 'big.tar.gz', 'linux', ?, ?, ?, FALSE, 0, 9999999999999)",
@@ -134,7 +155,9 @@ async fn big_artifact(hub: &TestHub) -> (String, String) {
     .await
     .expect("artifact row");
     let mut conn = hub.pool().acquire().await.expect("conn");
-    let token = shared::jobs::mint_download_token(&mut conn, &id, 600).await.expect("token");
+    let token = shared::jobs::mint_download_token(&mut conn, &id, 600)
+        .await
+        .expect("token");
     (token, key)
 }
 
@@ -149,7 +172,11 @@ async fn http_drain(resp: reqwest::Response) -> u64 {
 
 async fn download() {
     println!("\n## Download service: 512 MiB artifact over HTTP (filesystem store)");
-    let hub = TestHub::start_with(HubOptions { fs_blobs: true, ..HubOptions::default() }).await;
+    let hub = TestHub::start_with(HubOptions {
+        fs_blobs: true,
+        ..HubOptions::default()
+    })
+    .await;
     let (token, key) = big_artifact(&hub).await;
     let path = hub.blob_config.dir.join(&key);
     let (n, d_file, _) = measured(async {
@@ -166,17 +193,35 @@ async fn download() {
         }
     })
     .await;
-    println!("   plain file read: {:7.1} MiB/s ({n} bytes)", rate(n, d_file));
+    println!(
+        "   plain file read: {:7.1} MiB/s ({n} bytes)",
+        rate(n, d_file)
+    );
     let url = hub.url(&format!("/api/v1/dl/{token}"));
-    let (n, d, m) = measured(async { http_drain(hub.http.get(&url).send().await.expect("GET")).await }).await;
-    println!("   base64 (legacy): {:7.1} MiB/s of artifact, {n} bytes on the wire, peak RSS +{m} MiB", rate(SIZE, d));
+    let (n, d, m) =
+        measured(async { http_drain(hub.http.get(&url).send().await.expect("GET")).await }).await;
+    println!(
+        "   base64 (legacy): {:7.1} MiB/s of artifact, {n} bytes on the wire, peak RSS +{m} MiB",
+        rate(SIZE, d)
+    );
     let (token2, _) = big_artifact(&hub).await;
     let url = hub.url(&format!("/api/v1/dl/{token2}"));
     let (n, d, m) = measured(async {
-        http_drain(hub.http.get(&url).header("accept", "application/octet-stream").send().await.expect("GET")).await
+        http_drain(
+            hub.http
+                .get(&url)
+                .header("accept", "application/octet-stream")
+                .send()
+                .await
+                .expect("GET"),
+        )
+        .await
     })
     .await;
-    println!("   raw:             {:7.1} MiB/s, {n} bytes, peak RSS +{m} MiB", rate(n, d));
+    println!(
+        "   raw:             {:7.1} MiB/s, {n} bytes, peak RSS +{m} MiB",
+        rate(n, d)
+    );
     hub.stop().await;
 }
 
@@ -204,18 +249,31 @@ async fn ingest() {
         .text("credentials", "{}")
         .part("tarball_b64", part)
         .text("license_key", key);
-    let (resp, d, m) = measured(async { hub.http.post(hub.url("/api/v1/build")).multipart(form).send().await }).await;
+    let (resp, d, m) = measured(async {
+        hub.http
+            .post(hub.url("/api/v1/build"))
+            .multipart(form)
+            .send()
+            .await
+    })
+    .await;
     match resp {
         Ok(r) if r.status().is_success() => {
             let body: serde_json::Value = r.json().await.unwrap_or_default();
             let job = body["job_id"].as_str().unwrap_or_default().to_owned();
-            let stored: Option<String> = sqlx::query_scalar("SELECT input_sha256 FROM jobs WHERE id = ?")
-                .bind(&job)
-                .fetch_optional(hub.pool())
-                .await
-                .ok()
-                .flatten();
-            let expected = hex::encode(hasher.lock().map(|h| h.clone().finalize().to_vec()).unwrap_or_default());
+            let stored: Option<String> =
+                sqlx::query_scalar("SELECT input_sha256 FROM jobs WHERE id = ?")
+                    .bind(&job)
+                    .fetch_optional(hub.pool())
+                    .await
+                    .ok()
+                    .flatten();
+            let expected = hex::encode(
+                hasher
+                    .lock()
+                    .map(|h| h.clone().finalize().to_vec())
+                    .unwrap_or_default(),
+            );
             println!(
                 "   {:7.1} MiB/s of tarball ({} MiB base64 on the wire), peak RSS +{m} MiB, sha256 matches: {}",
                 rate(SIZE, d),
@@ -223,7 +281,11 @@ async fn ingest() {
                 stored.as_deref() == Some(expected.as_str())
             );
         }
-        Ok(r) => println!("   submission refused: {} {}", r.status(), r.text().await.unwrap_or_default()),
+        Ok(r) => println!(
+            "   submission refused: {} {}",
+            r.status(),
+            r.text().await.unwrap_or_default()
+        ),
         Err(e) => println!("   submission failed: {e}"),
     }
     hub.stop().await;
@@ -238,10 +300,19 @@ fn big_ingest_settings() -> ingest::Settings {
 
 async fn idle_websockets(n: usize) {
     println!("\n## Dispatcher: {n} idle CLI WebSockets");
-    let hub = TestHub::start_with(HubOptions { fs_blobs: true, no_finisher: true, ..HubOptions::default() }).await;
+    let hub = TestHub::start_with(HubOptions {
+        fs_blobs: true,
+        no_finisher: true,
+        ..HubOptions::default()
+    })
+    .await;
     let (_, license) = hub.insert_license("pro").await;
     let job = hub.insert_job(license, "ios", 10, b"t", json!({})).await;
-    sqlx::query("UPDATE jobs SET state = 'completed' WHERE id = ?").bind(&job).execute(hub.pool()).await.ok();
+    sqlx::query("UPDATE jobs SET state = 'completed' WHERE id = ?")
+        .bind(&job)
+        .execute(hub.pool())
+        .await
+        .ok();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let before = rss_kib("VmRSS:");
     let exe = std::env::current_exe().expect("exe");
@@ -265,7 +336,11 @@ async fn idle_websockets(n: usize) {
     let after = rss_kib("VmRSS:");
     let per = (after.saturating_sub(before)) as f64 / n as f64;
     println!("   client: {}", ready.trim());
-    println!("   hub RSS {} MiB -> {} MiB: {per:.1} KiB per idle connection (connected in {took:.1?})", before / 1024, after / 1024);
+    println!(
+        "   hub RSS {} MiB -> {} MiB: {per:.1} KiB per idle connection (connected in {took:.1?})",
+        before / 1024,
+        after / 1024
+    );
     if let Some(mut stdin) = child.stdin.take() {
         let _ = stdin.write_all(b"done\n");
     }
@@ -277,7 +352,11 @@ async fn idle_websockets(n: usize) {
 /// Subprocess: open `n` CLI connections subscribed to `job`, report, and hold them until
 /// stdin closes.
 fn ws_client(url: &str, job: &str, n: usize) {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
     rt.block_on(async {
         let mut conns = Vec::with_capacity(n);
         let mut failed = 0;
@@ -286,7 +365,9 @@ fn ws_client(url: &str, job: &str, n: usize) {
                 Ok((mut ws, _)) => {
                     use futures_util::SinkExt;
                     let sub = json!({"type":"subscribe","job_id":job}).to_string();
-                    let _ = ws.send(tokio_tungstenite::tungstenite::Message::Text(sub.into())).await;
+                    let _ = ws
+                        .send(tokio_tungstenite::tungstenite::Message::Text(sub.into()))
+                        .await;
                     // Wait for job_created so the hub's session is fully set up.
                     let _ = tokio::time::timeout(Duration::from_secs(10), ws.next()).await;
                     conns.push(ws);

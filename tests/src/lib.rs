@@ -72,7 +72,8 @@ pub mod tempdir {
     impl TempDir {
         /// Create a fresh directory under the system temp dir.
         pub fn new(prefix: &str) -> Self {
-            let p = std::env::temp_dir().join(format!("{prefix}-{}", uuid::Uuid::new_v4().simple()));
+            let p =
+                std::env::temp_dir().join(format!("{prefix}-{}", uuid::Uuid::new_v4().simple()));
             std::fs::create_dir_all(&p).expect("create temp dir");
             Self(p)
         }
@@ -118,18 +119,32 @@ impl TestHub {
             }
         };
         let cancel = CancellationToken::new();
-        let pool = shared::db::connect(&db_config, Duration::from_secs(10)).await.expect("pool");
+        let pool = shared::db::connect(&db_config, Duration::from_secs(10))
+            .await
+            .expect("pool");
         let store = blob_config.build().await.expect("blob store");
-        let deps = Deps::from_parts(pool, store, &amqp, &blob_config, &hub_config, cancel.clone());
+        let deps = Deps::from_parts(
+            pool,
+            store,
+            &amqp,
+            &blob_config,
+            &hub_config,
+            cancel.clone(),
+        );
         deps.spawn_relay();
-        let dispatch = dispatcher::start(&deps, opts.dispatcher.unwrap_or_default()).expect("dispatcher");
+        let dispatch =
+            dispatcher::start(&deps, opts.dispatcher.unwrap_or_default()).expect("dispatcher");
         if !opts.no_finisher {
-            finisher::start(&deps, opts.finisher.unwrap_or_else(finisher_settings)).expect("finisher");
+            finisher::start(&deps, opts.finisher.unwrap_or_else(finisher_settings))
+                .expect("finisher");
         }
-        let app = ingest::router(ingest::AppState::new(&deps, opts.ingest.unwrap_or_else(ingest_settings)).expect("ingest"))
-            .merge(download::router(download::AppState::new(&deps)))
-            .merge(dispatcher::router(dispatch.clone()))
-            .merge(shared::http::health_router(deps.ready_checks()));
+        let app = ingest::router(
+            ingest::AppState::new(&deps, opts.ingest.unwrap_or_else(ingest_settings))
+                .expect("ingest"),
+        )
+        .merge(download::router(download::AppState::new(&deps)))
+        .merge(dispatcher::router(dispatch.clone()))
+        .merge(shared::http::health_router(deps.ready_checks()));
         let app = shared::http::finish_router(app);
         let c = cancel.clone();
         let server = tokio::spawn(async move {
@@ -152,7 +167,11 @@ impl TestHub {
     /// Start a second replica sharing this hub's database, broker prefix and bucket.
     pub async fn replica(&self) -> Self {
         Self::start_with(HubOptions {
-            replica_of: Some((self.db().config.clone(), self.amqp.clone(), self.blob_config.clone())),
+            replica_of: Some((
+                self.db().config.clone(),
+                self.amqp.clone(),
+                self.blob_config.clone(),
+            )),
             ..HubOptions::default()
         })
         .await
@@ -160,7 +179,9 @@ impl TestHub {
 
     /// The test database.
     pub fn db(&self) -> &TestDb {
-        self.db.as_ref().expect("replicas share their primary's database")
+        self.db
+            .as_ref()
+            .expect("replicas share their primary's database")
     }
 
     /// The pool.
@@ -214,14 +235,28 @@ impl TestHub {
     }
 
     /// Create a queued job directly (as ingest would), with `tarball` stored; returns its id.
-    pub async fn insert_job(&self, license_id: i64, target: &str, priority: i8, tarball: &[u8], credentials: Value) -> String {
+    pub async fn insert_job(
+        &self,
+        license_id: i64,
+        target: &str,
+        priority: i8,
+        tarball: &[u8],
+        credentials: Value,
+    ) -> String {
         let id = uuid::Uuid::new_v4().to_string();
         let key = shared::jobs::tarball_key(&id);
         let stream = shared::blob::stream_from_bytes(tarball.to_vec());
-        let put = self.deps.blob.put(&key, stream, PutOptions::new(u64::MAX)).await.expect("put tarball");
+        let put = self
+            .deps
+            .blob
+            .put(&key, stream, PutOptions::new(u64::MAX))
+            .await
+            .expect("put tarball");
         let manifest = json!({"app_name":"app","bundle_id":"com.example.app","version":"1.0.0","entry":"src/main.ts","targets":[target]});
         let key_bytes = self.deps.hub.credentials_key().expect("key");
-        let sealed = auth::CredentialCipher::new(&key_bytes).seal(credentials.to_string().as_bytes(), id.as_bytes()).expect("seal");
+        let sealed = auth::CredentialCipher::new(&key_bytes)
+            .seal(credentials.to_string().as_bytes(), id.as_bytes())
+            .expect("seal");
         let now = now_ms();
         let mut tx = self.pool().begin().await.expect("tx");
         sqlx::query(
@@ -243,7 +278,9 @@ impl TestHub {
         .execute(&mut *tx)
         .await
         .expect("insert job");
-        shared::jobs::announce_queued(&mut tx, &id, target, 0, priority).await.expect("announce");
+        shared::jobs::announce_queued(&mut tx, &id, target, 0, priority)
+            .await
+            .expect("announce");
         tx.commit().await.expect("commit");
         self.deps.notify_outbox();
         id
@@ -251,13 +288,32 @@ impl TestHub {
 
     /// Store an artifact for the job's current attempt as ingest's upload would (blob, row, and
     /// the `artifact_ready` event unless the target is intermediate). Returns the artifact id.
-    pub async fn insert_artifact(&self, job_id: &str, name: &str, target: &str, data: &[u8]) -> String {
+    pub async fn insert_artifact(
+        &self,
+        job_id: &str,
+        name: &str,
+        target: &str,
+        data: &[u8],
+    ) -> String {
         let id = uuid::Uuid::new_v4().to_string();
         let key = shared::jobs::artifact_key(&id);
-        let put = self.deps.blob.put(&key, shared::blob::stream_from_bytes(data.to_vec()), PutOptions::new(u64::MAX)).await.expect("put artifact");
+        let put = self
+            .deps
+            .blob
+            .put(
+                &key,
+                shared::blob::stream_from_bytes(data.to_vec()),
+                PutOptions::new(u64::MAX),
+            )
+            .await
+            .expect("put artifact");
         let hidden = shared::jobs::is_intermediate_target(target);
         let mut tx = self.pool().begin().await.expect("tx");
-        let attempt: i32 = sqlx::query_scalar("SELECT attempt FROM jobs WHERE id = ?").bind(job_id).fetch_one(&mut *tx).await.expect("job");
+        let attempt: i32 = sqlx::query_scalar("SELECT attempt FROM jobs WHERE id = ?")
+            .bind(job_id)
+            .fetch_one(&mut *tx)
+            .await
+            .expect("job");
         let now = now_ms();
         sqlx::query(
             "INSERT INTO artifacts (id, job_id, attempt, name, target, size, sha256, blob_key, hidden, created_ms, expires_ms) \
@@ -278,8 +334,17 @@ impl TestHub {
         .await
         .expect("insert artifact");
         if !hidden {
-            let ev = shared::jobs::artifact_ready_event(job_id, &id, target, name, put.size, &put.sha256_hex());
-            shared::db::append_event(&mut tx, job_id, "artifact_ready", &ev).await.expect("event");
+            let ev = shared::jobs::artifact_ready_event(
+                job_id,
+                &id,
+                target,
+                name,
+                put.size,
+                &put.sha256_hex(),
+            );
+            shared::db::append_event(&mut tx, job_id, "artifact_ready", &ev)
+                .await
+                .expect("event");
         }
         tx.commit().await.expect("commit");
         self.deps.notify_outbox();
@@ -290,11 +355,18 @@ impl TestHub {
     pub async fn outbox_drained(&self) {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
-            let pending: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE sent_ms IS NULL").fetch_one(self.pool()).await.expect("count");
+            let pending: i64 =
+                sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE sent_ms IS NULL")
+                    .fetch_one(self.pool())
+                    .await
+                    .expect("count");
             if pending == 0 {
                 return;
             }
-            assert!(tokio::time::Instant::now() < deadline, "outbox not drained: {pending} pending");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "outbox not drained: {pending} pending"
+            );
             self.deps.notify_outbox();
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -302,7 +374,11 @@ impl TestHub {
 
     /// A job's state.
     pub async fn job_state(&self, job_id: &str) -> String {
-        sqlx::query_scalar("SELECT state FROM jobs WHERE id = ?").bind(job_id).fetch_one(self.pool()).await.expect("job state")
+        sqlx::query_scalar("SELECT state FROM jobs WHERE id = ?")
+            .bind(job_id)
+            .fetch_one(self.pool())
+            .await
+            .expect("job state")
     }
 
     /// Wait until a job reaches `state`.
@@ -313,7 +389,10 @@ impl TestHub {
             if s == state {
                 return;
             }
-            assert!(tokio::time::Instant::now() < deadline, "job {job_id} stuck in {s}, expected {state}");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "job {job_id} stuck in {s}, expected {state}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -333,8 +412,12 @@ impl TestHub {
 
 /// Log to the test output (filter from `RUST_LOG`, default `warn`); once per process.
 pub fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_test_writer()
+        .try_init();
 }
 
 /// Blob settings for a filesystem store in `dir`.
@@ -377,19 +460,26 @@ pub fn finisher_settings() -> finisher::Settings {
 
 /// A WebSocket client speaking JSON frames.
 pub struct WsClient {
-    ws: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    ws: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
 }
 
 impl WsClient {
     /// Connect.
     pub async fn connect(url: &str) -> Self {
-        let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("ws connect");
+        let (ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("ws connect");
         Self { ws }
     }
 
     /// Send a JSON frame.
     pub async fn send(&mut self, v: Value) {
-        self.ws.send(WsMessage::Text(v.to_string().into())).await.expect("ws send");
+        self.ws
+            .send(WsMessage::Text(v.to_string().into()))
+            .await
+            .expect("ws send");
     }
 
     /// Send a raw message.
@@ -399,16 +489,22 @@ impl WsClient {
 
     /// Next JSON frame within [`WAIT`]; None when the socket closed.
     pub async fn recv(&mut self) -> Option<Value> {
-        self.recv_within(WAIT).await.expect("timed out waiting for a frame")
+        self.recv_within(WAIT)
+            .await
+            .expect("timed out waiting for a frame")
     }
 
     /// Next JSON frame within `d`: Err on timeout, Ok(None) when closed.
     pub async fn recv_within(&mut self, d: Duration) -> Result<Option<Value>, ()> {
         let deadline = tokio::time::Instant::now() + d;
         loop {
-            let next = tokio::time::timeout_at(deadline, self.ws.next()).await.map_err(|_| ())?;
+            let next = tokio::time::timeout_at(deadline, self.ws.next())
+                .await
+                .map_err(|_| ())?;
             match next {
-                Some(Ok(WsMessage::Text(t))) => return Ok(Some(serde_json::from_str(t.as_str()).expect("json frame"))),
+                Some(Ok(WsMessage::Text(t))) => {
+                    return Ok(Some(serde_json::from_str(t.as_str()).expect("json frame")))
+                }
                 Some(Ok(WsMessage::Close(_)) | Err(_)) | None => return Ok(None),
                 Some(Ok(_)) => {}
             }
@@ -419,8 +515,13 @@ impl WsClient {
     pub async fn closed(&mut self) -> Option<(u16, String)> {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
-            match tokio::time::timeout_at(deadline, self.ws.next()).await.expect("timed out waiting for close") {
-                Some(Ok(WsMessage::Close(Some(f)))) => return Some((f.code.into(), f.reason.to_string())),
+            match tokio::time::timeout_at(deadline, self.ws.next())
+                .await
+                .expect("timed out waiting for close")
+            {
+                Some(Ok(WsMessage::Close(Some(f)))) => {
+                    return Some((f.code.into(), f.reason.to_string()))
+                }
                 Some(Ok(WsMessage::Close(None))) | None | Some(Err(_)) => return None,
                 Some(Ok(_)) => {}
             }
@@ -430,7 +531,10 @@ impl WsClient {
     /// Receive frames until one of type `t` arrives; returns it (panics on close/timeout).
     pub async fn expect(&mut self, t: &str) -> Value {
         loop {
-            let f = self.recv().await.unwrap_or_else(|| panic!("socket closed while waiting for {t}"));
+            let f = self
+                .recv()
+                .await
+                .unwrap_or_else(|| panic!("socket closed while waiting for {t}"));
             if f["type"] == t {
                 return f;
             }
@@ -470,5 +574,12 @@ impl FakeWorker {
 
 /// Put bytes into a store.
 pub async fn put_bytes(store: &Arc<dyn BlobStore>, key: &str, data: Vec<u8>) {
-    store.put(key, shared::blob::stream_from_bytes(data), PutOptions::new(u64::MAX)).await.expect("put");
+    store
+        .put(
+            key,
+            shared::blob::stream_from_bytes(data),
+            PutOptions::new(u64::MAX),
+        )
+        .await
+        .expect("put");
 }

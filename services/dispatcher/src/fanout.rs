@@ -51,10 +51,17 @@ pub fn spawn(ctx: &Ctx) {
 
 fn handle(ctx: &Ctx, message: Message) -> Disposition {
     match message {
-        Message::JobEvent { job_id, seq, frame, .. } => ctx.hub.deliver(&job_id, &SubEvent::Event { seq, frame }),
+        Message::JobEvent {
+            job_id, seq, frame, ..
+        } => ctx.hub.deliver(&job_id, &SubEvent::Event { seq, frame }),
         Message::CancelJob { job_id, attempt } => {
             if let Some(tx) = ctx.hub.worker_holding(&job_id, attempt) {
-                send_frame(&tx, &Outgoing::Cancel { job_id: job_id.clone() });
+                send_frame(
+                    &tx,
+                    &Outgoing::Cancel {
+                        job_id: job_id.clone(),
+                    },
+                );
                 tracing::info!(%job_id, "cancel sent to worker");
             }
         }
@@ -63,7 +70,8 @@ fn handle(ctx: &Ctx, message: Message) -> Disposition {
                 send_frame(&tx, &Outgoing::UpdatePerry);
             }
         }
-        Message::CapacityChanged {} | Message::JobQueued { .. } | Message::StageFinished { .. } => {}
+        Message::CapacityChanged {} | Message::JobQueued { .. } | Message::StageFinished { .. } => {
+        }
     }
     Disposition::Ack
 }
@@ -84,7 +92,9 @@ async fn reconcile(ctx: &Ctx) -> Result<(), sqlx::Error> {
             send_frame(&tx, &Outgoing::Cancel { job_id });
         }
     }
-    let expected = shared::db::get_setting(pool, shared::db::SETTING_EXPECTED_VERSION).await?.unwrap_or_default();
+    let expected = shared::db::get_setting(pool, shared::db::SETTING_EXPECTED_VERSION)
+        .await?
+        .unwrap_or_default();
     if expected.is_empty() {
         return Ok(());
     }

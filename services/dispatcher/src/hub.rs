@@ -51,7 +51,8 @@ impl WorkerEntry {
         if self.updating {
             return 0;
         }
-        self.max_concurrent.saturating_sub(self.jobs.len() + self.reserved)
+        self.max_concurrent
+            .saturating_sub(self.jobs.len() + self.reserved)
     }
 }
 
@@ -102,7 +103,10 @@ impl std::fmt::Debug for Hub {
 
 impl Default for Hub {
     fn default() -> Self {
-        Self { inner: Mutex::new(Inner::default()), capacity: watch::channel(0).0 }
+        Self {
+            inner: Mutex::new(Inner::default()),
+            capacity: watch::channel(0).0,
+        }
     }
 }
 
@@ -113,7 +117,9 @@ impl Hub {
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic while holding the lock cannot leave the maps inconsistent (plain inserts and
         // removes), so a poisoned lock is still usable.
-        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Wake every dispatch pump (a worker came, left, freed a slot or finished updating).
@@ -148,7 +154,12 @@ impl Hub {
 
     /// Free slots for `target` across connected workers.
     pub fn free_slots(&self, target: &str) -> usize {
-        self.lock().workers.values().filter(|w| w.capabilities.iter().any(|c| c == target)).map(WorkerEntry::free).sum()
+        self.lock()
+            .workers
+            .values()
+            .filter(|w| w.capabilities.iter().any(|c| c == target))
+            .map(WorkerEntry::free)
+            .sum()
     }
 
     /// Reserve a slot on the capable worker with the most free slots.
@@ -160,7 +171,11 @@ impl Hub {
             .filter(|w| w.free() > 0 && w.capabilities.iter().any(|c| c == target))
             .max_by_key(|w| w.free())?;
         w.reserved += 1;
-        Some(Reservation { worker_id: w.id.clone(), worker_name: w.name.clone(), tx: w.tx.clone() })
+        Some(Reservation {
+            worker_id: w.id.clone(),
+            worker_name: w.name.clone(),
+            tx: w.tx.clone(),
+        })
     }
 
     /// Turn a reservation into a held job (or just drop it when `job` is None).
@@ -180,14 +195,21 @@ impl Hub {
 
     /// The attempt of `job_id` held by this worker connection, if any.
     pub fn held_attempt(&self, worker_id: &str, job_id: &str) -> Option<i32> {
-        self.lock().workers.get(worker_id)?.jobs.get(job_id).copied()
+        self.lock()
+            .workers
+            .get(worker_id)?
+            .jobs
+            .get(job_id)
+            .copied()
     }
 
     /// The only job a worker holds (for an `error` frame without `job_id`).
     pub fn only_job(&self, worker_id: &str) -> Option<String> {
         let inner = self.lock();
         let w = inner.workers.get(worker_id)?;
-        (w.jobs.len() == 1).then(|| w.jobs.keys().next().cloned()).flatten()
+        (w.jobs.len() == 1)
+            .then(|| w.jobs.keys().next().cloned())
+            .flatten()
     }
 
     /// Record a re-attached job.
@@ -231,7 +253,11 @@ impl Hub {
     pub fn request_update(&self, only: Option<&HashSet<String>>) -> Vec<SocketTx> {
         let mut inner = self.lock();
         let mut now = Vec::new();
-        for w in inner.workers.values_mut().filter(|w| only.is_none_or(|o| o.contains(&w.id))) {
+        for w in inner
+            .workers
+            .values_mut()
+            .filter(|w| only.is_none_or(|o| o.contains(&w.id)))
+        {
             if w.updating || w.update_pending {
                 continue;
             }
@@ -247,7 +273,11 @@ impl Hub {
 
     /// The socket of the worker holding `attempt` of `job_id`.
     pub fn worker_holding(&self, job_id: &str, attempt: i32) -> Option<SocketTx> {
-        self.lock().workers.values().find(|w| w.jobs.get(job_id) == Some(&attempt)).map(|w| w.tx.clone())
+        self.lock()
+            .workers
+            .values()
+            .find(|w| w.jobs.get(job_id) == Some(&attempt))
+            .map(|w| w.tx.clone())
     }
 
     /// The socket of a connected worker.
@@ -257,7 +287,11 @@ impl Hub {
 
     /// Targets that have at least one capable worker here.
     pub fn served_targets(&self) -> HashSet<String> {
-        self.lock().workers.values().flat_map(|w| w.capabilities.iter().cloned()).collect()
+        self.lock()
+            .workers
+            .values()
+            .flat_map(|w| w.capabilities.iter().cloned())
+            .collect()
     }
 
     /// Subscribe to a job's events.
@@ -267,7 +301,15 @@ impl Hub {
         let mut inner = self.lock();
         inner.next_subscriber += 1;
         let id = inner.next_subscriber;
-        inner.subscribers.entry(job_id.to_owned()).or_default().push(Subscriber { id, tx, lagged: lagged.clone() });
+        inner
+            .subscribers
+            .entry(job_id.to_owned())
+            .or_default()
+            .push(Subscriber {
+                id,
+                tx,
+                lagged: lagged.clone(),
+            });
         (id, rx, lagged)
     }
 
@@ -310,7 +352,11 @@ impl Hub {
 mod tests {
     use super::*;
 
-    fn worker(id: &str, caps: &[&str], max: usize) -> (WorkerEntry, mpsc::UnboundedReceiver<WsMessage>) {
+    fn worker(
+        id: &str,
+        caps: &[&str],
+        max: usize,
+    ) -> (WorkerEntry, mpsc::UnboundedReceiver<WsMessage>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let entry = WorkerEntry {
             id: id.into(),
@@ -380,7 +426,13 @@ mod tests {
         let hub = Hub::default();
         let (_id, _rx, lagged) = hub.subscribe("j");
         for seq in 0..=(SUBSCRIBER_BUFFER as i64) {
-            hub.deliver("j", &SubEvent::Event { seq, frame: serde_json::json!({}) });
+            hub.deliver(
+                "j",
+                &SubEvent::Event {
+                    seq,
+                    frame: serde_json::json!({}),
+                },
+            );
         }
         assert!(lagged.load(Ordering::Relaxed));
     }

@@ -30,7 +30,10 @@ use tokio_util::sync::CancellationToken;
 
 /// Dispatcher settings.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "dispatcher", about = "Perry Hub dispatcher: worker and CLI WebSockets, per-target queues")]
+#[command(
+    name = "dispatcher",
+    about = "Perry Hub dispatcher: worker and CLI WebSockets, per-target queues"
+)]
 pub struct Config {
     /// Address to bind.
     #[arg(long, env = "PERRY_HUB_BIND", default_value = "0.0.0.0")]
@@ -120,7 +123,9 @@ pub struct Ctx {
 
 impl std::fmt::Debug for Ctx {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Ctx").field("instance_id", &self.instance_id).finish_non_exhaustive()
+        f.debug_struct("Ctx")
+            .field("instance_id", &self.instance_id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -129,10 +134,18 @@ pub fn validate(hub: &HubConfig, settings: &Settings) -> anyhow::Result<()> {
     hub.validate()?;
     hub.validate_worker_secret()?;
     if hub.worker_secret.is_empty() {
-        tracing::warn!("development mode: PERRY_HUB_WORKER_SECRET is empty, any worker is accepted");
+        tracing::warn!(
+            "development mode: PERRY_HUB_WORKER_SECRET is empty, any worker is accepted"
+        );
     }
-    anyhow::ensure!(settings.lease_secs >= 10, "invalid configuration: PERRY_HUB_LEASE_SECS: must be at least 10");
-    anyhow::ensure!(settings.ping_secs >= 1, "invalid configuration: PERRY_HUB_PING_SECS: must be at least 1");
+    anyhow::ensure!(
+        settings.lease_secs >= 10,
+        "invalid configuration: PERRY_HUB_LEASE_SECS: must be at least 10"
+    );
+    anyhow::ensure!(
+        settings.ping_secs >= 1,
+        "invalid configuration: PERRY_HUB_PING_SECS: must be at least 1"
+    );
     Ok(())
 }
 
@@ -162,12 +175,25 @@ pub fn legacy_router(ctx: Ctx) -> Router {
 }
 
 /// Run the dispatcher alone on `listener` until `cancel` fires.
-pub async fn run(config: Config, listener: TcpListener, cancel: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
     validate(&config.hub, &config.settings)?;
-    let deps = Deps::connect(&config.db, &config.amqp, &config.blob, &config.hub, cancel.clone()).await?;
+    let deps = Deps::connect(
+        &config.db,
+        &config.amqp,
+        &config.blob,
+        &config.hub,
+        cancel.clone(),
+    )
+    .await?;
     deps.spawn_relay();
     let ctx = start(&deps, config.settings.clone())?;
-    let app = shared::http::finish_router(router(ctx).merge(shared::http::health_router(deps.ready_checks())));
+    let app = shared::http::finish_router(
+        router(ctx).merge(shared::http::health_router(deps.ready_checks())),
+    );
     tracing::info!(addr = %listener.local_addr()?, "dispatcher listening");
     let c = cancel.clone();
     shared::http::serve(listener, app, async move { c.cancelled().await }).await?;

@@ -28,7 +28,10 @@ use crate::{
 pub fn spawn_all(ctx: &Ctx) {
     for target in TARGETS {
         let ctx = ctx.clone();
-        ctx.deps.tracker.clone().spawn(async move { pump(ctx, target).await });
+        ctx.deps
+            .tracker
+            .clone()
+            .spawn(async move { pump(ctx, target).await });
     }
 }
 
@@ -64,12 +67,25 @@ async fn pump(ctx: Ctx, target: &'static str) {
 /// Consume until the free slots for `target` drop to zero or grow past `prefetch` (then the
 /// caller re-creates the consumer with the new prefetch). Closing the channel returns any
 /// unacked delivery to the queue.
-async fn consume(ctx: &Ctx, target: &'static str, prefetch: usize, capacity: &mut tokio::sync::watch::Receiver<u64>) -> anyhow::Result<()> {
+async fn consume(
+    ctx: &Ctx,
+    target: &'static str,
+    prefetch: usize,
+    capacity: &mut tokio::sync::watch::Receiver<u64>,
+) -> anyhow::Result<()> {
     let ch = ctx.deps.broker.channel().await?;
     let prefetch_u16 = u16::try_from(prefetch).unwrap_or(u16::MAX);
-    ch.basic_qos(prefetch_u16, BasicQosOptions::default()).await?;
+    ch.basic_qos(prefetch_u16, BasicQosOptions::default())
+        .await?;
     let queue = ctx.deps.broker.topology().target_queue(target);
-    let mut consumer = ch.basic_consume(queue.into(), "".into(), BasicConsumeOptions::default(), FieldTable::default()).await?;
+    let mut consumer = ch
+        .basic_consume(
+            queue.into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
     let result = loop {
         tokio::select! {
             () = ctx.deps.cancel.cancelled() => break Ok(()),
@@ -120,10 +136,13 @@ enum Assign {
 }
 
 async fn assign(ctx: &Ctx, target: &str, job_id: &str, attempt: i32) -> Assign {
-    let Some(reservation) = ctx.hub.reserve(target) else { return Assign::Retry };
+    let Some(reservation) = ctx.hub.reserve(target) else {
+        return Assign::Retry;
+    };
     match assign_in_db(ctx, target, job_id, attempt, &reservation).await {
         Ok(Some((frame, new_attempt))) => {
-            ctx.hub.settle(&reservation.worker_id, Some((job_id, new_attempt)));
+            ctx.hub
+                .settle(&reservation.worker_id, Some((job_id, new_attempt)));
             ctx.deps.notify_outbox();
             if !send_frame(&reservation.tx, &frame) {
                 // The worker vanished between reservation and send: free the slot, requeue.
@@ -147,14 +166,25 @@ async fn assign(ctx: &Ctx, target: &str, job_id: &str, attempt: i32) -> Assign {
 }
 
 /// Assign `job_id` if it is still queued at `attempt`. Returns the `job_assign` frame.
-async fn assign_in_db(ctx: &Ctx, target: &str, job_id: &str, attempt: i32, r: &Reservation) -> anyhow::Result<Option<(Outgoing, i32)>> {
+async fn assign_in_db(
+    ctx: &Ctx,
+    target: &str,
+    job_id: &str,
+    attempt: i32,
+    r: &Reservation,
+) -> anyhow::Result<Option<(Outgoing, i32)>> {
     let mut tx = ctx.deps.pool.begin().await?;
-    let Some(job) = jobs::lock(&mut tx, job_id).await? else { return Ok(None) };
+    let Some(job) = jobs::lock(&mut tx, job_id).await? else {
+        return Ok(None);
+    };
     if job.state != state::QUEUED || job.attempt != attempt || job.target != target {
         return Ok(None);
     }
     let sealed: Option<Vec<u8>> =
-        sqlx::query_scalar("SELECT credentials_enc FROM jobs WHERE id = ?").bind(job_id).fetch_one(&mut *tx).await?;
+        sqlx::query_scalar("SELECT credentials_enc FROM jobs WHERE id = ?")
+            .bind(job_id)
+            .fetch_one(&mut *tx)
+            .await?;
     let credentials = match sealed {
         Some(s) => {
             let plain = ctx.cipher.open(&s, job_id.as_bytes())?;
@@ -189,7 +219,9 @@ async fn assign_in_db(ctx: &Ctx, target: &str, job_id: &str, attempt: i32, r: &R
     };
     jobs::emit(&mut tx, job_id, &update).await?;
     tx.commit().await?;
-    shared::metrics::get().time_to_assign_seconds.observe((now - job.enqueued_ms).max(0) as f64 / 1000.0);
+    shared::metrics::get()
+        .time_to_assign_seconds
+        .observe((now - job.enqueued_ms).max(0) as f64 / 1000.0);
     let public = ctx.deps.hub.public_url();
     let frame = Outgoing::JobAssign {
         job_id: job_id.to_owned(),
@@ -211,8 +243,14 @@ async fn requeue_after_failed_send(ctx: &Ctx, job_id: &str, attempt: i32) {
     }
     .await;
     match result {
-        Ok(outcome) => tracing::warn!(job_id, ?outcome, "job_assign could not be sent; job handled as lost"),
-        Err(error) => tracing::error!(%error, job_id, "cannot requeue after a failed send; the lease will expire"),
+        Ok(outcome) => tracing::warn!(
+            job_id,
+            ?outcome,
+            "job_assign could not be sent; job handled as lost"
+        ),
+        Err(error) => {
+            tracing::error!(%error, job_id, "cannot requeue after a failed send; the lease will expire")
+        }
     }
     ctx.deps.notify_outbox();
 }

@@ -43,7 +43,10 @@ pub async fn run(ctx: &Ctx, conn: &mut Conn, job_id: String) {
     };
     let Some(job) = job else {
         ignored("subscribe_unknown_job");
-        send_frame(&conn.tx, &Outgoing::ws_error(None, WsErrorCode::JobNotFound, "Job not found"));
+        send_frame(
+            &conn.tx,
+            &Outgoing::ws_error(None, WsErrorCode::JobNotFound, "Job not found"),
+        );
         conn.close(CLOSE_POLICY, "job not found");
         return;
     };
@@ -62,7 +65,14 @@ pub async fn run(ctx: &Ctx, conn: &mut Conn, job_id: String) {
         Err(_) => 0,
     };
     sub.last_position = Some(position);
-    send_frame(&sub.tx, &Outgoing::JobCreated { job_id: job.id.clone(), position, estimated_wait_secs: None });
+    send_frame(
+        &sub.tx,
+        &Outgoing::JobCreated {
+            job_id: job.id.clone(),
+            position,
+            estimated_wait_secs: None,
+        },
+    );
     if let Err(error) = sub.catch_up(true).await {
         tracing::warn!(%error, job_id = %job.id, "backlog replay failed; retrying shortly");
         lagged.store(true, Ordering::Relaxed);
@@ -136,14 +146,17 @@ impl Sub<'_> {
     async fn catch_up(&mut self, initial: bool) -> anyhow::Result<()> {
         let mut skip_logs = 0;
         if initial {
-            let logs: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM job_events WHERE job_id = ? AND kind = 'log'")
-                .bind(&self.job_id)
-                .fetch_one(&self.ctx.deps.pool)
-                .await?;
+            let logs: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM job_events WHERE job_id = ? AND kind = 'log'",
+            )
+            .bind(&self.job_id)
+            .fetch_one(&self.ctx.deps.pool)
+            .await?;
             skip_logs = (logs - REPLAY_LOG_LIMIT).max(0);
         }
         loop {
-            let events = db::events_after(&self.ctx.deps.pool, &self.job_id, self.last_seq, PAGE).await?;
+            let events =
+                db::events_after(&self.ctx.deps.pool, &self.job_id, self.last_seq, PAGE).await?;
             let n = events.len();
             for StoredEvent { seq, kind, payload } in events {
                 if kind == "log" && skip_logs > 0 {
@@ -175,20 +188,34 @@ impl Sub<'_> {
             // worker has it or it ended.
             self.waiting = frame.get("stage").and_then(|s| s.as_str()) == Some("signing");
         }
-        let _ = self.tx.send(axum::extract::ws::Message::Text(frame.to_string().into()));
+        let _ = self
+            .tx
+            .send(axum::extract::ws::Message::Text(frame.to_string().into()));
         Ok(())
     }
 
     /// A fresh link for a stored `artifact_ready`, or None once the artifact is gone.
-    async fn render_artifact(&self, stored: &serde_json::Value) -> anyhow::Result<Option<Outgoing>> {
-        let field = |k: &str| stored.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_owned();
+    async fn render_artifact(
+        &self,
+        stored: &serde_json::Value,
+    ) -> anyhow::Result<Option<Outgoing>> {
+        let field = |k: &str| {
+            stored
+                .get(k)
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_owned()
+        };
         let artifact_id = field("artifact_id");
         let mut conn = self.ctx.deps.pool.acquire().await?;
-        let alive: Option<i64> = sqlx::query_scalar("SELECT expires_ms FROM artifacts WHERE id = ? AND hidden = FALSE")
-            .bind(&artifact_id)
-            .fetch_optional(&mut *conn)
-            .await?;
-        let Some(expires_ms) = alive.filter(|e| *e > now_ms()) else { return Ok(None) };
+        let alive: Option<i64> =
+            sqlx::query_scalar("SELECT expires_ms FROM artifacts WHERE id = ? AND hidden = FALSE")
+                .bind(&artifact_id)
+                .fetch_optional(&mut *conn)
+                .await?;
+        let Some(expires_ms) = alive.filter(|e| *e > now_ms()) else {
+            return Ok(None);
+        };
         let remaining = u64::try_from((expires_ms - now_ms()) / 1000).unwrap_or(0);
         let ttl = self.ctx.deps.hub.artifact_ttl_secs.min(remaining.max(1));
         let token = jobs::mint_download_token(&mut conn, &artifact_id, ttl).await?;
@@ -196,7 +223,10 @@ impl Sub<'_> {
             job_id: self.job_id.clone(),
             target: field("target"),
             artifact_name: field("artifact_name"),
-            artifact_size: stored.get("artifact_size").and_then(serde_json::Value::as_u64).unwrap_or(0),
+            artifact_size: stored
+                .get("artifact_size")
+                .and_then(serde_json::Value::as_u64)
+                .unwrap_or(0),
             sha256: field("sha256"),
             download_url: format!("{}/api/v1/dl/{token}", self.ctx.deps.hub.public_url()),
             expires_in_secs: ttl,
@@ -209,7 +239,9 @@ impl Sub<'_> {
             return Ok(());
         }
         let mut conn = self.ctx.deps.pool.acquire().await?;
-        let Some(job) = jobs::load(&mut conn, &self.job_id).await? else { return Ok(()) };
+        let Some(job) = jobs::load(&mut conn, &self.job_id).await? else {
+            return Ok(());
+        };
         if job.state != state::QUEUED {
             self.waiting = false;
             return Ok(());
@@ -231,14 +263,26 @@ impl Sub<'_> {
     /// Cancel (§5.3): a waiting job ends now; a running one is flagged and its worker told.
     async fn cancel(&self) -> anyhow::Result<()> {
         let mut tx = self.ctx.deps.pool.begin().await?;
-        let Some(job) = jobs::lock(&mut tx, &self.job_id).await? else { return Ok(()) };
+        let Some(job) = jobs::lock(&mut tx, &self.job_id).await? else {
+            return Ok(());
+        };
         match job.state.as_str() {
             state::QUEUED | state::FINISHING => {
                 jobs::finish_failed(&mut tx, &job, state::CANCELLED, "Build cancelled").await?;
             }
             state::ASSIGNED | state::RUNNING if !job.cancel_requested => {
-                sqlx::query("UPDATE jobs SET cancel_requested = TRUE WHERE id = ?").bind(&job.id).execute(&mut *tx).await?;
-                outbox::enqueue(&mut tx, &Message::CancelJob { job_id: job.id.clone(), attempt: job.attempt }).await?;
+                sqlx::query("UPDATE jobs SET cancel_requested = TRUE WHERE id = ?")
+                    .bind(&job.id)
+                    .execute(&mut *tx)
+                    .await?;
+                outbox::enqueue(
+                    &mut tx,
+                    &Message::CancelJob {
+                        job_id: job.id.clone(),
+                        attempt: job.attempt,
+                    },
+                )
+                .await?;
             }
             _ => {}
         }

@@ -72,7 +72,10 @@ pub async fn run(ctx: &Ctx, conn: &mut Conn, hello: Hello) {
         .unwrap_or_else(|| format!("worker-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]));
     if !authorised(ctx, hello.secret.as_deref()) {
         tracing::warn!(worker = %name, addr = ?conn.addr, "worker authentication failed");
-        send_frame(&conn.tx, &Outgoing::ws_error(None, WsErrorCode::AuthFailed, "Invalid worker secret"));
+        send_frame(
+            &conn.tx,
+            &Outgoing::ws_error(None, WsErrorCode::AuthFailed, "Invalid worker secret"),
+        );
         conn.close(CLOSE_POLICY, "authentication failed");
         return;
     }
@@ -80,7 +83,16 @@ pub async fn run(ctx: &Ctx, conn: &mut Conn, hello: Hello) {
     let capabilities = normalize_capabilities(hello.capabilities);
     let max_concurrent = clamp_concurrency(hello.max_concurrent);
     let version = hello.perry_version.clone().filter(|v| !v.is_empty());
-    if let Err(error) = record_hello(ctx, &id, &name, &capabilities, max_concurrent, version.as_deref()).await {
+    if let Err(error) = record_hello(
+        ctx,
+        &id,
+        &name,
+        &capabilities,
+        max_concurrent,
+        version.as_deref(),
+    )
+    .await
+    {
         tracing::error!(%error, worker = %name, "cannot record worker; closing");
         conn.close(1011, "internal error");
         return;
@@ -102,7 +114,11 @@ pub async fn run(ctx: &Ctx, conn: &mut Conn, hello: Hello) {
     if needs_update {
         send_frame(&conn.tx, &Outgoing::UpdatePerry);
     }
-    let session = Session { ctx, id: &id, name: &name };
+    let session = Session {
+        ctx,
+        id: &id,
+        name: &name,
+    };
     let renew = session.renew_leases_periodically(conn.closed.clone(), conn.last_seen.clone());
     tokio::pin!(renew);
     loop {
@@ -123,7 +139,14 @@ pub async fn run(ctx: &Ctx, conn: &mut Conn, hello: Hello) {
     session.disconnected().await;
 }
 
-async fn record_hello(ctx: &Ctx, id: &str, name: &str, caps: &[String], max: usize, version: Option<&str>) -> Result<(), sqlx::Error> {
+async fn record_hello(
+    ctx: &Ctx,
+    id: &str,
+    name: &str,
+    caps: &[String],
+    max: usize,
+    version: Option<&str>,
+) -> Result<(), sqlx::Error> {
     let now = now_ms();
     sqlx::query(
         "INSERT INTO workers (id, name, capabilities, max_concurrent, perry_version, dispatcher_id, connected_ms, last_seen_ms) \
@@ -170,16 +193,27 @@ impl Session<'_> {
             | Incoming::Progress { ref job_id, .. }
             | Incoming::Log { ref job_id, .. }
             | Incoming::Published { ref job_id, .. }
-            | Incoming::QueueUpdate { ref job_id, .. } => match Outgoing::from_worker_event(&frame) {
+            | Incoming::QueueUpdate { ref job_id, .. } => match Outgoing::from_worker_event(&frame)
+            {
                 Some(out) => self.relay(job_id, out, false).await,
                 None => Ok(()),
             },
-            Incoming::Error { job_id, code: _, message, stage } => {
+            Incoming::Error {
+                job_id,
+                code: _,
+                message,
+                stage,
+            } => {
                 let job_id = job_id.or_else(|| self.ctx.hub.only_job(self.id));
                 match job_id {
                     // Workers only ever send INTERNAL_ERROR; relay that code whatever they say.
                     Some(job_id) => {
-                        let out = Outgoing::Error { job_id: Some(job_id.clone()), code: "INTERNAL_ERROR".into(), message, stage };
+                        let out = Outgoing::Error {
+                            job_id: Some(job_id.clone()),
+                            code: "INTERNAL_ERROR".into(),
+                            message,
+                            stage,
+                        };
                         self.relay(&job_id, out, true).await
                     }
                     None => {
@@ -188,11 +222,33 @@ impl Session<'_> {
                     }
                 }
             }
-            Incoming::Complete { job_id, success, artifacts, needs_finishing, error, .. } => {
-                self.complete(&job_id, success, needs_finishing.as_deref(), error.as_deref(), &artifacts).await
+            Incoming::Complete {
+                job_id,
+                success,
+                artifacts,
+                needs_finishing,
+                error,
+                ..
+            } => {
+                self.complete(
+                    &job_id,
+                    success,
+                    needs_finishing.as_deref(),
+                    error.as_deref(),
+                    &artifacts,
+                )
+                .await
             }
-            Incoming::BuildComplete { job_id, has_distribution, .. } => self.build_complete(&job_id, has_distribution).await,
-            Incoming::UpdateResult { success, new_version, .. } => self.update_result(success, &new_version).await,
+            Incoming::BuildComplete {
+                job_id,
+                has_distribution,
+                ..
+            } => self.build_complete(&job_id, has_distribution).await,
+            Incoming::UpdateResult {
+                success,
+                new_version,
+                ..
+            } => self.update_result(success, &new_version).await,
             Incoming::ArtifactReady { .. } => {
                 // Legacy frame naming a path on the worker: never read (D5).
                 ignored("legacy_artifact_ready");
@@ -231,20 +287,31 @@ impl Session<'_> {
             ignored("job_not_held");
             return Ok(None);
         }
-        let attempt: i32 = sqlx::query_scalar("SELECT attempt FROM jobs WHERE id = ?").bind(job_id).fetch_one(&self.ctx.deps.pool).await?;
+        let attempt: i32 = sqlx::query_scalar("SELECT attempt FROM jobs WHERE id = ?")
+            .bind(job_id)
+            .fetch_one(&self.ctx.deps.pool)
+            .await?;
         self.ctx.hub.attach(self.id, job_id, attempt);
         tracing::info!(worker = %self.name, job_id, attempt, "worker re-attached to its job");
         Ok(Some(attempt))
     }
 
     /// Lock the job and check it is still at `attempt` and active.
-    async fn lock_current(conn: &mut MySqlConnection, job_id: &str, attempt: i32) -> Result<Option<Job>, sqlx::Error> {
+    async fn lock_current(
+        conn: &mut MySqlConnection,
+        job_id: &str,
+        attempt: i32,
+    ) -> Result<Option<Job>, sqlx::Error> {
         let job = jobs::lock(conn, job_id).await?;
-        Ok(job.filter(|j| j.attempt == attempt && (j.state == state::ASSIGNED || j.state == state::RUNNING)))
+        Ok(job.filter(|j| {
+            j.attempt == attempt && (j.state == state::ASSIGNED || j.state == state::RUNNING)
+        }))
     }
 
     async fn relay(&self, job_id: &str, frame: Outgoing, is_error: bool) -> anyhow::Result<()> {
-        let Some(attempt) = self.held(job_id).await? else { return Ok(()) };
+        let Some(attempt) = self.held(job_id).await? else {
+            return Ok(());
+        };
         let mut tx = self.ctx.deps.pool.begin().await?;
         let Some(job) = Self::lock_current(&mut tx, job_id, attempt).await? else {
             ignored("stale_attempt");
@@ -258,7 +325,12 @@ impl Session<'_> {
                 .await?;
         }
         if is_error {
-            sqlx::query("UPDATE jobs SET error_reported = TRUE, failure_kind = 'build' WHERE id = ?").bind(job_id).execute(&mut *tx).await?;
+            sqlx::query(
+                "UPDATE jobs SET error_reported = TRUE, failure_kind = 'build' WHERE id = ?",
+            )
+            .bind(job_id)
+            .execute(&mut *tx)
+            .await?;
         }
         jobs::emit(&mut tx, job_id, &frame).await?;
         tx.commit().await?;
@@ -274,7 +346,9 @@ impl Session<'_> {
         error: Option<&str>,
         reported: &[ArtifactInfo],
     ) -> anyhow::Result<()> {
-        let Some(attempt) = self.held(job_id).await? else { return Ok(()) };
+        let Some(attempt) = self.held(job_id).await? else {
+            return Ok(());
+        };
         let mut tx = self.ctx.deps.pool.begin().await?;
         let Some(job) = Self::lock_current(&mut tx, job_id, attempt).await? else {
             ignored("stale_attempt");
@@ -282,15 +356,25 @@ impl Session<'_> {
             self.free(job_id, attempt);
             return Ok(());
         };
-        let ending = end_attempt(&mut tx, &job, success, needs_finishing, error, reported.len()).await?;
+        let ending = end_attempt(
+            &mut tx,
+            &job,
+            success,
+            needs_finishing,
+            error,
+            reported.len(),
+        )
+        .await?;
         tx.commit().await?;
         self.ctx.deps.notify_outbox();
         match ending {
-            Ending::Finishing => tracing::info!(job_id, "stage 1 finished; handing over to the finisher"),
+            Ending::Finishing => {
+                tracing::info!(job_id, "stage 1 finished; handing over to the finisher")
+            }
             Ending::Completed(bill) => {
                 tracing::info!(job_id, "job completed");
                 if let Some(customer) = bill {
-                    crate::billing::bill(&self.ctx.settings.polar, customer, job_id.to_owned());
+                    crate::billing::bill(&self.ctx.settings.polar, &customer, job_id);
                 }
             }
             Ending::Failed => tracing::info!(job_id, "job ended unsuccessfully"),
@@ -304,17 +388,30 @@ impl Session<'_> {
         if !has_distribution {
             return self.complete(job_id, true, None, None, &[]).await;
         }
-        let stage = Outgoing::Stage { job_id: job_id.to_owned(), stage: "verifying".into(), message: "Verifying build".into() };
+        let stage = Outgoing::Stage {
+            job_id: job_id.to_owned(),
+            stage: "verifying".into(),
+            message: "Verifying build".into(),
+        };
         self.relay(job_id, stage, false).await?;
         if self.ctx.hub.held_attempt(self.id, job_id).is_some() {
-            send_frame(&self.ctx.hub_tx(self.id), &Outgoing::ProceedDistribute { job_id: job_id.to_owned() });
+            send_frame(
+                &self.ctx.hub_tx(self.id),
+                &Outgoing::ProceedDistribute {
+                    job_id: job_id.to_owned(),
+                },
+            );
         }
         Ok(())
     }
 
     async fn update_result(&self, success: bool, new_version: &str) -> anyhow::Result<()> {
         if success {
-            sqlx::query("UPDATE workers SET perry_version = ? WHERE id = ?").bind(new_version).bind(self.id).execute(&self.ctx.deps.pool).await?;
+            sqlx::query("UPDATE workers SET perry_version = ? WHERE id = ?")
+                .bind(new_version)
+                .bind(self.id)
+                .execute(&self.ctx.deps.pool)
+                .await?;
             tracing::info!(worker = %self.name, version = new_version, "worker updated");
         } else {
             tracing::warn!(worker = %self.name, "worker update failed");
@@ -331,11 +428,16 @@ impl Session<'_> {
     }
 
     /// Renew the leases of this worker's jobs and its presence while the socket is alive.
-    async fn renew_leases_periodically(&self, closed: tokio_util::sync::CancellationToken, last_seen: std::sync::Arc<std::sync::atomic::AtomicI64>) {
+    async fn renew_leases_periodically(
+        &self,
+        closed: tokio_util::sync::CancellationToken,
+        last_seen: std::sync::Arc<std::sync::atomic::AtomicI64>,
+    ) {
         let period = std::time::Duration::from_secs((self.ctx.settings.lease_secs / 3).max(1));
         let mut tick = tokio::time::interval(period);
         tick.tick().await;
-        let silence_ms = i64::try_from(self.ctx.settings.silence_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+        let silence_ms =
+            i64::try_from(self.ctx.settings.silence_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
         loop {
             tokio::select! {
                 () = closed.cancelled() => return,
@@ -351,7 +453,11 @@ impl Session<'_> {
                 .bind(self.id)
                 .execute(pool)
                 .await;
-            let seen = sqlx::query("UPDATE workers SET last_seen_ms = ? WHERE id = ?").bind(now).bind(self.id).execute(pool).await;
+            let seen = sqlx::query("UPDATE workers SET last_seen_ms = ? WHERE id = ?")
+                .bind(now)
+                .bind(self.id)
+                .execute(pool)
+                .await;
             if let Err(error) = renewed.and(seen) {
                 tracing::warn!(%error, worker = %self.name, "lease renewal failed");
             }
@@ -362,9 +468,14 @@ impl Session<'_> {
     async fn disconnected(&self) {
         let held = self.ctx.hub.remove_worker(self.id);
         let now = now_ms();
-        let window = i64::try_from(self.ctx.settings.reattach_secs.saturating_mul(1000)).unwrap_or(0);
+        let window =
+            i64::try_from(self.ctx.settings.reattach_secs.saturating_mul(1000)).unwrap_or(0);
         let pool = &self.ctx.deps.pool;
-        let _ = sqlx::query("UPDATE workers SET disconnected_ms = ? WHERE id = ?").bind(now).bind(self.id).execute(pool).await;
+        let _ = sqlx::query("UPDATE workers SET disconnected_ms = ? WHERE id = ?")
+            .bind(now)
+            .bind(self.id)
+            .execute(pool)
+            .await;
         for (job_id, attempt) in &held {
             let res = sqlx::query(
                 "UPDATE jobs SET lease_expires_ms = LEAST(COALESCE(lease_expires_ms, ?), ?) \
@@ -387,7 +498,9 @@ impl Session<'_> {
 
 impl Ctx {
     fn hub_tx(&self, worker_id: &str) -> crate::hub::SocketTx {
-        self.hub.worker_tx(worker_id).unwrap_or_else(|| tokio::sync::mpsc::unbounded_channel().0)
+        self.hub
+            .worker_tx(worker_id)
+            .unwrap_or_else(|| tokio::sync::mpsc::unbounded_channel().0)
     }
 }
 
@@ -404,12 +517,14 @@ async fn end_attempt(
     let clean_success = success && !job.error_reported && !job.cancel_requested;
     if clean_success {
         if let Some(x) = needs_finishing.filter(|x| matches!(*x, "windows" | "ios" | "macos")) {
-            let bundle: Option<String> = sqlx::query_scalar("SELECT id FROM artifacts WHERE job_id = ? AND attempt = ? AND target = ? LIMIT 1")
-                .bind(&job.id)
-                .bind(job.attempt)
-                .bind(format!("{x}-precompiled"))
-                .fetch_optional(&mut *tx)
-                .await?;
+            let bundle: Option<String> = sqlx::query_scalar(
+                "SELECT id FROM artifacts WHERE job_id = ? AND attempt = ? AND target = ? LIMIT 1",
+            )
+            .bind(&job.id)
+            .bind(job.attempt)
+            .bind(format!("{x}-precompiled"))
+            .fetch_optional(&mut *tx)
+            .await?;
             if bundle.is_none() {
                 let msg = format!("Stage 1 finished without uploading the {x}-precompiled bundle");
                 jobs::finish_failed(tx, job, state::FAILED, &msg).await?;
@@ -423,14 +538,23 @@ async fn end_attempt(
             .bind(&job.id)
             .execute(&mut *tx)
             .await?;
-            outbox::enqueue(tx, &Message::StageFinished { job_id: job.id.clone(), attempt: job.attempt }).await?;
+            outbox::enqueue(
+                tx,
+                &Message::StageFinished {
+                    job_id: job.id.clone(),
+                    attempt: job.attempt,
+                },
+            )
+            .await?;
             return Ok(Ending::Finishing);
         }
         let artifacts = jobs::visible_artifacts(tx, &job.id).await?;
-        let published: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM job_events WHERE job_id = ? AND kind = 'published'")
-            .bind(&job.id)
-            .fetch_one(&mut *tx)
-            .await?;
+        let published: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM job_events WHERE job_id = ? AND kind = 'published'",
+        )
+        .bind(&job.id)
+        .fetch_one(&mut *tx)
+        .await?;
         if !artifacts.is_empty() || published > 0 {
             let bill = complete_job(tx, job, artifacts).await?;
             return Ok(Ending::Completed(bill));
@@ -440,25 +564,41 @@ async fn end_attempt(
         } else {
             "Build reported success but no artifact was uploaded"
         };
-        let log = Outgoing::Log { job_id: job.id.clone(), stage: "complete".into(), line: note.into(), stream: "stderr".into() };
+        let log = Outgoing::Log {
+            job_id: job.id.clone(),
+            stage: "complete".into(),
+            line: note.into(),
+            stream: "stderr".into(),
+        };
         jobs::emit(tx, &job.id, &log).await?;
         jobs::finish_failed(tx, job, state::FAILED, note).await?;
         return Ok(Ending::Failed);
     }
-    let final_state = if job.cancel_requested { state::CANCELLED } else { state::FAILED };
+    let final_state = if job.cancel_requested {
+        state::CANCELLED
+    } else {
+        state::FAILED
+    };
     let message = match (job.cancel_requested, error) {
         (true, _) => "Build cancelled".to_owned(),
         (false, Some(e)) if !e.is_empty() => format!("Build failed: {e}"),
         _ => "Build failed".to_owned(),
     };
-    sqlx::query("UPDATE jobs SET failure_kind = 'build' WHERE id = ?").bind(&job.id).execute(&mut *tx).await?;
+    sqlx::query("UPDATE jobs SET failure_kind = 'build' WHERE id = ?")
+        .bind(&job.id)
+        .execute(&mut *tx)
+        .await?;
     jobs::finish_failed(tx, job, final_state, &message).await?;
     Ok(Ending::Failed)
 }
 
 /// Mark the job completed, count the publish once, and send the final `complete`. Returns the
 /// Polar customer to bill when the counted publish is pro overage.
-async fn complete_job(tx: &mut MySqlConnection, job: &Job, artifacts: Vec<ArtifactInfo>) -> anyhow::Result<Option<String>> {
+async fn complete_job(
+    tx: &mut MySqlConnection,
+    job: &Job,
+    artifacts: Vec<ArtifactInfo>,
+) -> anyhow::Result<Option<String>> {
     let now = now_ms();
     let counted = sqlx::query(
         "UPDATE jobs SET state = 'completed', finished_ms = ?, credentials_enc = NULL, token_hash = NULL, \
@@ -478,9 +618,17 @@ async fn complete_job(tx: &mut MySqlConnection, job: &Job, artifacts: Vec<Artifa
             .await?;
         bill = crate::billing::overage_customer(tx, job.license_id, &period).await?;
     }
-    let frame = Outgoing::Complete { job_id: job.id.clone(), success: true, duration_secs: job.duration_secs(), artifacts };
+    let frame = Outgoing::Complete {
+        job_id: job.id.clone(),
+        success: true,
+        duration_secs: job.duration_secs(),
+        artifacts,
+    };
     jobs::emit(tx, &job.id, &frame).await?;
-    shared::metrics::get().jobs_finished.get_or_create(&shared::metrics::label("state", state::COMPLETED)).inc();
+    shared::metrics::get()
+        .jobs_finished
+        .get_or_create(&shared::metrics::label("state", state::COMPLETED))
+        .inc();
     Ok(bill)
 }
 
@@ -491,7 +639,13 @@ mod tests {
     #[test]
     fn capabilities_are_lowercased_filtered_and_defaulted() {
         assert_eq!(normalize_capabilities(None), vec!["macos"]);
-        let caps = normalize_capabilities(Some(vec!["Linux".into(), "android".into(), "bogus".into(), "linux".into(), "windows-sign".into()]));
+        let caps = normalize_capabilities(Some(vec![
+            "Linux".into(),
+            "android".into(),
+            "bogus".into(),
+            "linux".into(),
+            "windows-sign".into(),
+        ]));
         assert_eq!(caps, vec!["linux", "android", "windows-sign"]);
     }
 

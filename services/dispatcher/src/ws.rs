@@ -37,7 +37,11 @@ use crate::{hub::SocketTx, Ctx};
 pub const CLOSE_POLICY: u16 = 1008;
 
 /// Accept `/ws` (and any path on the legacy port).
-pub async fn upgrade(State(ctx): State<Ctx>, PeerAddr(addr): PeerAddr, ws: WebSocketUpgrade) -> Response {
+pub async fn upgrade(
+    State(ctx): State<Ctx>,
+    PeerAddr(addr): PeerAddr,
+    ws: WebSocketUpgrade,
+) -> Response {
     let max = ctx.settings.max_message_bytes;
     // Small explicit buffers: an idle connection costs a few KiB instead of tungstenite's
     // 128 KiB read + 128 KiB write defaults. Frames over `max` close the socket (1009).
@@ -84,7 +88,10 @@ impl Conn {
 
     /// Close with a code and reason (after flushing queued frames).
     pub fn close(&self, code: u16, reason: &str) {
-        let _ = self.tx.send(Message::Close(Some(CloseFrame { code, reason: reason.to_owned().into() })));
+        let _ = self.tx.send(Message::Close(Some(CloseFrame {
+            code,
+            reason: reason.to_owned().into(),
+        })));
     }
 }
 
@@ -98,7 +105,10 @@ pub fn decode(msg: &Message) -> Option<Result<Incoming, FrameError>> {
 
 /// Count an ignored frame.
 pub fn ignored(reason: &str) {
-    metrics::get().frames_ignored.get_or_create(&label("reason", reason)).inc();
+    metrics::get()
+        .frames_ignored
+        .get_or_create(&label("reason", reason))
+        .inc();
 }
 
 async fn handle(ctx: Ctx, socket: WebSocket, addr: Option<SocketAddr>) {
@@ -106,14 +116,37 @@ async fn handle(ctx: Ctx, socket: WebSocket, addr: Option<SocketAddr>) {
     let (tx, rx) = mpsc::unbounded_channel();
     let closed = CancellationToken::new();
     let last_seen = Arc::new(AtomicI64::new(now_ms()));
-    let writer = tokio::spawn(write_loop(sink, rx, closed.clone(), last_seen.clone(), ctx.settings.clone()));
-    let mut conn = Conn { tx, stream, closed: closed.clone(), last_seen, addr };
-    let gauge = |role: &str| metrics::get().ws_connections.get_or_create(&label("role", role)).clone();
+    let writer = tokio::spawn(write_loop(
+        sink,
+        rx,
+        closed.clone(),
+        last_seen.clone(),
+        ctx.settings.clone(),
+    ));
+    let mut conn = Conn {
+        tx,
+        stream,
+        closed: closed.clone(),
+        last_seen,
+        addr,
+    };
+    let gauge = |role: &str| {
+        metrics::get()
+            .ws_connections
+            .get_or_create(&label("role", role))
+            .clone()
+    };
     gauge("unidentified").inc();
     let first = identify(&ctx, &mut conn).await;
     gauge("unidentified").dec();
     match first {
-        Some(Incoming::WorkerHello { secret, capabilities, name, max_concurrent, perry_version }) => {
+        Some(Incoming::WorkerHello {
+            secret,
+            capabilities,
+            name,
+            max_concurrent,
+            perry_version,
+        }) => {
             let hello = crate::worker::Hello {
                 secret: secret.map(|s| s.into_inner()),
                 capabilities,
@@ -132,8 +165,14 @@ async fn handle(ctx: Ctx, socket: WebSocket, addr: Option<SocketAddr>) {
         }
         Some(other) => {
             ignored("wrong_first_frame");
-            tracing::debug!(kind = other.kind(), "first frame was neither worker_hello nor subscribe; closing");
-            conn.close(CLOSE_POLICY, "first message must be worker_hello or subscribe");
+            tracing::debug!(
+                kind = other.kind(),
+                "first frame was neither worker_hello nor subscribe; closing"
+            );
+            conn.close(
+                CLOSE_POLICY,
+                "first message must be worker_hello or subscribe",
+            );
         }
         None => {}
     }
@@ -165,7 +204,10 @@ async fn identify(ctx: &Ctx, conn: &mut Conn) -> Option<Incoming> {
     match found {
         Ok(f) => f,
         Err(_) => {
-            conn.close(CLOSE_POLICY, "no worker_hello or subscribe within the identify timeout");
+            conn.close(
+                CLOSE_POLICY,
+                "no worker_hello or subscribe within the identify timeout",
+            );
             None
         }
     }

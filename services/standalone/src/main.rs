@@ -13,7 +13,11 @@ use shared::{
 use tokio::net::TcpListener;
 
 #[derive(Debug, Parser)]
-#[command(name = "perry-hub", version, about = "Perry Hub: the build server behind `perry publish`, all services in one process")]
+#[command(
+    name = "perry-hub",
+    version,
+    about = "Perry Hub: the build server behind `perry publish`, all services in one process"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -67,7 +71,9 @@ async fn main() -> anyhow::Result<()> {
     let dispatch = dispatcher::start(&deps, cli.dispatcher.clone())?;
     finisher::start(&deps, cli.finisher.clone())?;
     let app = ingest::router(ingest::AppState::new(&deps, cli.ingest.clone())?)
-        .merge(download::router(download::AppState::new(&deps).with_trust_forwarded_for(cli.ingest.trust_forwarded_for)))
+        .merge(download::router(
+            download::AppState::new(&deps).with_trust_forwarded_for(cli.ingest.trust_forwarded_for),
+        ))
         .merge(dispatcher::router(dispatch.clone()))
         .merge(shared::http::health_router(deps.ready_checks()));
     let app = shared::http::finish_router(app);
@@ -78,14 +84,20 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!(addr = %http.local_addr()?, public_url = %deps.hub.public_url(), "perry-hub listening (HTTP + /ws)");
     let mut servers = tokio::task::JoinSet::new();
     let c = cancel.clone();
-    servers.spawn(shared::http::serve(http, app, async move { c.cancelled().await }));
+    servers.spawn(shared::http::serve(http, app, async move {
+        c.cancelled().await
+    }));
     if cli.ws_port != 0 {
         let legacy = TcpListener::bind((cli.bind.as_str(), cli.ws_port))
             .await
             .with_context(|| format!("binding legacy WebSocket port {}", cli.ws_port))?;
         tracing::info!(addr = %legacy.local_addr()?, "legacy WebSocket listener (any path)");
         let c = cancel.clone();
-        servers.spawn(shared::http::serve(legacy, dispatcher::legacy_router(dispatch), async move { c.cancelled().await }));
+        servers.spawn(shared::http::serve(
+            legacy,
+            dispatcher::legacy_router(dispatch),
+            async move { c.cancelled().await },
+        ));
     }
     while let Some(result) = servers.join_next().await {
         if let Err(error) = result.context("server task")? {

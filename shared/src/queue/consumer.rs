@@ -6,7 +6,9 @@ use std::future::Future;
 
 use futures_util::StreamExt;
 use lapin::{
-    options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions, BasicRejectOptions},
+    options::{
+        BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions, BasicRejectOptions,
+    },
     types::FieldTable,
 };
 use tokio_util::sync::CancellationToken;
@@ -64,7 +66,16 @@ pub async fn run<H, Fut, C, CFut>(
         if cancel.is_cancelled() {
             return;
         }
-        let result = consume_once(&broker, &source, prefetch, &cancel, &mut on_connected, &mut handler, &mut backoff).await;
+        let result = consume_once(
+            &broker,
+            &source,
+            prefetch,
+            &cancel,
+            &mut on_connected,
+            &mut handler,
+            &mut backoff,
+        )
+        .await;
         if cancel.is_cancelled() {
             return;
         }
@@ -100,10 +111,20 @@ where
     ch.basic_qos(prefetch, BasicQosOptions::default()).await?;
     let queue = match source {
         Source::Queue(q) => q.clone(),
-        Source::Instance(instance) => broker.topology().declare_instance_queue(&ch, instance).await?,
+        Source::Instance(instance) => {
+            broker
+                .topology()
+                .declare_instance_queue(&ch, instance)
+                .await?
+        }
     };
     let mut consumer = ch
-        .basic_consume(queue.into(), "".into(), BasicConsumeOptions::default(), FieldTable::default())
+        .basic_consume(
+            queue.into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
         .await?;
     on_connected().await;
     backoff.reset();
@@ -118,7 +139,14 @@ where
         let Some(delivery) = next else { return Ok(()) };
         let delivery = delivery?;
         let disposition = match decode(&delivery) {
-            Ok((id, message)) => handler(Received { id, message, redelivered: delivery.redelivered }).await,
+            Ok((id, message)) => {
+                handler(Received {
+                    id,
+                    message,
+                    redelivered: delivery.redelivered,
+                })
+                .await
+            }
             Err(error) => {
                 tracing::error!(%error, "undecodable message; dead-lettering it");
                 Disposition::Reject
@@ -127,10 +155,19 @@ where
         let ack = async {
             match disposition {
                 Disposition::Ack => delivery.ack(BasicAckOptions::default()).await,
-                Disposition::Requeue => delivery.nack(BasicNackOptions { requeue: true, ..BasicNackOptions::default() }).await,
+                Disposition::Requeue => {
+                    delivery
+                        .nack(BasicNackOptions {
+                            requeue: true,
+                            ..BasicNackOptions::default()
+                        })
+                        .await
+                }
                 Disposition::Reject => delivery.reject(BasicRejectOptions { requeue: false }).await,
             }
         };
-        tokio::time::timeout(BROKER_TIMEOUT, ack).await.map_err(|_| super::Error::Timeout("ack"))??;
+        tokio::time::timeout(BROKER_TIMEOUT, ack)
+            .await
+            .map_err(|_| super::Error::Timeout("ack"))??;
     }
 }

@@ -45,8 +45,18 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Every build target that can have a queue. A target is a worker capability, matched exactly.
 pub const TARGETS: &[&str] = &[
-    "macos", "ios", "visionos", "watchos", "tvos", "android", "linux", "windows", "web",
-    "windows-sign", "ios-sign", "macos-sign",
+    "macos",
+    "ios",
+    "visionos",
+    "watchos",
+    "tvos",
+    "android",
+    "linux",
+    "windows",
+    "web",
+    "windows-sign",
+    "ios-sign",
+    "macos-sign",
 ];
 
 /// The highest message priority (pro jobs); free jobs use 1.
@@ -89,10 +99,20 @@ pub const FINISHER_ROUTING_KEY: &str = "finisher";
 pub enum Message {
     /// A job entered `queued` for `target` with `attempt` dispatches so far. A delivery whose
     /// attempt no longer matches the row is stale and dropped.
-    JobQueued { job_id: String, target: String, attempt: i32, priority: u8 },
+    JobQueued {
+        job_id: String,
+        target: String,
+        attempt: i32,
+        priority: u8,
+    },
     /// Event `seq` of a job was stored; `frame` is what subscribers receive (rendered by the
     /// dispatcher for `artifact_ready`).
-    JobEvent { job_id: String, seq: i64, kind: String, frame: serde_json::Value },
+    JobEvent {
+        job_id: String,
+        seq: i64,
+        kind: String,
+        frame: serde_json::Value,
+    },
     /// Stage 1 of a two-stage job finished; the finisher hands it to stage 2.
     StageFinished { job_id: String, attempt: i32 },
     /// Cancel the running attempt of a job (delivered to the dispatcher holding its worker).
@@ -107,7 +127,9 @@ impl Message {
     /// Exchange, routing key and priority for this message.
     pub fn route(&self) -> (Exchange, String, u8) {
         match self {
-            Self::JobQueued { target, priority, .. } => (Exchange::Jobs, target.clone(), *priority),
+            Self::JobQueued {
+                target, priority, ..
+            } => (Exchange::Jobs, target.clone(), *priority),
             Self::JobEvent { job_id, .. } => (Exchange::Events, format!("job.{job_id}"), 0),
             Self::StageFinished { .. } => (Exchange::Jobs, FINISHER_ROUTING_KEY.to_owned(), 0),
             Self::CancelJob { .. } => (Exchange::Events, "control.cancel".to_owned(), 0),
@@ -126,7 +148,9 @@ pub struct Topology {
 impl Topology {
     /// Names under `prefix`.
     pub fn new(prefix: &str) -> Self {
-        Self { prefix: prefix.to_owned() }
+        Self {
+            prefix: prefix.to_owned(),
+        }
     }
     /// The broker name of a logical exchange.
     pub fn exchange(&self, e: Exchange) -> String {
@@ -156,10 +180,31 @@ impl Topology {
     /// Declare every durable object. Idempotent; safe from any number of processes.
     pub async fn declare(&self, ch: &Channel) -> Result<()> {
         // Durable exchanges survive broker restarts; nothing is auto-deleted.
-        let durable = ExchangeDeclareOptions { durable: true, ..ExchangeDeclareOptions::default() };
-        ch.exchange_declare(self.exchange(Exchange::Jobs).into(), ExchangeKind::Direct, durable, FieldTable::default()).await?;
-        ch.exchange_declare(self.exchange(Exchange::Events).into(), ExchangeKind::Topic, durable, FieldTable::default()).await?;
-        ch.exchange_declare(self.dead_letter_exchange().into(), ExchangeKind::Fanout, durable, FieldTable::default()).await?;
+        let durable = ExchangeDeclareOptions {
+            durable: true,
+            ..ExchangeDeclareOptions::default()
+        };
+        ch.exchange_declare(
+            self.exchange(Exchange::Jobs).into(),
+            ExchangeKind::Direct,
+            durable,
+            FieldTable::default(),
+        )
+        .await?;
+        ch.exchange_declare(
+            self.exchange(Exchange::Events).into(),
+            ExchangeKind::Topic,
+            durable,
+            FieldTable::default(),
+        )
+        .await?;
+        ch.exchange_declare(
+            self.dead_letter_exchange().into(),
+            ExchangeKind::Fanout,
+            durable,
+            FieldTable::default(),
+        )
+        .await?;
         let queue_opts = QueueDeclareOptions {
             // Survive a broker restart together with the persistent messages in it.
             durable: true,
@@ -169,23 +214,59 @@ impl Topology {
             auto_delete: false,
             ..QueueDeclareOptions::default()
         };
-        ch.queue_declare(self.dead_letter_queue().into(), queue_opts, FieldTable::default()).await?;
-        ch.queue_bind(self.dead_letter_queue().into(), self.dead_letter_exchange().into(), "".into(), QueueBindOptions::default(), FieldTable::default()).await?;
+        ch.queue_declare(
+            self.dead_letter_queue().into(),
+            queue_opts,
+            FieldTable::default(),
+        )
+        .await?;
+        ch.queue_bind(
+            self.dead_letter_queue().into(),
+            self.dead_letter_exchange().into(),
+            "".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
         for target in TARGETS {
             let mut args = FieldTable::default();
             // Classic queue with priorities (pro 10 above free 1); quorum queues reject
             // x-max-priority before RabbitMQ 4.0.
-            args.insert("x-max-priority".into(), AMQPValue::ShortShortUInt(MAX_PRIORITY));
+            args.insert(
+                "x-max-priority".into(),
+                AMQPValue::ShortShortUInt(MAX_PRIORITY),
+            );
             // Rejected (undecodable) messages are kept for inspection instead of dropped.
-            args.insert("x-dead-letter-exchange".into(), AMQPValue::LongString(self.dead_letter_exchange().into()));
+            args.insert(
+                "x-dead-letter-exchange".into(),
+                AMQPValue::LongString(self.dead_letter_exchange().into()),
+            );
             let q = self.target_queue(target);
             ch.queue_declare(q.clone().into(), queue_opts, args).await?;
-            ch.queue_bind(q.into(), self.exchange(Exchange::Jobs).into(), (*target).into(), QueueBindOptions::default(), FieldTable::default()).await?;
+            ch.queue_bind(
+                q.into(),
+                self.exchange(Exchange::Jobs).into(),
+                (*target).into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
         }
         let mut args = FieldTable::default();
-        args.insert("x-dead-letter-exchange".into(), AMQPValue::LongString(self.dead_letter_exchange().into()));
-        ch.queue_declare(self.finisher_queue().into(), queue_opts, args).await?;
-        ch.queue_bind(self.finisher_queue().into(), self.exchange(Exchange::Jobs).into(), FINISHER_ROUTING_KEY.into(), QueueBindOptions::default(), FieldTable::default()).await?;
+        args.insert(
+            "x-dead-letter-exchange".into(),
+            AMQPValue::LongString(self.dead_letter_exchange().into()),
+        );
+        ch.queue_declare(self.finisher_queue().into(), queue_opts, args)
+            .await?;
+        ch.queue_bind(
+            self.finisher_queue().into(),
+            self.exchange(Exchange::Jobs).into(),
+            FINISHER_ROUTING_KEY.into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
         Ok(())
     }
 
@@ -199,9 +280,17 @@ impl Topology {
             auto_delete: true,
             ..QueueDeclareOptions::default()
         };
-        ch.queue_declare(name.clone().into(), opts, FieldTable::default()).await?;
+        ch.queue_declare(name.clone().into(), opts, FieldTable::default())
+            .await?;
         for key in ["job.#", "control.#"] {
-            ch.queue_bind(name.clone().into(), self.exchange(Exchange::Events).into(), key.into(), QueueBindOptions::default(), FieldTable::default()).await?;
+            ch.queue_bind(
+                name.clone().into(),
+                self.exchange(Exchange::Events).into(),
+                key.into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
         }
         Ok(name)
     }
@@ -218,7 +307,10 @@ pub struct Broker {
 
 impl std::fmt::Debug for Broker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Broker").field("name", &self.name).field("topology", &self.topology).finish_non_exhaustive()
+        f.debug_struct("Broker")
+            .field("name", &self.name)
+            .field("topology", &self.topology)
+            .finish_non_exhaustive()
     }
 }
 
@@ -228,7 +320,12 @@ pub const BROKER_TIMEOUT: Duration = Duration::from_secs(10);
 impl Broker {
     /// A broker handle; `name` labels the connection in the management UI.
     pub fn new(config: &AmqpConfig, name: &'static str) -> Self {
-        Self { topology: Topology::new(&config.prefix), config: config.clone(), name, conn: Arc::new(Mutex::new(None)) }
+        Self {
+            topology: Topology::new(&config.prefix),
+            config: config.clone(),
+            name,
+            conn: Arc::new(Mutex::new(None)),
+        }
     }
 
     /// Object names.
@@ -244,10 +341,14 @@ impl Broker {
                 return Ok(c.clone());
             }
         }
-        let props = ConnectionProperties::default().with_connection_name(format!("perry-hub-{}", self.name).into());
-        let conn = tokio::time::timeout(BROKER_TIMEOUT, Connection::connect(&self.config.url_with_heartbeat(), props))
-            .await
-            .map_err(|_| Error::Timeout("connecting to RabbitMQ"))??;
+        let props = ConnectionProperties::default()
+            .with_connection_name(format!("perry-hub-{}", self.name).into());
+        let conn = tokio::time::timeout(
+            BROKER_TIMEOUT,
+            Connection::connect(&self.config.url_with_heartbeat(), props),
+        )
+        .await
+        .map_err(|_| Error::Timeout("connecting to RabbitMQ"))??;
         let conn = Arc::new(conn);
         let ch = conn.create_channel().await?;
         self.topology.declare(&ch).await?;
@@ -266,7 +367,9 @@ impl Broker {
     /// Forget the connection so the next call reconnects.
     pub async fn reset(&self) {
         if let Some(c) = self.conn.lock().await.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(2), c.close(200, "reconnecting".into())).await;
+            let _ =
+                tokio::time::timeout(Duration::from_secs(2), c.close(200, "reconnecting".into()))
+                    .await;
         }
     }
 
@@ -289,7 +392,9 @@ pub struct Backoff {
 
 impl Default for Backoff {
     fn default() -> Self {
-        Self { next: Duration::from_millis(100) }
+        Self {
+            next: Duration::from_millis(100),
+        }
     }
 }
 
@@ -312,11 +417,21 @@ mod tests {
 
     #[test]
     fn messages_route_to_their_exchanges() {
-        let m = Message::JobQueued { job_id: "j".into(), target: "linux".into(), attempt: 0, priority: 10 };
+        let m = Message::JobQueued {
+            job_id: "j".into(),
+            target: "linux".into(),
+            attempt: 0,
+            priority: 10,
+        };
         assert_eq!(m.route().0, Exchange::Jobs);
         assert_eq!(m.route().2, 10);
         assert_eq!(m.route().1, "linux");
-        let m = Message::JobEvent { job_id: "j".into(), seq: 1, kind: "log".into(), frame: serde_json::json!({}) };
+        let m = Message::JobEvent {
+            job_id: "j".into(),
+            seq: 1,
+            kind: "log".into(),
+            frame: serde_json::json!({}),
+        };
         assert_eq!(m.route(), (Exchange::Events, "job.j".to_owned(), 0));
         let json = serde_json::to_string(&Message::CapacityChanged {}).unwrap();
         assert_eq!(json, r#"{"type":"capacity_changed"}"#);

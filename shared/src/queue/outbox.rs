@@ -48,7 +48,13 @@ pub struct Relay {
 impl Relay {
     /// A relay over `pool` publishing through `broker`.
     pub fn new(pool: MySqlPool, broker: Broker) -> Self {
-        Self { pool, broker, notify: Arc::new(Notify::new()), batch: 200, poll: Duration::from_millis(250) }
+        Self {
+            pool,
+            broker,
+            notify: Arc::new(Notify::new()),
+            batch: 200,
+            poll: Duration::from_millis(250),
+        }
     }
 
     /// The handle to wake the relay after committing outbox rows.
@@ -122,7 +128,11 @@ impl Relay {
         let mut confirms = Vec::with_capacity(rows.len());
         for (id, exchange, routing_key, payload, priority) in &rows {
             let Some(exchange) = Exchange::parse(exchange) else {
-                tracing::error!(id, exchange, "outbox row with unknown exchange; marking it sent");
+                tracing::error!(
+                    id,
+                    exchange,
+                    "outbox row with unknown exchange; marking it sent"
+                );
                 continue;
             };
             let props = BasicProperties::default()
@@ -152,16 +162,25 @@ impl Relay {
         }
         let ids: Vec<String> = rows.iter().map(|r| r.0.to_string()).collect();
         // The ids are integers from our own SELECT, so building the IN list is safe.
-        let sql = format!("UPDATE outbox SET sent_ms = ? WHERE id IN ({})", ids.join(","));
+        let sql = format!(
+            "UPDATE outbox SET sent_ms = ? WHERE id IN ({})",
+            ids.join(",")
+        );
         sqlx::query(&sql).bind(now_ms()).execute(&mut *tx).await?;
         tx.commit().await?;
-        crate::metrics::get().outbox_published.inc_by(rows.len() as u64);
+        crate::metrics::get()
+            .outbox_published
+            .inc_by(rows.len() as u64);
         Ok(rows.len())
     }
 }
 
 /// Decode a delivered message and its outbox id.
 pub fn decode(delivery: &lapin::message::Delivery) -> Result<(Option<u64>, Message)> {
-    let id = delivery.properties.message_id().as_ref().and_then(|s| s.as_str().parse().ok());
+    let id = delivery
+        .properties
+        .message_id()
+        .as_ref()
+        .and_then(|s| s.as_str().parse().ok());
     Ok((id, serde_json::from_slice(&delivery.data)?))
 }

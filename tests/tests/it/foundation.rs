@@ -25,15 +25,37 @@ use tokio_util::sync::CancellationToken;
 async fn migrations_apply_to_an_empty_database_and_are_idempotent() {
     let db = TestDb::new().await;
     // TestDb already migrated once; a second and third run change nothing.
-    let before: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations").fetch_one(&db.pool).await.unwrap();
+    let before: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
     shared::db::migrate(&db.pool).await.unwrap();
     shared::db::migrate(&db.pool).await.unwrap();
-    let after: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations").fetch_one(&db.pool).await.unwrap();
+    let after: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
     assert_eq!(before, after);
-    assert_eq!(after, i64::try_from(shared::MIGRATOR.iter().count()).unwrap());
+    assert_eq!(
+        after,
+        i64::try_from(shared::MIGRATOR.iter().count()).unwrap()
+    );
     for table in [
-        "accounts", "api_tokens", "licenses", "license_usage", "rate_events", "jobs", "job_events", "artifacts",
-        "download_tokens", "downloads", "workers", "settings", "vm_state", "outbox", "sweep_locks",
+        "accounts",
+        "api_tokens",
+        "licenses",
+        "license_usage",
+        "rate_events",
+        "jobs",
+        "job_events",
+        "artifacts",
+        "download_tokens",
+        "downloads",
+        "workers",
+        "settings",
+        "vm_state",
+        "outbox",
+        "sweep_locks",
     ] {
         assert_eq!(db.count(table, "1 = 0").await, 0, "table {table} exists");
     }
@@ -56,25 +78,37 @@ async fn outbox_relay_delivers_every_row_once_across_a_broker_restart() {
     let consumer_broker = Broker::new(&amqp, "test-consumer");
     let queue = consumer_broker.topology().target_queue("linux");
     let s = seen.clone();
-    tokio::spawn(consumer::run(consumer_broker, Source::Queue(queue), 50, cancel.clone(), || async {}, move |r| {
-        let s = s.clone();
-        async move {
-            let mut g = s.lock().unwrap();
-            if let Some(id) = r.id {
-                if !g.0.insert(id) {
-                    g.1 += 1;
+    tokio::spawn(consumer::run(
+        consumer_broker,
+        Source::Queue(queue),
+        50,
+        cancel.clone(),
+        || async {},
+        move |r| {
+            let s = s.clone();
+            async move {
+                let mut g = s.lock().unwrap();
+                if let Some(id) = r.id {
+                    if !g.0.insert(id) {
+                        g.1 += 1;
+                    }
                 }
+                Disposition::Ack
             }
-            Disposition::Ack
-        }
-    }));
+        },
+    ));
 
     // Write the burst in small transactions, restarting the broker a third of the way in.
     let restart_at = TOTAL / 3;
     let mut restart = None;
     for i in 0..TOTAL {
         let mut tx = db.pool.begin().await.unwrap();
-        let msg = Message::JobQueued { job_id: format!("job-{i}"), target: "linux".into(), attempt: 0, priority: 1 };
+        let msg = Message::JobQueued {
+            job_id: format!("job-{i}"),
+            target: "linux".into(),
+            attempt: 0,
+            priority: 1,
+        };
         outbox::enqueue(&mut tx, &msg).await.unwrap();
         tx.commit().await.unwrap();
         wake.notify_one();
@@ -93,13 +127,19 @@ async fn outbox_relay_delivers_every_row_once_across_a_broker_restart() {
         if n == TOTAL {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "only {n} of {TOTAL} messages arrived");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {n} of {TOTAL} messages arrived"
+        );
         wake.notify_one();
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let unsent = db.count("outbox", "sent_ms IS NULL").await;
     assert_eq!(unsent, 0, "every row is marked sent");
-    let (ids, dups) = { let g = seen.lock().unwrap(); (g.0.clone(), g.1) };
+    let (ids, dups) = {
+        let g = seen.lock().unwrap();
+        (g.0.clone(), g.1)
+    };
     let expected: HashSet<u64> = sqlx::query_scalar::<_, i64>("SELECT id FROM outbox")
         .fetch_all(&db.pool)
         .await
@@ -115,9 +155,15 @@ async fn outbox_relay_delivers_every_row_once_across_a_broker_restart() {
 }
 
 async fn restart_broker() {
-    let cmd = std::env::var("PERRY_TEST_RABBITMQ_RESTART")
-        .unwrap_or_else(|_| "rabbitmqctl -q stop_app && rabbitmqctl -q start_app && rabbitmqctl -q await_startup".into());
-    let status = tokio::process::Command::new("sh").arg("-c").arg(&cmd).status().await.expect("run restart command");
+    let cmd = std::env::var("PERRY_TEST_RABBITMQ_RESTART").unwrap_or_else(|_| {
+        "rabbitmqctl -q stop_app && rabbitmqctl -q start_app && rabbitmqctl -q await_startup".into()
+    });
+    let status = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(&cmd)
+        .status()
+        .await
+        .expect("run restart command");
     assert!(status.success(), "broker restart command failed: {cmd}");
 }
 
@@ -162,10 +208,16 @@ async fn stream_512_mib_each_way(store: Arc<dyn BlobStore>, label: &str) {
     reset_peak_rss();
     let base = peak_rss_kib();
     let hasher = Arc::new(Mutex::new(Sha256::new()));
-    let put = store.put(&key, generated(SIZE, hasher.clone()), PutOptions::new(SIZE)).await.unwrap();
+    let put = store
+        .put(&key, generated(SIZE, hasher.clone()), PutOptions::new(SIZE))
+        .await
+        .unwrap();
     let produced: [u8; 32] = hasher.lock().unwrap().clone().finalize().into();
     assert_eq!(put.size, SIZE);
-    assert_eq!(put.sha256, produced, "hash computed while streaming matches");
+    assert_eq!(
+        put.sha256, produced,
+        "hash computed while streaming matches"
+    );
     let mut obj = store.get(&key, None).await.unwrap();
     let mut h = Sha256::new();
     let mut n = 0u64;
@@ -179,14 +231,18 @@ async fn stream_512_mib_each_way(store: Arc<dyn BlobStore>, label: &str) {
     let grew_mib = peak_rss_kib().saturating_sub(base) / 1024;
     println!("{label}: streamed 512 MiB each way; peak RSS grew by {grew_mib} MiB");
     // One 8 MiB part buffer (S3) plus I/O buffers: far below the object size.
-    assert!(grew_mib < 64, "{label}: peak RSS grew by {grew_mib} MiB while streaming 512 MiB");
+    assert!(
+        grew_mib < 64,
+        "{label}: peak RSS grew by {grew_mib} MiB while streaming 512 MiB"
+    );
     store.delete(&key).await.unwrap();
 }
 
 #[tokio::test]
 async fn filesystem_store_streams_512_mib_each_way_in_bounded_memory() {
     let dir = perry_hub_tests::tempdir::TempDir::new("perry-fs-stream");
-    let store: Arc<dyn BlobStore> = Arc::new(shared::blob::FsBlobStore::new(dir.0.clone()).unwrap());
+    let store: Arc<dyn BlobStore> =
+        Arc::new(shared::blob::FsBlobStore::new(dir.0.clone()).unwrap());
     stream_512_mib_each_way(store, "fs").await;
 }
 
@@ -200,8 +256,20 @@ async fn s3_store_streams_512_mib_each_way_in_bounded_memory() {
 async fn oversized_put_fails_and_leaves_no_object_in_s3() {
     let (store, _) = testing::s3_store().await;
     let hasher = Arc::new(Mutex::new(Sha256::new()));
-    let err = store.put("tarballs/too-big", generated(20 * 1024 * 1024, hasher), PutOptions::new(10 * 1024 * 1024)).await.unwrap_err();
-    assert!(matches!(err, shared::blob::BlobError::TooLarge { limit } if limit == 10 * 1024 * 1024));
-    assert!(store.list("").await.unwrap().is_empty(), "nothing is left behind");
+    let err = store
+        .put(
+            "tarballs/too-big",
+            generated(20 * 1024 * 1024, hasher),
+            PutOptions::new(10 * 1024 * 1024),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, shared::blob::BlobError::TooLarge { limit } if limit == 10 * 1024 * 1024)
+    );
+    assert!(
+        store.list("").await.unwrap().is_empty(),
+        "nothing is left behind"
+    );
     let _ = WAIT;
 }
