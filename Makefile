@@ -9,7 +9,7 @@ export PERRY_DB_USER ?= perry
 export PERRY_DB_PASSWORD ?= perry
 export PERRY_DB_NAME ?= perry_hub
 
-.PHONY: help run test lint fmt bench services up down migrate build clean-data
+.PHONY: help run test lint fmt bench services up down migrate build clean-data deploy-check
 
 help: ## List targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -30,6 +30,9 @@ test: ## Run every test against real MariaDB, RabbitMQ and S3 (installs what is 
 lint: ## rustfmt check and clippy with warnings denied
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+
+deploy-check: ## Validate Dockerfile, docker-compose.yml and k8s/ offline
+	@scripts/validate-deploy.sh
 
 fmt: ## Format the code
 	$(CARGO) fmt --all

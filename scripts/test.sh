@@ -17,6 +17,9 @@ export PERRY_DB_NAME="${PERRY_DB_NAME:-perry_hub}"
 export PERRY_TEST_S3_ENDPOINT="${PERRY_TEST_S3_ENDPOINT:-http://127.0.0.1:${PERRY_TEST_S3_PORT:-8014}}"
 export RUST_BACKTRACE=1
 
+# Static checks of the container and Kubernetes files (offline validators from PyPI).
+scripts/validate-deploy.sh
+
 # Tests that restart RabbitMQ run on their own afterwards, so they never disturb the others.
 cargo nextest run --workspace --locked --no-fail-fast -E 'not test(/broker_restart/)' "$@"
 cargo nextest run --workspace --locked --no-fail-fast -E 'test(/broker_restart/)' "$@"

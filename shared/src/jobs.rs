@@ -241,7 +241,9 @@ pub async fn finish_failed(
     .bind(&job.id)
     .execute(&mut *conn)
     .await?;
-    if !job.error_reported {
+    // A cancelled job ends with `complete{success:false}` only (§5.1); the worker's own
+    // "Build cancelled" error, if any, was already relayed.
+    if !job.error_reported && final_state != state::CANCELLED {
         let frame = Outgoing::Error {
             job_id: Some(job.id.clone()),
             code: "INTERNAL_ERROR".into(),
@@ -274,6 +276,29 @@ pub async fn visible_artifacts(
             .bind(job_id)
             .fetch_all(conn)
             .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(name, size, sha256)| ArtifactInfo {
+            name,
+            size: u64::try_from(size).unwrap_or(0),
+            sha256,
+        })
+        .collect())
+}
+
+/// Visible artifacts uploaded by one attempt (the success test and `complete.artifacts`).
+pub async fn attempt_artifacts(
+    conn: &mut MySqlConnection,
+    job_id: &str,
+    attempt: i32,
+) -> Result<Vec<ArtifactInfo>, sqlx::Error> {
+    let rows: Vec<(String, i64, String)> = sqlx::query_as(
+        "SELECT name, size, sha256 FROM artifacts WHERE job_id = ? AND attempt = ? AND hidden = FALSE ORDER BY created_ms, name",
+    )
+    .bind(job_id)
+    .bind(attempt)
+    .fetch_all(conn)
+    .await?;
     Ok(rows
         .into_iter()
         .map(|(name, size, sha256)| ArtifactInfo {

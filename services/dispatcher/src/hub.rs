@@ -42,6 +42,8 @@ pub struct WorkerEntry {
     pub updating: bool,
     /// `update_perry` to send once idle.
     pub update_pending: bool,
+    /// When the worker was told to update.
+    pub updating_since: Option<std::time::Instant>,
     /// The socket.
     pub tx: SocketTx,
 }
@@ -231,6 +233,7 @@ impl Hub {
         let update = if w.jobs.is_empty() && w.reserved == 0 && w.update_pending {
             w.update_pending = false;
             w.updating = true;
+            w.updating_since = Some(std::time::Instant::now());
             Some(w.tx.clone())
         } else {
             None
@@ -238,6 +241,40 @@ impl Hub {
         drop(inner);
         self.capacity_changed();
         update
+    }
+
+    /// Job ids this worker connection holds.
+    pub fn held_jobs(&self, worker_id: &str) -> Vec<String> {
+        self.lock()
+            .workers
+            .get(worker_id)
+            .map(|w| w.jobs.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Give jobs again to a worker that was told to update more than `timeout` ago and never
+    /// answered.
+    pub fn expire_update(&self, worker_id: &str, timeout: std::time::Duration) {
+        let expired = {
+            let mut inner = self.lock();
+            match inner.workers.get_mut(worker_id) {
+                Some(w)
+                    if w.updating && w.updating_since.is_some_and(|t| t.elapsed() > timeout) =>
+                {
+                    w.updating = false;
+                    w.updating_since = None;
+                    true
+                }
+                _ => false,
+            }
+        };
+        if expired {
+            tracing::warn!(
+                worker_id,
+                "no update_result after update_perry; dispatching to the worker again"
+            );
+            self.capacity_changed();
+        }
     }
 
     /// Mark a worker as updating (or done updating).
@@ -263,6 +300,7 @@ impl Hub {
             }
             if w.jobs.is_empty() && w.reserved == 0 {
                 w.updating = true;
+                w.updating_since = Some(std::time::Instant::now());
                 now.push(w.tx.clone());
             } else {
                 w.update_pending = true;
@@ -367,6 +405,7 @@ mod tests {
             reserved: 0,
             updating: false,
             update_pending: false,
+            updating_since: None,
             tx,
         };
         (entry, rx)

@@ -185,14 +185,29 @@ async fn assign_in_db(
             .bind(job_id)
             .fetch_one(&mut *tx)
             .await?;
-    let credentials = match sealed {
-        Some(s) => {
-            let plain = ctx.cipher.open(&s, job_id.as_bytes())?;
-            serde_json::from_slice(&plain)?
-        }
-        None => serde_json::json!({}),
+    let credentials = match sealed.map(|s| ctx.cipher.open(&s, job_id.as_bytes())) {
+        Some(Ok(plain)) => serde_json::from_slice(&plain).ok(),
+        Some(Err(_)) => None,
+        None => Some(serde_json::json!({})),
     };
-    let manifest: serde_json::Value = serde_json::from_str(&job.manifest)?;
+    let manifest = serde_json::from_str::<serde_json::Value>(&job.manifest).ok();
+    let (Some(credentials), Some(manifest)) = (credentials, manifest) else {
+        // Retrying cannot help (wrong credentials key, corrupted row): fail the job clearly.
+        tracing::error!(
+            job_id,
+            "job cannot be dispatched: credentials or manifest unreadable"
+        );
+        jobs::finish_failed(
+            &mut tx,
+            &job,
+            state::FAILED,
+            "The job's stored credentials or manifest cannot be read",
+        )
+        .await?;
+        tx.commit().await?;
+        ctx.deps.notify_outbox();
+        return Ok(None);
+    };
     let (token, hash) = auth::new_token();
     let now = now_ms();
     let new_attempt = attempt + 1;

@@ -30,9 +30,15 @@ const POSITION_INTERVAL: Duration = Duration::from_secs(5);
 /// Run a subscriber session for `job_id` until the socket closes.
 pub async fn run(ctx: &Ctx, conn: &mut Conn, job_id: String) {
     let job = if uuid::Uuid::parse_str(&job_id).is_ok() {
-        match ctx.deps.pool.acquire().await {
-            Ok(mut c) => jobs::load(&mut c, &job_id).await.ok().flatten(),
+        let loaded = match ctx.deps.pool.acquire().await {
+            Ok(mut c) => jobs::load(&mut c, &job_id).await,
+            Err(e) => Err(e),
+        };
+        match loaded {
+            Ok(job) => job,
             Err(error) => {
+                // Never an `error` frame (fatal to the CLI) for a transient failure: close, and
+                // the CLI reconnects and subscribes again.
                 tracing::error!(%error, "database unavailable for subscribe");
                 conn.close(1011, "temporarily unavailable");
                 return;

@@ -34,6 +34,10 @@ pub struct Hello {
     pub perry_version: Option<String>,
 }
 
+/// A worker told to update that never answers `update_result` (builder-macos and
+/// builder-windows ignore `update_perry`) takes jobs again after this long.
+const UPDATE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// Capabilities as the hub uses them: lower-case, known targets only, no duplicates.
 pub fn normalize_capabilities(caps: Option<Vec<String>>) -> Vec<String> {
     let caps = caps.unwrap_or_else(|| vec!["macos".to_owned()]);
@@ -109,6 +113,7 @@ pub async fn run(ctx: &Ctx, conn: &mut Conn, hello: Hello) {
         reserved: 0,
         updating: needs_update,
         update_pending: false,
+        updating_since: needs_update.then(std::time::Instant::now),
         tx: conn.tx.clone(),
     });
     if needs_update {
@@ -271,9 +276,15 @@ impl Session<'_> {
             return Ok(Some(a));
         }
         let now = now_ms();
+        // Only a job whose previous connection is gone (closed, or silent past the silence
+        // window) can be re-attached; a live connection keeps its job (D8).
+        let silence_ms =
+            i64::try_from(self.ctx.settings.silence_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
         let res = sqlx::query(
             "UPDATE jobs SET worker_id = ?, dispatcher_id = ?, lease_expires_ms = ? \
-             WHERE id = ? AND worker_name = ? AND state IN ('assigned', 'running') AND lease_expires_ms > ?",
+             WHERE id = ? AND worker_name = ? AND state IN ('assigned', 'running') AND lease_expires_ms > ? \
+             AND NOT EXISTS (SELECT 1 FROM workers w WHERE w.id = jobs.worker_id AND w.id <> ? \
+                             AND w.disconnected_ms IS NULL AND w.last_seen_ms > ?)",
         )
         .bind(self.id)
         .bind(&*self.ctx.instance_id)
@@ -281,6 +292,8 @@ impl Session<'_> {
         .bind(job_id)
         .bind(self.name)
         .bind(now)
+        .bind(self.id)
+        .bind(now - silence_ms)
         .execute(&self.ctx.deps.pool)
         .await?;
         if res.rows_affected() == 0 {
@@ -349,38 +362,62 @@ impl Session<'_> {
         let Some(attempt) = self.held(job_id).await? else {
             return Ok(());
         };
-        let mut tx = self.ctx.deps.pool.begin().await?;
-        let Some(job) = Self::lock_current(&mut tx, job_id, attempt).await? else {
-            ignored("stale_attempt");
-            drop(tx);
-            self.free(job_id, attempt);
-            return Ok(());
-        };
-        let ending = end_attempt(
-            &mut tx,
-            &job,
-            success,
-            needs_finishing,
-            error,
-            reported.len(),
-        )
-        .await?;
-        tx.commit().await?;
-        self.ctx.deps.notify_outbox();
+        let ending = self
+            .end(
+                job_id,
+                attempt,
+                success,
+                needs_finishing,
+                error,
+                reported.len(),
+            )
+            .await;
+        // Whatever happened, this attempt's slot is free now (once).
+        self.free(job_id, attempt);
         match ending {
-            Ending::Finishing => {
+            Ok(Some(Ending::Finishing)) => {
                 tracing::info!(job_id, "stage 1 finished; handing over to the finisher")
             }
-            Ending::Completed(bill) => {
+            Ok(Some(Ending::Completed(bill))) => {
                 tracing::info!(job_id, "job completed");
                 if let Some(customer) = bill {
                     crate::billing::bill(&self.ctx.settings.polar, &customer, job_id);
                 }
             }
-            Ending::Failed => tracing::info!(job_id, "job ended unsuccessfully"),
+            Ok(Some(Ending::Failed)) => tracing::info!(job_id, "job ended unsuccessfully"),
+            Ok(None) => ignored("stale_attempt"),
+            Err(error) => {
+                // The outcome could not be recorded: expire the lease so the finisher requeues
+                // (or fails) the job instead of leaving it running forever.
+                tracing::error!(%error, job_id, "recording a completion failed; expiring the lease");
+                let _ = sqlx::query("UPDATE jobs SET lease_expires_ms = ? WHERE id = ? AND attempt = ? AND state IN ('assigned', 'running')")
+                    .bind(now_ms())
+                    .bind(job_id)
+                    .bind(attempt)
+                    .execute(&self.ctx.deps.pool)
+                    .await;
+            }
         }
-        self.free(job_id, attempt);
         Ok(())
+    }
+
+    async fn end(
+        &self,
+        job_id: &str,
+        attempt: i32,
+        success: bool,
+        needs_finishing: Option<&str>,
+        error: Option<&str>,
+        reported: usize,
+    ) -> anyhow::Result<Option<Ending>> {
+        let mut tx = self.ctx.deps.pool.begin().await?;
+        let Some(job) = Self::lock_current(&mut tx, job_id, attempt).await? else {
+            return Ok(None);
+        };
+        let ending = end_attempt(&mut tx, &job, success, needs_finishing, error, reported).await?;
+        tx.commit().await?;
+        self.ctx.deps.notify_outbox();
+        Ok(Some(ending))
     }
 
     /// Dormant distribution handshake (§5.5): without a verifier, proceed at once.
@@ -447,12 +484,24 @@ impl Session<'_> {
             if now - last_seen.load(std::sync::atomic::Ordering::Relaxed) > silence_ms {
                 continue;
             }
+            self.ctx.hub.expire_update(self.id, UPDATE_TIMEOUT);
             let pool = &self.ctx.deps.pool;
-            let renewed = sqlx::query("UPDATE jobs SET lease_expires_ms = ? WHERE worker_id = ? AND state IN ('assigned', 'running')")
-                .bind(now + self.ctx.settings.lease_ms())
-                .bind(self.id)
-                .execute(pool)
-                .await;
+            let held = self.ctx.hub.held_jobs(self.id);
+            let renewed = if held.is_empty() {
+                Ok(Default::default())
+            } else {
+                let marks = vec!["?"; held.len()].join(", ");
+                let sql = format!(
+                    "UPDATE jobs SET lease_expires_ms = ? WHERE worker_id = ? AND state IN ('assigned', 'running') AND id IN ({marks})"
+                );
+                let mut q = sqlx::query(&sql)
+                    .bind(now + self.ctx.settings.lease_ms())
+                    .bind(self.id);
+                for id in &held {
+                    q = q.bind(id);
+                }
+                q.execute(pool).await
+            };
             let seen = sqlx::query("UPDATE workers SET last_seen_ms = ? WHERE id = ?")
                 .bind(now)
                 .bind(self.id)
@@ -548,7 +597,7 @@ async fn end_attempt(
             .await?;
             return Ok(Ending::Finishing);
         }
-        let artifacts = jobs::visible_artifacts(tx, &job.id).await?;
+        let artifacts = jobs::attempt_artifacts(tx, &job.id, job.attempt).await?;
         let published: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM job_events WHERE job_id = ? AND kind = 'published'",
         )

@@ -100,8 +100,13 @@ async fn serve(
     .bind(job_id)
     .fetch_optional(&deps.pool)
     .await?;
+    // An unknown job is answered like a wrong token (§3.8 checks the token first), so the
+    // endpoint does not tell which job ids exist.
     let Some(job) = job else {
-        return Err(not_found("unknown"));
+        return Err(Refusal::new(
+            "forbidden",
+            ApiError::forbidden("Invalid job token"),
+        ));
     };
     let authorization = headers
         .get(header::AUTHORIZATION)

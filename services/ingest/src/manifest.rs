@@ -19,7 +19,7 @@ pub const MAX_PROJECT_BYTES: usize = 255;
 /// A checked manifest.
 #[derive(Debug, Clone)]
 pub struct BuildManifest {
-    /// The manifest text as received, forwarded to the worker unchanged.
+    /// The manifest text as received (target lower-cased), forwarded to the worker.
     pub text: String,
     /// The one target, lower-cased.
     pub target: String,
@@ -31,7 +31,7 @@ pub struct BuildManifest {
 pub fn parse_manifest(text: &str) -> ApiResult<BuildManifest> {
     let value: Value = serde_json::from_str(text)
         .map_err(|e| ApiError::bad_request(format!("Invalid manifest JSON: {e}")))?;
-    let Value::Object(map) = value else {
+    let Value::Object(mut map) = value else {
         return Err(ApiError::bad_request(
             "Invalid manifest: expected a JSON object",
         ));
@@ -43,8 +43,24 @@ pub fn parse_manifest(text: &str) -> ApiResult<BuildManifest> {
     required_string(&map, "version")?;
     required_string(&map, "entry")?;
     let project = project(&map)?;
+    // Forward the manifest unchanged, except that a target sent in another case is rewritten
+    // in lower case, as workers match it exactly (A9).
+    let as_sent = map
+        .get("targets")
+        .and_then(|t| t.get(0))
+        .and_then(Value::as_str)
+        == Some(target.as_str());
+    let text = if as_sent {
+        text.trim().to_owned()
+    } else {
+        map.insert(
+            "targets".into(),
+            Value::Array(vec![Value::String(target.clone())]),
+        );
+        Value::Object(map).to_string()
+    };
     Ok(BuildManifest {
-        text: text.trim().to_owned(),
+        text,
         target,
         project,
     })
@@ -169,7 +185,16 @@ mod tests {
         let m = parse_manifest(GOOD).unwrap();
         assert_eq!(m.target, "linux");
         assert_eq!(m.project, "com.example.app");
-        assert_eq!(m.text, GOOD);
+        let forwarded: Value = serde_json::from_str(&m.text).unwrap();
+        let mut expected: Value = serde_json::from_str(GOOD).unwrap();
+        expected["targets"] = serde_json::json!(["linux"]);
+        assert_eq!(forwarded, expected, "only the target's case changes");
+        let lower = GOOD.replace("Linux", "linux");
+        assert_eq!(
+            parse_manifest(&lower).unwrap().text,
+            lower,
+            "a lower-case manifest is forwarded byte for byte"
+        );
     }
 
     #[test]

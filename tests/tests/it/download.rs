@@ -1157,7 +1157,7 @@ async fn path_tricks_in_the_job_id_are_404_and_never_reach_the_store() {
         &[("Authorization", &auth)],
     )
     .await;
-    assert_eq!(status, 404, "an unknown job is 404 NOT_FOUND");
+    assert_eq!(status, 403, "an unknown job is answered like a wrong token");
     hub.stop().await;
 }
 
