@@ -95,7 +95,11 @@ pub struct Reservation {
 pub struct Hub {
     inner: Mutex<Inner>,
     capacity: watch::Sender<u64>,
+    failed_subscribes: Mutex<HashMap<std::net::IpAddr, (u32, std::time::Instant)>>,
 }
+
+/// Unknown-job subscriptions allowed per client address and minute (D35).
+pub const FAILED_SUBSCRIBE_LIMIT: u32 = 20;
 
 impl std::fmt::Debug for Hub {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -108,6 +112,7 @@ impl Default for Hub {
         Self {
             inner: Mutex::new(Inner::default()),
             capacity: watch::channel(0).0,
+            failed_subscribes: Mutex::new(HashMap::new()),
         }
     }
 }
@@ -122,6 +127,27 @@ impl Hub {
         self.inner
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Record a subscription to an unknown job from `addr`; false once the address is over
+    /// [`FAILED_SUBSCRIBE_LIMIT`] in the current minute.
+    pub fn note_failed_subscribe(&self, addr: std::net::IpAddr) -> bool {
+        let mut map = self
+            .failed_subscribes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = std::time::Instant::now();
+        if map.len() > 10_000 {
+            map.retain(|_, (_, start)| {
+                now.duration_since(*start) < std::time::Duration::from_secs(60)
+            });
+        }
+        let entry = map.entry(addr).or_insert((0, now));
+        if now.duration_since(entry.1) >= std::time::Duration::from_secs(60) {
+            *entry = (0, now);
+        }
+        entry.0 += 1;
+        entry.0 <= FAILED_SUBSCRIBE_LIMIT
     }
 
     /// Wake every dispatch pump (a worker came, left, freed a slot or finished updating).
@@ -458,6 +484,18 @@ mod tests {
         jobs.sort();
         assert_eq!(jobs, vec![("a".to_owned(), 1), ("b".to_owned(), 2)]);
         assert!(hub.reserve("linux").is_none());
+    }
+
+    #[test]
+    fn unknown_job_subscriptions_are_throttled_per_address() {
+        let hub = Hub::default();
+        let a: std::net::IpAddr = "203.0.113.1".parse().unwrap();
+        let b: std::net::IpAddr = "203.0.113.2".parse().unwrap();
+        for _ in 0..FAILED_SUBSCRIBE_LIMIT {
+            assert!(hub.note_failed_subscribe(a));
+        }
+        assert!(!hub.note_failed_subscribe(a));
+        assert!(hub.note_failed_subscribe(b));
     }
 
     #[test]

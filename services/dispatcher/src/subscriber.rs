@@ -49,6 +49,15 @@ pub async fn run(ctx: &Ctx, conn: &mut Conn, job_id: String) {
     };
     let Some(job) = job else {
         ignored("subscribe_unknown_job");
+        let allowed = conn
+            .addr
+            .is_none_or(|a| ctx.hub.note_failed_subscribe(a.ip()));
+        if !allowed {
+            // Guessing job ids (D35): slow down and answer nothing.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            conn.close(CLOSE_POLICY, "too many subscriptions to unknown jobs");
+            return;
+        }
         send_frame(
             &conn.tx,
             &Outgoing::ws_error(None, WsErrorCode::JobNotFound, "Job not found"),

@@ -86,6 +86,9 @@ pub async fn upload_artifact(
     if let Some(sha) = meta.sha256 {
         options = options.with_sha256(sha);
     }
+    // Deletes the object if the request is dropped (client gone) before the row commits.
+    let mut guard = crate::builds::BlobGuard::new(state.deps.blob.clone(), key.clone());
+    guard.arm();
     let put = state
         .deps
         .blob
@@ -99,11 +102,12 @@ pub async fn upload_artifact(
         meta: &meta,
     };
     match record(&state, &job, &token_hash, &stored).await {
-        Ok(answer) => Ok(Json(answer)),
+        Ok(answer) => {
+            guard.keep();
+            Ok(Json(answer))
+        }
         Err(e) => {
-            if let Err(error) = state.deps.blob.delete(&key).await {
-                tracing::error!(%error, artifact_id, "cannot delete a rejected artifact");
-            }
+            guard.discard().await;
             Err(e)
         }
     }

@@ -69,7 +69,7 @@ pub async fn create_build(
         state: &state,
         job_id: &job_id,
         idempotency_key: idempotency_key.as_deref(),
-        tarball: TarballGuard::new(state.deps.blob.clone(), jobs::tarball_key(&job_id)),
+        tarball: BlobGuard::new(state.deps.blob.clone(), jobs::tarball_key(&job_id)),
     };
     let outcome = match kind {
         BodyKind::Multipart(boundary) => form::read(&mut intake, bearer, body, boundary).await,
@@ -96,7 +96,7 @@ pub struct Intake<'a> {
     /// The request's `Idempotency-Key`.
     pub idempotency_key: Option<&'a str>,
     /// The stored tarball, deleted unless the job is created.
-    pub tarball: TarballGuard,
+    pub tarball: BlobGuard,
 }
 
 /// Where reading the request ended.
@@ -180,16 +180,17 @@ fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
     Ok(Some(key.to_owned()))
 }
 
-/// Deletes the job's tarball unless told to keep it: explicitly on every error path, and from
-/// a spawned task if the request is dropped half-way.
-pub struct TarballGuard {
+/// Deletes a stored object (a build's tarball, an uploaded artifact) unless told to keep it:
+/// explicitly on every error path, and from a spawned task if the request is dropped half-way.
+pub struct BlobGuard {
     blob: DynBlobStore,
     key: String,
     armed: bool,
 }
 
-impl TarballGuard {
-    fn new(blob: DynBlobStore, key: String) -> Self {
+impl BlobGuard {
+    /// A guard for `key` (disarmed until [`BlobGuard::arm`]).
+    pub fn new(blob: DynBlobStore, key: String) -> Self {
         Self {
             blob,
             key,
@@ -222,7 +223,7 @@ impl TarballGuard {
     }
 }
 
-impl Drop for TarballGuard {
+impl Drop for BlobGuard {
     fn drop(&mut self) {
         if !self.armed {
             return;
