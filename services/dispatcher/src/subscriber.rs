@@ -27,7 +27,8 @@ const PAGE: u32 = 500;
 /// How often the queue position is refreshed.
 const POSITION_INTERVAL: Duration = Duration::from_secs(5);
 
-/// Run a subscriber session for `job_id` until the socket closes.
+/// Run a subscriber session for `job_id` until the socket closes. Database work is boxed at
+/// each await so the idle session (thousands of them) stays a small future.
 pub async fn run(ctx: &Ctx, conn: &mut Conn, job_id: String) {
     let job = if uuid::Uuid::parse_str(&job_id).is_ok() {
         let loaded = match ctx.deps.pool.acquire().await {
@@ -88,7 +89,7 @@ pub async fn run(ctx: &Ctx, conn: &mut Conn, job_id: String) {
             estimated_wait_secs: None,
         },
     );
-    if let Err(error) = sub.catch_up(true).await {
+    if let Err(error) = Box::pin(sub.catch_up(true)).await {
         tracing::warn!(%error, job_id = %job.id, "backlog replay failed; retrying shortly");
         lagged.store(true, Ordering::Relaxed);
     }
@@ -98,19 +99,19 @@ pub async fn run(ctx: &Ctx, conn: &mut Conn, job_id: String) {
         tokio::select! {
             ev = rx.recv() => {
                 let Some(ev) = ev else { break };
-                if let Err(error) = sub.on_event(ev).await {
+                if let Err(error) = Box::pin(sub.on_event(ev)).await {
                     tracing::warn!(%error, job_id = %sub.job_id, "event delivery failed; catching up later");
                     lagged.store(true, Ordering::Relaxed);
                 }
             }
             _ = tick.tick() => {
                 if lagged.swap(false, Ordering::Relaxed) {
-                    if let Err(error) = sub.catch_up(false).await {
+                    if let Err(error) = Box::pin(sub.catch_up(false)).await {
                         tracing::warn!(%error, "catch-up failed");
                         lagged.store(true, Ordering::Relaxed);
                     }
                 }
-                if let Err(error) = sub.refresh_position().await {
+                if let Err(error) = Box::pin(sub.refresh_position()).await {
                     tracing::debug!(%error, "position refresh failed");
                 }
             }
@@ -118,7 +119,7 @@ pub async fn run(ctx: &Ctx, conn: &mut Conn, job_id: String) {
                 let Some(msg) = msg else { break };
                 match decode(&msg) {
                     Some(Ok(Incoming::Cancel { job_id })) if job_id == sub.job_id => {
-                        if let Err(error) = sub.cancel().await {
+                        if let Err(error) = Box::pin(sub.cancel()).await {
                             tracing::error!(%error, job_id = %sub.job_id, "cancel failed");
                         }
                     }

@@ -155,12 +155,12 @@ async fn handle(ctx: Ctx, socket: WebSocket, addr: Option<SocketAddr>) {
                 perry_version,
             };
             gauge("worker").inc();
-            crate::worker::run(&ctx, &mut conn, hello).await;
+            Box::pin(crate::worker::run(&ctx, &mut conn, hello)).await;
             gauge("worker").dec();
         }
         Some(Incoming::Subscribe { job_id }) => {
             gauge("cli").inc();
-            crate::subscriber::run(&ctx, &mut conn, job_id).await;
+            Box::pin(crate::subscriber::run(&ctx, &mut conn, job_id)).await;
             gauge("cli").dec();
         }
         Some(other) => {
