@@ -266,24 +266,12 @@ pub async fn finish_failed(
     Ok(())
 }
 
-/// Visible (non-intermediate) artifacts of a job, for `complete.artifacts`.
+/// Visible (non-intermediate) artifacts of a job, all attempts.
 pub async fn visible_artifacts(
     conn: &mut MySqlConnection,
     job_id: &str,
 ) -> Result<Vec<ArtifactInfo>, sqlx::Error> {
-    let rows: Vec<(String, i64, String)> =
-        sqlx::query_as("SELECT name, size, sha256 FROM artifacts WHERE job_id = ? AND hidden = FALSE ORDER BY created_ms, name")
-            .bind(job_id)
-            .fetch_all(conn)
-            .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(name, size, sha256)| ArtifactInfo {
-            name,
-            size: u64::try_from(size).unwrap_or(0),
-            sha256,
-        })
-        .collect())
+    artifacts_where(conn, job_id, None).await
 }
 
 /// Visible artifacts uploaded by one attempt (the success test and `complete.artifacts`).
@@ -292,10 +280,20 @@ pub async fn attempt_artifacts(
     job_id: &str,
     attempt: i32,
 ) -> Result<Vec<ArtifactInfo>, sqlx::Error> {
+    artifacts_where(conn, job_id, Some(attempt)).await
+}
+
+async fn artifacts_where(
+    conn: &mut MySqlConnection,
+    job_id: &str,
+    attempt: Option<i32>,
+) -> Result<Vec<ArtifactInfo>, sqlx::Error> {
     let rows: Vec<(String, i64, String)> = sqlx::query_as(
-        "SELECT name, size, sha256 FROM artifacts WHERE job_id = ? AND attempt = ? AND hidden = FALSE ORDER BY created_ms, name",
+        "SELECT name, size, sha256 FROM artifacts WHERE job_id = ? AND (? IS NULL OR attempt = ?) AND hidden = FALSE \
+         ORDER BY created_ms, name",
     )
     .bind(job_id)
+    .bind(attempt)
     .bind(attempt)
     .fetch_all(conn)
     .await?;

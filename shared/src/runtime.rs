@@ -109,6 +109,25 @@ impl Deps {
         ]
     }
 
+    /// Serve `app` plus the health routes (`checks` for `/readyz`) on `listener` until the
+    /// shutdown token fires, then stop background work and close connections. The body of
+    /// every service's `run`.
+    pub async fn serve(
+        &self,
+        listener: tokio::net::TcpListener,
+        app: axum::Router,
+        checks: Vec<Arc<dyn ReadyCheck>>,
+        service: &'static str,
+    ) -> anyhow::Result<()> {
+        let app = crate::http::finish_router(app.merge(crate::http::health_router(checks)));
+        tracing::info!(addr = %listener.local_addr()?, public_url = %self.hub.public_url(), "{service} listening");
+        let cancel = self.cancel.clone();
+        let served =
+            crate::http::serve(listener, app, async move { cancel.cancelled().await }).await;
+        self.shutdown(Duration::from_secs(10)).await;
+        served.map_err(|e| anyhow::anyhow!("serving HTTP: {e}"))
+    }
+
     /// Cancel background work and wait (up to `grace`) for it to finish; close connections.
     pub async fn shutdown(&self, grace: Duration) {
         self.cancel.cancel();

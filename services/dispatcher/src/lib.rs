@@ -15,7 +15,7 @@ pub mod subscriber;
 pub mod worker;
 pub mod ws;
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use axum::{routing::any, Router};
@@ -191,14 +191,9 @@ pub async fn run(
     .await?;
     deps.spawn_relay();
     let ctx = start(&deps, config.settings.clone())?;
-    let app = shared::http::finish_router(
-        router(ctx).merge(shared::http::health_router(deps.ready_checks())),
-    );
-    tracing::info!(addr = %listener.local_addr()?, "dispatcher listening");
-    let c = cancel.clone();
-    shared::http::serve(listener, app, async move { c.cancelled().await }).await?;
-    deps.shutdown(Duration::from_secs(10)).await;
-    Ok(())
+    let checks = deps.ready_checks();
+    deps.serve(listener, router(ctx), checks, "dispatcher")
+        .await
 }
 
 #[cfg(test)]

@@ -150,16 +150,8 @@ pub async fn run(
         .into_iter()
         .filter(|check| check.name() != "rabbitmq")
         .collect();
-    let app = shared::http::finish_router(
-        router(AppState::new(&deps).with_trust_forwarded_for(config.trust_forwarded_for))
-            .merge(shared::http::health_router(checks)),
-    );
-    let addr = listener.local_addr()?;
-    tracing::info!(%addr, blob = deps.blob.backend(), "download listening");
-    let c = cancel.clone();
-    shared::http::serve(listener, app, async move { c.cancelled().await }).await?;
-    deps.shutdown(Duration::from_secs(10)).await;
-    Ok(())
+    let app = router(AppState::new(&deps).with_trust_forwarded_for(config.trust_forwarded_for));
+    deps.serve(listener, app, checks, "download").await
 }
 
 /// Count one request outcome in the `downloads` metric family.

@@ -18,7 +18,7 @@ pub mod stage2;
 pub mod sweep;
 pub mod vm;
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
 use clap::Parser;
 use shared::{
@@ -135,12 +135,14 @@ pub async fn run(
     .await?;
     deps.spawn_relay();
     start(&deps, config.settings.clone())?;
-    let app = shared::http::finish_router(shared::http::health_router(deps.ready_checks()));
-    tracing::info!(addr = %listener.local_addr()?, "finisher listening (health and metrics)");
-    let c = cancel.clone();
-    shared::http::serve(listener, app, async move { c.cancelled().await }).await?;
-    deps.shutdown(Duration::from_secs(10)).await;
-    Ok(())
+    let checks = deps.ready_checks();
+    deps.serve(
+        listener,
+        axum::Router::new(),
+        checks,
+        "finisher (health and metrics)",
+    )
+    .await
 }
 
 #[cfg(test)]

@@ -30,7 +30,7 @@ pub mod openapi;
 pub mod status;
 pub mod workers;
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use axum::{
@@ -262,13 +262,6 @@ pub async fn run(
     .await?;
     deps.spawn_relay();
     let state = AppState::new(&deps, config.settings.clone())?;
-    let app = shared::http::finish_router(
-        router(state).merge(shared::http::health_router(deps.ready_checks())),
-    );
-    tracing::info!(addr = %listener.local_addr()?, public_url = %deps.hub.public_url(), "ingest listening");
-    let c = cancel.clone();
-    let served = shared::http::serve(listener, app, async move { c.cancelled().await }).await;
-    cancel.cancel();
-    deps.shutdown(Duration::from_secs(10)).await;
-    served.context("serving HTTP")
+    let checks = deps.ready_checks();
+    deps.serve(listener, router(state), checks, "ingest").await
 }
