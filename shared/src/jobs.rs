@@ -216,7 +216,15 @@ pub async fn requeue_lost(
         },
     )
     .await?;
-    announce_queued(conn, job_id, &job.target, job.attempt, job.priority).await?;
+    // One level above its tier: the job goes ahead of those submitted after it (§5.2).
+    announce_queued(
+        conn,
+        job_id,
+        &job.target,
+        job.attempt,
+        job.priority.saturating_add(1),
+    )
+    .await?;
     Ok(LostOutcome::Requeued)
 }
 

@@ -59,8 +59,9 @@ pub const TARGETS: &[&str] = &[
     "macos-sign",
 ];
 
-/// The highest message priority (pro jobs); free jobs use 1.
-pub const MAX_PRIORITY: u8 = 10;
+/// The highest message priority: pro jobs use 10 and free jobs 1; a requeued job is published
+/// one level above its tier so it goes ahead of jobs submitted after it (it keeps its place).
+pub const MAX_PRIORITY: u8 = 11;
 
 /// Logical exchanges. Names on the broker are prefixed (see [`Topology`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

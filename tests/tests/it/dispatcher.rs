@@ -540,3 +540,44 @@ async fn a_pro_publish_past_the_monthly_limit_is_billed_to_polar_once() {
     );
     hub.stop().await;
 }
+
+#[tokio::test]
+async fn a_requeued_job_goes_ahead_of_jobs_submitted_after_it() {
+    let hub = TestHub::start().await;
+    let (_, license) = hub.insert_license("free").await;
+    let first = hub.insert_job(license, "linux", 1, b"t", json!({})).await;
+    let mut lost = hub.worker("lost", &["linux"], 1).await;
+    assert_eq!(lost.assignment().await["job_id"], first.as_str());
+    let later = hub.insert_job(license, "linux", 1, b"t", json!({})).await;
+    hub.outbox_drained().await;
+    lost.ws.close().await;
+    // Past the re-attach window: the finisher's reaper requeues the first job.
+    let deadline = tokio::time::Instant::now() + perry_hub_tests::WAIT;
+    while hub
+        .db()
+        .count("workers", "disconnected_ms IS NOT NULL")
+        .await
+        == 0
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "disconnect not recorded"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    sqlx::query("UPDATE jobs SET lease_expires_ms = 1 WHERE id = ?")
+        .bind(&first)
+        .execute(hub.pool())
+        .await
+        .unwrap();
+    hub.wait_state(&first, "queued").await;
+    hub.outbox_drained().await;
+    let mut next = hub.worker("next", &["linux"], 1).await;
+    assert_eq!(
+        next.assignment().await["job_id"],
+        first.as_str(),
+        "the requeued job keeps its place"
+    );
+    assert_eq!(hub.job_state(&later).await, "queued");
+    hub.stop().await;
+}
