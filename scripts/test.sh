@@ -18,6 +18,14 @@ curl -sf -u guest:guest "$mgmt?columns=name" 2>/dev/null \
   | grep -oE '"name":"t[0-9a-f]{12}\.[a-z0-9.-]+"' | cut -d'"' -f4 \
   | while read -r q; do curl -sf -u guest:guest -X DELETE "$mgmt/$q" >/dev/null || true; done || true
 
+# Databases of earlier runs (each test creates `perry_test_<time>_<random>`), dropped before the
+# run rather than by the tests themselves, so no test waits on another's clean-up.
+db_args=(-h 127.0.0.1 -P "${PERRY_DB_PORT:-3306}" -u "${PERRY_DB_USER:-perry}" "-p${PERRY_DB_PASSWORD:-perry}")
+if command -v mariadb >/dev/null 2>&1; then
+  mariadb "${db_args[@]}" -N -e "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE 'perry\\_test\\_%'" 2>/dev/null \
+    | while read -r db; do mariadb "${db_args[@]}" -e "DROP DATABASE IF EXISTS \`$db\`" </dev/null 2>/dev/null || true; done || true
+fi
+
 export PERRY_DB_USER="${PERRY_DB_USER:-perry}"
 export PERRY_DB_PASSWORD="${PERRY_DB_PASSWORD:-perry}"
 export PERRY_DB_NAME="${PERRY_DB_NAME:-perry_hub}"

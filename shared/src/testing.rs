@@ -33,7 +33,7 @@ pub fn unique(prefix: &str) -> String {
     )
 }
 
-/// A fresh, migrated database. Databases of earlier runs older than an hour are dropped.
+/// A fresh, migrated database (`scripts/test.sh` drops those of earlier runs before a run).
 pub struct TestDb {
     /// Pool on the new database.
     pub pool: MySqlPool,
@@ -54,24 +54,6 @@ impl TestDb {
         .await
         .unwrap_or_else(|e| panic!("connect to MySQL (run scripts/ensure-services.sh): {e:#}"));
         let now_s = now_ms() / 1000;
-        let stale: Vec<String> = sqlx::query_scalar(
-            "SELECT CAST(SCHEMA_NAME AS CHAR) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE 'perry\\_test\\_%'",
-        )
-        .fetch_all(&admin)
-        .await
-        .unwrap_or_default();
-        for db in stale {
-            let created = db
-                .split('_')
-                .nth(2)
-                .and_then(|s| s.parse::<i64>().ok())
-                .unwrap_or(0);
-            if now_s - created > 3600 {
-                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS `{db}`"))
-                    .execute(&admin)
-                    .await;
-            }
-        }
         let name = format!(
             "perry_test_{now_s}_{}",
             &uuid::Uuid::new_v4().simple().to_string()[..10]
