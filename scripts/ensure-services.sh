@@ -113,6 +113,9 @@ ensure_s3() {
     fi
     mkdir -p "$S3_DIR"
     log "starting s3s-fs on 127.0.0.1:$S3_PORT (data in $S3_DIR)"
+    # Start from / so the server never depends on the caller's working directory (it resolves
+    # object paths against it, and a removed checkout would break every request).
+    cd /
     nohup setsid "$bin" --host 127.0.0.1 --port "$S3_PORT" \
       --access-key "${PERRY_TEST_S3_ACCESS_KEY:-perry}" \
       --secret-key "${PERRY_TEST_S3_SECRET_KEY:-perrysecret}" \
