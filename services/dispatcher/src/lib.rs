@@ -8,6 +8,7 @@
 //! - [`hub`]: who is connected to this process.
 
 pub mod billing;
+pub mod completion;
 pub mod fanout;
 pub mod hub;
 pub mod pump;
