@@ -359,15 +359,15 @@ impl BlobConfig {
     }
 
     /// Build the configured store.
-    pub async fn build(&self) -> anyhow::Result<std::sync::Arc<dyn crate::blob::BlobStore>> {
+    pub async fn build(&self) -> anyhow::Result<std::sync::Arc<dyn blob::BlobStore>> {
         use anyhow::Context;
         Ok(match self.backend {
             BlobBackend::Fs => std::sync::Arc::new(
-                crate::blob::FsBlobStore::new(self.dir.clone())
+                blob::FsBlobStore::new(self.dir.clone())
                     .with_context(|| format!("opening blob directory {}", self.dir.display()))?,
             ),
             BlobBackend::S3 => std::sync::Arc::new(
-                crate::blob::S3BlobStore::new(crate::blob::S3Settings {
+                blob::S3BlobStore::new(blob::S3Settings {
                     bucket: self.s3_bucket.clone(),
                     endpoint: self.s3_endpoint.clone(),
                     region: self.s3_region.clone(),

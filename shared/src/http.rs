@@ -17,8 +17,8 @@ use axum::{
 };
 use tokio::net::TcpListener;
 
-pub use crate::protocol::ErrorCode;
-use crate::protocol::{ErrorBody, ErrorDetail, UsageInfo};
+pub use protocol::ErrorCode;
+use protocol::{ErrorBody, ErrorDetail, UsageInfo};
 
 /// An error answered with the JSON envelope and a stable code.
 #[derive(Debug)]
@@ -113,16 +113,16 @@ impl From<crate::queue::Error> for ApiError {
     }
 }
 
-impl From<crate::blob::BlobError> for ApiError {
-    fn from(e: crate::blob::BlobError) -> Self {
-        use crate::blob::BlobError;
+impl From<blob::BlobError> for ApiError {
+    fn from(e: blob::BlobError) -> Self {
+        use blob::BlobError;
         match e {
             BlobError::TooLarge { limit } => Self::too_large(limit),
             BlobError::ShaMismatch => {
                 Self::bad_request("SHA-256 of the received bytes does not match")
             }
             BlobError::NotFound => Self::not_found("Not found"),
-            BlobError::Source(src) if crate::b64::is_decode_error(&src) => {
+            BlobError::Source(src) if blob::b64::is_decode_error(&src) => {
                 Self::bad_request(format!("Invalid base64 body: {src}"))
             }
             BlobError::Source(src) => Self::bad_request(format!("Body could not be read: {src}")),
@@ -258,7 +258,7 @@ impl ReadyCheck for BrokerReady {
 }
 
 /// Blob store readiness.
-pub struct BlobReady(pub Arc<dyn crate::blob::BlobStore>);
+pub struct BlobReady(pub Arc<dyn blob::BlobStore>);
 
 #[async_trait]
 impl ReadyCheck for BlobReady {

@@ -9,9 +9,9 @@ use crate::{
     auth,
     clock::now_ms,
     db::append_event,
-    protocol::{ArtifactInfo, Outgoing},
     queue::{self, outbox, Message},
 };
+use protocol::{ArtifactInfo, Outgoing};
 
 /// Requeues after lost workers before a job fails (so at most four dispatches per stage).
 pub const MAX_RETRIES: i32 = 3;

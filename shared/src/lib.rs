@@ -1,11 +1,8 @@
 //! Infrastructure shared by the Perry Hub services, and the job data layer they all write.
 //!
 //! - [`config`]: typed configuration fragments read from the environment (clap `env`).
-//! - [`protocol`]: serde types for every HTTP body and WebSocket frame of the wire contract.
 //! - [`db`]: MySQL pool, the embedded [`MIGRATOR`] and small query helpers.
 //! - [`queue`]: RabbitMQ topology, the outbox relay and a typed consumer.
-//! - [`blob`]: the streaming, hashing, size-limited [`blob::BlobStore`] (filesystem and S3).
-//! - [`b64`]: streaming base64 encode/decode for the legacy text bodies.
 //! - [`jobs`]: the job lifecycle transitions (queue, requeue, fail) shared by the services.
 //! - [`auth`]: random tokens stored hashed, constant-time comparison, AES-GCM credentials.
 //! - [`http`]: the JSON error envelope, health/readiness/metrics routes and serving helpers.
@@ -13,15 +10,12 @@
 //! - [`telemetry`], [`shutdown`], [`clock`].
 
 pub mod auth;
-pub mod b64;
-pub mod blob;
 pub mod clock;
 pub mod config;
 pub mod db;
 pub mod http;
 pub mod jobs;
 pub mod metrics;
-pub mod protocol;
 pub mod queue;
 pub mod runtime;
 pub mod shutdown;

@@ -9,11 +9,11 @@ use tokio::sync::Notify;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
-    blob::BlobStore,
     config::{AmqpConfig, BlobConfig, DbConfig, HubConfig},
     http::{BlobReady, BrokerReady, DbReady, ReadyCheck},
     queue::{outbox::Relay, Broker},
 };
+use blob::BlobStore;
 
 /// Shared handles of one process. Cheap to clone.
 #[derive(Clone)]

@@ -8,10 +8,10 @@ use clap::Parser;
 use sqlx::MySqlPool;
 
 use crate::{
-    blob::{S3BlobStore, S3Settings},
     clock::now_ms,
     config::{AmqpConfig, BlobConfig, DbConfig, HubConfig, Secret},
 };
+use blob::{S3BlobStore, S3Settings};
 
 #[derive(Parser, Debug)]
 struct EnvConfig {

@@ -14,11 +14,11 @@ use std::{
     time::{Duration, Instant},
 };
 
+use blob::{BlobStore, ByteStream, PutOptions};
 use futures_util::StreamExt;
 use perry_hub_tests::{HubOptions, TestHub};
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use shared::blob::{BlobStore, ByteStream, PutOptions};
 
 const MIB: u64 = 1024 * 1024;
 const SIZE: u64 = 512 * MIB;
@@ -110,8 +110,7 @@ async fn drain(mut s: ByteStream) -> u64 {
 async fn blob_stores() {
     println!("\n## Blob stores: 512 MiB put then get");
     let dir = perry_hub_tests::tempdir::TempDir::new("perry-bench-fs");
-    let fs: Arc<dyn BlobStore> =
-        Arc::new(shared::blob::FsBlobStore::new(dir.0.clone()).expect("fs store"));
+    let fs: Arc<dyn BlobStore> = Arc::new(blob::FsBlobStore::new(dir.0.clone()).expect("fs store"));
     let (s3, _) = shared::testing::s3_store().await;
     for (label, store) in [("fs", fs), ("s3 (s3s-fs)", s3 as Arc<dyn BlobStore>)] {
         let (put, d_put, m_put) =
@@ -237,7 +236,7 @@ async fn ingest() {
     let manifest = json!({"app_name":"bench","bundle_id":"com.example.bench","version":"1.0.0","entry":"src/main.ts","targets":["linux"]});
     let hasher = Arc::new(Mutex::new(Sha256::new()));
     let h = hasher.clone();
-    let b64 = shared::b64::encode_stream(Box::pin(generated(SIZE).map(move |c| {
+    let b64 = blob::b64::encode_stream(Box::pin(generated(SIZE).map(move |c| {
         if let Ok(c) = &c {
             h.lock().map(|mut h| h.update(c)).ok();
         }
@@ -277,7 +276,7 @@ async fn ingest() {
             println!(
                 "   {:7.1} MiB/s of tarball ({} MiB base64 on the wire), peak RSS +{m} MiB, sha256 matches: {}",
                 rate(SIZE, d),
-                shared::b64::encoded_len(SIZE) / MIB,
+                blob::b64::encoded_len(SIZE) / MIB,
                 stored.as_deref() == Some(expected.as_str())
             );
         }

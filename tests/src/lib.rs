@@ -4,11 +4,11 @@
 
 use std::{sync::Arc, time::Duration};
 
+use blob::{BlobStore, PutOptions};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use shared::{
     auth,
-    blob::{BlobStore, PutOptions},
     clock::now_ms,
     config::{AmqpConfig, BlobConfig, HubConfig},
     runtime::Deps,
@@ -245,7 +245,7 @@ impl TestHub {
     ) -> String {
         let id = uuid::Uuid::new_v4().to_string();
         let key = shared::jobs::tarball_key(&id);
-        let stream = shared::blob::stream_from_bytes(tarball.to_vec());
+        let stream = blob::stream_from_bytes(tarball.to_vec());
         let put = self
             .deps
             .blob
@@ -302,7 +302,7 @@ impl TestHub {
             .blob
             .put(
                 &key,
-                shared::blob::stream_from_bytes(data.to_vec()),
+                blob::stream_from_bytes(data.to_vec()),
                 PutOptions::new(u64::MAX),
             )
             .await
@@ -577,7 +577,7 @@ pub async fn put_bytes(store: &Arc<dyn BlobStore>, key: &str, data: Vec<u8>) {
     store
         .put(
             key,
-            shared::blob::stream_from_bytes(data),
+            blob::stream_from_bytes(data),
             PutOptions::new(u64::MAX),
         )
         .await

@@ -24,7 +24,7 @@ pub async fn overage_customer(
     .fetch_optional(conn)
     .await?;
     Ok(row.and_then(|(tier, customer, publishes)| {
-        let limit = shared::protocol::Tier::Pro.monthly_publish_limit();
+        let limit = protocol::Tier::Pro.monthly_publish_limit();
         let over = tier == "pro" && u32::try_from(publishes).unwrap_or(0) > limit;
         customer.filter(|c| over && !c.is_empty())
     }))

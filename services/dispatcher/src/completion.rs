@@ -1,10 +1,10 @@
 //! How an attempt ends (§5.1): stage-1 hand-off, completion (usage counted once, overage
 //! billed) or failure. Runs in the caller's transaction with the job locked.
 
+use protocol::{ArtifactInfo, Outgoing};
 use shared::{
     clock::now_ms,
     jobs::{self, state, Job},
-    protocol::{ArtifactInfo, Outgoing},
     queue::{outbox, Message},
 };
 use sqlx::MySqlConnection;

@@ -3,12 +3,10 @@
 //! subscribers resynchronise from MySQL, so events published while the queue did not exist
 //! are not lost, and cancels and updates that may have been missed are re-derived from MySQL.
 
-use shared::{
-    protocol::Outgoing,
-    queue::{
-        consumer::{self, Disposition, Received, Source},
-        Message,
-    },
+use protocol::Outgoing;
+use shared::queue::{
+    consumer::{self, Disposition, Received, Source},
+    Message,
 };
 
 use crate::{

@@ -13,7 +13,7 @@ use std::{
 use axum::extract::ws::Message as WsMessage;
 use tokio::sync::{mpsc, watch};
 
-use shared::protocol::Outgoing;
+use protocol::Outgoing;
 
 /// Sends frames to one socket's writer task.
 pub type SocketTx = mpsc::UnboundedSender<WsMessage>;

@@ -11,11 +11,11 @@ use lapin::{
     options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions},
     types::FieldTable,
 };
+use protocol::Outgoing;
 use shared::{
     auth,
     clock::now_ms,
     jobs::{self, state},
-    protocol::Outgoing,
     queue::{outbox::decode, Backoff, Message, BROKER_TIMEOUT, TARGETS},
 };
 

@@ -6,11 +6,11 @@
 
 use std::{sync::atomic::Ordering, time::Duration};
 
+use protocol::{Incoming, Outgoing, WsErrorCode};
 use shared::{
     clock::now_ms,
     db::{self, StoredEvent},
     jobs::{self, state},
-    protocol::{Incoming, Outgoing, WsErrorCode},
     queue::{outbox, Message},
 };
 

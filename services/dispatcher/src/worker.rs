@@ -4,11 +4,11 @@
 
 use std::collections::HashMap;
 
+use protocol::{ArtifactInfo, Incoming, Outgoing, WsErrorCode};
 use shared::{
     clock::now_ms,
     db,
     jobs::{self, state, Job},
-    protocol::{ArtifactInfo, Incoming, Outgoing, WsErrorCode},
 };
 use sqlx::MySqlConnection;
 

@@ -22,11 +22,11 @@ use futures_util::{
     stream::{SplitSink, SplitStream},
     SinkExt, StreamExt,
 };
+use protocol::{parse_incoming, FrameError, Incoming};
 use shared::{
     clock::now_ms,
     http::PeerAddr,
     metrics::{self, label},
-    protocol::{parse_incoming, FrameError, Incoming},
 };
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;

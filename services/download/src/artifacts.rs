@@ -160,7 +160,7 @@ enum Opened {
     /// A redirect to a presigned URL (raw download from S3 with presigning on).
     Redirect(Response),
     /// The object to stream, and its audit row.
-    Body(shared::blob::BlobObject, u64),
+    Body(blob::BlobObject, u64),
 }
 
 /// Open the artifact's bytes (or presign them) and write the audit row. Any error leaves the

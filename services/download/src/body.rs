@@ -4,7 +4,7 @@
 //! A3); a client that sends `Accept: application/octet-stream` gets the raw bytes, and may ask
 //! for one byte range. Either way the body is streamed from the blob store chunk by chunk
 //! (base64 is encoded on the fly), so memory does not grow with the object size, and
-//! `Content-Length` is known up front ([`shared::b64::encoded_len`] for base64).
+//! `Content-Length` is known up front ([`blob::b64::encoded_len`] for base64).
 //!
 //! [`stream`] and [`response`] are the exact code path of the handlers, public so that a
 //! benchmark can measure it without a database.
@@ -20,8 +20,8 @@ use axum::{
     http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode},
     response::Response,
 };
+use blob::{BlobObject, ByteRange, ByteStream};
 use futures_util::{Stream, StreamExt};
-use shared::blob::{BlobObject, ByteRange, ByteStream};
 
 use crate::audit::Completion;
 
@@ -124,7 +124,7 @@ pub fn content_disposition(name: &str) -> HeaderValue {
 /// The body of `object` in `encoding`, streamed: base64 is encoded chunk by chunk.
 pub fn stream(body: ByteStream, encoding: Encoding) -> ByteStream {
     match encoding {
-        Encoding::Base64 => Box::pin(shared::b64::encode_stream(body)),
+        Encoding::Base64 => Box::pin(blob::b64::encode_stream(body)),
         Encoding::Raw => body,
     }
 }
@@ -132,7 +132,7 @@ pub fn stream(body: ByteStream, encoding: Encoding) -> ByteStream {
 /// Number of bytes the body of `object` has in `encoding` (its `Content-Length`).
 pub fn length(object: &BlobObject, encoding: Encoding) -> u64 {
     match encoding {
-        Encoding::Base64 => shared::b64::encoded_len(object.content_length()),
+        Encoding::Base64 => blob::b64::encoded_len(object.content_length()),
         Encoding::Raw => object.content_length(),
     }
 }

@@ -36,9 +36,9 @@ use axum::{
     routing::get,
     Router,
 };
+use blob::BlobError;
 use clap::Parser;
 use shared::{
-    blob::BlobError,
     config::{AmqpConfig, BlobConfig, DbConfig, HubConfig},
     http::{ApiError, ErrorCode},
     runtime::Deps,

@@ -5,10 +5,10 @@
 //! progress, `artifact_ready` for the signed artifact and the one final `complete`. The bundle
 //! itself is never offered to the CLI.
 
+use protocol::Outgoing;
 use shared::{
     clock::now_ms,
     jobs::{self, state, Job},
-    protocol::Outgoing,
     queue::{
         consumer::{self, Disposition, Received, Source},
         Message,

@@ -5,10 +5,10 @@ use axum::{
     extract::FromRequestParts,
     http::{header, request::Parts, HeaderMap},
 };
+use protocol::Tier;
 use shared::{
     auth,
     http::{ApiError, ApiResult},
-    protocol::Tier,
 };
 use sqlx::MySqlConnection;
 

@@ -3,14 +3,14 @@
 //! existing account gets an additional token (A11).
 
 use axum::{extract::State, http::HeaderMap, Json};
+use protocol::{
+    AccountCreateRequest, AccountCreateResponse, AccountResponse, AccountUpdateRequest,
+    AccountUsage, OkResponse, Tier,
+};
 use shared::{
     auth,
     clock::{self, now_ms},
     http::{ApiError, ApiJson, ApiResult},
-    protocol::{
-        AccountCreateRequest, AccountCreateResponse, AccountResponse, AccountUpdateRequest,
-        AccountUsage, OkResponse, Tier,
-    },
 };
 use sqlx::MySqlConnection;
 

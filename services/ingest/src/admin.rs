@@ -4,12 +4,12 @@
 //! broadcast that every dispatcher delivers to its idle workers (busy ones get it when idle).
 
 use axum::{body::Bytes, extract::State, Json};
+use protocol::{
+    AdminWorker, AdminWorkersResponse, UpdatePerryRequest, UpdatePerryResponse, WorkerSummary,
+};
 use shared::{
     db,
     http::{ApiError, ApiResult},
-    protocol::{
-        AdminWorker, AdminWorkersResponse, UpdatePerryRequest, UpdatePerryResponse, WorkerSummary,
-    },
     queue::{outbox, Message},
 };
 

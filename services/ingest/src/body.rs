@@ -11,13 +11,11 @@ use axum::{
     body::Body,
     http::{header, HeaderMap},
 };
+use blob::ByteStream;
 use bytes::Bytes;
 use futures_util::{stream, Stream, StreamExt, TryStreamExt};
 use serde::de::DeserializeOwned;
-use shared::{
-    blob::ByteStream,
-    http::{ApiError, ApiResult},
-};
+use shared::http::{ApiError, ApiResult};
 
 use crate::errors::{self, BodyTooLarge};
 

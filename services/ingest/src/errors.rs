@@ -1,11 +1,9 @@
 //! The errors ingest answers with, each a [`shared::http::ApiError`] with a stable code of
 //! PROTOCOL.md §2.2, plus the mapping of blob-store and multipart failures to 4xx answers.
 
-use shared::{
-    blob::BlobError,
-    http::{ApiError, ErrorCode},
-    protocol::{Tier, UsageInfo, LOGIN_URL},
-};
+use blob::BlobError;
+use protocol::{Tier, UsageInfo, LOGIN_URL};
+use shared::http::{ApiError, ErrorCode};
 
 /// 401 `LICENSE_INVALID`: unknown licence key.
 pub fn license_invalid() -> ApiError {
@@ -142,7 +140,7 @@ pub fn classify_put_error(error: BlobError, what: &str) -> UploadError {
             "SHA-256 of the received {what} does not match the declared one"
         ))),
         BlobError::Source(source) => {
-            if shared::b64::is_decode_error(&source) {
+            if blob::b64::is_decode_error(&source) {
                 return UploadError::Api(ApiError::bad_request(format!(
                     "Invalid base64 in {what}: {source}"
                 )));

@@ -39,10 +39,10 @@ use axum::{
     Router,
 };
 use clap::Parser;
+use protocol::Tier;
 use shared::{
     auth::CredentialCipher,
     config::{AmqpConfig, BlobConfig, DbConfig, HubConfig},
-    protocol::Tier,
     runtime::Deps,
 };
 use tokio::net::TcpListener;

@@ -4,12 +4,12 @@
 use std::net::IpAddr;
 
 use axum::{body::Bytes, extract::State, http::HeaderMap, Json};
+use protocol::{RegisterRequest, RegisterResponse, Tier, VerifyRequest, VerifyResponse};
 use sha2::{Digest, Sha256};
 use shared::{
     auth,
     clock::now_ms,
     http::{ApiError, ApiJson, ApiResult, PeerAddr},
-    protocol::{RegisterRequest, RegisterResponse, Tier, VerifyRequest, VerifyResponse},
 };
 
 use crate::{access, body, errors, limits, AppState};

@@ -3,7 +3,8 @@
 //! rolling windows of accepted hits per bucket (`rate_events`: `build:<license_id>`,
 //! `register:addr:<ip>`, `register:device:<sha256>`). Hits are recorded only on acceptance.
 
-use shared::{clock, http::ApiResult, protocol::Tier};
+use protocol::Tier;
+use shared::{clock, http::ApiResult};
 use sqlx::MySqlConnection;
 
 use crate::{access::LicenseRow, errors};

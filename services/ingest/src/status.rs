@@ -1,7 +1,8 @@
 //! `GET /api/v1/status` (§3.1): public health and capacity summary.
 
 use axum::{extract::State, Json};
-use shared::{http::ApiResult, protocol::StatusResponse};
+use protocol::StatusResponse;
+use shared::http::ApiResult;
 
 use crate::{workers, AppState};
 

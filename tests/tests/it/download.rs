@@ -679,10 +679,10 @@ async fn a_64_mib_artifact_round_trips_as_base64_and_raw_with_matching_sha256() 
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(
         header_str(&resp, "content-length"),
-        shared::b64::encoded_len(64 << 20).to_string()
+        blob::b64::encoded_len(64 << 20).to_string()
     );
     let body = resp.bytes_stream().map_err(std::io::Error::other);
-    let mut decoded = shared::b64::decode_stream(Box::pin(body));
+    let mut decoded = blob::b64::decode_stream(Box::pin(body));
     let (mut hasher, mut n) = (Sha256::new(), 0usize);
     while let Some(chunk) = decoded.next().await {
         let chunk = chunk.expect("valid base64 stream");
@@ -1274,13 +1274,13 @@ async fn the_download_service_runs_alone_without_rabbitmq_audits_the_proxied_cli
         .await
         .expect("readyz");
     assert_eq!(ready.status(), StatusCode::OK);
-    let store = shared::blob::FsBlobStore::new(dir.0.clone()).expect("store");
+    let store = blob::FsBlobStore::new(dir.0.clone()).expect("store");
     let data = bytes(1_234, 23);
-    shared::blob::BlobStore::put(
+    blob::BlobStore::put(
         &store,
         "artifacts/solo",
-        shared::blob::stream_from_bytes(data.clone()),
-        shared::blob::PutOptions::new(1 << 20),
+        blob::stream_from_bytes(data.clone()),
+        blob::PutOptions::new(1 << 20),
     )
     .await
     .expect("put");

@@ -7,11 +7,11 @@ use std::{
     time::Duration,
 };
 
+use blob::{BlobStore, ByteStream, PutOptions};
 use futures_util::StreamExt;
 use perry_hub_tests::WAIT;
 use sha2::{Digest, Sha256};
 use shared::{
-    blob::{BlobStore, ByteStream, PutOptions},
     queue::{
         consumer::{self, Disposition, Source},
         outbox::{self, Relay},
@@ -241,8 +241,7 @@ async fn stream_512_mib_each_way(store: Arc<dyn BlobStore>, label: &str) {
 #[tokio::test]
 async fn filesystem_store_streams_512_mib_each_way_in_bounded_memory() {
     let dir = perry_hub_tests::tempdir::TempDir::new("perry-fs-stream");
-    let store: Arc<dyn BlobStore> =
-        Arc::new(shared::blob::FsBlobStore::new(dir.0.clone()).unwrap());
+    let store: Arc<dyn BlobStore> = Arc::new(blob::FsBlobStore::new(dir.0.clone()).unwrap());
     stream_512_mib_each_way(store, "fs").await;
 }
 
@@ -264,9 +263,7 @@ async fn oversized_put_fails_and_leaves_no_object_in_s3() {
         )
         .await
         .unwrap_err();
-    assert!(
-        matches!(err, shared::blob::BlobError::TooLarge { limit } if limit == 10 * 1024 * 1024)
-    );
+    assert!(matches!(err, blob::BlobError::TooLarge { limit } if limit == 10 * 1024 * 1024));
     assert!(
         store.list("").await.unwrap().is_empty(),
         "nothing is left behind"

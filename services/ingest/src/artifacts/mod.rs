@@ -19,15 +19,16 @@ use axum::{
     http::{header, HeaderMap},
     Json,
 };
+use blob::b64;
+use blob::{BlobError, ByteStream, PutOptions, PutResult};
+use protocol::ArtifactUploadResponse;
 use shared::{
-    auth, b64,
-    blob::{BlobError, ByteStream, PutOptions, PutResult},
+    auth,
     clock::now_ms,
     db,
     http::{ApiError, ApiResult},
     jobs::{self, state},
     metrics,
-    protocol::ArtifactUploadResponse,
 };
 use sqlx::MySqlConnection;
 

@@ -6,13 +6,11 @@
 use std::io;
 
 use axum::body::Body;
+use blob::b64;
+use blob::{ByteStream, PutOptions};
 use futures_util::TryStreamExt;
-use shared::{
-    b64,
-    blob::{ByteStream, PutOptions},
-    http::{ApiError, ApiResult},
-    protocol::BuildResponse,
-};
+use protocol::BuildResponse;
+use shared::http::{ApiError, ApiResult};
 
 use super::{submit, Intake, Outcome, Parsed, Tarball};
 use crate::{
@@ -150,10 +148,7 @@ impl Form {
 
     /// Before the tarball: with the manifest and the principal known, run checks 4–7 now so a
     /// refused build stores nothing (and answer an idempotent retry at once).
-    async fn gate(
-        &mut self,
-        intake: &Intake<'_>,
-    ) -> ApiResult<Option<shared::protocol::BuildResponse>> {
+    async fn gate(&mut self, intake: &Intake<'_>) -> ApiResult<Option<protocol::BuildResponse>> {
         if self.manifest.is_none() {
             return Ok(None);
         }

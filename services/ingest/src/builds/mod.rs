@@ -30,11 +30,11 @@ use axum::{
     http::{header, HeaderMap},
     Json,
 };
+use blob::{DynBlobStore, PutResult};
+use protocol::BuildResponse;
 use shared::{
-    blob::{DynBlobStore, PutResult},
     http::{ApiError, ApiResult},
     jobs,
-    protocol::BuildResponse,
 };
 
 use crate::{

@@ -12,11 +12,9 @@ use axum::{
     http::{HeaderMap, HeaderValue},
 };
 use base64::Engine as _;
-use shared::{
-    blob::PutOptions,
-    http::{ApiError, ApiResult, ErrorCode},
-    protocol::BuildResponse,
-};
+use blob::PutOptions;
+use protocol::BuildResponse;
+use shared::http::{ApiError, ApiResult, ErrorCode};
 
 use super::{submit, Intake, Outcome, Parsed, Tarball};
 use crate::{

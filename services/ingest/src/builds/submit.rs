@@ -7,12 +7,12 @@
 //! through the outbox. A Bearer submission from an account without a licence creates its
 //! (not device-bound) licence here, and syncs the licence's tier with the account's.
 
+use protocol::{BuildResponse, Tier};
 use shared::{
     auth,
     clock::{self, now_ms},
     http::ApiResult,
     jobs, metrics,
-    protocol::{BuildResponse, Tier},
 };
 use sqlx::MySqlConnection;
 

@@ -49,7 +49,7 @@ async fn a_512_mib_base64_tarball_streams_in_with_flat_memory() {
     );
     let tail = format!("\r\n--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"license_key\"\r\n\r\n{key}\r\n--{BOUNDARY}--\r\n");
     let raw = stream::iter(0..CHUNKS).map(|i| Ok::<_, io::Error>(Bytes::from(chunk(i))));
-    let encoded = shared::b64::encode_stream(Box::pin(raw));
+    let encoded = blob::b64::encode_stream(Box::pin(raw));
     let body = stream::once(async move { Ok(Bytes::from(head)) })
         .chain(encoded)
         .chain(stream::once(async move { Ok(Bytes::from(tail)) }));
@@ -85,7 +85,7 @@ async fn a_512_mib_base64_tarball_streams_in_with_flat_memory() {
     let growth_mib = peak.saturating_sub(before) / 1024;
     println!(
         "ingest: 512 MiB tarball ({} MiB base64) in {:.1} s ({:.0} MiB/s), RSS before {} MiB, peak {} MiB (+{growth_mib} MiB, client and server in one process)",
-        shared::b64::encoded_len(512 * MIB as u64) / MIB as u64,
+        blob::b64::encoded_len(512 * MIB as u64) / MIB as u64,
         elapsed.as_secs_f64(),
         512.0 / elapsed.as_secs_f64(),
         before / 1024,

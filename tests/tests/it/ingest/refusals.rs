@@ -2,8 +2,9 @@
 //! checks, and nothing left behind (no job row, outbox row, rate hit, binding or blob).
 
 use perry_hub_tests::{HubOptions, TestHub};
+use protocol::LOGIN_URL;
 use serde_json::json;
-use shared::{config::HubConfig, protocol::LOGIN_URL};
+use shared::config::HubConfig;
 
 use super::support::{
     self, assert_error, b64, cli_form, leftovers, manifest, multipart, post, post_build, BOUNDARY,
