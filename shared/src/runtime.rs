@@ -143,3 +143,17 @@ impl Deps {
         self.pool.close().await;
     }
 }
+
+/// Run `fut` on the current runtime, tracked so that shutdown waits for it. Outside a runtime
+/// (a drop during process teardown) the work is skipped with a warning.
+pub fn spawn_tracked<F>(tracker: &TaskTracker, fut: F)
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) => {
+            handle.spawn(tracker.track_future(fut));
+        }
+        Err(_) => tracing::warn!("no runtime to finish tracked work"),
+    }
+}

@@ -58,7 +58,7 @@ pub struct TestHub {
     /// HTTP client.
     pub http: reqwest::Client,
     /// The dispatcher context.
-    pub dispatcher: dispatcher::Ctx,
+    pub dispatcher: dispatcher::AppState,
     cancel: CancellationToken,
     server: tokio::task::JoinHandle<()>,
     _fs_dir: Option<tempdir::TempDir>,

@@ -10,17 +10,17 @@ use shared::queue::{
 };
 
 use crate::{
-    hub::{send_frame, SubEvent},
-    Ctx,
+    registry::{send_frame, SubEvent},
+    AppState,
 };
 
 /// Start the fan-out consumer.
-pub fn spawn(ctx: &Ctx) {
+pub fn spawn(ctx: &AppState) {
     let c = ctx.clone();
     let source = Source::Instance(ctx.instance_id.to_string());
     let broker = ctx.deps.broker.clone();
     let cancel = ctx.deps.cancel.clone();
-    let hub = ctx.hub.clone();
+    let registry = ctx.registry.clone();
     let reconcile_ctx = ctx.clone();
     ctx.deps.tracker.spawn(async move {
         consumer::run(
@@ -29,10 +29,10 @@ pub fn spawn(ctx: &Ctx) {
             256,
             cancel,
             move || {
-                let hub = hub.clone();
+                let registry = registry.clone();
                 let c = reconcile_ctx.clone();
                 async move {
-                    hub.resync_all();
+                    registry.resync_all();
                     if let Err(error) = reconcile(&c).await {
                         tracing::warn!(%error, "reconciling cancels and updates failed");
                     }
@@ -47,13 +47,15 @@ pub fn spawn(ctx: &Ctx) {
     });
 }
 
-fn handle(ctx: &Ctx, message: Message) -> Disposition {
+fn handle(ctx: &AppState, message: Message) -> Disposition {
     match message {
         Message::JobEvent {
             job_id, seq, frame, ..
-        } => ctx.hub.deliver(&job_id, &SubEvent::Event { seq, frame }),
+        } => ctx
+            .registry
+            .deliver(&job_id, &SubEvent::Event { seq, frame }),
         Message::CancelJob { job_id, attempt } => {
-            if let Some(tx) = ctx.hub.worker_holding(&job_id, attempt) {
+            if let Some(tx) = ctx.registry.worker_holding(&job_id, attempt) {
                 send_frame(
                     &tx,
                     &Outgoing::Cancel {
@@ -64,7 +66,7 @@ fn handle(ctx: &Ctx, message: Message) -> Disposition {
             }
         }
         Message::UpdatePerry { .. } => {
-            for tx in ctx.hub.request_update(None) {
+            for tx in ctx.registry.request_update(None) {
                 send_frame(&tx, &Outgoing::UpdatePerry);
             }
         }
@@ -77,7 +79,7 @@ fn handle(ctx: &Ctx, message: Message) -> Disposition {
 /// Messages published while this instance's queue did not exist (start-up, broker outage) are
 /// not delivered; derive what they would have said from MySQL: cancels of jobs held here, and
 /// updates for local workers whose version differs from the expected one.
-async fn reconcile(ctx: &Ctx) -> Result<(), sqlx::Error> {
+async fn reconcile(ctx: &AppState) -> Result<(), sqlx::Error> {
     let pool = &ctx.deps.pool;
     let cancels: Vec<(String, i32)> = sqlx::query_as(
         "SELECT id, attempt FROM jobs WHERE cancel_requested = TRUE AND state IN ('assigned', 'running') AND dispatcher_id = ?",
@@ -86,7 +88,7 @@ async fn reconcile(ctx: &Ctx) -> Result<(), sqlx::Error> {
     .fetch_all(pool)
     .await?;
     for (job_id, attempt) in cancels {
-        if let Some(tx) = ctx.hub.worker_holding(&job_id, attempt) {
+        if let Some(tx) = ctx.registry.worker_holding(&job_id, attempt) {
             send_frame(&tx, &Outgoing::Cancel { job_id });
         }
     }
@@ -105,7 +107,7 @@ async fn reconcile(ctx: &Ctx) -> Result<(), sqlx::Error> {
     .await?
     .into_iter()
     .collect();
-    for tx in ctx.hub.request_update(Some(&outdated)) {
+    for tx in ctx.registry.request_update(Some(&outdated)) {
         send_frame(&tx, &Outgoing::UpdatePerry);
     }
     Ok(())

@@ -5,13 +5,15 @@
 //! - [`subscriber`]: CLI sessions: backlog replay then live events, without gap or duplicate.
 //! - [`pump`]: one consumer per target queue, with prefetch equal to the free slots here.
 //! - [`fanout`]: this instance's queue of job events and control messages.
-//! - [`hub`]: who is connected to this process.
+//! - [`registry`]: who is connected to this process (workers with their slots, subscribers).
+//! - [`conn`]: one connection after the handshake (frames out, frames in, liveness).
 
 pub mod billing;
 pub mod completion;
+pub mod conn;
 pub mod fanout;
-pub mod hub;
 pub mod pump;
+pub mod registry;
 pub mod subscriber;
 pub mod worker;
 pub mod ws;
@@ -33,7 +35,7 @@ use tokio_util::sync::CancellationToken;
 #[derive(Debug, Clone, Parser)]
 #[command(
     name = "dispatcher",
-    about = "Perry Hub dispatcher: worker and CLI WebSockets, per-target queues"
+    about = "Perry Registry dispatcher: worker and CLI WebSockets, per-target queues"
 )]
 pub struct Config {
     /// Address to bind.
@@ -109,11 +111,11 @@ impl Default for Settings {
 
 /// Everything a session needs.
 #[derive(Clone)]
-pub struct Ctx {
+pub struct AppState {
     /// Process handles.
     pub deps: Deps,
     /// Local sockets.
-    pub hub: Arc<hub::Hub>,
+    pub registry: Arc<registry::Registry>,
     /// Timing.
     pub settings: Arc<Settings>,
     /// Credentials decryption.
@@ -122,9 +124,9 @@ pub struct Ctx {
     pub instance_id: Arc<str>,
 }
 
-impl std::fmt::Debug for Ctx {
+impl std::fmt::Debug for AppState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Ctx")
+        f.debug_struct("AppState")
             .field("instance_id", &self.instance_id)
             .finish_non_exhaustive()
     }
@@ -151,11 +153,11 @@ pub fn validate(hub: &HubConfig, settings: &Settings) -> anyhow::Result<()> {
 }
 
 /// Start the dispatcher's background tasks (pumps, fan-out, presence) and return its context.
-pub fn start(deps: &Deps, settings: Settings) -> anyhow::Result<Ctx> {
+pub fn start(deps: &Deps, settings: Settings) -> anyhow::Result<AppState> {
     let key = deps.hub.credentials_key().context("credentials key")?;
-    let ctx = Ctx {
+    let ctx = AppState {
         deps: deps.clone(),
-        hub: Arc::new(hub::Hub::default()),
+        registry: Arc::new(registry::Registry::default()),
         settings: Arc::new(settings),
         cipher: CredentialCipher::new(&key),
         instance_id: uuid::Uuid::new_v4().to_string().into(),
@@ -166,12 +168,12 @@ pub fn start(deps: &Deps, settings: Settings) -> anyhow::Result<Ctx> {
 }
 
 /// `/ws` on the public HTTP origin.
-pub fn router(ctx: Ctx) -> Router {
+pub fn router(ctx: AppState) -> Router {
     Router::new().route("/ws", any(ws::upgrade)).with_state(ctx)
 }
 
 /// The legacy WebSocket listener: any path upgrades.
-pub fn legacy_router(ctx: Ctx) -> Router {
+pub fn legacy_router(ctx: AppState) -> Router {
     Router::new().fallback(ws::upgrade).with_state(ctx)
 }
 

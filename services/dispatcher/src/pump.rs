@@ -20,12 +20,12 @@ use shared::{
 };
 
 use crate::{
-    hub::{send_frame, Reservation},
-    Ctx,
+    registry::{send_frame, Reservation},
+    AppState,
 };
 
 /// Start one pump per known target.
-pub fn spawn_all(ctx: &Ctx) {
+pub fn spawn_all(ctx: &AppState) {
     for target in TARGETS {
         let ctx = ctx.clone();
         ctx.deps
@@ -35,12 +35,12 @@ pub fn spawn_all(ctx: &Ctx) {
     }
 }
 
-async fn pump(ctx: Ctx, target: &'static str) {
-    let mut capacity = ctx.hub.watch_capacity();
+async fn pump(ctx: AppState, target: &'static str) {
+    let mut capacity = ctx.registry.watch_capacity();
     let mut backoff = Backoff::default();
     let cancel = ctx.deps.cancel.clone();
     loop {
-        let free = ctx.hub.free_slots(target);
+        let free = ctx.registry.free_slots(target);
         if free == 0 {
             tokio::select! {
                 () = cancel.cancelled() => return,
@@ -68,7 +68,7 @@ async fn pump(ctx: Ctx, target: &'static str) {
 /// caller re-creates the consumer with the new prefetch). Closing the channel returns any
 /// unacked delivery to the queue.
 async fn consume(
-    ctx: &Ctx,
+    ctx: &AppState,
     target: &'static str,
     prefetch: usize,
     capacity: &mut tokio::sync::watch::Receiver<u64>,
@@ -91,7 +91,7 @@ async fn consume(
             () = ctx.deps.cancel.cancelled() => break Ok(()),
             r = capacity.changed() => {
                 if r.is_err() { break Ok(()) }
-                let free = ctx.hub.free_slots(target);
+                let free = ctx.registry.free_slots(target);
                 if free == 0 || free > prefetch { break Ok(()) }
             }
             next = consumer.next() => {
@@ -135,18 +135,19 @@ enum Assign {
     Retry,
 }
 
-async fn assign(ctx: &Ctx, target: &str, job_id: &str, attempt: i32) -> Assign {
-    let Some(reservation) = ctx.hub.reserve(target) else {
+async fn assign(ctx: &AppState, target: &str, job_id: &str, attempt: i32) -> Assign {
+    let Some(reservation) = ctx.registry.reserve(target) else {
         return Assign::Retry;
     };
     match assign_in_db(ctx, target, job_id, attempt, &reservation).await {
         Ok(Some((frame, new_attempt))) => {
-            ctx.hub
+            ctx.registry
                 .settle(&reservation.worker_id, Some((job_id, new_attempt)));
             ctx.deps.notify_outbox();
             if !send_frame(&reservation.tx, &frame) {
                 // The worker vanished between reservation and send: free the slot, requeue.
-                ctx.hub.release(&reservation.worker_id, job_id, new_attempt);
+                ctx.registry
+                    .release(&reservation.worker_id, job_id, new_attempt);
                 requeue_after_failed_send(ctx, job_id, new_attempt).await;
             } else {
                 tracing::info!(job_id, target, worker = %reservation.worker_name, attempt = new_attempt, "job assigned");
@@ -154,11 +155,11 @@ async fn assign(ctx: &Ctx, target: &str, job_id: &str, attempt: i32) -> Assign {
             Assign::Done
         }
         Ok(None) => {
-            ctx.hub.settle(&reservation.worker_id, None);
+            ctx.registry.settle(&reservation.worker_id, None);
             Assign::Drop
         }
         Err(error) => {
-            ctx.hub.settle(&reservation.worker_id, None);
+            ctx.registry.settle(&reservation.worker_id, None);
             tracing::error!(%error, job_id, "assignment failed; requeueing the message");
             Assign::Retry
         }
@@ -167,7 +168,7 @@ async fn assign(ctx: &Ctx, target: &str, job_id: &str, attempt: i32) -> Assign {
 
 /// Assign `job_id` if it is still queued at `attempt`. Returns the `job_assign` frame.
 async fn assign_in_db(
-    ctx: &Ctx,
+    ctx: &AppState,
     target: &str,
     job_id: &str,
     attempt: i32,
@@ -249,7 +250,7 @@ async fn assign_in_db(
     Ok(Some((frame, new_attempt)))
 }
 
-async fn requeue_after_failed_send(ctx: &Ctx, job_id: &str, attempt: i32) {
+async fn requeue_after_failed_send(ctx: &AppState, job_id: &str, attempt: i32) {
     let result = async {
         let mut tx = ctx.deps.pool.begin().await?;
         let outcome = jobs::requeue_lost(&mut tx, job_id, attempt, "Builder disconnected").await?;

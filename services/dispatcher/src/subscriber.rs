@@ -15,9 +15,9 @@ use shared::{
 };
 
 use crate::{
-    hub::{send_frame, SocketTx, SubEvent},
-    ws::{decode, ignored, Conn, CLOSE_POLICY},
-    Ctx,
+    conn::{decode, ignored, Conn, CLOSE_POLICY},
+    registry::{send_frame, SocketTx, SubEvent},
+    AppState,
 };
 
 /// Most log lines replayed to a late subscriber.
@@ -29,7 +29,7 @@ const POSITION_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Run a subscriber session for `job_id` until the socket closes. Database work is boxed at
 /// each await so the idle session (thousands of them) stays a small future.
-pub async fn run(ctx: &Ctx, conn: &mut Conn, job_id: String) {
+pub async fn run(ctx: &AppState, conn: &mut Conn, job_id: String) {
     let job = if uuid::Uuid::parse_str(&job_id).is_ok() {
         let loaded = match ctx.deps.pool.acquire().await {
             Ok(mut c) => jobs::load(&mut c, &job_id).await,
@@ -52,7 +52,7 @@ pub async fn run(ctx: &Ctx, conn: &mut Conn, job_id: String) {
         ignored("subscribe_unknown_job");
         let allowed = conn
             .addr
-            .is_none_or(|a| ctx.hub.note_failed_subscribe(a.ip()));
+            .is_none_or(|a| ctx.registry.note_failed_subscribe(a.ip()));
         if !allowed {
             // Guessing job ids (D35): slow down and answer nothing.
             tokio::time::sleep(Duration::from_secs(1)).await;
@@ -67,7 +67,7 @@ pub async fn run(ctx: &Ctx, conn: &mut Conn, job_id: String) {
         return;
     };
     // Register before reading the backlog so no live event can fall between the two.
-    let (sub_id, mut rx, lagged) = ctx.hub.subscribe(&job.id);
+    let (sub_id, mut rx, lagged) = ctx.registry.subscribe(&job.id);
     let mut sub = Sub {
         ctx,
         job_id: job.id.clone(),
@@ -130,11 +130,11 @@ pub async fn run(ctx: &Ctx, conn: &mut Conn, job_id: String) {
             }
         }
     }
-    ctx.hub.unsubscribe(&job.id, sub_id);
+    ctx.registry.unsubscribe(&job.id, sub_id);
 }
 
 struct Sub<'a> {
-    ctx: &'a Ctx,
+    ctx: &'a AppState,
     job_id: String,
     tx: SocketTx,
     last_seq: i64,

@@ -14,9 +14,9 @@ use sqlx::MySqlConnection;
 
 use crate::{
     completion::{end_attempt, Ending},
-    hub::{send_frame, WorkerEntry},
-    ws::{decode, ignored, Conn, CLOSE_POLICY},
-    Ctx,
+    conn::{decode, ignored, Conn, CLOSE_POLICY},
+    registry::{send_frame, WorkerEntry},
+    AppState,
 };
 
 /// The fields of `worker_hello`.
@@ -56,7 +56,7 @@ pub fn clamp_concurrency(v: Option<i64>) -> usize {
     usize::try_from(v.unwrap_or(1).clamp(1, 16)).unwrap_or(1)
 }
 
-fn authorised(ctx: &Ctx, presented: Option<&str>) -> bool {
+fn authorised(ctx: &AppState, presented: Option<&str>) -> bool {
     let secret = &ctx.deps.hub.worker_secret;
     if secret.is_empty() {
         // Only reachable in development mode (validated at start).
@@ -66,7 +66,7 @@ fn authorised(ctx: &Ctx, presented: Option<&str>) -> bool {
 }
 
 /// Run a worker session until the socket closes.
-pub async fn run(ctx: &Ctx, conn: &mut Conn, hello: Hello) {
+pub async fn run(ctx: &AppState, conn: &mut Conn, hello: Hello) {
     let name = hello
         .name
         .as_deref()
@@ -104,7 +104,7 @@ pub async fn run(ctx: &Ctx, conn: &mut Conn, hello: Hello) {
     let expected = expected_version(ctx).await;
     let needs_update = !expected.is_empty() && version.as_deref() != Some(expected.as_str());
     tracing::info!(worker = %name, ?capabilities, max_concurrent, version = ?version, "worker connected");
-    ctx.hub.add_worker(WorkerEntry {
+    ctx.registry.add_worker(WorkerEntry {
         id: id.clone(),
         name: name.clone(),
         capabilities,
@@ -145,7 +145,7 @@ pub async fn run(ctx: &Ctx, conn: &mut Conn, hello: Hello) {
 }
 
 async fn record_hello(
-    ctx: &Ctx,
+    ctx: &AppState,
     id: &str,
     name: &str,
     caps: &[String],
@@ -170,7 +170,7 @@ async fn record_hello(
     .map(|_| ())
 }
 
-async fn expected_version(ctx: &Ctx) -> String {
+async fn expected_version(ctx: &AppState) -> String {
     match db::get_setting(&ctx.deps.pool, db::SETTING_EXPECTED_VERSION).await {
         Ok(Some(v)) => v,
         _ => ctx.deps.hub.expected_version.clone(),
@@ -178,7 +178,7 @@ async fn expected_version(ctx: &Ctx) -> String {
 }
 
 struct Session<'a> {
-    ctx: &'a Ctx,
+    ctx: &'a AppState,
     id: &'a str,
     name: &'a str,
 }
@@ -201,7 +201,7 @@ impl Session<'_> {
                 message,
                 stage,
             } => {
-                let job_id = job_id.or_else(|| self.ctx.hub.only_job(self.id));
+                let job_id = job_id.or_else(|| self.ctx.registry.only_job(self.id));
                 match job_id {
                     // Workers only ever send INTERNAL_ERROR; relay that code whatever they say.
                     Some(job_id) => {
@@ -264,7 +264,7 @@ impl Session<'_> {
     /// The attempt this connection holds for `job_id`, re-attaching a job this worker (by name)
     /// held before a reconnect if its lease is still valid.
     async fn held(&self, job_id: &str) -> Result<Option<i32>, sqlx::Error> {
-        if let Some(a) = self.ctx.hub.held_attempt(self.id, job_id) {
+        if let Some(a) = self.ctx.registry.held_attempt(self.id, job_id) {
             return Ok(Some(a));
         }
         let now = now_ms();
@@ -296,7 +296,7 @@ impl Session<'_> {
             .bind(job_id)
             .fetch_one(&self.ctx.deps.pool)
             .await?;
-        self.ctx.hub.attach(self.id, job_id, attempt);
+        self.ctx.registry.attach(self.id, job_id, attempt);
         tracing::info!(worker = %self.name, job_id, attempt, "worker re-attached to its job");
         Ok(Some(attempt))
     }
@@ -423,7 +423,7 @@ impl Session<'_> {
             message: "Verifying build".into(),
         };
         self.relay(job_id, stage, false).await?;
-        if self.ctx.hub.held_attempt(self.id, job_id).is_some() {
+        if self.ctx.registry.held_attempt(self.id, job_id).is_some() {
             send_frame(
                 &self.ctx.hub_tx(self.id),
                 &Outgoing::ProceedDistribute {
@@ -445,13 +445,13 @@ impl Session<'_> {
         } else {
             tracing::warn!(worker = %self.name, "worker update failed");
         }
-        self.ctx.hub.set_updating(self.id, false);
+        self.ctx.registry.set_updating(self.id, false);
         Ok(())
     }
 
     /// Free the slot once; deliver a pending `update_perry` if the worker is now idle.
     fn free(&self, job_id: &str, attempt: i32) {
-        if let Some(tx) = self.ctx.hub.release(self.id, job_id, attempt) {
+        if let Some(tx) = self.ctx.registry.release(self.id, job_id, attempt) {
             send_frame(&tx, &Outgoing::UpdatePerry);
         }
     }
@@ -476,9 +476,9 @@ impl Session<'_> {
             if now - last_seen.load(std::sync::atomic::Ordering::Relaxed) > silence_ms {
                 continue;
             }
-            self.ctx.hub.expire_update(self.id, UPDATE_TIMEOUT);
+            self.ctx.registry.expire_update(self.id, UPDATE_TIMEOUT);
             let pool = &self.ctx.deps.pool;
-            let held = self.ctx.hub.held_jobs(self.id);
+            let held = self.ctx.registry.held_jobs(self.id);
             let renewed = if held.is_empty() {
                 Ok(Default::default())
             } else {
@@ -507,7 +507,7 @@ impl Session<'_> {
 
     /// The socket is gone: keep its jobs for the re-attach window, then the finisher requeues.
     async fn disconnected(&self) {
-        let held = self.ctx.hub.remove_worker(self.id);
+        let held = self.ctx.registry.remove_worker(self.id);
         let now = now_ms();
         let window =
             i64::try_from(self.ctx.settings.reattach_secs.saturating_mul(1000)).unwrap_or(0);
@@ -537,9 +537,9 @@ impl Session<'_> {
     }
 }
 
-impl Ctx {
-    fn hub_tx(&self, worker_id: &str) -> crate::hub::SocketTx {
-        self.hub
+impl AppState {
+    fn hub_tx(&self, worker_id: &str) -> crate::registry::SocketTx {
+        self.registry
             .worker_tx(worker_id)
             .unwrap_or_else(|| tokio::sync::mpsc::unbounded_channel().0)
     }

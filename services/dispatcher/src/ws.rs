@@ -18,11 +18,8 @@ use axum::{
     },
     response::Response,
 };
-use futures_util::{
-    stream::{SplitSink, SplitStream},
-    SinkExt, StreamExt,
-};
-use protocol::{parse_incoming, FrameError, Incoming};
+use futures_util::{stream::SplitSink, SinkExt, StreamExt};
+use protocol::Incoming;
 use shared::{
     clock::now_ms,
     http::PeerAddr,
@@ -31,14 +28,14 @@ use shared::{
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::{hub::SocketTx, Ctx};
-
-/// Close code for policy violations (bad secret, wrong first frame).
-pub const CLOSE_POLICY: u16 = 1008;
+use crate::{
+    conn::{decode, ignored, Conn, CLOSE_POLICY},
+    AppState,
+};
 
 /// Accept `/ws` (and any path on the legacy port).
 pub async fn upgrade(
-    State(ctx): State<Ctx>,
+    State(ctx): State<AppState>,
     PeerAddr(addr): PeerAddr,
     ws: WebSocketUpgrade,
 ) -> Response {
@@ -54,65 +51,7 @@ pub async fn upgrade(
         .on_upgrade(move |socket| handle(ctx, socket, addr))
 }
 
-/// One side of a connection after the handshake.
-pub struct Conn {
-    /// Frames to send.
-    pub tx: SocketTx,
-    /// Incoming frames.
-    pub stream: SplitStream<WebSocket>,
-    /// Cancelled when the connection ends (either side).
-    pub closed: CancellationToken,
-    /// Last time anything arrived (ms).
-    pub last_seen: Arc<AtomicI64>,
-    /// Peer address.
-    pub addr: Option<SocketAddr>,
-}
-
-impl Conn {
-    /// Next frame (None when closed). Updates liveness.
-    pub async fn next(&mut self) -> Option<Message> {
-        let msg = tokio::select! {
-            () = self.closed.cancelled() => None,
-            m = self.stream.next() => m,
-        };
-        match msg {
-            Some(Ok(Message::Close(_)) | Err(_)) | None => {
-                self.closed.cancel();
-                None
-            }
-            Some(Ok(m)) => {
-                self.last_seen.store(now_ms(), Ordering::Relaxed);
-                Some(m)
-            }
-        }
-    }
-
-    /// Close with a code and reason (after flushing queued frames).
-    pub fn close(&self, code: u16, reason: &str) {
-        let _ = self.tx.send(Message::Close(Some(CloseFrame {
-            code,
-            reason: reason.to_owned().into(),
-        })));
-    }
-}
-
-/// A decoded text frame, or why it was skipped.
-pub fn decode(msg: &Message) -> Option<Result<Incoming, FrameError>> {
-    match msg {
-        Message::Text(t) => Some(parse_incoming(t.as_str())),
-        _ => None,
-    }
-}
-
-/// Count an ignored frame.
-pub fn ignored(reason: &str) {
-    metrics::get()
-        .frames_ignored
-        .get_or_create(&label("reason", reason))
-        .inc();
-}
-
-async fn handle(ctx: Ctx, socket: WebSocket, addr: Option<SocketAddr>) {
+async fn handle(ctx: AppState, socket: WebSocket, addr: Option<SocketAddr>) {
     let (sink, stream) = socket.split();
     let (tx, rx) = mpsc::unbounded_channel();
     let closed = CancellationToken::new();
@@ -189,7 +128,7 @@ async fn handle(ctx: Ctx, socket: WebSocket, addr: Option<SocketAddr>) {
 
 /// Wait for the first valid frame. Non-JSON, binary and malformed frames are ignored and do
 /// not count; silence past the identify timeout closes the connection.
-async fn identify(ctx: &Ctx, conn: &mut Conn) -> Option<Incoming> {
+async fn identify(ctx: &AppState, conn: &mut Conn) -> Option<Incoming> {
     let deadline = Duration::from_secs(ctx.settings.identify_secs);
     let found = tokio::time::timeout(deadline, async {
         while let Some(msg) = conn.next().await {

@@ -5,10 +5,7 @@
 //! announces, so a download is on record even if the process dies mid-stream. When the body
 //! ends early, [`Completion::interrupted`] corrects `bytes` to what was actually sent.
 
-use std::{
-    future::Future,
-    net::{IpAddr, SocketAddr},
-};
+use std::net::{IpAddr, SocketAddr};
 
 use axum::http::{header, HeaderMap};
 use shared::clock::now_ms;
@@ -107,20 +104,6 @@ pub(crate) async fn record(pool: &MySqlPool, entry: &Entry<'_>) -> Result<u64, s
     Ok(done.last_insert_id())
 }
 
-/// Run `fut` on the current runtime, tracked so that shutdown waits for it. Outside a runtime
-/// (a drop during process teardown) the work is skipped with a warning.
-pub(crate) fn spawn_tracked<F>(tracker: &TaskTracker, fut: F)
-where
-    F: Future<Output = ()> + Send + 'static,
-{
-    match tokio::runtime::Handle::try_current() {
-        Ok(handle) => {
-            handle.spawn(tracker.track_future(fut));
-        }
-        Err(_) => tracing::warn!("no runtime to finish download bookkeeping"),
-    }
-}
-
 /// What to do when a served body ends: commit or release the token claim, fix the audit row.
 #[derive(Debug)]
 pub(crate) struct Completion {
@@ -154,7 +137,7 @@ impl Completion {
             claim,
             ..
         } = self;
-        spawn_tracked(&tracker, async move {
+        shared::runtime::spawn_tracked(&tracker, async move {
             let result = sqlx::query("UPDATE downloads SET bytes = ? WHERE id = ?")
                 .bind(i64::try_from(sent).unwrap_or(i64::MAX))
                 .bind(audit_id)

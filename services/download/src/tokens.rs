@@ -81,7 +81,7 @@ impl Drop for TokenClaim {
         }
         self.armed = false;
         let (pool, hash, stamp) = (self.pool.clone(), self.hash, self.stamp);
-        crate::audit::spawn_tracked(&self.tracker, async move {
+        shared::runtime::spawn_tracked(&self.tracker, async move {
             release(&pool, hash, stamp).await;
         });
     }

@@ -67,7 +67,7 @@ pub struct Config {
 
 /// What the finisher's tasks share.
 #[derive(Clone)]
-pub struct Ctx {
+pub struct AppState {
     /// Process handles.
     pub deps: Deps,
     /// Settings.
@@ -76,15 +76,15 @@ pub struct Ctx {
     pub vm_wake: Arc<Notify>,
 }
 
-impl std::fmt::Debug for Ctx {
+impl std::fmt::Debug for AppState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Ctx")
+        f.debug_struct("AppState")
             .field("settings", &self.settings)
             .finish_non_exhaustive()
     }
 }
 
-impl Ctx {
+impl AppState {
     /// A context over `deps`.
     pub fn new(deps: &Deps, settings: Settings) -> Self {
         Self {
@@ -98,7 +98,7 @@ impl Ctx {
 /// Start the finisher's consumer and sweeps on `deps.tracker`; they stop on `deps.cancel`.
 pub fn start(deps: &Deps, settings: Settings) -> anyhow::Result<()> {
     settings.validate()?;
-    let ctx = Ctx::new(deps, settings);
+    let ctx = AppState::new(deps, settings);
     match vm::VmController::new(deps, &ctx.settings)? {
         Some(controller) => {
             tracing::info!(vm = %controller.name(), "Azure signing VM control is on");

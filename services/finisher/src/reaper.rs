@@ -14,7 +14,7 @@ use shared::{
 use crate::{
     settings::{human, ms},
     stage2::{self, HandOver},
-    Ctx, WAIT_START_SQL,
+    AppState, WAIT_START_SQL,
 };
 
 /// Jobs handled per step and round (the rest wait for the next round).
@@ -34,7 +34,7 @@ pub struct Report {
 }
 
 /// Run the reaper every sweep.
-pub fn spawn(ctx: &Ctx) {
+pub fn spawn(ctx: &AppState) {
     let c = ctx.clone();
     let period = ctx.settings.sweep_interval();
     ctx.deps.tracker.spawn(crate::sweep::every(
@@ -53,7 +53,7 @@ pub fn spawn(ctx: &Ctx) {
 }
 
 /// One round of the reaper.
-pub async fn sweep(ctx: &Ctx) -> anyhow::Result<Report> {
+pub async fn sweep(ctx: &AppState) -> anyhow::Result<Report> {
     let mut report = Report::default();
     requeue_lost(ctx, &mut report).await?;
     fail_waiting(ctx, &mut report).await?;
@@ -71,7 +71,7 @@ pub async fn sweep(ctx: &Ctx) -> anyhow::Result<Report> {
 /// and keeps a disconnected worker's jobs for the re-attach window). Requeue with one more
 /// retry, or fail after the last. A build that had already failed (the worker sent `error`)
 /// is never retried: it ends failed.
-async fn requeue_lost(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
+async fn requeue_lost(ctx: &AppState, report: &mut Report) -> anyhow::Result<()> {
     let expired: Vec<(String, i32)> = sqlx::query_as(
         "SELECT id, attempt FROM jobs WHERE state IN ('assigned', 'running') AND lease_expires_ms < ? ORDER BY lease_expires_ms LIMIT ?",
     )
@@ -128,7 +128,7 @@ async fn requeue_lost(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
 }
 
 /// A8: a queued job that no worker took within the queue timeout fails with a clear error.
-async fn fail_waiting(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
+async fn fail_waiting(ctx: &AppState, report: &mut Report) -> anyhow::Result<()> {
     let timeout_secs = ctx.settings.queue_timeout_secs;
     let cutoff = now_ms() - ms(timeout_secs);
     let waiting: Vec<String> = sqlx::query_scalar(&format!(
@@ -167,7 +167,7 @@ async fn fail_waiting(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
 
 /// Fallback for a lost `StageFinished` message: hand over jobs still `finishing` a while after
 /// their last event. The hand-over is idempotent, so racing the consumer is harmless.
-async fn hand_over_stuck(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
+async fn hand_over_stuck(ctx: &AppState, report: &mut Report) -> anyhow::Result<()> {
     let cutoff = now_ms() - ms(ctx.settings.finishing_grace_secs);
     let stuck: Vec<(String, i32)> = sqlx::query_as(
         "SELECT j.id, j.attempt FROM jobs j WHERE j.state = 'finishing' AND \
@@ -188,7 +188,7 @@ async fn hand_over_stuck(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
 }
 
 /// Set `queue_depth{target}` for every target (0 when empty).
-async fn refresh_queue_depth(ctx: &Ctx) -> anyhow::Result<()> {
+async fn refresh_queue_depth(ctx: &AppState) -> anyhow::Result<()> {
     let rows: Vec<(String, i64)> =
         sqlx::query_as("SELECT target, COUNT(*) FROM jobs WHERE state = 'queued' GROUP BY target")
             .fetch_all(&ctx.deps.pool)

@@ -16,7 +16,7 @@
 use shared::clock::now_ms;
 use sqlx::MySqlPool;
 
-use crate::{settings::ms, Ctx};
+use crate::{settings::ms, AppState};
 
 /// Terminal job states, as an SQL list.
 const TERMINAL: &str = "('completed', 'failed', 'cancelled')";
@@ -47,7 +47,7 @@ pub struct Report {
 }
 
 /// Run the retention sweep every `retention_secs`.
-pub fn spawn(ctx: &Ctx) {
+pub fn spawn(ctx: &AppState) {
     let c = ctx.clone();
     let period = std::time::Duration::from_secs(ctx.settings.retention_secs);
     ctx.deps.tracker.spawn(crate::sweep::every(
@@ -72,7 +72,7 @@ pub fn spawn(ctx: &Ctx) {
 
 /// One retention round. Safe to run next to other replicas' sweeps (each step is idempotent),
 /// though [`spawn`] also takes the sweep lock so they do not duplicate the work.
-pub async fn sweep(ctx: &Ctx) -> anyhow::Result<Report> {
+pub async fn sweep(ctx: &AppState) -> anyhow::Result<Report> {
     let now = now_ms();
     let s = &ctx.settings;
     let pool = &ctx.deps.pool;
@@ -117,7 +117,7 @@ pub async fn sweep(ctx: &Ctx) -> anyhow::Result<Report> {
 
 /// Input tarballs of finished jobs: delete the blob unless an active job still reads it (one
 /// submission's tarball can feed several jobs), then forget the key.
-async fn release_tarballs(ctx: &Ctx) -> anyhow::Result<u64> {
+async fn release_tarballs(ctx: &AppState) -> anyhow::Result<u64> {
     let pool = &ctx.deps.pool;
     let mut released = 0;
     for _ in 0..MAX_BATCHES {
@@ -155,7 +155,7 @@ async fn used_by_active_job(pool: &MySqlPool, key: &str) -> Result<bool, sqlx::E
 }
 
 /// Expired artifacts, and hidden bundles nothing will read again: blob, then tokens and row.
-async fn delete_artifacts(ctx: &Ctx, now: i64) -> anyhow::Result<u64> {
+async fn delete_artifacts(ctx: &AppState, now: i64) -> anyhow::Result<u64> {
     let pool = &ctx.deps.pool;
     let sql = format!(
         "SELECT a.id, a.blob_key FROM artifacts a LEFT JOIN jobs j ON j.id = a.job_id \

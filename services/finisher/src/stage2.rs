@@ -17,7 +17,7 @@ use shared::{
 };
 use sqlx::MySqlConnection;
 
-use crate::Ctx;
+use crate::AppState;
 
 /// Deliveries handled at once.
 const PREFETCH: u16 = 8;
@@ -36,7 +36,7 @@ pub enum HandOver {
 }
 
 /// Consume the finisher queue.
-pub fn spawn(ctx: &Ctx) {
+pub fn spawn(ctx: &AppState) {
     let c = ctx.clone();
     let broker = ctx.deps.broker.clone();
     let source = Source::Queue(broker.topology().finisher_queue());
@@ -57,7 +57,7 @@ pub fn spawn(ctx: &Ctx) {
     });
 }
 
-async fn handle(ctx: &Ctx, received: Received) -> Disposition {
+async fn handle(ctx: &AppState, received: Received) -> Disposition {
     let Message::StageFinished { job_id, attempt } = received.message else {
         tracing::warn!(message = ?received.message, "unexpected message on the finisher queue; dropping it");
         return Disposition::Ack;

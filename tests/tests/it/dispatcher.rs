@@ -295,7 +295,7 @@ async fn error_then_complete_frees_the_slot_exactly_once() {
     worker.send(json!({"type":"error","job_id":a,"code":"INTERNAL_ERROR","message":"Compilation failed","stage":"compiling"})).await;
     hub.wait_state(&a, "running").await;
     assert_eq!(
-        hub.dispatcher.hub.free_slots("linux"),
+        hub.dispatcher.registry.free_slots("linux"),
         0,
         "error does not free the slot"
     );
@@ -304,7 +304,7 @@ async fn error_then_complete_frees_the_slot_exactly_once() {
     let b = hub.insert_job(license, "linux", 10, b"t", json!({})).await;
     assert_eq!(worker.assignment().await["job_id"], b.as_str());
     assert_eq!(
-        hub.dispatcher.hub.free_slots("linux"),
+        hub.dispatcher.registry.free_slots("linux"),
         0,
         "one slot, one job"
     );

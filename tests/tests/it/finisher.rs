@@ -790,8 +790,8 @@ async fn two_reapers_racing_requeue_each_lost_job_exactly_once() {
         ),
     )
     .await;
-    let a = finisher::Ctx::new(&hub.deps, settings(&[]));
-    let b = finisher::Ctx::new(&hub.deps, settings(&[]));
+    let a = finisher::AppState::new(&hub.deps, settings(&[]));
+    let b = finisher::AppState::new(&hub.deps, settings(&[]));
 
     let (ra, rb) = tokio::join!(reaper::sweep(&a), reaper::sweep(&b));
 
@@ -1086,7 +1086,7 @@ async fn retention_deletes_what_expired_and_keeps_everything_still_needed() {
         .count("job_events", &format!("job_id = '{recent_failed}'"))
         .await;
     assert!(recent_events > 0);
-    let ctx = finisher::Ctx::new(&f.hub.deps, settings(&[]));
+    let ctx = finisher::AppState::new(&f.hub.deps, settings(&[]));
     let report = retention::sweep(&ctx).await.unwrap();
 
     // Tarballs: released for finished jobs, kept while an active job reads them.

@@ -22,7 +22,7 @@ use sqlx::MySqlConnection;
 use crate::{
     azure::AzureClient,
     settings::{human, ms, Settings},
-    Ctx, WAIT_START_SQL,
+    AppState, WAIT_START_SQL,
 };
 
 /// The only target served by the VM (D20: never started for other stalls).
@@ -275,7 +275,7 @@ async fn observe(tx: &mut MySqlConnection, stale_ms: i64) -> anyhow::Result<Obse
 }
 
 /// Run the VM controller every sweep, and at once when a sign job is queued here.
-pub fn spawn(ctx: &Ctx, controller: VmController) {
+pub fn spawn(ctx: &AppState, controller: VmController) {
     let cancel = ctx.deps.cancel.clone();
     let wake = ctx.vm_wake.clone();
     let period = ctx.settings.sweep_interval();

@@ -92,7 +92,7 @@ pub struct Reservation {
 }
 
 /// The registry.
-pub struct Hub {
+pub struct Registry {
     inner: Mutex<Inner>,
     capacity: watch::Sender<u64>,
     failed_subscribes: Mutex<HashMap<std::net::IpAddr, (u32, std::time::Instant)>>,
@@ -101,13 +101,13 @@ pub struct Hub {
 /// Unknown-job subscriptions allowed per client address and minute (D35).
 pub const FAILED_SUBSCRIBE_LIMIT: u32 = 20;
 
-impl std::fmt::Debug for Hub {
+impl std::fmt::Debug for Registry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Hub")
+        f.write_str("Registry")
     }
 }
 
-impl Default for Hub {
+impl Default for Registry {
     fn default() -> Self {
         Self {
             inner: Mutex::new(Inner::default()),
@@ -120,7 +120,7 @@ impl Default for Hub {
 /// Subscriber queue length before it is marked lagged and catches up from MySQL.
 const SUBSCRIBER_BUFFER: usize = 512;
 
-impl Hub {
+impl Registry {
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic while holding the lock cannot leave the maps inconsistent (plain inserts and
         // removes), so a poisoned lock is still usable.
@@ -439,71 +439,71 @@ mod tests {
 
     #[test]
     fn slots_are_reserved_held_and_freed_once() {
-        let hub = Hub::default();
+        let reg = Registry::default();
         let (w, _rx) = worker("w1", &["linux", "android"], 2);
-        hub.add_worker(w);
-        assert_eq!(hub.free_slots("linux"), 2);
-        assert_eq!(hub.free_slots("macos"), 0);
-        let r = hub.reserve("linux").unwrap();
-        assert_eq!(hub.free_slots("android"), 1);
-        hub.settle(&r.worker_id, Some(("j1", 1)));
-        assert_eq!(hub.held_attempt("w1", "j1"), Some(1));
-        assert_eq!(hub.free_slots("linux"), 1);
+        reg.add_worker(w);
+        assert_eq!(reg.free_slots("linux"), 2);
+        assert_eq!(reg.free_slots("macos"), 0);
+        let r = reg.reserve("linux").unwrap();
+        assert_eq!(reg.free_slots("android"), 1);
+        reg.settle(&r.worker_id, Some(("j1", 1)));
+        assert_eq!(reg.held_attempt("w1", "j1"), Some(1));
+        assert_eq!(reg.free_slots("linux"), 1);
         // Wrong attempt does not free; the right one frees exactly once.
-        hub.release("w1", "j1", 2);
-        assert_eq!(hub.free_slots("linux"), 1);
-        hub.release("w1", "j1", 1);
-        hub.release("w1", "j1", 1);
-        assert_eq!(hub.free_slots("linux"), 2);
+        reg.release("w1", "j1", 2);
+        assert_eq!(reg.free_slots("linux"), 1);
+        reg.release("w1", "j1", 1);
+        reg.release("w1", "j1", 1);
+        assert_eq!(reg.free_slots("linux"), 2);
     }
 
     #[test]
     fn updating_workers_take_no_jobs_and_busy_ones_update_when_idle() {
-        let hub = Hub::default();
+        let reg = Registry::default();
         let (w, _rx) = worker("w1", &["linux"], 1);
-        hub.add_worker(w);
-        let r = hub.reserve("linux").unwrap();
-        hub.settle(&r.worker_id, Some(("j1", 1)));
-        assert!(hub.request_update(None).is_empty());
-        assert!(hub.release("w1", "j1", 1).is_some());
-        assert_eq!(hub.free_slots("linux"), 0);
-        hub.set_updating("w1", false);
-        assert_eq!(hub.free_slots("linux"), 1);
+        reg.add_worker(w);
+        let r = reg.reserve("linux").unwrap();
+        reg.settle(&r.worker_id, Some(("j1", 1)));
+        assert!(reg.request_update(None).is_empty());
+        assert!(reg.release("w1", "j1", 1).is_some());
+        assert_eq!(reg.free_slots("linux"), 0);
+        reg.set_updating("w1", false);
+        assert_eq!(reg.free_slots("linux"), 1);
     }
 
     #[test]
     fn removing_a_worker_returns_its_jobs() {
-        let hub = Hub::default();
+        let reg = Registry::default();
         let (w, _rx) = worker("w1", &["linux"], 3);
-        hub.add_worker(w);
+        reg.add_worker(w);
         for (j, a) in [("a", 1), ("b", 2)] {
-            let r = hub.reserve("linux").unwrap();
-            hub.settle(&r.worker_id, Some((j, a)));
+            let r = reg.reserve("linux").unwrap();
+            reg.settle(&r.worker_id, Some((j, a)));
         }
-        let mut jobs = hub.remove_worker("w1");
+        let mut jobs = reg.remove_worker("w1");
         jobs.sort();
         assert_eq!(jobs, vec![("a".to_owned(), 1), ("b".to_owned(), 2)]);
-        assert!(hub.reserve("linux").is_none());
+        assert!(reg.reserve("linux").is_none());
     }
 
     #[test]
     fn unknown_job_subscriptions_are_throttled_per_address() {
-        let hub = Hub::default();
+        let reg = Registry::default();
         let a: std::net::IpAddr = "203.0.113.1".parse().unwrap();
         let b: std::net::IpAddr = "203.0.113.2".parse().unwrap();
         for _ in 0..FAILED_SUBSCRIBE_LIMIT {
-            assert!(hub.note_failed_subscribe(a));
+            assert!(reg.note_failed_subscribe(a));
         }
-        assert!(!hub.note_failed_subscribe(a));
-        assert!(hub.note_failed_subscribe(b));
+        assert!(!reg.note_failed_subscribe(a));
+        assert!(reg.note_failed_subscribe(b));
     }
 
     #[test]
     fn full_subscriber_queues_are_marked_lagged() {
-        let hub = Hub::default();
-        let (_id, _rx, lagged) = hub.subscribe("j");
+        let reg = Registry::default();
+        let (_id, _rx, lagged) = reg.subscribe("j");
         for seq in 0..=(SUBSCRIBER_BUFFER as i64) {
-            hub.deliver(
+            reg.deliver(
                 "j",
                 &SubEvent::Event {
                     seq,
