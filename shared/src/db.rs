@@ -1,4 +1,4 @@
-//! MySQL: the pool, the embedded migrations and the per-job event log.
+//! MySQL: the pool, the embedded migrations and settings.
 
 use std::time::Duration;
 
@@ -7,11 +7,7 @@ use sqlx::{
     mysql::{MySqlConnection, MySqlPool, MySqlPoolOptions},
 };
 
-use crate::{
-    clock::now_ms,
-    config::DbConfig,
-    queue::{self, outbox, Message},
-};
+use crate::{clock::now_ms, config::DbConfig};
 
 /// The schema, embedded from `shared/migrations`.
 pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
@@ -49,74 +45,6 @@ pub async fn migrate(pool: &MySqlPool) -> anyhow::Result<()> {
 /// Readiness: a round trip to the database.
 pub async fn check(pool: &MySqlPool) -> Result<(), sqlx::Error> {
     sqlx::query("SELECT 1").execute(pool).await.map(|_| ())
-}
-
-/// Append an event to a job's ordered log and queue its fan-out, in the caller's transaction.
-/// Returns the event's sequence number (1, 2, ... per job). The row lock on the job serialises
-/// writers from every service, so sequence numbers are gap-free and ordered.
-pub async fn append_event(
-    conn: &mut MySqlConnection,
-    job_id: &str,
-    kind: &str,
-    frame: &serde_json::Value,
-) -> queue::Result<i64> {
-    let res = sqlx::query("UPDATE jobs SET event_seq = LAST_INSERT_ID(event_seq + 1) WHERE id = ?")
-        .bind(job_id)
-        .execute(&mut *conn)
-        .await?;
-    if res.rows_affected() == 0 {
-        return Err(queue::Error::Db(sqlx::Error::RowNotFound));
-    }
-    let seq: i64 = sqlx::query_scalar("SELECT CAST(LAST_INSERT_ID() AS SIGNED)")
-        .fetch_one(&mut *conn)
-        .await?;
-    sqlx::query(
-        "INSERT INTO job_events (job_id, seq, kind, payload, created_ms) VALUES (?, ?, ?, ?, ?)",
-    )
-    .bind(job_id)
-    .bind(seq)
-    .bind(kind)
-    .bind(frame.to_string())
-    .bind(now_ms())
-    .execute(&mut *conn)
-    .await?;
-    outbox::enqueue(
-        conn,
-        &Message::JobEvent {
-            job_id: job_id.to_owned(),
-            seq,
-            kind: kind.to_owned(),
-            frame: frame.clone(),
-        },
-    )
-    .await?;
-    Ok(seq)
-}
-
-/// A stored event.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct StoredEvent {
-    /// Sequence number within the job.
-    pub seq: i64,
-    /// Frame type.
-    pub kind: String,
-    /// The frame as stored (JSON).
-    pub payload: String,
-}
-
-/// Events of a job after `after_seq`, in order, at most `limit`.
-pub async fn events_after(
-    pool: &MySqlPool,
-    job_id: &str,
-    after_seq: i64,
-    limit: u32,
-) -> Result<Vec<StoredEvent>, sqlx::Error> {
-    sqlx::query_as("SELECT seq, kind, payload FROM job_events WHERE job_id = ? AND seq > ? ORDER BY seq LIMIT ?")
-        .bind(job_id)
-        .bind(after_seq)
-        .bind(limit)
-        .fetch_all(pool)
-        .await
 }
 
 /// Read a setting.

@@ -1,9 +1,8 @@
-//! Infrastructure shared by the Perry Hub services, and the job data layer they all write.
+//! Infrastructure shared by the Perry Hub services.
 //!
 //! - [`config`]: typed configuration fragments read from the environment (clap `env`).
 //! - [`db`]: MySQL pool, the embedded [`MIGRATOR`] and small query helpers.
 //! - [`queue`]: RabbitMQ topology, the outbox relay and a typed consumer.
-//! - [`jobs`]: the job lifecycle transitions (queue, requeue, fail) shared by the services.
 //! - [`auth`]: random tokens stored hashed, constant-time comparison, AES-GCM credentials.
 //! - [`http`]: the JSON error envelope, health/readiness/metrics routes and serving helpers.
 //! - [`runtime`]: the handles one process shares (pool, blob store, brokers, relay, shutdown).
@@ -14,7 +13,6 @@ pub mod clock;
 pub mod config;
 pub mod db;
 pub mod http;
-pub mod jobs;
 pub mod metrics;
 pub mod queue;
 pub mod runtime;

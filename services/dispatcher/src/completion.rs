@@ -1,12 +1,13 @@
 //! How an attempt ends (§5.1): stage-1 hand-off, completion (usage counted once, overage
-//! billed) or failure. Runs in the caller's transaction with the job locked.
+//! billed) or failure. Runs in the caller's transaction with the job locked; the state changes
+//! themselves are the job module's transitions.
 
-use protocol::{ArtifactInfo, Outgoing};
-use shared::{
-    clock::now_ms,
-    jobs::{self, state, Job},
-    queue::{outbox, Message},
+use job::{
+    artifacts,
+    transition::{self, Unsuccessful},
+    Job, SignPlatform,
 };
+use protocol::Outgoing;
 use sqlx::MySqlConnection;
 
 /// Outcome of a `complete` frame.
@@ -30,119 +31,67 @@ pub async fn end_attempt(
     reported_artifacts: usize,
 ) -> anyhow::Result<Ending> {
     let clean_success = success && !job.error_reported && !job.cancel_requested;
-    if clean_success {
-        if let Some(x) = needs_finishing.filter(|x| matches!(*x, "windows" | "ios" | "macos")) {
-            let bundle: Option<String> = sqlx::query_scalar(
-                "SELECT id FROM artifacts WHERE job_id = ? AND attempt = ? AND target = ? LIMIT 1",
-            )
-            .bind(&job.id)
-            .bind(job.attempt)
-            .bind(format!("{x}-precompiled"))
-            .fetch_optional(&mut *tx)
-            .await?;
-            if bundle.is_none() {
-                let msg = format!("Stage 1 finished without uploading the {x}-precompiled bundle");
-                jobs::finish_failed(tx, job, state::FAILED, &msg).await?;
-                return Ok(Ending::Failed);
+    if !clean_success {
+        let (outcome, message) = match (job.cancel_requested, error) {
+            (true, _) => (Unsuccessful::Cancelled, "Build cancelled".to_owned()),
+            (false, Some(e)) if !e.is_empty() => {
+                (Unsuccessful::Failed, format!("Build failed: {e}"))
             }
-            sqlx::query(
-                "UPDATE jobs SET state = 'finishing', needs_finishing = ?, token_hash = NULL, lease_expires_ms = NULL, \
-                 worker_id = NULL WHERE id = ?",
-            )
-            .bind(x)
-            .bind(&job.id)
-            .execute(&mut *tx)
-            .await?;
-            outbox::enqueue(
-                tx,
-                &Message::StageFinished {
-                    job_id: job.id.clone(),
-                    attempt: job.attempt,
-                },
-            )
-            .await?;
-            return Ok(Ending::Finishing);
-        }
-        let artifacts = jobs::attempt_artifacts(tx, &job.id, job.attempt).await?;
-        let published: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM job_events WHERE job_id = ? AND kind = 'published'",
-        )
-        .bind(&job.id)
-        .fetch_one(&mut *tx)
-        .await?;
-        if !artifacts.is_empty() || published > 0 {
-            let bill = complete_job(tx, job, artifacts).await?;
-            return Ok(Ending::Completed(bill));
-        }
-        let note = if reported_artifacts > 0 {
-            "Build reported artifacts but none was uploaded to the hub"
-        } else {
-            "Build reported success but no artifact was uploaded"
+            _ => (Unsuccessful::Failed, "Build failed".to_owned()),
         };
-        let log = Outgoing::Log {
-            job_id: job.id.clone(),
-            stage: "complete".into(),
-            line: note.into(),
-            stream: "stderr".into(),
-        };
-        jobs::emit(tx, &job.id, &log).await?;
-        jobs::finish_failed(tx, job, state::FAILED, note).await?;
+        transition::fail_build(tx, job, outcome, &message).await?;
         return Ok(Ending::Failed);
     }
-    let final_state = if job.cancel_requested {
-        state::CANCELLED
+    if let Some(platform) = needs_finishing.and_then(SignPlatform::parse) {
+        let bundle = artifacts::bundle(tx, &job.id, job.attempt, &platform.bundle_target()).await?;
+        if bundle.is_none() {
+            let msg = format!(
+                "Stage 1 finished without uploading the {} bundle",
+                platform.bundle_target()
+            );
+            transition::fail(tx, job, Unsuccessful::Failed, &msg).await?;
+            return Ok(Ending::Failed);
+        }
+        transition::hand_over(tx, job, platform).await?;
+        return Ok(Ending::Finishing);
+    }
+    let artifacts = artifacts::of_attempt(tx, &job.id, job.attempt).await?;
+    let published = job::event::count(tx, &job.id, "published").await?;
+    if !artifacts.is_empty() || published > 0 {
+        let bill = complete_job(tx, job, artifacts).await?;
+        return Ok(Ending::Completed(bill));
+    }
+    let note = if reported_artifacts > 0 {
+        "Build reported artifacts but none was uploaded to the hub"
     } else {
-        state::FAILED
+        "Build reported success but no artifact was uploaded"
     };
-    let message = match (job.cancel_requested, error) {
-        (true, _) => "Build cancelled".to_owned(),
-        (false, Some(e)) if !e.is_empty() => format!("Build failed: {e}"),
-        _ => "Build failed".to_owned(),
+    let log = Outgoing::Log {
+        job_id: job.id.clone(),
+        stage: "complete".into(),
+        line: note.into(),
+        stream: "stderr".into(),
     };
-    sqlx::query("UPDATE jobs SET failure_kind = 'build' WHERE id = ?")
-        .bind(&job.id)
-        .execute(&mut *tx)
-        .await?;
-    jobs::finish_failed(tx, job, final_state, &message).await?;
+    job::event::emit(tx, &job.id, log).await?;
+    transition::fail(tx, job, Unsuccessful::Failed, note).await?;
     Ok(Ending::Failed)
 }
 
-/// Mark the job completed, count the publish once, and send the final `complete`. Returns the
-/// Polar customer to bill when the counted publish is pro overage.
+/// Complete the job and count the publish once. Returns the Polar customer to bill when the
+/// counted publish is pro overage.
 async fn complete_job(
     tx: &mut MySqlConnection,
     job: &Job,
-    artifacts: Vec<ArtifactInfo>,
+    artifacts: Vec<protocol::ArtifactInfo>,
 ) -> anyhow::Result<Option<String>> {
-    let now = now_ms();
-    let counted = sqlx::query(
-        "UPDATE jobs SET state = 'completed', finished_ms = ?, credentials_enc = NULL, token_hash = NULL, \
-         lease_expires_ms = NULL, usage_counted = TRUE WHERE id = ? AND usage_counted = FALSE",
-    )
-    .bind(now)
-    .bind(&job.id)
-    .execute(&mut *tx)
-    .await?;
-    let mut bill = None;
-    if counted.rows_affected() == 1 {
-        let period = shared::clock::period_of(now);
-        sqlx::query("INSERT INTO license_usage (license_id, period, publishes) VALUES (?, ?, 1) ON DUPLICATE KEY UPDATE publishes = publishes + 1")
-            .bind(job.license_id)
-            .bind(&period)
-            .execute(&mut *tx)
-            .await?;
-        bill = crate::billing::overage_customer(tx, job.license_id, &period).await?;
+    if !transition::complete(tx, job, artifacts).await? {
+        return Ok(None);
     }
-    let frame = Outgoing::Complete {
-        job_id: job.id.clone(),
-        success: true,
-        duration_secs: job.duration_secs(),
-        artifacts,
-    };
-    jobs::emit(tx, &job.id, &frame).await?;
-    shared::metrics::get()
-        .jobs_finished
-        .get_or_create(&shared::metrics::label("state", state::COMPLETED))
-        .inc();
-    Ok(bill)
+    let period = shared::clock::period_of(shared::clock::now_ms());
+    sqlx::query("INSERT INTO license_usage (license_id, period, publishes) VALUES (?, ?, 1) ON DUPLICATE KEY UPDATE publishes = publishes + 1")
+        .bind(job.license_id)
+        .bind(&period)
+        .execute(&mut *tx)
+        .await?;
+    Ok(crate::billing::overage_customer(tx, job.license_id, &period).await?)
 }

@@ -51,9 +51,13 @@ fn handle(ctx: &AppState, message: Message) -> Disposition {
     match message {
         Message::JobEvent {
             job_id, seq, frame, ..
-        } => ctx
-            .registry
-            .deliver(&job_id, &SubEvent::Event { seq, frame }),
+        } => match serde_json::from_value(frame) {
+            Ok(event) => ctx
+                .registry
+                .deliver(&job_id, &SubEvent::Event { seq, event }),
+            // Subscribers notice the gap and read the event from MySQL.
+            Err(error) => tracing::warn!(%error, %job_id, seq, "undecodable job event"),
+        },
         Message::CancelJob { job_id, attempt } => {
             if let Some(tx) = ctx.registry.worker_holding(&job_id, attempt) {
                 send_frame(

@@ -7,15 +7,17 @@
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use job::{
+    transition::{self, Assignment, Unsuccessful},
+    JobState,
+};
 use lapin::{
     options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions},
     types::FieldTable,
 };
 use protocol::Outgoing;
 use shared::{
-    auth,
     clock::now_ms,
-    jobs::{self, state},
     queue::{outbox::decode, Backoff, Message, BROKER_TIMEOUT, TARGETS},
 };
 
@@ -175,10 +177,10 @@ async fn assign_in_db(
     r: &Reservation,
 ) -> anyhow::Result<Option<(Outgoing, i32)>> {
     let mut tx = ctx.deps.pool.begin().await?;
-    let Some(job) = jobs::lock(&mut tx, job_id).await? else {
+    let Some(job) = job::lock(&mut tx, job_id).await? else {
         return Ok(None);
     };
-    if job.state != state::QUEUED || job.attempt != attempt || job.target != target {
+    if job.state != JobState::Queued || job.attempt != attempt || job.target != target {
         return Ok(None);
     }
     let sealed: Option<Vec<u8>> =
@@ -198,43 +200,23 @@ async fn assign_in_db(
             job_id,
             "job cannot be dispatched: credentials or manifest unreadable"
         );
-        jobs::finish_failed(
-            &mut tx,
-            &job,
-            state::FAILED,
-            "The job's stored credentials or manifest cannot be read",
-        )
-        .await?;
+        let why = "The job's stored credentials or manifest cannot be read";
+        transition::fail(&mut tx, &job, Unsuccessful::Failed, why).await?;
         tx.commit().await?;
         ctx.deps.notify_outbox();
         return Ok(None);
     };
-    let (token, hash) = auth::new_token();
-    let now = now_ms();
-    let new_attempt = attempt + 1;
-    sqlx::query(
-        "UPDATE jobs SET state = 'assigned', attempt = ?, token_hash = ?, worker_id = ?, worker_name = ?, dispatcher_id = ?, \
-         lease_expires_ms = ?, assigned_ms = ?, error_reported = FALSE WHERE id = ? AND state = 'queued' AND attempt = ?",
-    )
-    .bind(new_attempt)
-    .bind(&hash[..])
-    .bind(&r.worker_id)
-    .bind(&r.worker_name)
-    .bind(&*ctx.instance_id)
-    .bind(now + ctx.settings.lease_ms())
-    .bind(now)
-    .bind(job_id)
-    .bind(attempt)
-    .execute(&mut *tx)
-    .await?;
-    let update = Outgoing::QueueUpdate {
-        job_id: job_id.to_owned(),
-        position: 0,
-        message: "Assigned to a build worker".into(),
-        estimated_wait_secs: None,
+    let to = Assignment {
+        worker_id: &r.worker_id,
+        worker_name: &r.worker_name,
+        dispatcher_id: &ctx.instance_id,
+        lease_ms: ctx.settings.lease_ms(),
     };
-    jobs::emit(&mut tx, job_id, &update).await?;
+    let Some((token, new_attempt)) = transition::assign(&mut tx, &job, &to).await? else {
+        return Ok(None);
+    };
     tx.commit().await?;
+    let now = now_ms();
     shared::metrics::get()
         .time_to_assign_seconds
         .observe((now - job.enqueued_ms).max(0) as f64 / 1000.0);
@@ -253,7 +235,8 @@ async fn assign_in_db(
 async fn requeue_after_failed_send(ctx: &AppState, job_id: &str, attempt: i32) {
     let result = async {
         let mut tx = ctx.deps.pool.begin().await?;
-        let outcome = jobs::requeue_lost(&mut tx, job_id, attempt, "Builder disconnected").await?;
+        let outcome =
+            transition::requeue_lost(&mut tx, job_id, attempt, "Builder disconnected").await?;
         tx.commit().await?;
         anyhow::Ok(outcome)
     }

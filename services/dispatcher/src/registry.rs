@@ -62,7 +62,7 @@ impl WorkerEntry {
 #[derive(Debug, Clone)]
 pub enum SubEvent {
     /// Event `seq` of the job.
-    Event { seq: i64, frame: serde_json::Value },
+    Event { seq: i64, event: job::Event },
     /// Resynchronise from MySQL (after a broker reconnect).
     Resync,
 }
@@ -507,7 +507,7 @@ mod tests {
                 "j",
                 &SubEvent::Event {
                     seq,
-                    frame: serde_json::json!({}),
+                    event: job::Event::failed_complete("j", 0.0),
                 },
             );
         }

@@ -6,13 +6,12 @@
 
 use std::{sync::atomic::Ordering, time::Duration};
 
-use protocol::{Incoming, Outgoing, WsErrorCode};
-use shared::{
-    clock::now_ms,
-    db::{self, StoredEvent},
-    jobs::{self, state},
-    queue::{outbox, Message},
+use job::{
+    event::{ArtifactRecord, Numbered},
+    transition, Event, JobState,
 };
+use protocol::{Incoming, Outgoing, WsErrorCode};
+use shared::clock::now_ms;
 
 use crate::{
     conn::{decode, ignored, Conn, CLOSE_POLICY},
@@ -32,7 +31,7 @@ const POSITION_INTERVAL: Duration = Duration::from_secs(5);
 pub async fn run(ctx: &AppState, conn: &mut Conn, job_id: String) {
     let job = if uuid::Uuid::parse_str(&job_id).is_ok() {
         let loaded = match ctx.deps.pool.acquire().await {
-            Ok(mut c) => jobs::load(&mut c, &job_id).await,
+            Ok(mut c) => job::load(&mut c, &job_id).await,
             Err(e) => Err(e),
         };
         match loaded {
@@ -74,10 +73,10 @@ pub async fn run(ctx: &AppState, conn: &mut Conn, job_id: String) {
         tx: conn.tx.clone(),
         last_seq: 0,
         last_position: None,
-        waiting: job.state == state::QUEUED,
+        waiting: job.state == JobState::Queued,
     };
     let position = match ctx.deps.pool.acquire().await {
-        Ok(mut c) => jobs::position(&mut c, &job).await.unwrap_or(0),
+        Ok(mut c) => job::position(&mut c, &job).await.unwrap_or(0),
         Err(_) => 0,
     };
     sub.last_position = Some(position);
@@ -147,8 +146,8 @@ struct Sub<'a> {
 impl Sub<'_> {
     async fn on_event(&mut self, ev: SubEvent) -> anyhow::Result<()> {
         match ev {
-            SubEvent::Event { seq, frame } if seq == self.last_seq + 1 => {
-                self.send_stored(&frame).await?;
+            SubEvent::Event { seq, event } if seq == self.last_seq + 1 => {
+                self.send_stored(&event).await?;
                 self.last_seq = seq;
                 Ok(())
             }
@@ -162,24 +161,19 @@ impl Sub<'_> {
     async fn catch_up(&mut self, initial: bool) -> anyhow::Result<()> {
         let mut skip_logs = 0;
         if initial {
-            let logs: i64 = sqlx::query_scalar(
-                "SELECT COUNT(*) FROM job_events WHERE job_id = ? AND kind = 'log'",
-            )
-            .bind(&self.job_id)
-            .fetch_one(&self.ctx.deps.pool)
-            .await?;
+            let mut conn = self.ctx.deps.pool.acquire().await?;
+            let logs = job::event::count(&mut conn, &self.job_id, "log").await?;
             skip_logs = (logs - REPLAY_LOG_LIMIT).max(0);
         }
         loop {
             let events =
-                db::events_after(&self.ctx.deps.pool, &self.job_id, self.last_seq, PAGE).await?;
+                job::event::after(&self.ctx.deps.pool, &self.job_id, self.last_seq, PAGE).await?;
             let n = events.len();
-            for StoredEvent { seq, kind, payload } in events {
-                if kind == "log" && skip_logs > 0 {
+            for Numbered { seq, event } in events {
+                if event.kind() == "log" && skip_logs > 0 {
                     skip_logs -= 1;
                 } else {
-                    let frame: serde_json::Value = serde_json::from_str(&payload)?;
-                    self.send_stored(&frame).await?;
+                    self.send_stored(&event).await?;
                 }
                 self.last_seq = seq;
             }
@@ -189,44 +183,36 @@ impl Sub<'_> {
         }
     }
 
-    async fn send_stored(&mut self, frame: &serde_json::Value) -> anyhow::Result<()> {
-        if frame.get("type").and_then(|t| t.as_str()) == Some("artifact_ready") {
-            if let Some(out) = self.render_artifact(frame).await? {
-                send_frame(&self.tx, &out);
+    async fn send_stored(&mut self, event: &Event) -> anyhow::Result<()> {
+        let frame = match event {
+            Event::ArtifactReady(record) => {
+                if let Some(out) = self.render_artifact(record).await? {
+                    send_frame(&self.tx, &out);
+                }
+                return Ok(());
             }
-            return Ok(());
-        }
-        if frame.get("type").and_then(|t| t.as_str()) == Some("queue_update") {
-            self.last_position = frame.get("position").and_then(serde_json::Value::as_u64);
-            self.waiting = self.last_position.is_some_and(|p| p > 0);
-        } else {
+            Event::Frame(frame) => frame,
+        };
+        match frame {
+            Outgoing::QueueUpdate { position, .. } => {
+                self.last_position = Some(*position);
+                self.waiting = *position > 0;
+            }
             // The signing hand-off requeues the job for stage 2; any other event means a
             // worker has it or it ended.
-            self.waiting = frame.get("stage").and_then(|s| s.as_str()) == Some("signing");
+            Outgoing::Stage { stage, .. } => self.waiting = stage == "signing",
+            _ => self.waiting = false,
         }
-        let _ = self
-            .tx
-            .send(axum::extract::ws::Message::Text(frame.to_string().into()));
+        send_frame(&self.tx, frame);
         Ok(())
     }
 
     /// A fresh link for a stored `artifact_ready`, or None once the artifact is gone.
-    async fn render_artifact(
-        &self,
-        stored: &serde_json::Value,
-    ) -> anyhow::Result<Option<Outgoing>> {
-        let field = |k: &str| {
-            stored
-                .get(k)
-                .and_then(|v| v.as_str())
-                .unwrap_or_default()
-                .to_owned()
-        };
-        let artifact_id = field("artifact_id");
+    async fn render_artifact(&self, stored: &ArtifactRecord) -> anyhow::Result<Option<Outgoing>> {
         let mut conn = self.ctx.deps.pool.acquire().await?;
         let alive: Option<i64> =
             sqlx::query_scalar("SELECT expires_ms FROM artifacts WHERE id = ? AND hidden = FALSE")
-                .bind(&artifact_id)
+                .bind(&stored.artifact_id)
                 .fetch_optional(&mut *conn)
                 .await?;
         let Some(expires_ms) = alive.filter(|e| *e > now_ms()) else {
@@ -234,16 +220,14 @@ impl Sub<'_> {
         };
         let remaining = u64::try_from((expires_ms - now_ms()) / 1000).unwrap_or(0);
         let ttl = self.ctx.deps.hub.artifact_ttl_secs.min(remaining.max(1));
-        let token = jobs::mint_download_token(&mut conn, &artifact_id, ttl).await?;
+        let token =
+            job::artifacts::mint_download_token(&mut conn, &stored.artifact_id, ttl).await?;
         Ok(Some(Outgoing::ArtifactReady {
             job_id: self.job_id.clone(),
-            target: field("target"),
-            artifact_name: field("artifact_name"),
-            artifact_size: stored
-                .get("artifact_size")
-                .and_then(serde_json::Value::as_u64)
-                .unwrap_or(0),
-            sha256: field("sha256"),
+            target: stored.target.clone(),
+            artifact_name: stored.artifact_name.clone(),
+            artifact_size: stored.artifact_size,
+            sha256: stored.sha256.clone(),
             download_url: format!("{}/api/v1/dl/{token}", self.ctx.deps.hub.public_url()),
             expires_in_secs: ttl,
         }))
@@ -255,14 +239,14 @@ impl Sub<'_> {
             return Ok(());
         }
         let mut conn = self.ctx.deps.pool.acquire().await?;
-        let Some(job) = jobs::load(&mut conn, &self.job_id).await? else {
+        let Some(job) = job::load(&mut conn, &self.job_id).await? else {
             return Ok(());
         };
-        if job.state != state::QUEUED {
+        if job.state != JobState::Queued {
             self.waiting = false;
             return Ok(());
         }
-        let position = jobs::position(&mut conn, &job).await?;
+        let position = job::position(&mut conn, &job).await?;
         if self.last_position != Some(position) {
             self.last_position = Some(position);
             let frame = Outgoing::QueueUpdate {
@@ -279,29 +263,10 @@ impl Sub<'_> {
     /// Cancel (§5.3): a waiting job ends now; a running one is flagged and its worker told.
     async fn cancel(&self) -> anyhow::Result<()> {
         let mut tx = self.ctx.deps.pool.begin().await?;
-        let Some(job) = jobs::lock(&mut tx, &self.job_id).await? else {
+        let Some(job) = job::lock(&mut tx, &self.job_id).await? else {
             return Ok(());
         };
-        match job.state.as_str() {
-            state::QUEUED | state::FINISHING => {
-                jobs::finish_failed(&mut tx, &job, state::CANCELLED, "Build cancelled").await?;
-            }
-            state::ASSIGNED | state::RUNNING if !job.cancel_requested => {
-                sqlx::query("UPDATE jobs SET cancel_requested = TRUE WHERE id = ?")
-                    .bind(&job.id)
-                    .execute(&mut *tx)
-                    .await?;
-                outbox::enqueue(
-                    &mut tx,
-                    &Message::CancelJob {
-                        job_id: job.id.clone(),
-                        attempt: job.attempt,
-                    },
-                )
-                .await?;
-            }
-            _ => {}
-        }
+        transition::cancel(&mut tx, &job).await?;
         tx.commit().await?;
         self.ctx.deps.notify_outbox();
         tracing::info!(job_id = %self.job_id, "cancel requested by subscriber");

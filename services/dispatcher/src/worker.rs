@@ -4,12 +4,12 @@
 
 use std::collections::HashMap;
 
-use protocol::{ArtifactInfo, Incoming, Outgoing, WsErrorCode};
-use shared::{
-    clock::now_ms,
-    db,
-    jobs::{self, state, Job},
+use job::{
+    transition::{self, Assignment},
+    Job,
 };
+use protocol::{ArtifactInfo, Incoming, Outgoing, WsErrorCode};
+use shared::{clock::now_ms, db};
 use sqlx::MySqlConnection;
 
 use crate::{
@@ -263,39 +263,22 @@ impl Session<'_> {
 
     /// The attempt this connection holds for `job_id`, re-attaching a job this worker (by name)
     /// held before a reconnect if its lease is still valid.
-    async fn held(&self, job_id: &str) -> Result<Option<i32>, sqlx::Error> {
+    async fn held(&self, job_id: &str) -> job::Result<Option<i32>> {
         if let Some(a) = self.ctx.registry.held_attempt(self.id, job_id) {
             return Ok(Some(a));
         }
-        let now = now_ms();
         // Only a job whose previous connection is gone (closed, or silent past the silence
         // window) can be re-attached; a live connection keeps its job (D8).
         let silence_ms =
             i64::try_from(self.ctx.settings.silence_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
-        let res = sqlx::query(
-            "UPDATE jobs SET worker_id = ?, dispatcher_id = ?, lease_expires_ms = ? \
-             WHERE id = ? AND worker_name = ? AND state IN ('assigned', 'running') AND lease_expires_ms > ? \
-             AND NOT EXISTS (SELECT 1 FROM workers w WHERE w.id = jobs.worker_id AND w.id <> ? \
-                             AND w.disconnected_ms IS NULL AND w.last_seen_ms > ?)",
-        )
-        .bind(self.id)
-        .bind(&*self.ctx.instance_id)
-        .bind(now + self.ctx.settings.lease_ms())
-        .bind(job_id)
-        .bind(self.name)
-        .bind(now)
-        .bind(self.id)
-        .bind(now - silence_ms)
-        .execute(&self.ctx.deps.pool)
-        .await?;
-        if res.rows_affected() == 0 {
+        let to = self.assignment();
+        let mut conn = self.ctx.deps.pool.acquire().await?;
+        let reattached =
+            transition::reattach(&mut conn, job_id, &to, now_ms() - silence_ms).await?;
+        let Some(attempt) = reattached else {
             ignored("job_not_held");
             return Ok(None);
-        }
-        let attempt: i32 = sqlx::query_scalar("SELECT attempt FROM jobs WHERE id = ?")
-            .bind(job_id)
-            .fetch_one(&self.ctx.deps.pool)
-            .await?;
+        };
         self.ctx.registry.attach(self.id, job_id, attempt);
         tracing::info!(worker = %self.name, job_id, attempt, "worker re-attached to its job");
         Ok(Some(attempt))
@@ -307,10 +290,18 @@ impl Session<'_> {
         job_id: &str,
         attempt: i32,
     ) -> Result<Option<Job>, sqlx::Error> {
-        let job = jobs::lock(conn, job_id).await?;
-        Ok(job.filter(|j| {
-            j.attempt == attempt && (j.state == state::ASSIGNED || j.state == state::RUNNING)
-        }))
+        let job = job::lock(conn, job_id).await?;
+        Ok(job.filter(|j| j.holds(attempt)))
+    }
+
+    /// This connection as the holder of a job.
+    fn assignment(&self) -> Assignment<'_> {
+        Assignment {
+            worker_id: self.id,
+            worker_name: self.name,
+            dispatcher_id: &self.ctx.instance_id,
+            lease_ms: self.ctx.settings.lease_ms(),
+        }
     }
 
     async fn relay(&self, job_id: &str, frame: Outgoing, is_error: bool) -> anyhow::Result<()> {
@@ -322,22 +313,11 @@ impl Session<'_> {
             ignored("stale_attempt");
             return Ok(());
         };
-        if job.state == state::ASSIGNED {
-            sqlx::query("UPDATE jobs SET state = 'running', started_ms = COALESCE(started_ms, ?) WHERE id = ?")
-                .bind(now_ms())
-                .bind(job_id)
-                .execute(&mut *tx)
-                .await?;
-        }
+        transition::start(&mut tx, job_id, job.attempt).await?;
         if is_error {
-            sqlx::query(
-                "UPDATE jobs SET error_reported = TRUE, failure_kind = 'build' WHERE id = ?",
-            )
-            .bind(job_id)
-            .execute(&mut *tx)
-            .await?;
+            transition::report_error(&mut tx, job_id, job.attempt).await?;
         }
-        jobs::emit(&mut tx, job_id, &frame).await?;
+        job::event::emit(&mut tx, job_id, frame).await?;
         tx.commit().await?;
         self.ctx.deps.notify_outbox();
         Ok(())
@@ -382,12 +362,9 @@ impl Session<'_> {
                 // The outcome could not be recorded: expire the lease so the finisher requeues
                 // (or fails) the job instead of leaving it running forever.
                 tracing::error!(%error, job_id, "recording a completion failed; expiring the lease");
-                let _ = sqlx::query("UPDATE jobs SET lease_expires_ms = ? WHERE id = ? AND attempt = ? AND state IN ('assigned', 'running')")
-                    .bind(now_ms())
-                    .bind(job_id)
-                    .bind(attempt)
-                    .execute(&self.ctx.deps.pool)
-                    .await;
+                if let Ok(mut conn) = self.ctx.deps.pool.acquire().await {
+                    let _ = transition::expire_lease(&mut conn, job_id, attempt).await;
+                }
             }
         }
         Ok(())
@@ -479,27 +456,20 @@ impl Session<'_> {
             self.ctx.registry.expire_update(self.id, UPDATE_TIMEOUT);
             let pool = &self.ctx.deps.pool;
             let held = self.ctx.registry.held_jobs(self.id);
-            let renewed = if held.is_empty() {
-                Ok(Default::default())
-            } else {
-                let marks = vec!["?"; held.len()].join(", ");
-                let sql = format!(
-                    "UPDATE jobs SET lease_expires_ms = ? WHERE worker_id = ? AND state IN ('assigned', 'running') AND id IN ({marks})"
-                );
-                let mut q = sqlx::query(&sql)
-                    .bind(now + self.ctx.settings.lease_ms())
-                    .bind(self.id);
-                for id in &held {
-                    q = q.bind(id);
-                }
-                q.execute(pool).await
+            let until = now + self.ctx.settings.lease_ms();
+            let renewed = match pool.acquire().await {
+                Ok(mut conn) => transition::renew_leases(&mut conn, self.id, &held, until).await,
+                Err(e) => Err(e.into()),
             };
             let seen = sqlx::query("UPDATE workers SET last_seen_ms = ? WHERE id = ?")
                 .bind(now)
                 .bind(self.id)
                 .execute(pool)
                 .await;
-            if let Err(error) = renewed.and(seen) {
+            if let Err(error) = renewed
+                .map_err(anyhow::Error::from)
+                .and(seen.map_err(anyhow::Error::from))
+            {
                 tracing::warn!(%error, worker = %self.name, "lease renewal failed");
             }
         }
@@ -517,21 +487,14 @@ impl Session<'_> {
             .bind(self.id)
             .execute(pool)
             .await;
-        for (job_id, attempt) in &held {
-            let res = sqlx::query(
-                "UPDATE jobs SET lease_expires_ms = LEAST(COALESCE(lease_expires_ms, ?), ?) \
-                 WHERE id = ? AND attempt = ? AND worker_id = ? AND state IN ('assigned', 'running')",
-            )
-            .bind(now + window)
-            .bind(now + window)
-            .bind(job_id)
-            .bind(attempt)
-            .bind(self.id)
-            .execute(pool)
-            .await;
-            if let Err(error) = res {
-                tracing::warn!(%error, job_id, "cannot shorten lease of a lost worker's job");
+        let shortened = match pool.acquire().await {
+            Ok(mut conn) => {
+                transition::shorten_leases(&mut conn, self.id, &held, now + window).await
             }
+            Err(e) => Err(e.into()),
+        };
+        if let Err(error) = shortened {
+            tracing::warn!(%error, worker = %self.name, "cannot shorten the leases of a lost worker's jobs");
         }
         tracing::info!(worker = %self.name, jobs = held.len(), "worker disconnected");
     }

@@ -18,11 +18,8 @@ use axum::{
 };
 use shared::{
     auth,
-    clock::now_ms,
     http::{ApiError, PeerAddr},
-    jobs::state,
 };
-use sqlx::MySqlPool;
 
 use crate::{
     audit::{self, Client, Completion},
@@ -36,7 +33,7 @@ const KIND: &str = "tarball";
 /// What the fetch needs to know about the job.
 #[derive(Debug, sqlx::FromRow)]
 struct JobInput {
-    state: String,
+    state: job::JobState,
     attempt: i32,
     token_hash: Option<Vec<u8>>,
     input_key: Option<String>,
@@ -53,7 +50,7 @@ impl JobInput {
         let presented = auth::hash_token(token);
         let current = self.token_hash.as_deref().unwrap_or_default();
         let token_ok = auth::constant_time_eq(&presented, current);
-        token_ok && (self.state == state::ASSIGNED || self.state == state::RUNNING)
+        token_ok && self.state.is_held()
     }
 }
 
@@ -128,7 +125,9 @@ async fn serve(
         .get(key, range)
         .await
         .map_err(|e| Refusal::open_failed(e, missing, size))?;
-    mark_running(&deps.pool, job_id, job.attempt).await?;
+    let mut conn = deps.pool.acquire().await?;
+    job::transition::start(&mut conn, job_id, job.attempt).await?;
+    drop(conn);
     let entry = audit::Entry {
         kind: KIND,
         job_id,
@@ -153,27 +152,13 @@ async fn serve(
     Ok(body::respond(object, encoding, &meta, completion))
 }
 
-/// `assigned` → `running` for this attempt (a no-op when already running or superseded).
-async fn mark_running(pool: &MySqlPool, job_id: &str, attempt: i32) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE jobs SET state = 'running', started_ms = COALESCE(started_ms, ?) \
-         WHERE id = ? AND attempt = ? AND state = 'assigned'",
-    )
-    .bind(now_ms())
-    .bind(job_id)
-    .bind(attempt)
-    .execute(pool)
-    .await?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn job(state: &str, token: Option<&str>) -> JobInput {
         JobInput {
-            state: state.to_owned(),
+            state: state.parse().unwrap(),
             attempt: 1,
             token_hash: token.map(|t| auth::hash_token(t).to_vec()),
             input_key: Some("tarballs/x".to_owned()),

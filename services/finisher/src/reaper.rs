@@ -4,12 +4,8 @@
 //! the same job twice, and a job another service is changing right now is left for next round.
 //! The sweep also refreshes the per-target queue-depth gauge.
 
-use shared::{
-    clock::now_ms,
-    jobs::{self, state, LostOutcome},
-    metrics,
-    queue::TARGETS,
-};
+use job::transition::{self, LostOutcome, Unsuccessful};
+use shared::{clock::now_ms, metrics, queue::TARGETS};
 
 use crate::{
     settings::{human, ms},
@@ -81,36 +77,14 @@ async fn requeue_lost(ctx: &AppState, report: &mut Report) -> anyhow::Result<()>
     .await?;
     for (id, attempt) in expired {
         let mut tx = ctx.deps.pool.begin().await?;
-        let claimed: Option<String> = sqlx::query_scalar(
-            "SELECT id FROM jobs WHERE id = ? AND attempt = ? AND state IN ('assigned', 'running') AND lease_expires_ms < ? \
-             FOR UPDATE SKIP LOCKED",
-        )
-        .bind(&id)
-        .bind(attempt)
-        .bind(now_ms())
-        .fetch_optional(&mut *tx)
-        .await?;
-        if claimed.is_none() {
-            continue;
-        }
-        let Some(job) = jobs::lock(&mut tx, &id).await? else {
+        let claimed = job::claim(&mut tx, &id).await?;
+        let Some(job) = claimed
+            .filter(|j| j.holds(attempt) && j.lease_expires_ms.is_some_and(|l| l < now_ms()))
+        else {
             continue;
         };
-        let outcome = if job.error_reported && !job.cancel_requested {
-            shared::metrics::get().lease_expiries.inc();
-            let msg = "Build failed (the worker disconnected after reporting an error)";
-            jobs::finish_failed(&mut tx, &job, state::FAILED, msg).await?;
-            LostOutcome::Failed
-        } else {
-            jobs::requeue_lost(&mut tx, &id, attempt, "Builder disconnected").await?
-        };
-        if outcome == LostOutcome::Requeued {
-            sqlx::query("UPDATE jobs SET queued_ms = ? WHERE id = ?")
-                .bind(now_ms())
-                .bind(&id)
-                .execute(&mut *tx)
-                .await?;
-        }
+        let outcome =
+            transition::requeue_lost(&mut tx, &id, attempt, "Builder disconnected").await?;
         tx.commit().await?;
         match outcome {
             LostOutcome::Requeued => {
@@ -140,24 +114,26 @@ async fn fail_waiting(ctx: &AppState, report: &mut Report) -> anyhow::Result<()>
     .await?;
     for id in waiting {
         let mut tx = ctx.deps.pool.begin().await?;
-        let claimed: Option<String> =
-            sqlx::query_scalar(&format!("SELECT id FROM jobs WHERE id = ? AND state = 'queued' AND {WAIT_START_SQL} < ? FOR UPDATE SKIP LOCKED"))
-                .bind(&id)
-                .bind(cutoff)
-                .fetch_optional(&mut *tx)
-                .await?;
-        if claimed.is_none() {
-            continue;
-        }
-        let Some(job) = jobs::lock(&mut tx, &id).await? else {
+        // Unless another replica has it right now; then check it is still waiting too long.
+        let Some(job) = job::claim(&mut tx, &id).await? else {
             continue;
         };
+        let still: Option<String> = sqlx::query_scalar(&format!(
+            "SELECT id FROM jobs WHERE id = ? AND state = 'queued' AND {WAIT_START_SQL} < ?"
+        ))
+        .bind(&id)
+        .bind(cutoff)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if still.is_none() {
+            continue;
+        }
         let message = format!(
             "No build worker for '{}' took the job within {}; please try again later",
             job.target,
             human(timeout_secs)
         );
-        jobs::finish_failed(&mut tx, &job, state::FAILED, &message).await?;
+        transition::fail(&mut tx, &job, Unsuccessful::Failed, &message).await?;
         tx.commit().await?;
         tracing::warn!(job_id = %id, target = %job.target, "job timed out in the queue");
         report.timed_out.push(id);

@@ -5,10 +5,12 @@
 //! progress, `artifact_ready` for the signed artifact and the one final `complete`. The bundle
 //! itself is never offered to the CLI.
 
-use protocol::Outgoing;
+use job::{
+    artifacts,
+    transition::{self, StageTwo, Unsuccessful},
+    Job, JobState,
+};
 use shared::{
-    clock::now_ms,
-    jobs::{self, state, Job},
     queue::{
         consumer::{self, Disposition, Received, Source},
         Message,
@@ -87,20 +89,20 @@ async fn handle(ctx: &AppState, received: Received) -> Disposition {
 #[tracing::instrument(skip_all, fields(job_id = %job_id, attempt = attempt))]
 pub async fn hand_over(deps: &Deps, job_id: &str, attempt: i32) -> anyhow::Result<HandOver> {
     let mut tx = deps.pool.begin().await?;
-    let Some(job) = jobs::lock(&mut tx, job_id).await? else {
+    let Some(job) = job::lock(&mut tx, job_id).await? else {
         return Ok(HandOver::Unchanged);
     };
-    if job.state != state::FINISHING || job.attempt != attempt {
+    if job.state != JobState::Finishing || job.attempt != attempt {
         return Ok(HandOver::Unchanged);
     }
     let outcome = match prepare(deps, &mut tx, &job).await? {
         Ok(next) => {
-            requeue_as_stage_two(&mut tx, &job, &next).await?;
-            release_stage_one_input(deps, &mut tx, &job, &next.bundle_key).await?;
-            HandOver::Queued(next.sign_target)
+            transition::queue_stage_two(&mut tx, &job, &next).await?;
+            release_stage_one_input(deps, &mut tx, &job, &next.bundle.0).await?;
+            HandOver::Queued(next.sign_target.as_str().to_owned())
         }
         Err(message) => {
-            jobs::finish_failed(&mut tx, &job, state::FAILED, &message).await?;
+            transition::fail(&mut tx, &job, Unsuccessful::Failed, &message).await?;
             HandOver::Failed(message)
         }
     };
@@ -116,41 +118,20 @@ pub async fn hand_over(deps: &Deps, job_id: &str, attempt: i32) -> anyhow::Resul
     Ok(outcome)
 }
 
-/// Stage 2 of a job, ready to write.
-struct StageTwo {
-    sign_target: String,
-    manifest: String,
-    bundle_key: String,
-    bundle_size: i64,
-    bundle_sha256: String,
-}
-
 /// Find the bundle and rewrite the manifest. `Ok(Err(message))` fails the job.
 async fn prepare(
     deps: &Deps,
     tx: &mut MySqlConnection,
     job: &Job,
 ) -> anyhow::Result<Result<StageTwo, String>> {
-    let Some(platform) = job
-        .needs_finishing
-        .as_deref()
-        .filter(|x| matches!(*x, "windows" | "ios" | "macos"))
-    else {
+    let Some(platform) = job.sign_platform() else {
         return Ok(Err(
             "Stage 1 finished without naming a platform to finish".to_owned()
         ));
     };
-    let bundle_target = format!("{platform}-precompiled");
-    let bundle: Option<(String, i64, String)> = sqlx::query_as(
-        "SELECT blob_key, size, sha256 FROM artifacts WHERE job_id = ? AND attempt = ? AND target = ? \
-         ORDER BY created_ms DESC, id LIMIT 1",
-    )
-    .bind(&job.id)
-    .bind(job.attempt)
-    .bind(&bundle_target)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let Some((bundle_key, bundle_size, bundle_sha256)) = bundle else {
+    let bundle_target = platform.bundle_target();
+    let bundle = artifacts::bundle(tx, &job.id, job.attempt, &bundle_target).await?;
+    let Some((_, bundle_key, bundle_size, bundle_sha256)) = bundle else {
         return Ok(Err(format!(
             "Stage 1 finished without uploading the {bundle_target} bundle"
         )));
@@ -160,16 +141,14 @@ async fn prepare(
             "The {bundle_target} bundle of stage 1 is missing from storage"
         )));
     }
-    let sign_target = format!("{platform}-sign");
-    let Some(manifest) = retarget_manifest(&job.manifest, &sign_target) else {
+    let sign_target = platform.sign_target();
+    let Some(manifest) = retarget_manifest(&job.manifest, sign_target.as_str()) else {
         return Ok(Err("The job's manifest cannot be read".to_owned()));
     };
     Ok(Ok(StageTwo {
         sign_target,
         manifest,
-        bundle_key,
-        bundle_size,
-        bundle_sha256,
+        bundle: (bundle_key, bundle_size, bundle_sha256),
     }))
 }
 
@@ -179,35 +158,6 @@ pub fn retarget_manifest(manifest: &str, target: &str) -> Option<String> {
     let object = value.as_object_mut()?;
     object.insert("targets".to_owned(), serde_json::json!([target]));
     Some(value.to_string())
-}
-
-async fn requeue_as_stage_two(
-    tx: &mut MySqlConnection,
-    job: &Job,
-    next: &StageTwo,
-) -> anyhow::Result<()> {
-    sqlx::query(
-        "UPDATE jobs SET stage = 2, target = ?, manifest = ?, input_key = ?, input_size = ?, input_sha256 = ?, \
-         retries = 0, state = 'queued', queued_ms = ?, token_hash = NULL, worker_id = NULL, worker_name = NULL, \
-         dispatcher_id = NULL, lease_expires_ms = NULL, error_reported = FALSE WHERE id = ?",
-    )
-    .bind(&next.sign_target)
-    .bind(&next.manifest)
-    .bind(&next.bundle_key)
-    .bind(next.bundle_size)
-    .bind(&next.bundle_sha256)
-    .bind(now_ms())
-    .bind(&job.id)
-    .execute(&mut *tx)
-    .await?;
-    let stage = Outgoing::Stage {
-        job_id: job.id.clone(),
-        stage: "signing".into(),
-        message: "Routing to platform worker for signing and packaging...".into(),
-    };
-    jobs::emit(tx, &job.id, &stage).await?;
-    jobs::announce_queued(tx, &job.id, &next.sign_target, job.attempt, job.priority).await?;
-    Ok(())
 }
 
 /// Delete the stage-1 source tarball: nothing needs it any more, and once the row points at the

@@ -11,7 +11,7 @@ use axum::{
     Json,
 };
 use serde::Serialize;
-use shared::{clock::now_ms, http::ApiResult, jobs};
+use shared::{clock::now_ms, http::ApiResult};
 
 use crate::{access, errors, AppState};
 
@@ -94,14 +94,14 @@ pub async fn get_job(
         license_id == Some(lic) || (account_id.is_some() && acc == account_id)
     });
     let job = if allowed {
-        jobs::load(&mut conn, &job_id).await?
+        job::load(&mut conn, &job_id).await?
     } else {
         None
     };
     let Some(job) = job else {
         return Err(errors::job_not_found());
     };
-    let position = jobs::position(&mut conn, &job).await?;
+    let position = job::position(&mut conn, &job).await?;
     let error: Option<String> = sqlx::query_scalar("SELECT error_message FROM jobs WHERE id = ?")
         .bind(&job.id)
         .fetch_one(&mut *conn)
@@ -119,7 +119,7 @@ pub async fn get_job(
         let remaining = u64::try_from((row.expires_ms - now) / 1000).unwrap_or(0);
         let link = if remaining > 0 {
             let ttl = state.deps.hub.artifact_ttl_secs.min(remaining);
-            let token = jobs::mint_download_token(&mut conn, &row.id, ttl).await?;
+            let token = job::artifacts::mint_download_token(&mut conn, &row.id, ttl).await?;
             Some((format!("{public}/api/v1/dl/{token}"), ttl))
         } else {
             None
@@ -135,9 +135,9 @@ pub async fn get_job(
     }
     Ok(Json(JobStatus {
         job_id: job.id,
-        state: job.state,
-        target: job.original_target,
-        stage_target: job.target,
+        state: job.state.as_str().to_owned(),
+        target: job.original_target.as_str().to_owned(),
+        stage_target: job.target.as_str().to_owned(),
         stage: job.stage,
         attempts: job.attempt,
         position,

@@ -21,8 +21,8 @@ pub const MAX_PROJECT_BYTES: usize = 255;
 pub struct BuildManifest {
     /// The manifest text as received (target lower-cased), forwarded to the worker.
     pub text: String,
-    /// The one target, lower-cased.
-    pub target: String,
+    /// The one target.
+    pub target: job::Target,
     /// What a device-bound licence binds to: `bundle_id`, else `name`.
     pub project: String,
 }
@@ -55,7 +55,7 @@ pub fn parse_manifest(text: &str) -> ApiResult<BuildManifest> {
     } else {
         map.insert(
             "targets".into(),
-            Value::Array(vec![Value::String(target.clone())]),
+            Value::Array(vec![Value::String(target.as_str().to_owned())]),
         );
         Value::Object(map).to_string()
     };
@@ -67,7 +67,7 @@ pub fn parse_manifest(text: &str) -> ApiResult<BuildManifest> {
 }
 
 /// Exactly one target, one of [`CLI_TARGETS`] after lower-casing.
-fn target(map: &Map<String, Value>) -> ApiResult<String> {
+fn target(map: &Map<String, Value>) -> ApiResult<job::Target> {
     let list = match map.get("targets") {
         Some(Value::Array(list)) => list,
         Some(_) => {
@@ -88,13 +88,16 @@ fn target(map: &Map<String, Value>) -> ApiResult<String> {
         )));
     };
     let target = one.trim().to_ascii_lowercase();
-    if !CLI_TARGETS.contains(&target.as_str()) {
-        return Err(ApiError::bad_request(format!(
+    let unknown = || {
+        ApiError::bad_request(format!(
             "Unknown target {one:?}; expected one of: {}",
             CLI_TARGETS.join(", ")
-        )));
+        ))
+    };
+    if !CLI_TARGETS.contains(&target.as_str()) {
+        return Err(unknown());
     }
-    Ok(target)
+    job::Target::parse(&target).map_err(|_| unknown())
 }
 
 fn required_string<'a>(map: &'a Map<String, Value>, field: &str) -> ApiResult<&'a str> {

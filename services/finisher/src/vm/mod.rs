@@ -12,11 +12,7 @@
 
 mod decide;
 
-use shared::{
-    clock::now_ms,
-    jobs::{self, state},
-    runtime::Deps,
-};
+use shared::{clock::now_ms, runtime::Deps};
 use sqlx::MySqlConnection;
 
 use crate::{
@@ -226,11 +222,12 @@ impl VmController {
         );
         let mut failed = Vec::new();
         for id in ids {
-            if let Some(job) = jobs::lock(tx, &id)
+            if let Some(job) = job::lock(tx, &id)
                 .await?
-                .filter(|j| j.state == state::QUEUED)
+                .filter(|j| j.state == job::JobState::Queued)
             {
-                jobs::finish_failed(tx, &job, state::FAILED, &message).await?;
+                job::transition::fail(tx, &job, job::transition::Unsuccessful::Failed, &message)
+                    .await?;
                 tracing::warn!(job_id = %id, "sign job timed out waiting for the signing VM");
                 failed.push(id);
             }

@@ -21,13 +21,12 @@ use axum::{
 };
 use blob::b64;
 use blob::{BlobError, ByteStream, PutOptions, PutResult};
+use job::{artifacts, event::ArtifactRecord, transition, Event, JobState};
 use protocol::ArtifactUploadResponse;
 use shared::{
     auth,
     clock::now_ms,
-    db,
     http::{ApiError, ApiResult},
-    jobs::{self, state},
     metrics,
 };
 use sqlx::MySqlConnection;
@@ -41,10 +40,10 @@ const BASE64_SLACK: u64 = 1024;
 #[derive(Debug, sqlx::FromRow)]
 struct UploadJob {
     id: String,
-    state: String,
+    state: JobState,
     attempt: i32,
     token_hash: Option<Vec<u8>>,
-    original_target: String,
+    original_target: job::Target,
 }
 
 /// `POST /api/v1/artifact/upload/{job_id}`.
@@ -82,7 +81,7 @@ pub async fn upload_artifact(
         Box::pin(b64::decode_stream(stream))
     };
     let artifact_id = uuid::Uuid::new_v4().to_string();
-    let key = jobs::artifact_key(&artifact_id);
+    let key = artifacts::artifact_key(&artifact_id);
     let mut options = PutOptions::new(limit);
     if let Some(sha) = meta.sha256 {
         options = options.with_sha256(sha);
@@ -165,7 +164,7 @@ async fn authorize(
     {
         return Err(errors::invalid_job_token());
     }
-    if job.state != state::ASSIGNED && job.state != state::RUNNING {
+    if !job.state.is_held() {
         return Err(errors::job_not_running());
     }
     Ok(job)
@@ -202,8 +201,8 @@ async fn record(
         .meta
         .target
         .clone()
-        .unwrap_or_else(|| job.original_target.clone());
-    let hidden = jobs::is_intermediate_target(&target);
+        .unwrap_or_else(|| job.original_target.as_str().to_owned());
+    let hidden = artifacts::is_intermediate_target(&target);
     let now = now_ms();
     let retention = if hidden {
         state.settings.intermediate_retention_secs
@@ -231,23 +230,19 @@ async fn record(
     .bind(expires_ms)
     .execute(&mut *tx)
     .await?;
-    sqlx::query("UPDATE jobs SET state = 'running', started_ms = COALESCE(started_ms, ?) WHERE id = ? AND state = 'assigned'")
-        .bind(now)
-        .bind(&job.id)
-        .execute(&mut *tx)
-        .await?;
+    transition::start(&mut tx, &job.id, job.attempt).await?;
     let ttl = state.deps.hub.artifact_ttl_secs.min(retention);
-    let token = jobs::mint_download_token(&mut tx, stored.artifact_id, ttl).await?;
+    let token = artifacts::mint_download_token(&mut tx, stored.artifact_id, ttl).await?;
     if !hidden {
-        let event = jobs::artifact_ready_event(
-            &job.id,
-            stored.artifact_id,
-            &target,
-            &stored.meta.name,
-            size,
-            &sha256,
-        );
-        db::append_event(&mut tx, &job.id, "artifact_ready", &event).await?;
+        let event = Event::ArtifactReady(ArtifactRecord {
+            job_id: job.id.clone(),
+            artifact_id: stored.artifact_id.to_owned(),
+            target: target.clone(),
+            artifact_name: stored.meta.name.clone(),
+            artifact_size: size,
+            sha256: sha256.clone(),
+        });
+        job::event::append(&mut tx, &job.id, &event).await?;
     }
     tx.commit().await?;
     state.deps.notify_outbox();

@@ -32,10 +32,7 @@ use axum::{
 };
 use blob::{DynBlobStore, PutResult};
 use protocol::BuildResponse;
-use shared::{
-    http::{ApiError, ApiResult},
-    jobs,
-};
+use shared::http::{ApiError, ApiResult};
 
 use crate::{
     access::{self, Principal},
@@ -69,7 +66,10 @@ pub async fn create_build(
         state: &state,
         job_id: &job_id,
         idempotency_key: idempotency_key.as_deref(),
-        tarball: BlobGuard::new(state.deps.blob.clone(), jobs::tarball_key(&job_id)),
+        tarball: BlobGuard::new(
+            state.deps.blob.clone(),
+            job::artifacts::tarball_key(&job_id),
+        ),
     };
     let outcome = match kind {
         BodyKind::Multipart(boundary) => form::read(&mut intake, bearer, body, boundary).await,

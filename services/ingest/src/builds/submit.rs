@@ -7,12 +7,16 @@
 //! through the outbox. A Bearer submission from an account without a licence creates its
 //! (not device-bound) licence here, and syncs the licence's tier with the account's.
 
+use job::{
+    transition::{self, NewJob},
+    Priority,
+};
 use protocol::{BuildResponse, Tier};
 use shared::{
     auth,
     clock::{self, now_ms},
     http::ApiResult,
-    jobs, metrics,
+    metrics,
 };
 use sqlx::MySqlConnection;
 
@@ -115,31 +119,24 @@ pub async fn accept(intake: &Intake<'_>, parsed: Parsed) -> ApiResult<BuildRespo
         ),
         None => None,
     };
-    let priority = i8::try_from(tier.priority()).unwrap_or(1);
-    let inserted = sqlx::query(
-        "INSERT INTO jobs (id, license_id, project, original_target, target, stage, state, priority, manifest, credentials_enc, \
-         input_key, input_size, input_sha256, idempotency_key, enqueued_ms, created_ms) \
-         VALUES (?, ?, ?, ?, ?, 1, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(intake.job_id)
-    .bind(license.id)
-    .bind(&manifest.project)
-    .bind(&manifest.target)
-    .bind(&manifest.target)
-    .bind(priority)
-    .bind(&manifest.text)
-    .bind(sealed)
-    .bind(intake.tarball.key())
-    .bind(i64::try_from(put.size).unwrap_or(i64::MAX))
-    .bind(put.sha256_hex())
-    .bind(intake.idempotency_key)
-    .bind(now)
-    .bind(now)
-    .execute(&mut *tx)
-    .await;
-    match inserted {
-        Ok(_) => {}
-        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+    let priority = Priority(u8::try_from(tier.priority()).unwrap_or(1));
+    let size = i64::try_from(put.size).unwrap_or(i64::MAX);
+    let sha256 = put.sha256_hex();
+    let new = NewJob {
+        id: intake.job_id,
+        license_id: license.id,
+        project: &manifest.project,
+        target: &manifest.target,
+        priority,
+        manifest: &manifest.text,
+        credentials_enc: sealed,
+        input: (intake.tarball.key(), size, &sha256),
+        idempotency_key: intake.idempotency_key,
+        now_ms: now,
+    };
+    match transition::submit(&mut tx, &new).await {
+        Ok(()) => {}
+        Err(shared::queue::Error::Db(sqlx::Error::Database(e))) if e.is_unique_violation() => {
             // A concurrent retry with the same Idempotency-Key won the race: answer its job.
             tx.rollback().await?;
             let mut conn = state.deps.pool.acquire().await?;
@@ -151,9 +148,8 @@ pub async fn accept(intake: &Intake<'_>, parsed: Parsed) -> ApiResult<BuildRespo
         }
         Err(e) => return Err(e.into()),
     }
-    jobs::announce_queued(&mut tx, intake.job_id, &manifest.target, 0, priority).await?;
-    let position = match jobs::load(&mut tx, intake.job_id).await? {
-        Some(job) => jobs::position(&mut tx, &job).await?,
+    let position = match job::load(&mut tx, intake.job_id).await? {
+        Some(job) => job::position(&mut tx, &job).await?,
         None => 1,
     };
     tx.commit().await?;
@@ -186,12 +182,12 @@ async fn replay(
             .fetch_optional(&mut *conn)
             .await?;
     let Some(job) = (match id {
-        Some(id) => jobs::load(conn, &id).await?,
+        Some(id) => job::load(conn, &id).await?,
         None => None,
     }) else {
         return Ok(None);
     };
-    let position = jobs::position(conn, &job).await?;
+    let position = job::position(conn, &job).await?;
     tracing::info!(job_id = %job.id, license_id, "idempotent build retry answered with the first job");
     Ok(Some(answer(job.id, position)))
 }

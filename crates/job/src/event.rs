@@ -1,0 +1,229 @@
+//! The job's ordered event log: every frame its subscribers are sent, numbered 1, 2, … per job,
+//! stored for replay (A6) and announced for fan-out to every dispatcher replica.
+
+use protocol::{ArtifactInfo, Outgoing};
+use serde::{Deserialize, Serialize};
+use shared::{
+    clock::now_ms,
+    queue::{outbox, Message},
+};
+use sqlx::{MySqlConnection, MySqlPool};
+
+use crate::Result;
+
+/// A stored event of a job.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// A frame sent to subscribers as it is: `stage`, `progress`, `log`, `published`,
+    /// `queue_update`, `error` or `complete`.
+    Frame(Outgoing),
+    /// An artifact was uploaded. Each subscriber gets it as `artifact_ready` with a download
+    /// link of its own while the artifact is kept.
+    ArtifactReady(ArtifactRecord),
+}
+
+/// The stored form of `artifact_ready`: everything but the link.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArtifactRecord {
+    /// Job id.
+    pub job_id: String,
+    /// The artifact's id (its download links point at it).
+    pub artifact_id: String,
+    /// `x-artifact-target` of the upload.
+    pub target: String,
+    /// User-visible name.
+    pub artifact_name: String,
+    /// Size in bytes.
+    pub artifact_size: u64,
+    /// SHA-256 of the bytes (hex).
+    pub sha256: String,
+}
+
+/// Only `"artifact_ready"`: tells the stored record apart from the frames.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum ArtifactTag {
+    ArtifactReady,
+}
+
+#[derive(Serialize, Deserialize)]
+struct TaggedRecord<R> {
+    #[serde(rename = "type")]
+    tag: ArtifactTag,
+    #[serde(flatten)]
+    record: R,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Stored {
+    Artifact(TaggedRecord<ArtifactRecord>),
+    Frame(Outgoing),
+}
+
+impl Serialize for Event {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match self {
+            Self::Frame(frame) => frame.serialize(s),
+            Self::ArtifactReady(record) => TaggedRecord {
+                tag: ArtifactTag::ArtifactReady,
+                record,
+            }
+            .serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Event {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        Ok(match Stored::deserialize(d)? {
+            Stored::Artifact(t) => Self::ArtifactReady(t.record),
+            Stored::Frame(frame) => Self::Frame(frame),
+        })
+    }
+}
+
+impl Event {
+    /// The frame type (`log`, `artifact_ready`, …), stored beside the payload.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Frame(frame) => frame.kind(),
+            Self::ArtifactReady(_) => "artifact_ready",
+        }
+    }
+
+    /// The final `complete` of an attempt that failed.
+    pub fn failed_complete(job_id: &str, duration_secs: f64) -> Self {
+        Self::Frame(Outgoing::Complete {
+            job_id: job_id.to_owned(),
+            success: false,
+            duration_secs,
+            artifacts: Vec::<ArtifactInfo>::new(),
+        })
+    }
+}
+
+impl From<Outgoing> for Event {
+    fn from(frame: Outgoing) -> Self {
+        Self::Frame(frame)
+    }
+}
+
+/// An event as read back, with its place in the job's log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Numbered {
+    /// Sequence number within the job.
+    pub seq: i64,
+    /// The event.
+    pub event: Event,
+}
+
+/// Append an event to the job's log and queue its fan-out, in the caller's transaction.
+/// Returns its sequence number. The job's row lock serialises writers from every service, so
+/// numbers are gap-free and ordered.
+pub async fn append(conn: &mut MySqlConnection, job_id: &str, event: &Event) -> Result<i64> {
+    let res = sqlx::query("UPDATE jobs SET event_seq = LAST_INSERT_ID(event_seq + 1) WHERE id = ?")
+        .bind(job_id)
+        .execute(&mut *conn)
+        .await?;
+    if res.rows_affected() == 0 {
+        return Err(sqlx::Error::RowNotFound.into());
+    }
+    let seq: i64 = sqlx::query_scalar("SELECT CAST(LAST_INSERT_ID() AS SIGNED)")
+        .fetch_one(&mut *conn)
+        .await?;
+    let frame = serde_json::to_value(event)?;
+    sqlx::query(
+        "INSERT INTO job_events (job_id, seq, kind, payload, created_ms) VALUES (?, ?, ?, ?, ?)",
+    )
+    .bind(job_id)
+    .bind(seq)
+    .bind(event.kind())
+    .bind(frame.to_string())
+    .bind(now_ms())
+    .execute(&mut *conn)
+    .await?;
+    let message = Message::JobEvent {
+        job_id: job_id.to_owned(),
+        seq,
+        kind: event.kind().to_owned(),
+        frame,
+    };
+    outbox::enqueue(conn, &message).await?;
+    Ok(seq)
+}
+
+/// Append a frame (see [`append`]).
+pub async fn emit(conn: &mut MySqlConnection, job_id: &str, frame: Outgoing) -> Result<i64> {
+    append(conn, job_id, &Event::Frame(frame)).await
+}
+
+/// Events of a job after `after_seq`, in order, at most `limit`.
+pub async fn after(
+    pool: &MySqlPool,
+    job_id: &str,
+    after_seq: i64,
+    limit: u32,
+) -> Result<Vec<Numbered>> {
+    let rows: Vec<(i64, String)> = sqlx::query_as(
+        "SELECT seq, payload FROM job_events WHERE job_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+    )
+    .bind(job_id)
+    .bind(after_seq)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    rows.into_iter()
+        .map(|(seq, payload)| {
+            Ok(Numbered {
+                seq,
+                event: serde_json::from_str(&payload)?,
+            })
+        })
+        .collect()
+}
+
+/// How many events of `kind` a job has.
+pub async fn count(conn: &mut MySqlConnection, job_id: &str, kind: &str) -> Result<i64> {
+    Ok(
+        sqlx::query_scalar("SELECT COUNT(*) FROM job_events WHERE job_id = ? AND kind = ?")
+            .bind(job_id)
+            .bind(kind)
+            .fetch_one(conn)
+            .await?,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_events_round_trip_in_their_wire_shape() {
+        let record = ArtifactRecord {
+            job_id: "j1".into(),
+            artifact_id: "a1".into(),
+            target: "linux".into(),
+            artifact_name: "app.tar.gz".into(),
+            artifact_size: 12,
+            sha256: "ab".into(),
+        };
+        let event = Event::ArtifactReady(record);
+        let json = serde_json::to_value(&event).unwrap();
+        assert_eq!(json["type"], "artifact_ready");
+        assert_eq!(json["artifact_id"], "a1");
+        assert_eq!(serde_json::from_value::<Event>(json).unwrap(), event);
+
+        let log = Event::Frame(Outgoing::Log {
+            job_id: "j1".into(),
+            stage: "compiling".into(),
+            line: "warning: x".into(),
+            stream: "stderr".into(),
+        });
+        let json = serde_json::to_string(&log).unwrap();
+        assert!(json.contains(r#""type":"log""#));
+        assert_eq!(serde_json::from_str::<Event>(&json).unwrap(), log);
+        assert_eq!(log.kind(), "log");
+        assert_eq!(Event::failed_complete("j1", 1.5).kind(), "complete");
+    }
+}

@@ -1,0 +1,141 @@
+//! A job row and the reads every service shares.
+
+use shared::clock::now_ms;
+use sqlx::MySqlConnection;
+
+use crate::{JobState, Priority, SignPlatform, Target};
+
+/// A job row (without the sealed credentials).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Job {
+    /// Job id (lower-case UUID).
+    pub id: String,
+    /// The licence that submitted it.
+    pub license_id: i64,
+    /// The project (`bundle_id`, else `name`).
+    pub project: String,
+    /// The target the CLI asked for.
+    pub original_target: Target,
+    /// The queue it is in now (`<x>-sign` in stage 2).
+    pub target: Target,
+    /// 1 (build) or 2 (signing).
+    pub stage: i8,
+    /// Where it is in its lifecycle.
+    pub state: JobState,
+    /// Queue priority.
+    pub priority: Priority,
+    /// The manifest as submitted (stage 2: `targets` rewritten).
+    pub manifest: String,
+    /// Storage key of the input (tarball, or the stage-1 bundle).
+    pub input_key: Option<String>,
+    /// Input size in bytes.
+    pub input_size: Option<i64>,
+    /// Input SHA-256 (hex).
+    pub input_sha256: Option<String>,
+    /// Dispatches so far (all stages): the current attempt's number.
+    pub attempt: i32,
+    /// Requeues after a lost worker in the current stage.
+    pub retries: i32,
+    /// The worker connection holding the current attempt.
+    pub worker_id: Option<String>,
+    /// That worker's name (for re-attach).
+    pub worker_name: Option<String>,
+    /// The dispatcher instance holding that connection.
+    pub dispatcher_id: Option<String>,
+    /// When the current attempt's lease runs out.
+    pub lease_expires_ms: Option<i64>,
+    /// A cancel was asked for while a worker held the job.
+    pub cancel_requested: bool,
+    /// The worker sent `error` in this attempt.
+    pub error_reported: bool,
+    /// Stage 1's `needs_finishing` (the platform of stage 2).
+    pub needs_finishing: Option<String>,
+    /// First enqueue (the job's place in its queue).
+    pub enqueued_ms: i64,
+    /// Submission time.
+    pub created_ms: i64,
+    /// Last assignment.
+    pub assigned_ms: Option<i64>,
+    /// When it ended.
+    pub finished_ms: Option<i64>,
+}
+
+/// Columns of [`Job`], for `SELECT`s.
+pub const COLUMNS: &str =
+    "id, license_id, project, original_target, target, stage, state, priority, manifest, \
+    input_key, input_size, input_sha256, attempt, retries, worker_id, worker_name, dispatcher_id, \
+    lease_expires_ms, cancel_requested, error_reported, needs_finishing, enqueued_ms, created_ms, \
+    assigned_ms, finished_ms";
+
+impl Job {
+    /// Seconds since the job was created (for `complete.duration_secs`).
+    pub fn duration_secs(&self) -> f64 {
+        (now_ms() - self.created_ms).max(0) as f64 / 1000.0
+    }
+    /// Whether the job is in a terminal state.
+    pub fn is_terminal(&self) -> bool {
+        self.state.is_terminal()
+    }
+    /// Whether a worker holds `attempt` right now.
+    pub fn holds(&self, attempt: i32) -> bool {
+        self.attempt == attempt && self.state.is_held()
+    }
+    /// The platform stage 2 signs for, when stage 1 named a valid one.
+    pub fn sign_platform(&self) -> Option<SignPlatform> {
+        self.needs_finishing
+            .as_deref()
+            .and_then(SignPlatform::parse)
+    }
+}
+
+/// Load a job.
+pub async fn load(conn: &mut MySqlConnection, id: &str) -> Result<Option<Job>, sqlx::Error> {
+    sqlx::query_as(&format!("SELECT {COLUMNS} FROM jobs WHERE id = ?"))
+        .bind(id)
+        .fetch_optional(conn)
+        .await
+}
+
+/// Load and lock a job for the rest of the transaction.
+pub async fn lock(conn: &mut MySqlConnection, id: &str) -> Result<Option<Job>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM jobs WHERE id = ? FOR UPDATE"
+    ))
+    .bind(id)
+    .fetch_optional(conn)
+    .await
+}
+
+/// Lock a job unless another transaction holds it right now (`SKIP LOCKED`): sweeps running
+/// in several replicas never act on the same job, and a job being changed is left for the next
+/// round.
+pub async fn claim(conn: &mut MySqlConnection, id: &str) -> Result<Option<Job>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM jobs WHERE id = ? FOR UPDATE SKIP LOCKED"
+    ))
+    .bind(id)
+    .fetch_optional(conn)
+    .await
+}
+
+/// 1-based place of a queued job in its target's queue (priority, then enqueue time); 0 when
+/// the job is not queued.
+pub async fn position(conn: &mut MySqlConnection, job: &Job) -> Result<u64, sqlx::Error> {
+    if job.state != JobState::Queued {
+        return Ok(0);
+    }
+    let ahead: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM jobs WHERE state = 'queued' AND target = ? AND id <> ? AND \
+         (priority > ? OR (priority = ? AND (enqueued_ms < ? OR (enqueued_ms = ? AND id < ?))))",
+    )
+    .bind(&job.target)
+    .bind(&job.id)
+    .bind(job.priority)
+    .bind(job.priority)
+    .bind(job.enqueued_ms)
+    .bind(job.enqueued_ms)
+    .bind(&job.id)
+    .fetch_one(conn)
+    .await?;
+    Ok(u64::try_from(ahead).unwrap_or(0) + 1)
+}

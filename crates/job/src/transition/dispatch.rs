@@ -1,0 +1,198 @@
+//! queued → assigned → running, and the lease of a held attempt.
+
+use protocol::Outgoing;
+use shared::{auth, clock::now_ms};
+use sqlx::MySqlConnection;
+
+use crate::{event, Job, Result};
+
+/// Who takes a job.
+#[derive(Debug)]
+pub struct Assignment<'a> {
+    /// Worker connection id.
+    pub worker_id: &'a str,
+    /// Worker name (for re-attach after a reconnect).
+    pub worker_name: &'a str,
+    /// The dispatcher instance holding the connection.
+    pub dispatcher_id: &'a str,
+    /// Lease length.
+    pub lease_ms: i64,
+}
+
+/// queued → assigned: the next attempt, a fresh job token and a lease; the CLI is told its
+/// position is 0. `job` must be locked and `queued`. Returns the token (only its hash is kept)
+/// and the new attempt number.
+#[tracing::instrument(skip_all, fields(job_id = %job.id, worker = %to.worker_name))]
+pub async fn assign(
+    conn: &mut MySqlConnection,
+    job: &Job,
+    to: &Assignment<'_>,
+) -> Result<Option<(String, i32)>> {
+    let (token, hash) = auth::new_token();
+    let now = now_ms();
+    let attempt = job.attempt + 1;
+    let res = sqlx::query(
+        "UPDATE jobs SET state = 'assigned', attempt = ?, token_hash = ?, worker_id = ?, worker_name = ?, dispatcher_id = ?, \
+         lease_expires_ms = ?, assigned_ms = ?, error_reported = FALSE WHERE id = ? AND state = 'queued' AND attempt = ?",
+    )
+    .bind(attempt)
+    .bind(&hash[..])
+    .bind(to.worker_id)
+    .bind(to.worker_name)
+    .bind(to.dispatcher_id)
+    .bind(now + to.lease_ms)
+    .bind(now)
+    .bind(&job.id)
+    .bind(job.attempt)
+    .execute(&mut *conn)
+    .await?;
+    if res.rows_affected() == 0 {
+        return Ok(None);
+    }
+    let update = Outgoing::QueueUpdate {
+        job_id: job.id.clone(),
+        position: 0,
+        message: "Assigned to a build worker".into(),
+        estimated_wait_secs: None,
+    };
+    event::emit(conn, &job.id, update).await?;
+    Ok(Some((token, attempt)))
+}
+
+/// assigned → running for `attempt` (the tarball was fetched, an artifact or a frame arrived).
+/// A no-op when already running or superseded. Returns whether it changed the job.
+pub async fn start(
+    conn: &mut MySqlConnection,
+    job_id: &str,
+    attempt: i32,
+) -> Result<bool, sqlx::Error> {
+    let res = sqlx::query(
+        "UPDATE jobs SET state = 'running', started_ms = COALESCE(started_ms, ?) \
+         WHERE id = ? AND attempt = ? AND state = 'assigned'",
+    )
+    .bind(now_ms())
+    .bind(job_id)
+    .bind(attempt)
+    .execute(conn)
+    .await?;
+    Ok(res.rows_affected() == 1)
+}
+
+/// The worker of the current attempt sent `error` (A7): a later `complete{success:true}`
+/// yields `failed`, and a lost worker is not retried.
+pub async fn report_error(
+    conn: &mut MySqlConnection,
+    job_id: &str,
+    attempt: i32,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE jobs SET error_reported = TRUE, failure_kind = 'build' \
+         WHERE id = ? AND attempt = ? AND state IN ('assigned', 'running')",
+    )
+    .bind(job_id)
+    .bind(attempt)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Extend the leases of the jobs a live worker connection holds, until `until_ms`.
+pub async fn renew_leases(
+    conn: &mut MySqlConnection,
+    worker_id: &str,
+    job_ids: &[String],
+    until_ms: i64,
+) -> Result<(), sqlx::Error> {
+    if job_ids.is_empty() {
+        return Ok(());
+    }
+    let marks = vec!["?"; job_ids.len()].join(", ");
+    let sql = format!(
+        "UPDATE jobs SET lease_expires_ms = ? WHERE worker_id = ? AND state IN ('assigned', 'running') AND id IN ({marks})"
+    );
+    let mut q = sqlx::query(&sql).bind(until_ms).bind(worker_id);
+    for id in job_ids {
+        q = q.bind(id);
+    }
+    q.execute(conn).await?;
+    Ok(())
+}
+
+/// A worker connection is gone: its jobs' leases end by `until_ms` at the latest (the re-attach
+/// window), unless already shorter.
+pub async fn shorten_leases(
+    conn: &mut MySqlConnection,
+    worker_id: &str,
+    held: &[(String, i32)],
+    until_ms: i64,
+) -> Result<(), sqlx::Error> {
+    for (job_id, attempt) in held {
+        sqlx::query(
+            "UPDATE jobs SET lease_expires_ms = LEAST(COALESCE(lease_expires_ms, ?), ?) \
+             WHERE id = ? AND attempt = ? AND worker_id = ? AND state IN ('assigned', 'running')",
+        )
+        .bind(until_ms)
+        .bind(until_ms)
+        .bind(job_id)
+        .bind(attempt)
+        .bind(worker_id)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// End the lease of `attempt` now, so the reaper requeues (or fails) the job: used when an
+/// outcome could not be recorded.
+pub async fn expire_lease(
+    conn: &mut MySqlConnection,
+    job_id: &str,
+    attempt: i32,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE jobs SET lease_expires_ms = ? WHERE id = ? AND attempt = ? AND state IN ('assigned', 'running')",
+    )
+    .bind(now_ms())
+    .bind(job_id)
+    .bind(attempt)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// A reconnected worker (same name) claims a job it held before (A18): possible while the
+/// lease is valid and the previous connection is gone (closed, or silent since `silent_since_ms`);
+/// a live connection keeps its job (D8). Returns the attempt re-attached.
+#[tracing::instrument(skip_all, fields(job_id, worker = to.worker_name))]
+pub async fn reattach(
+    conn: &mut MySqlConnection,
+    job_id: &str,
+    to: &Assignment<'_>,
+    silent_since_ms: i64,
+) -> Result<Option<i32>, sqlx::Error> {
+    let now = now_ms();
+    let res = sqlx::query(
+        "UPDATE jobs SET worker_id = ?, dispatcher_id = ?, lease_expires_ms = ? \
+         WHERE id = ? AND worker_name = ? AND state IN ('assigned', 'running') AND lease_expires_ms > ? \
+         AND NOT EXISTS (SELECT 1 FROM workers w WHERE w.id = jobs.worker_id AND w.id <> ? \
+                         AND w.disconnected_ms IS NULL AND w.last_seen_ms > ?)",
+    )
+    .bind(to.worker_id)
+    .bind(to.dispatcher_id)
+    .bind(now + to.lease_ms)
+    .bind(job_id)
+    .bind(to.worker_name)
+    .bind(now)
+    .bind(to.worker_id)
+    .bind(silent_since_ms)
+    .execute(&mut *conn)
+    .await?;
+    if res.rows_affected() == 0 {
+        return Ok(None);
+    }
+    let attempt: i32 = sqlx::query_scalar("SELECT attempt FROM jobs WHERE id = ?")
+        .bind(job_id)
+        .fetch_one(conn)
+        .await?;
+    Ok(Some(attempt))
+}

@@ -1,0 +1,88 @@
+//! assigned/running → queued (or failed): the worker holding the attempt is gone.
+
+use protocol::Outgoing;
+use shared::{clock::now_ms, metrics};
+use sqlx::MySqlConnection;
+
+use crate::{
+    event, lock, position,
+    transition::{announce_queued, fail, Unsuccessful},
+    JobState, Result, MAX_RETRIES,
+};
+
+/// What [`requeue_lost`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LostOutcome {
+    /// Queued again with one more retry.
+    Requeued,
+    /// Out of retries (or cancelled, or its build had already failed): ended.
+    Failed,
+    /// The job was not held at that attempt (already handled).
+    Unchanged,
+}
+
+/// The worker holding `attempt` of a job is gone: requeue it (retries + 1, token revoked, the
+/// CLI told with a `queue_update`, one priority level above its tier so it keeps its place) or,
+/// after [`MAX_RETRIES`], fail it. A cancelled job ends cancelled; a build whose worker had
+/// already reported an error ends failed without a retry.
+#[tracing::instrument(skip_all, fields(job_id, attempt))]
+pub async fn requeue_lost(
+    conn: &mut MySqlConnection,
+    job_id: &str,
+    attempt: i32,
+    why: &str,
+) -> Result<LostOutcome> {
+    let Some(job) = lock(conn, job_id).await? else {
+        return Ok(LostOutcome::Unchanged);
+    };
+    if !job.holds(attempt) {
+        return Ok(LostOutcome::Unchanged);
+    }
+    metrics::get().lease_expiries.inc();
+    if job.cancel_requested {
+        fail(conn, &job, Unsuccessful::Cancelled, "Build cancelled").await?;
+        return Ok(LostOutcome::Failed);
+    }
+    if job.error_reported {
+        let msg = "Build failed (the worker disconnected after reporting an error)";
+        fail(conn, &job, Unsuccessful::Failed, msg).await?;
+        return Ok(LostOutcome::Failed);
+    }
+    if job.retries >= MAX_RETRIES {
+        let msg = format!(
+            "Build failed after {} attempts (workers kept disconnecting)",
+            job.retries + 1
+        );
+        fail(conn, &job, Unsuccessful::Failed, &msg).await?;
+        return Ok(LostOutcome::Failed);
+    }
+    sqlx::query(
+        "UPDATE jobs SET state = 'queued', retries = retries + 1, queued_ms = ?, token_hash = NULL, worker_id = NULL, \
+         worker_name = NULL, dispatcher_id = NULL, lease_expires_ms = NULL, error_reported = FALSE WHERE id = ?",
+    )
+    .bind(now_ms())
+    .bind(job_id)
+    .execute(&mut *conn)
+    .await?;
+    metrics::get().retries.inc();
+    let mut requeued = job.clone();
+    requeued.state = JobState::Queued;
+    let pos = position(conn, &requeued).await?;
+    let message = format!("{why}, re-queued (attempt {})", job.retries + 2);
+    let update = Outgoing::QueueUpdate {
+        job_id: job_id.to_owned(),
+        position: pos,
+        message,
+        estimated_wait_secs: None,
+    };
+    event::emit(conn, job_id, update).await?;
+    announce_queued(
+        conn,
+        job_id,
+        &job.target,
+        job.attempt,
+        job.priority.requeued(),
+    )
+    .await?;
+    Ok(LostOutcome::Requeued)
+}

@@ -1,0 +1,32 @@
+//! One function per arrow of the state table (PROTOCOL §5.1). Each runs in the caller's
+//! transaction (the caller owns begin and commit) and is conditional on the state it leaves,
+//! so a repeated or stale call changes nothing.
+//!
+//! | from | to | function |
+//! |---|---|---|
+//! | new | queued | [`submit`] |
+//! | queued | assigned | [`assign`] |
+//! | assigned | running | [`start`] |
+//! | assigned/running | (lease) | [`renew_leases`], [`shorten_leases`], [`expire_lease`], [`reattach`] |
+//! | assigned/running | (error reported) | [`report_error`] |
+//! | running | finishing | [`hand_over`] |
+//! | finishing | queued (stage 2) | [`queue_stage_two`] |
+//! | running | completed | [`complete`] |
+//! | assigned/running | queued or failed | [`requeue_lost`] |
+//! | queued/finishing, assigned/running | cancelled, flagged | [`cancel`] |
+//! | any active | failed or cancelled | [`fail`] |
+
+mod dispatch;
+mod end;
+mod lost;
+mod submit;
+
+pub use dispatch::{
+    assign, expire_lease, reattach, renew_leases, report_error, shorten_leases, start, Assignment,
+};
+pub use end::{
+    cancel, complete, fail, fail_build, hand_over, queue_stage_two, Cancelled, StageTwo,
+    Unsuccessful,
+};
+pub use lost::{requeue_lost, LostOutcome};
+pub use submit::{announce_queued, submit, NewJob};
