@@ -60,7 +60,7 @@ pub struct TestHub {
     /// The dispatcher context.
     pub dispatcher: dispatcher::Ctx,
     cancel: CancellationToken,
-    server: tokio::task::JoinHandle<()>,
+    server: tokio::task::JoinHandle<anyhow::Result<()>>,
     _fs_dir: Option<tempdir::TempDir>,
 }
 
@@ -132,24 +132,18 @@ impl TestHub {
             cancel.clone(),
         );
         deps.spawn_relay();
-        let dispatch =
-            dispatcher::start(&deps, opts.dispatcher.unwrap_or_default()).expect("dispatcher");
-        if !opts.no_finisher {
-            finisher::start(&deps, opts.finisher.unwrap_or_else(finisher_settings))
-                .expect("finisher");
-        }
-        let app = ingest::router(
-            ingest::AppState::new(&deps, opts.ingest.unwrap_or_else(ingest_settings))
-                .expect("ingest"),
-        )
-        .merge(download::router(download::AppState::new(&deps)))
-        .merge(dispatcher::router(dispatch.clone()))
-        .merge(shared::http::health_router(deps.ready_checks()));
-        let app = shared::http::finish_router(app);
-        let c = cancel.clone();
-        let server = tokio::spawn(async move {
-            let _ = shared::http::serve(listener, app, async move { c.cancelled().await }).await;
-        });
+        let services = standalone::Services {
+            ingest: opts.ingest.unwrap_or_else(ingest_settings),
+            dispatcher: opts.dispatcher.unwrap_or_default(),
+            finisher: (!opts.no_finisher).then(|| opts.finisher.unwrap_or_else(finisher_settings)),
+        };
+        let app = standalone::start(&deps, services).expect("compose the hub");
+        let dispatch = app.dispatcher.clone();
+        let listeners = standalone::Listeners {
+            http: listener,
+            legacy_ws: None,
+        };
+        let server = tokio::spawn(standalone::serve(app, listeners, cancel.clone()));
         Self {
             db,
             deps,

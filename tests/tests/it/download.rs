@@ -1253,13 +1253,15 @@ async fn the_download_service_runs_alone_without_rabbitmq_audits_the_proxied_cli
     // Nothing listens here: the download service must not need the broker.
     amqp.url = shared::config::Secret::new("amqp://guest:guest@127.0.0.1:1/%2f");
     let config = download::Config {
-        bind: "127.0.0.1".into(),
         port: 0,
         trust_forwarded_for: true,
-        hub: shared::testing::hub_config("http://127.0.0.1"),
-        db: db.config.clone(),
-        amqp,
-        blob: perry_hub_tests::fs_blob_config(&dir.0),
+        common: shared::config::ServiceArgs {
+            bind: "127.0.0.1".into(),
+            hub: shared::testing::hub_config("http://127.0.0.1"),
+            db: db.config.clone(),
+            amqp,
+            blob: perry_hub_tests::fs_blob_config(&dir.0),
+        },
     };
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
