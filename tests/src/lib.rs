@@ -1,6 +1,11 @@
 //! Test harness for Perry Hub: an in-process hub (all four services) on a random port against
 //! real MariaDB, RabbitMQ and S3, with a fresh database, queue prefix and bucket per test; plus
 //! simulated workers and CLIs that speak the wire protocol over real sockets.
+//!
+//! The hub is composed by `standalone::start` and served by `standalone::serve`, exactly as
+//! `perry-hub` does; [`api`] adds one typed method per HTTP endpoint.
+
+pub mod api;
 
 use std::{sync::Arc, time::Duration};
 
