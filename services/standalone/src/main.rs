@@ -50,4 +50,31 @@ mod tests {
     fn every_setting_has_a_unique_name() {
         Cli::command().debug_assert();
     }
+
+    #[test]
+    fn help_lists_the_settings_of_every_fragment_under_their_variable_names() {
+        let help = Cli::command().render_long_help().to_string();
+        for variable in [
+            "PERRY_HUB_BIND",
+            "PERRY_HUB_HTTP_PORT",
+            "PERRY_HUB_WS_PORT",
+            "PERRY_HUB_PUBLIC_URL",
+            "PERRY_HUB_CREDENTIALS_KEY",
+            "PERRY_DB_HOST",
+            "DATABASE_URL",
+            "AMQP_URL",
+            "PERRY_BLOB_BACKEND",
+            "PERRY_S3_BUCKET",
+            "PERRY_HUB_MAX_BODY_BYTES",
+            "PERRY_HUB_LEASE_SECS",
+            "POLAR_ACCESS_TOKEN",
+            "PERRY_FINISHER_SWEEP_SECS",
+            "AZURE_VM_NAME",
+        ] {
+            assert!(
+                help.contains(&format!("[env: {variable}")),
+                "{variable} missing"
+            );
+        }
+    }
 }
