@@ -27,8 +27,9 @@ run: services $(HUB_ENV) ## Run the hub (all services, one process) on :3456 wit
 test: ## Run every test against real MariaDB, RabbitMQ and S3 (installs what is missing)
 	@scripts/test.sh
 
-lint: ## rustfmt check and clippy with warnings denied
+lint: ## rustfmt check, clippy with warnings denied, and job state written only by crates/job
 	$(CARGO) fmt --all --check
+	scripts/check-job-writes.sh
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
 deploy-check: ## Validate Dockerfile, docker-compose.yml and k8s/ offline

@@ -32,6 +32,9 @@ export PERRY_DB_NAME="${PERRY_DB_NAME:-perry_hub}"
 export PERRY_TEST_S3_ENDPOINT="${PERRY_TEST_S3_ENDPOINT:-http://127.0.0.1:${PERRY_TEST_S3_PORT:-8014}}"
 export RUST_BACKTRACE=1
 
+# Only the job crate writes a job's lifecycle columns.
+scripts/check-job-writes.sh
+
 # Static checks of the container and Kubernetes files (offline validators from PyPI).
 scripts/validate-deploy.sh
 

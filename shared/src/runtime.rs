@@ -1,15 +1,17 @@
 //! What every service process needs at run time: the pool, the blob store, broker handles,
 //! the outbox relay, the shutdown token and the task tracker. Built once by `main` (or by a
-//! test) and handed to each service's `start`.
+//! test) and handed to each service's `start`. [`run_service`] is the body of every service
+//! binary's `run`.
 
 use std::{sync::Arc, time::Duration};
 
+use anyhow::Context as _;
 use sqlx::MySqlPool;
-use tokio::sync::Notify;
+use tokio::{net::TcpListener, sync::Notify};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
-    config::{AmqpConfig, BlobConfig, DbConfig, HubConfig},
+    config::{AmqpConfig, BlobConfig, DbConfig, HubConfig, ServiceArgs},
     http::{BlobReady, BrokerReady, DbReady, ReadyCheck},
     queue::{outbox::Relay, Broker},
 };
@@ -114,7 +116,7 @@ impl Deps {
     /// every service's `run`.
     pub async fn serve(
         &self,
-        listener: tokio::net::TcpListener,
+        listener: TcpListener,
         app: axum::Router,
         checks: Vec<Arc<dyn ReadyCheck>>,
         service: &'static str,
@@ -142,6 +144,46 @@ impl Deps {
         self.publisher.close().await;
         self.pool.close().await;
     }
+}
+
+/// One service binary, as [`run_service`] runs it.
+#[derive(Debug, Clone, Copy)]
+pub struct Service<'a> {
+    /// Name in the log line announcing the listener.
+    pub name: &'static str,
+    /// Bind address and the hub, MySQL, RabbitMQ and blob store fragments.
+    pub args: &'a ServiceArgs,
+    /// Whether the service publishes through RabbitMQ: then the outbox relay runs and `/readyz`
+    /// checks the broker. A service that never talks to it stays ready during a broker outage.
+    pub uses_broker: bool,
+}
+
+/// The body of every service's `run`: connect to MySQL and the blob store, start the outbox
+/// relay (when the service uses the broker), build the service's routes with `app`, then serve
+/// them with the health routes on `listener` until `cancel` fires, and shut down.
+pub async fn run_service<F>(
+    service: Service<'_>,
+    listener: TcpListener,
+    cancel: CancellationToken,
+    app: F,
+) -> anyhow::Result<()>
+where
+    F: FnOnce(&Deps) -> anyhow::Result<axum::Router>,
+{
+    let args = service.args;
+    let deps = Deps::connect(&args.db, &args.amqp, &args.blob, &args.hub, cancel)
+        .await
+        .context("connecting to MySQL and the blob store")?;
+    if service.uses_broker {
+        deps.spawn_relay();
+    }
+    let app = app(&deps)?;
+    let checks = deps
+        .ready_checks()
+        .into_iter()
+        .filter(|check| service.uses_broker || check.name() != "rabbitmq")
+        .collect();
+    deps.serve(listener, app, checks, service.name).await
 }
 
 /// Run `fut` on the current runtime, tracked so that shutdown waits for it. Outside a runtime

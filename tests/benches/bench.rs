@@ -134,7 +134,7 @@ async fn big_artifact(hub: &TestHub) -> (String, String) {
     let (_, license) = hub.insert_license("pro").await;
     let job = hub.insert_job(license, "linux", 10, b"t", json!({})).await;
     let id = uuid::Uuid::new_v4().to_string();
-    let key = shared::jobs::artifact_key(&id);
+    let key = job::artifacts::artifact_key(&id);
     let put = hub
         .deps
         .blob
@@ -154,7 +154,7 @@ async fn big_artifact(hub: &TestHub) -> (String, String) {
     .await
     .expect("artifact row");
     let mut conn = hub.pool().acquire().await.expect("conn");
-    let token = shared::jobs::mint_download_token(&mut conn, &id, 600)
+    let token = job::artifacts::mint_download_token(&mut conn, &id, 600)
         .await
         .expect("token");
     (token, key)

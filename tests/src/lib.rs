@@ -1,6 +1,11 @@
 //! Test harness for Perry Hub: an in-process hub (all four services) on a random port against
 //! real MariaDB, RabbitMQ and S3, with a fresh database, queue prefix and bucket per test; plus
 //! simulated workers and CLIs that speak the wire protocol over real sockets.
+//!
+//! The hub is composed by `standalone::start` and served by `standalone::serve`, exactly as
+//! `perry-hub` does; [`api`] adds one typed method per HTTP endpoint.
+
+pub mod api;
 
 use std::{sync::Arc, time::Duration};
 
@@ -60,7 +65,7 @@ pub struct TestHub {
     /// The dispatcher context.
     pub dispatcher: dispatcher::AppState,
     cancel: CancellationToken,
-    server: tokio::task::JoinHandle<()>,
+    server: tokio::task::JoinHandle<anyhow::Result<()>>,
     _fs_dir: Option<tempdir::TempDir>,
 }
 
@@ -132,24 +137,18 @@ impl TestHub {
             cancel.clone(),
         );
         deps.spawn_relay();
-        let dispatch =
-            dispatcher::start(&deps, opts.dispatcher.unwrap_or_default()).expect("dispatcher");
-        if !opts.no_finisher {
-            finisher::start(&deps, opts.finisher.unwrap_or_else(finisher_settings))
-                .expect("finisher");
-        }
-        let app = ingest::router(
-            ingest::AppState::new(&deps, opts.ingest.unwrap_or_else(ingest_settings))
-                .expect("ingest"),
-        )
-        .merge(download::router(download::AppState::new(&deps)))
-        .merge(dispatcher::router(dispatch.clone()))
-        .merge(shared::http::health_router(deps.ready_checks()));
-        let app = shared::http::finish_router(app);
-        let c = cancel.clone();
-        let server = tokio::spawn(async move {
-            let _ = shared::http::serve(listener, app, async move { c.cancelled().await }).await;
-        });
+        let services = standalone::Services {
+            ingest: opts.ingest.unwrap_or_else(ingest_settings),
+            dispatcher: opts.dispatcher.unwrap_or_default(),
+            finisher: (!opts.no_finisher).then(|| opts.finisher.unwrap_or_else(finisher_settings)),
+        };
+        let app = standalone::start(&deps, services).expect("compose the hub");
+        let dispatch = app.dispatcher.clone();
+        let listeners = standalone::Listeners {
+            http: listener,
+            legacy_ws: None,
+        };
+        let server = tokio::spawn(standalone::serve(app, listeners, cancel.clone()));
         Self {
             db,
             deps,
@@ -244,7 +243,7 @@ impl TestHub {
         credentials: Value,
     ) -> String {
         let id = uuid::Uuid::new_v4().to_string();
-        let key = shared::jobs::tarball_key(&id);
+        let key = job::artifacts::tarball_key(&id);
         let stream = blob::stream_from_bytes(tarball.to_vec());
         let put = self
             .deps
@@ -257,30 +256,25 @@ impl TestHub {
         let sealed = auth::CredentialCipher::new(&key_bytes)
             .seal(credentials.to_string().as_bytes(), id.as_bytes())
             .expect("seal");
-        let now = now_ms();
+        let target = job::Target::parse(target).expect("known target");
+        let manifest = manifest.to_string();
+        let sha256 = hex::encode(put.sha256);
+        let new = job::transition::NewJob {
+            id: &id,
+            license_id,
+            project: "com.example.app",
+            target: &target,
+            priority: job::Priority(u8::try_from(priority).expect("priority")),
+            manifest: &manifest,
+            credentials_enc: Some(sealed),
+            input: (&key, i64::try_from(put.size).expect("size"), &sha256),
+            idempotency_key: None,
+            now_ms: now_ms(),
+        };
         let mut tx = self.pool().begin().await.expect("tx");
-        sqlx::query(
-            "INSERT INTO jobs (id, license_id, project, original_target, target, state, priority, manifest, credentials_enc, \
-             input_key, input_size, input_sha256, enqueued_ms, created_ms) VALUES (?, ?, 'com.example.app', ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&id)
-        .bind(license_id)
-        .bind(target)
-        .bind(target)
-        .bind(priority)
-        .bind(manifest.to_string())
-        .bind(sealed)
-        .bind(&key)
-        .bind(i64::try_from(put.size).expect("size"))
-        .bind(hex::encode(put.sha256))
-        .bind(now)
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .expect("insert job");
-        shared::jobs::announce_queued(&mut tx, &id, target, 0, priority)
+        job::transition::submit(&mut tx, &new)
             .await
-            .expect("announce");
+            .expect("insert job");
         tx.commit().await.expect("commit");
         self.deps.notify_outbox();
         id
@@ -296,7 +290,7 @@ impl TestHub {
         data: &[u8],
     ) -> String {
         let id = uuid::Uuid::new_v4().to_string();
-        let key = shared::jobs::artifact_key(&id);
+        let key = job::artifacts::artifact_key(&id);
         let put = self
             .deps
             .blob
@@ -307,7 +301,7 @@ impl TestHub {
             )
             .await
             .expect("put artifact");
-        let hidden = shared::jobs::is_intermediate_target(target);
+        let hidden = job::artifacts::is_intermediate_target(target);
         let mut tx = self.pool().begin().await.expect("tx");
         let attempt: i32 = sqlx::query_scalar("SELECT attempt FROM jobs WHERE id = ?")
             .bind(job_id)
@@ -334,15 +328,15 @@ impl TestHub {
         .await
         .expect("insert artifact");
         if !hidden {
-            let ev = shared::jobs::artifact_ready_event(
-                job_id,
-                &id,
-                target,
-                name,
-                put.size,
-                &put.sha256_hex(),
-            );
-            shared::db::append_event(&mut tx, job_id, "artifact_ready", &ev)
+            let event = job::Event::ArtifactReady(job::event::ArtifactRecord {
+                job_id: job_id.to_owned(),
+                artifact_id: id.clone(),
+                target: target.to_owned(),
+                artifact_name: name.to_owned(),
+                artifact_size: put.size,
+                sha256: put.sha256_hex(),
+            });
+            job::event::append(&mut tx, job_id, &event)
                 .await
                 .expect("event");
         }

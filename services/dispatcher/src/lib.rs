@@ -25,8 +25,8 @@ use axum::{routing::any, Router};
 use clap::Parser;
 use shared::{
     auth::CredentialCipher,
-    config::{AmqpConfig, BlobConfig, DbConfig, HubConfig},
-    runtime::Deps,
+    config::{HubConfig, ServiceArgs},
+    runtime::{run_service, Deps, Service},
 };
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -38,27 +38,15 @@ use tokio_util::sync::CancellationToken;
     about = "Perry Registry dispatcher: worker and CLI WebSockets, per-target queues"
 )]
 pub struct Config {
-    /// Address to bind.
-    #[arg(long, env = "PERRY_HUB_BIND", default_value = "0.0.0.0")]
-    pub bind: String,
     /// Port serving `/ws` and the health endpoints.
     #[arg(long, env = "PERRY_DISPATCHER_PORT", default_value_t = 3458)]
     pub port: u16,
     /// Dispatcher behaviour.
     #[command(flatten)]
     pub settings: Settings,
+    /// Bind address, hub, MySQL, RabbitMQ and blob store settings.
     #[command(flatten)]
-    #[allow(missing_docs)]
-    pub hub: HubConfig,
-    #[command(flatten)]
-    #[allow(missing_docs)]
-    pub db: DbConfig,
-    #[command(flatten)]
-    #[allow(missing_docs)]
-    pub amqp: AmqpConfig,
-    #[command(flatten)]
-    #[allow(missing_docs)]
-    pub blob: BlobConfig,
+    pub common: ServiceArgs,
 }
 
 /// Timing of sessions and leases.
@@ -183,20 +171,16 @@ pub async fn run(
     listener: TcpListener,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
-    validate(&config.hub, &config.settings)?;
-    let deps = Deps::connect(
-        &config.db,
-        &config.amqp,
-        &config.blob,
-        &config.hub,
-        cancel.clone(),
-    )
-    .await?;
-    deps.spawn_relay();
-    let ctx = start(&deps, config.settings.clone())?;
-    let checks = deps.ready_checks();
-    deps.serve(listener, router(ctx), checks, "dispatcher")
-        .await
+    validate(&config.common.hub, &config.settings)?;
+    let service = Service {
+        name: "dispatcher",
+        args: &config.common,
+        uses_broker: true,
+    };
+    run_service(service, listener, cancel, |deps| {
+        Ok(router(start(deps, config.settings.clone())?))
+    })
+    .await
 }
 
 #[cfg(test)]

@@ -1,12 +1,9 @@
-use anyhow::Context;
 use clap::Parser;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = dispatcher::Config::parse();
     shared::telemetry::init(shared::telemetry::DEFAULT_FILTER);
-    let listener = tokio::net::TcpListener::bind((config.bind.as_str(), config.port))
-        .await
-        .with_context(|| format!("binding {}:{}", config.bind, config.port))?;
+    let listener = config.common.listen(config.port).await?;
     dispatcher::run(config, listener, shared::shutdown::token_from_signal()).await
 }

@@ -29,7 +29,6 @@ pub mod tokens;
 
 use std::time::Duration;
 
-use anyhow::Context as _;
 use axum::{
     http::{header, HeaderValue},
     response::{IntoResponse, Response},
@@ -39,9 +38,9 @@ use axum::{
 use blob::BlobError;
 use clap::Parser;
 use shared::{
-    config::{AmqpConfig, BlobConfig, DbConfig, HubConfig},
+    config::ServiceArgs,
     http::{ApiError, ErrorCode},
-    runtime::Deps,
+    runtime::{run_service, Deps, Service},
 };
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -57,9 +56,6 @@ pub const PRESIGN_TTL: Duration = Duration::from_secs(60);
     about = "Perry Hub download: single-use artifact links and worker tarball fetches"
 )]
 pub struct Config {
-    /// Address to bind.
-    #[arg(long, env = "PERRY_HUB_BIND", default_value = "0.0.0.0")]
-    pub bind: String,
     /// Port serving `/api/v1/dl`, `/api/v1/tarball` and the health endpoints.
     #[arg(long, env = "PERRY_DOWNLOAD_PORT", default_value_t = 3459)]
     pub port: u16,
@@ -72,18 +68,9 @@ pub struct Config {
         default_value = "false"
     )]
     pub trust_forwarded_for: bool,
+    /// Bind address, hub, MySQL, RabbitMQ and blob store settings.
     #[command(flatten)]
-    #[allow(missing_docs)]
-    pub hub: HubConfig,
-    #[command(flatten)]
-    #[allow(missing_docs)]
-    pub db: DbConfig,
-    #[command(flatten)]
-    #[allow(missing_docs)]
-    pub amqp: AmqpConfig,
-    #[command(flatten)]
-    #[allow(missing_docs)]
-    pub blob: BlobConfig,
+    pub common: ServiceArgs,
 }
 
 /// Handler state.
@@ -124,34 +111,28 @@ pub fn router(state: AppState) -> Router {
 /// Check the settings this service uses. It needs no secret and no public URL, so unlike the
 /// other services it does not require the credentials key.
 pub fn validate(config: &Config) -> anyhow::Result<()> {
-    config.blob.validate()?;
+    config.common.blob.validate()?;
     Ok(())
 }
 
-/// Run the download service alone on `listener` until `cancel` fires.
+/// Run the download service alone on `listener` until `cancel` fires. It never talks to
+/// RabbitMQ, so a broker outage does not make it unready.
 pub async fn run(
     config: Config,
     listener: TcpListener,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
     validate(&config)?;
-    let deps = Deps::connect(
-        &config.db,
-        &config.amqp,
-        &config.blob,
-        &config.hub,
-        cancel.clone(),
-    )
+    let service = Service {
+        name: "download",
+        args: &config.common,
+        uses_broker: false,
+    };
+    run_service(service, listener, cancel, |deps| {
+        let state = AppState::new(deps).with_trust_forwarded_for(config.trust_forwarded_for);
+        Ok(router(state))
+    })
     .await
-    .context("connecting to MySQL and the blob store")?;
-    // This service never talks to RabbitMQ, so a broker outage must not make it unready.
-    let checks = deps
-        .ready_checks()
-        .into_iter()
-        .filter(|check| check.name() != "rabbitmq")
-        .collect();
-    let app = router(AppState::new(&deps).with_trust_forwarded_for(config.trust_forwarded_for));
-    deps.serve(listener, app, checks, "download").await
 }
 
 /// Count one request outcome in the `downloads` metric family.

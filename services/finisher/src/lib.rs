@@ -22,8 +22,8 @@ use std::sync::Arc;
 
 use clap::Parser;
 use shared::{
-    config::{AmqpConfig, BlobConfig, DbConfig, HubConfig},
-    runtime::Deps,
+    config::ServiceArgs,
+    runtime::{run_service, Deps, Service},
 };
 use tokio::{net::TcpListener, sync::Notify};
 use tokio_util::sync::CancellationToken;
@@ -42,27 +42,15 @@ pub(crate) const WAIT_START_SQL: &str =
     about = "Perry Hub finisher: two-stage builds, the Azure signing VM, lost jobs and retention"
 )]
 pub struct Config {
-    /// Address to bind.
-    #[arg(long, env = "PERRY_HUB_BIND", default_value = "0.0.0.0")]
-    pub bind: String,
     /// Port of the health and metrics endpoints.
     #[arg(long, env = "PERRY_FINISHER_PORT", default_value_t = 3460)]
     pub port: u16,
     /// Finisher behaviour.
     #[command(flatten)]
     pub settings: Settings,
+    /// Bind address, hub, MySQL, RabbitMQ and blob store settings.
     #[command(flatten)]
-    #[allow(missing_docs)]
-    pub hub: HubConfig,
-    #[command(flatten)]
-    #[allow(missing_docs)]
-    pub db: DbConfig,
-    #[command(flatten)]
-    #[allow(missing_docs)]
-    pub amqp: AmqpConfig,
-    #[command(flatten)]
-    #[allow(missing_docs)]
-    pub blob: BlobConfig,
+    pub common: ServiceArgs,
 }
 
 /// What the finisher's tasks share.
@@ -122,26 +110,18 @@ pub async fn run(
     listener: TcpListener,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
-    config.amqp.validate()?;
-    config.blob.validate()?;
+    config.common.amqp.validate()?;
+    config.common.blob.validate()?;
     config.settings.validate()?;
-    let deps = Deps::connect(
-        &config.db,
-        &config.amqp,
-        &config.blob,
-        &config.hub,
-        cancel.clone(),
-    )
-    .await?;
-    deps.spawn_relay();
-    start(&deps, config.settings.clone())?;
-    let checks = deps.ready_checks();
-    deps.serve(
-        listener,
-        axum::Router::new(),
-        checks,
-        "finisher (health and metrics)",
-    )
+    let service = Service {
+        name: "finisher (health and metrics)",
+        args: &config.common,
+        uses_broker: true,
+    };
+    run_service(service, listener, cancel, |deps| {
+        start(deps, config.settings.clone())?;
+        Ok(axum::Router::new())
+    })
     .await
 }
 

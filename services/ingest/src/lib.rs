@@ -42,8 +42,8 @@ use clap::Parser;
 use protocol::Tier;
 use shared::{
     auth::CredentialCipher,
-    config::{AmqpConfig, BlobConfig, DbConfig, HubConfig},
-    runtime::Deps,
+    config::ServiceArgs,
+    runtime::{run_service, Deps, Service},
 };
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -207,37 +207,26 @@ pub fn router(state: AppState) -> Router {
     about = "Perry Hub ingest: builds, artifact uploads, licences, accounts, admin"
 )]
 pub struct Config {
-    /// Address to bind.
-    #[arg(long, env = "PERRY_HUB_BIND", default_value = "0.0.0.0")]
-    pub bind: String,
     /// Port serving the ingest API and the health endpoints.
     #[arg(long, env = "PERRY_INGEST_PORT", default_value_t = 3456)]
     pub port: u16,
     /// Ingest behaviour.
     #[command(flatten)]
     pub settings: Settings,
+    /// Bind address, hub, MySQL, RabbitMQ and blob store settings.
     #[command(flatten)]
-    #[allow(missing_docs)]
-    pub hub: HubConfig,
-    #[command(flatten)]
-    #[allow(missing_docs)]
-    pub db: DbConfig,
-    #[command(flatten)]
-    #[allow(missing_docs)]
-    pub amqp: AmqpConfig,
-    #[command(flatten)]
-    #[allow(missing_docs)]
-    pub blob: BlobConfig,
+    pub common: ServiceArgs,
 }
 
 /// Validate everything ingest needs before it connects anywhere.
 pub fn validate(config: &Config) -> anyhow::Result<()> {
-    config.hub.validate()?;
-    config.hub.validate_admin_secret()?;
-    config.amqp.validate()?;
-    config.blob.validate()?;
+    let common = &config.common;
+    common.hub.validate()?;
+    common.hub.validate_admin_secret()?;
+    common.amqp.validate()?;
+    common.blob.validate()?;
     config.settings.validate()?;
-    if config.hub.admin_secret.is_empty() {
+    if common.hub.admin_secret.is_empty() {
         tracing::warn!(
             "development mode: PERRY_HUB_ADMIN_SECRET is empty, admin endpoints answer 403"
         );
@@ -252,16 +241,13 @@ pub async fn run(
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
     validate(&config)?;
-    let deps = Deps::connect(
-        &config.db,
-        &config.amqp,
-        &config.blob,
-        &config.hub,
-        cancel.clone(),
-    )
-    .await?;
-    deps.spawn_relay();
-    let state = AppState::new(&deps, config.settings.clone())?;
-    let checks = deps.ready_checks();
-    deps.serve(listener, router(state), checks, "ingest").await
+    let service = Service {
+        name: "ingest",
+        args: &config.common,
+        uses_broker: true,
+    };
+    run_service(service, listener, cancel, |deps| {
+        Ok(router(AppState::new(deps, config.settings.clone())?))
+    })
+    .await
 }

@@ -1,14 +1,11 @@
 //! `ingest`: the ingest service alone (builds, artifact uploads, licences, accounts, admin).
 
-use anyhow::Context;
 use clap::Parser;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = ingest::Config::parse();
     shared::telemetry::init(shared::telemetry::DEFAULT_FILTER);
-    let listener = tokio::net::TcpListener::bind((config.bind.as_str(), config.port))
-        .await
-        .with_context(|| format!("binding {}:{}", config.bind, config.port))?;
+    let listener = config.common.listen(config.port).await?;
     ingest::run(config, listener, shared::shutdown::token_from_signal()).await
 }

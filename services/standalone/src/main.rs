@@ -4,13 +4,7 @@
 
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::{Parser, Subcommand};
-use shared::{
-    config::{AmqpConfig, BlobConfig, DbConfig, HubConfig},
-    runtime::Deps,
-};
-use tokio::net::TcpListener;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -21,29 +15,8 @@ use tokio::net::TcpListener;
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
-    /// Address to bind.
-    #[arg(long, env = "PERRY_HUB_BIND", default_value = "0.0.0.0")]
-    bind: String,
-    /// HTTP port: the API, `/ws` and the health endpoints.
-    #[arg(long, env = "PERRY_HUB_HTTP_PORT", default_value_t = 3456)]
-    http_port: u16,
-    /// Legacy WebSocket port (any path upgrades); 0 disables it.
-    #[arg(long, env = "PERRY_HUB_WS_PORT", default_value_t = 3457)]
-    ws_port: u16,
     #[command(flatten)]
-    hub: HubConfig,
-    #[command(flatten)]
-    db: DbConfig,
-    #[command(flatten)]
-    amqp: AmqpConfig,
-    #[command(flatten)]
-    blob: BlobConfig,
-    #[command(flatten)]
-    ingest: ingest::Settings,
-    #[command(flatten)]
-    dispatcher: dispatcher::Settings,
-    #[command(flatten)]
-    finisher: finisher::Settings,
+    config: standalone::Config,
 }
 
 #[derive(Debug, Subcommand)]
@@ -54,72 +27,17 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let Cli { command, config } = Cli::parse();
     shared::telemetry::init(shared::telemetry::DEFAULT_FILTER);
-    if let Some(Command::Migrate) = cli.command {
-        let pool = shared::db::connect(&cli.db, Duration::from_secs(60)).await?;
+    if let Some(Command::Migrate) = command {
+        let pool = shared::db::connect(&config.common.db, Duration::from_secs(60)).await?;
         shared::db::migrate(&pool).await?;
         tracing::info!("migrations applied");
         return Ok(());
     }
-    validate(&cli)?;
-    let cancel = shared::shutdown::token_from_signal();
-    let deps = Deps::connect(&cli.db, &cli.amqp, &cli.blob, &cli.hub, cancel.clone()).await?;
-    shared::db::migrate(&deps.pool).await?;
-    deps.spawn_relay();
-
-    let dispatch = dispatcher::start(&deps, cli.dispatcher.clone())?;
-    finisher::start(&deps, cli.finisher.clone())?;
-    let app = ingest::router(ingest::AppState::new(&deps, cli.ingest.clone())?)
-        .merge(download::router(
-            download::AppState::new(&deps).with_trust_forwarded_for(cli.ingest.trust_forwarded_for),
-        ))
-        .merge(dispatcher::router(dispatch.clone()))
-        .merge(shared::http::health_router(deps.ready_checks()));
-    let app = shared::http::finish_router(app);
-
-    let http = TcpListener::bind((cli.bind.as_str(), cli.http_port))
-        .await
-        .with_context(|| format!("binding HTTP port {}", cli.http_port))?;
-    tracing::info!(addr = %http.local_addr()?, public_url = %deps.hub.public_url(), "perry-hub listening (HTTP + /ws)");
-    let mut servers = tokio::task::JoinSet::new();
-    let c = cancel.clone();
-    servers.spawn(shared::http::serve(http, app, async move {
-        c.cancelled().await
-    }));
-    if cli.ws_port != 0 {
-        let legacy = TcpListener::bind((cli.bind.as_str(), cli.ws_port))
-            .await
-            .with_context(|| format!("binding legacy WebSocket port {}", cli.ws_port))?;
-        tracing::info!(addr = %legacy.local_addr()?, "legacy WebSocket listener (any path)");
-        let c = cancel.clone();
-        servers.spawn(shared::http::serve(
-            legacy,
-            dispatcher::legacy_router(dispatch),
-            async move { c.cancelled().await },
-        ));
-    }
-    while let Some(result) = servers.join_next().await {
-        if let Err(error) = result.context("server task")? {
-            cancel.cancel();
-            return Err(error).context("serving HTTP");
-        }
-    }
-    deps.shutdown(Duration::from_secs(10)).await;
-    tracing::info!("perry-hub stopped");
-    Ok(())
-}
-
-fn validate(cli: &Cli) -> anyhow::Result<()> {
-    cli.hub.validate()?;
-    cli.amqp.validate()?;
-    cli.blob.validate()?;
-    cli.hub.validate_admin_secret()?;
-    dispatcher::validate(&cli.hub, &cli.dispatcher)?;
-    if cli.hub.dev_mode {
-        tracing::warn!("development mode: do not expose this hub to the internet");
-    }
-    Ok(())
+    config.validate()?;
+    let listeners = config.listen().await?;
+    standalone::run(config, listeners, shared::shutdown::token_from_signal()).await
 }
 
 #[cfg(test)]
@@ -131,5 +49,32 @@ mod tests {
     #[test]
     fn every_setting_has_a_unique_name() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn help_lists_the_settings_of_every_fragment_under_their_variable_names() {
+        let help = Cli::command().render_long_help().to_string();
+        for variable in [
+            "PERRY_HUB_BIND",
+            "PERRY_HUB_HTTP_PORT",
+            "PERRY_HUB_WS_PORT",
+            "PERRY_HUB_PUBLIC_URL",
+            "PERRY_HUB_CREDENTIALS_KEY",
+            "PERRY_DB_HOST",
+            "DATABASE_URL",
+            "AMQP_URL",
+            "PERRY_BLOB_BACKEND",
+            "PERRY_S3_BUCKET",
+            "PERRY_HUB_MAX_BODY_BYTES",
+            "PERRY_HUB_LEASE_SECS",
+            "POLAR_ACCESS_TOKEN",
+            "PERRY_FINISHER_SWEEP_SECS",
+            "AZURE_VM_NAME",
+        ] {
+            assert!(
+                help.contains(&format!("[env: {variable}")),
+                "{variable} missing"
+            );
+        }
     }
 }

@@ -4,7 +4,7 @@ use perry_hub_tests::{HubOptions, TestHub};
 use serde_json::json;
 use shared::config::{HubConfig, Secret};
 
-use super::support::{self, assert_error, cli_form, get, manifest, post, post_build, post_json};
+use super::support::{assert_error, cli_form, manifest};
 
 #[tokio::test]
 async fn account_endpoints_accept_only_the_exact_admin_secret() {
@@ -21,37 +21,23 @@ async fn account_endpoints_accept_only_the_exact_admin_secret() {
     ] {
         let headers: Vec<(&str, &str)> =
             auth.iter().map(|a| ("authorization", a.as_str())).collect();
+        assert_error(&hub.create_account(&body, &headers).await, 403, "FORBIDDEN");
         assert_error(
-            &post_json(&hub, "/api/v1/account/create", &body, &headers).await,
+            &hub.update_account(&json!({"account_id": "x"}), &headers)
+                .await,
             403,
             "FORBIDDEN",
         );
         assert_error(
-            &post_json(
-                &hub,
-                "/api/v1/account/update",
-                &json!({"account_id": "x"}),
-                &headers,
-            )
-            .await,
+            &hub.admin_update_perry(&json!({}), &headers).await,
             403,
             "FORBIDDEN",
         );
-        assert_error(
-            &post_json(&hub, "/api/v1/admin/update-perry", &json!({}), &headers).await,
-            403,
-            "FORBIDDEN",
-        );
-        assert_error(
-            &get(&hub, "/api/v1/admin/workers", &headers).await,
-            403,
-            "FORBIDDEN",
-        );
+        assert_error(&hub.admin_workers(&headers).await, 403, "FORBIDDEN");
     }
     // 403 comes before 400: a bad body without the secret is still 403.
     assert_error(
-        &post(
-            &hub,
+        &hub.post_body(
             "/api/v1/account/create",
             "application/json",
             b"{nope".to_vec(),
@@ -79,19 +65,10 @@ async fn an_unset_admin_secret_keeps_the_admin_endpoints_closed() {
 
     for auth in [None, Some("Bearer "), Some("Bearer")] {
         let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("authorization", *a)).collect();
+        assert_error(&hub.admin_workers(&headers).await, 403, "FORBIDDEN");
         assert_error(
-            &get(&hub, "/api/v1/admin/workers", &headers).await,
-            403,
-            "FORBIDDEN",
-        );
-        assert_error(
-            &post_json(
-                &hub,
-                "/api/v1/account/create",
-                &json!({"github_id": 1, "github_username": "u"}),
-                &headers,
-            )
-            .await,
+            &hub.create_account(&json!({"github_id": 1, "github_username": "u"}), &headers)
+                .await,
             403,
             "FORBIDDEN",
         );
@@ -105,13 +82,12 @@ async fn an_account_is_created_read_and_updated() {
     let admin = format!("Bearer {}", hub.admin_secret());
     let admin_h = [("authorization", admin.as_str())];
 
-    let created = post_json(
-        &hub,
-        "/api/v1/account/create",
-        &json!({"github_id": 12345, "github_username": "octo", "email": "o@example.com"}),
-        &admin_h,
-    )
-    .await;
+    let created = hub
+        .create_account(
+            &json!({"github_id": 12345, "github_username": "octo", "email": "o@example.com"}),
+            &admin_h,
+        )
+        .await;
     assert_eq!(created.0, 200, "{}", created.1);
     assert_eq!(
         (
@@ -123,13 +99,12 @@ async fn an_account_is_created_read_and_updated() {
     );
     let id = created.1["id"].as_str().expect("id").to_owned();
     let first_token = created.1["api_token"].as_str().expect("token").to_owned();
-    let again = post_json(
-        &hub,
-        "/api/v1/account/create",
-        &json!({"github_id": "12345", "github_username": "octo"}),
-        &admin_h,
-    )
-    .await;
+    let again = hub
+        .create_account(
+            &json!({"github_id": "12345", "github_username": "octo"}),
+            &admin_h,
+        )
+        .await;
     assert_eq!(
         (again.1["created"].as_bool(), again.1["id"].as_str()),
         (Some(false), Some(id.as_str()))
@@ -138,12 +113,9 @@ async fn an_account_is_created_read_and_updated() {
     assert_ne!(second_token, first_token);
 
     for token in [&first_token, &second_token] {
-        let (status, account) = get(
-            &hub,
-            "/api/v1/account",
-            &[("authorization", &format!("Bearer {token}"))],
-        )
-        .await;
+        let (status, account) = hub
+            .get_account(&[("authorization", &format!("Bearer {token}"))])
+            .await;
         assert_eq!(status, 200, "{account}");
         assert_eq!(account["id"], id.as_str());
         assert_eq!(account["email"], "o@example.com");
@@ -152,20 +124,20 @@ async fn an_account_is_created_read_and_updated() {
         assert_eq!(account["usage"], usage);
     }
     let token_h = format!("Bearer {first_token}");
-    let build = post_build(
-        &hub,
-        cli_form(&manifest("linux", "com.example.acct"), &json!({}), b"t", ""),
-        &[("authorization", &token_h)],
-    )
-    .await;
+    let build = hub
+        .submit_build(
+            cli_form(&manifest("linux", "com.example.acct"), &json!({}), b"t", ""),
+            &[("authorization", &token_h)],
+        )
+        .await;
     assert_eq!(build.0, 200, "{}", build.1);
 
     let update = json!({"account_id": id, "tier": "pro", "polar_customer_id": "cus_1", "has_payment_method": true});
     assert_eq!(
-        post_json(&hub, "/api/v1/account/update", &update, &admin_h).await,
+        hub.update_account(&update, &admin_h).await,
         (200, json!({"ok": true}))
     );
-    let (_, account) = get(&hub, "/api/v1/account", &[("authorization", &token_h)]).await;
+    let (_, account) = hub.get_account(&[("authorization", &token_h)]).await;
     assert_eq!(
         (
             account["tier"].as_str(),
@@ -200,78 +172,43 @@ async fn account_errors_use_their_codes() {
     let hub = TestHub::start().await;
     let admin = format!("Bearer {}", hub.admin_secret());
     let admin_h = [("authorization", admin.as_str())];
-    let (id, _) = support::create_account(&hub, 5).await;
+    let (id, _) = hub.new_account(5).await;
 
+    assert_error(&hub.get_account(&[]).await, 401, "AUTH_REQUIRED");
     assert_error(
-        &get(&hub, "/api/v1/account", &[]).await,
-        401,
-        "AUTH_REQUIRED",
-    );
-    assert_error(
-        &get(
-            &hub,
-            "/api/v1/account",
-            &[(
-                "authorization",
-                "Bearer 0f8fad5b-d9cb-469f-a165-70867728950e",
-            )],
-        )
+        &hub.get_account(&[(
+            "authorization",
+            "Bearer 0f8fad5b-d9cb-469f-a165-70867728950e",
+        )])
         .await,
         401,
         "AUTH_INVALID",
     );
     assert_error(
-        &post_json(
-            &hub,
-            "/api/v1/account/create",
-            &json!({"github_username": "x"}),
-            &admin_h,
-        )
-        .await,
+        &hub.create_account(&json!({"github_username": "x"}), &admin_h)
+            .await,
         400,
         "BAD_REQUEST",
     );
     assert_error(
-        &post_json(
-            &hub,
-            "/api/v1/account/create",
-            &json!({"github_id": 1}),
-            &admin_h,
-        )
-        .await,
+        &hub.create_account(&json!({"github_id": 1}), &admin_h).await,
         400,
         "BAD_REQUEST",
     );
     assert_error(
-        &post_json(
-            &hub,
-            "/api/v1/account/update",
-            &json!({"tier": "pro"}),
-            &admin_h,
-        )
-        .await,
+        &hub.update_account(&json!({"tier": "pro"}), &admin_h).await,
         400,
         "BAD_REQUEST",
     );
     assert_error(
-        &post_json(
-            &hub,
-            "/api/v1/account/update",
-            &json!({"account_id": id, "tier": "gold"}),
-            &admin_h,
-        )
-        .await,
+        &hub.update_account(&json!({"account_id": id, "tier": "gold"}), &admin_h)
+            .await,
         400,
         "BAD_REQUEST",
     );
     assert_error(
-        &post_json(
-            &hub,
-            "/api/v1/account/update",
-            &json!({"account_id": "nope"}),
-            &admin_h,
-        )
-        .await,
+        &hub.update_account(&json!({"account_id": "nope"}), &admin_h)
+            .await,
         404,
         "NOT_FOUND",
     );

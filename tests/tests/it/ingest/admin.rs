@@ -4,7 +4,7 @@ use serde_json::json;
 
 use perry_hub_tests::TestHub;
 
-use super::support::{self, assert_error, cli_form, get, manifest, post, post_build, post_json};
+use super::support::{assert_error, cli_form, manifest};
 
 #[tokio::test]
 async fn update_perry_persists_the_version_and_reaches_idle_workers() {
@@ -15,7 +15,7 @@ async fn update_perry_persists_the_version_and_reaches_idle_workers() {
     // The hello is recorded asynchronously: wait until the admin view lists the worker.
     let deadline = tokio::time::Instant::now() + perry_hub_tests::WAIT;
     let listed = loop {
-        let (status, body) = get(&hub, "/api/v1/admin/workers", &admin_h).await;
+        let (status, body) = hub.admin_workers(&admin_h).await;
         assert_eq!(status, 200);
         if body["workers"].as_array().is_some_and(|w| !w.is_empty()) {
             break body;
@@ -31,13 +31,9 @@ async fn update_perry_persists_the_version_and_reaches_idle_workers() {
         json!({"expected_version": "", "workers": [{"name": "linux-7", "perry_version": "0.5.0", "capabilities": ",linux,android,", "busy": false}]})
     );
 
-    let (status, body) = post_json(
-        &hub,
-        "/api/v1/admin/update-perry",
-        &json!({"expected_version": "0.6.0"}),
-        &admin_h,
-    )
-    .await;
+    let (status, body) = hub
+        .admin_update_perry(&json!({"expected_version": "0.6.0"}), &admin_h)
+        .await;
 
     assert_eq!(status, 200, "{body}");
     assert_eq!(
@@ -61,12 +57,7 @@ async fn update_perry_persists_the_version_and_reaches_idle_workers() {
                     tokio::time::Instant::now() < deadline,
                     "update_perry never reached the idle worker"
                 );
-                assert_eq!(
-                    post_json(&hub, "/api/v1/admin/update-perry", &json!({}), &admin_h)
-                        .await
-                        .0,
-                    200
-                );
+                assert_eq!(hub.admin_update_perry(&json!({}), &admin_h).await.0, 200);
             }
         }
     }
@@ -76,27 +67,22 @@ async fn update_perry_persists_the_version_and_reaches_idle_workers() {
             .await
             .expect("setting");
     assert_eq!(stored, "0.6.0");
-    let (_, status) = get(&hub, "/api/v1/status", &[]).await;
+    let (_, status) = hub.get_status().await;
     assert_eq!(status["expected_perry_version"], "0.6.0");
     assert_eq!(status["supported_targets"], json!(["android", "linux"]));
     assert_eq!(status["connected_workers"], 1);
-    let empty = post(
-        &hub,
-        "/api/v1/admin/update-perry",
-        "application/json",
-        Vec::new(),
-        &admin_h,
-    )
-    .await;
-    assert_eq!(empty.1["expected_version"], "0.6.0");
-    assert_error(
-        &post_json(
-            &hub,
+    let empty = hub
+        .post_body(
             "/api/v1/admin/update-perry",
-            &json!({"expected_version": "1; rm -rf /"}),
+            "application/json",
+            Vec::new(),
             &admin_h,
         )
-        .await,
+        .await;
+    assert_eq!(empty.1["expected_version"], "0.6.0");
+    assert_error(
+        &hub.admin_update_perry(&json!({"expected_version": "1; rm -rf /"}), &admin_h)
+            .await,
         400,
         "BAD_REQUEST",
     );
@@ -106,10 +92,9 @@ async fn update_perry_persists_the_version_and_reaches_idle_workers() {
 #[tokio::test]
 async fn status_reports_the_queue_and_no_targets_without_workers() {
     let hub = TestHub::start().await;
-    let key = support::register(&hub).await;
+    let key = hub.registered_license().await;
     assert_eq!(
-        post_build(
-            &hub,
+        hub.submit_build(
             cli_form(&manifest("ios", "com.example.st"), &json!({}), b"t", &key),
             &[]
         )
@@ -118,7 +103,7 @@ async fn status_reports_the_queue_and_no_targets_without_workers() {
         200
     );
 
-    let (status, body) = get(&hub, "/api/v1/status", &[]).await;
+    let (status, body) = hub.get_status().await;
 
     assert_eq!(status, 200);
     assert_eq!(

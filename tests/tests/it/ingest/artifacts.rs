@@ -22,14 +22,7 @@ async fn upload(
         all.push(("authorization", auth.to_owned()));
     }
     let refs: Vec<(&str, &str)> = all.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    support::post(
-        hub,
-        &format!("/api/v1/artifact/upload/{job_id}"),
-        content_type,
-        body,
-        &refs,
-    )
-    .await
+    hub.upload_artifact(job_id, content_type, body, &refs).await
 }
 
 /// What an upload could leave behind.
@@ -46,7 +39,7 @@ async fn kept(hub: &TestHub) -> (i64, i64, i64, Vec<String>) {
 #[tokio::test]
 async fn a_worker_upload_is_stored_recorded_announced_and_downloadable() {
     let hub = TestHub::start().await;
-    let (job_id, token, _worker) = support::assigned_job(&hub).await;
+    let (job_id, token, _worker) = hub.assigned_job().await;
     let mut cli = hub.cli(&job_id).await;
     cli.expect("job_created").await;
     let data: Vec<u8> = (0..100_000u32).map(|i| (i * 7 % 256) as u8).collect();
@@ -98,7 +91,7 @@ async fn a_worker_upload_is_stored_recorded_announced_and_downloadable() {
             false
         )
     );
-    assert_eq!(row.6, shared::jobs::artifact_key(&row.0));
+    assert_eq!(row.6, job::artifacts::artifact_key(&row.0));
     let object = hub.deps.blob.get(&row.6, None).await.expect("blob");
     let stored: Vec<bytes::Bytes> = object.body.try_collect().await.expect("read");
     assert_eq!(stored.concat(), data);
@@ -131,7 +124,7 @@ async fn a_worker_upload_is_stored_recorded_announced_and_downloadable() {
 #[tokio::test]
 async fn a_raw_upload_is_stored_as_sent() {
     let hub = TestHub::start().await;
-    let (job_id, token, _worker) = support::assigned_job(&hub).await;
+    let (job_id, token, _worker) = hub.assigned_job().await;
     let data = b"QUJD but raw, not base64".to_vec();
 
     let (status, body) = upload(
@@ -158,7 +151,7 @@ async fn a_raw_upload_is_stored_as_sent() {
 #[tokio::test]
 async fn a_precompiled_bundle_is_kept_hidden_from_the_cli() {
     let hub = TestHub::start().await;
-    let (job_id, token, _worker) = support::assigned_job(&hub).await;
+    let (job_id, token, _worker) = hub.assigned_job().await;
 
     let headers = [
         ("x-artifact-name", "bundle.tar.gz"),
@@ -208,7 +201,7 @@ type Rejection<'a> = (
 #[tokio::test]
 async fn upload_rejections_follow_the_protocol_order_and_keep_nothing() {
     let hub = support::hub_with(|s| s.max_artifact_bytes = 1024).await;
-    let (job_id, token, _worker) = support::assigned_job(&hub).await;
+    let (job_id, token, _worker) = hub.assigned_job().await;
     let bearer = format!("Bearer {token}");
     let good = b64(b"artifact").into_bytes();
     let before = kept(&hub).await;
@@ -453,14 +446,14 @@ async fn upload_rejections_follow_the_protocol_order_and_keep_nothing() {
 #[tokio::test]
 async fn the_token_of_a_previous_attempt_is_refused() {
     let hub = TestHub::start().await;
-    let (job_id, old_token, _first) = support::assigned_job(&hub).await;
+    let (job_id, old_token, _first) = hub.assigned_job().await;
     let mut tx = hub.pool().begin().await.expect("tx");
-    let outcome = shared::jobs::requeue_lost(&mut tx, &job_id, 1, "Builder disconnected")
+    let outcome = job::transition::requeue_lost(&mut tx, &job_id, 1, "Builder disconnected")
         .await
         .expect("requeue");
     tx.commit().await.expect("commit");
     hub.deps.notify_outbox();
-    assert_eq!(outcome, shared::jobs::LostOutcome::Requeued);
+    assert_eq!(outcome, job::transition::LostOutcome::Requeued);
     let mut second = hub.worker("linux-2", &["linux"], 1).await;
     let assign = second.assignment().await;
     let new_token = assign["auth_token"].as_str().expect("token");

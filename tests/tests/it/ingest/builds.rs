@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use shared::auth::CredentialCipher;
 
-use super::support::{self, b64, cli_form, manifest, multipart, post, post_build};
+use super::support::{self, b64, cli_form, manifest, multipart};
 
 async fn blob_bytes(hub: &TestHub, key: &str) -> Vec<u8> {
     let object = hub.deps.blob.get(key, None).await.expect("blob");
@@ -17,17 +17,17 @@ async fn blob_bytes(hub: &TestHub, key: &str) -> Vec<u8> {
 #[tokio::test]
 async fn a_cli_submission_lands_in_mysql_s3_and_rabbitmq() {
     let hub = TestHub::start().await;
-    let key = support::register(&hub).await;
+    let key = hub.registered_license().await;
     let tarball: Vec<u8> = (0..70_000u32).map(|i| (i % 251) as u8).collect();
     let m = manifest("linux", "com.example.demo");
     let credentials = json!({"apple_p8_key": "p8-secret-value", "android_keystore_password": null});
 
-    let (status, body) = post_build(
-        &hub,
-        cli_form(&m, &credentials, &tarball, &format!(" {key}\n")),
-        &[],
-    )
-    .await;
+    let (status, body) = hub
+        .submit_build(
+            cli_form(&m, &credentials, &tarball, &format!(" {key}\n")),
+            &[],
+        )
+        .await;
 
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["ws_url"], "/ws");
@@ -75,13 +75,13 @@ async fn a_cli_submission_lands_in_mysql_s3_and_rabbitmq() {
     assert_eq!(opened, credentials);
     assert_eq!(
         row.6.as_deref(),
-        Some(shared::jobs::tarball_key(&job_id).as_str())
+        Some(job::artifacts::tarball_key(&job_id).as_str())
     );
     assert_eq!(row.7, Some(tarball.len() as i64));
     assert_eq!(row.8, Some(hex::encode(Sha256::digest(&tarball))));
     assert_eq!(row.9, "com.example.demo");
     assert_eq!(
-        blob_bytes(&hub, &shared::jobs::tarball_key(&job_id)).await,
+        blob_bytes(&hub, &job::artifacts::tarball_key(&job_id)).await,
         tarball
     );
     let db = hub.db();
@@ -114,7 +114,7 @@ async fn a_cli_submission_lands_in_mysql_s3_and_rabbitmq() {
 #[tokio::test]
 async fn a_raw_tarball_with_header_metadata_is_accepted_and_verified() {
     let hub = TestHub::start().await;
-    let key = support::register(&hub).await;
+    let key = hub.registered_license().await;
     let tarball = b"raw tarball bytes, not base64 \x00\x01\x02".to_vec();
     let m = manifest("android", "com.example.raw");
     let m64 = b64(m.to_string().as_bytes());
@@ -125,19 +125,12 @@ async fn a_raw_tarball_with_header_metadata_is_accepted_and_verified() {
         ("x-perry-license-key", key.as_str()),
         ("x-tarball-sha256", digest.as_str()),
     ];
-    let (status, body) = post(
-        &hub,
-        "/api/v1/build",
-        "application/octet-stream",
-        tarball.clone(),
-        &headers,
-    )
-    .await;
+    let (status, body) = hub.submit_raw_build(tarball.clone(), &headers).await;
 
     assert_eq!(status, 200, "{body}");
     let job_id = body["job_id"].as_str().expect("job_id").to_owned();
     assert_eq!(
-        blob_bytes(&hub, &shared::jobs::tarball_key(&job_id)).await,
+        blob_bytes(&hub, &job::artifacts::tarball_key(&job_id)).await,
         tarball
     );
     assert_eq!(hub.job_state(&job_id).await, "queued");
@@ -149,14 +142,7 @@ async fn a_raw_tarball_with_header_metadata_is_accepted_and_verified() {
         ("x-tarball-sha256", wrong.as_str()),
     ];
     let before = support::leftovers(&hub).await;
-    let refused = post(
-        &hub,
-        "/api/v1/build",
-        "application/octet-stream",
-        tarball,
-        &headers,
-    )
-    .await;
+    let refused = hub.submit_raw_build(tarball, &headers).await;
     support::assert_error(&refused, 400, "BAD_REQUEST");
     assert_eq!(support::leftovers(&hub).await, before);
     hub.stop().await;
@@ -165,7 +151,7 @@ async fn a_raw_tarball_with_header_metadata_is_accepted_and_verified() {
 #[tokio::test]
 async fn a_tarball_file_part_is_stored_without_base64_decoding() {
     let hub = TestHub::start().await;
-    let key = support::register(&hub).await;
+    let key = hub.registered_license().await;
     let tarball = b"\x1f\x8b binary gzip-ish bytes".to_vec();
     let mut body = Vec::new();
     body.extend_from_slice(
@@ -186,12 +172,12 @@ async fn a_tarball_file_part_is_stored_without_base64_decoding() {
     body.extend_from_slice(&tarball);
     body.extend_from_slice(format!("\r\n--{b}\r\nContent-Disposition: form-data; name=\"license_key\"\r\n\r\n{key}\r\n--{b}--\r\n", b = support::BOUNDARY).as_bytes());
 
-    let (status, answer) = post_build(&hub, body, &[]).await;
+    let (status, answer) = hub.submit_build(body, &[]).await;
 
     assert_eq!(status, 200, "{answer}");
     let job_id = answer["job_id"].as_str().expect("job_id");
     assert_eq!(
-        blob_bytes(&hub, &shared::jobs::tarball_key(job_id)).await,
+        blob_bytes(&hub, &job::artifacts::tarball_key(job_id)).await,
         tarball
     );
     hub.stop().await;
@@ -200,18 +186,13 @@ async fn a_tarball_file_part_is_stored_without_base64_decoding() {
 #[tokio::test]
 async fn the_bearer_path_creates_one_unbound_account_licence_with_the_account_tier() {
     let hub = TestHub::start().await;
-    let (account_id, token) = support::create_account(&hub, 4242).await;
+    let (account_id, token) = hub.new_account(4242).await;
     let admin = format!("Bearer {}", hub.admin_secret());
     let update = json!({"account_id": account_id, "tier": "pro"});
     assert_eq!(
-        support::post_json(
-            &hub,
-            "/api/v1/account/update",
-            &update,
-            &[("authorization", &admin)]
-        )
-        .await
-        .0,
+        hub.update_account(&update, &[("authorization", &admin)])
+            .await
+            .0,
         200
     );
     let bearer = format!("Bearer {token}");
@@ -224,7 +205,7 @@ async fn the_bearer_path_creates_one_unbound_account_licence_with_the_account_ti
             b"tar",
             "FREE-0000-0000-0000",
         );
-        let (status, body) = post_build(&hub, form, &[("authorization", &bearer)]).await;
+        let (status, body) = hub.submit_build(form, &[("authorization", &bearer)]).await;
         assert_eq!(status, 200, "{body}");
         jobs.push(body["job_id"].as_str().expect("job_id").to_owned());
     }
@@ -250,19 +231,19 @@ async fn the_bearer_path_creates_one_unbound_account_licence_with_the_account_ti
 #[tokio::test]
 async fn an_api_token_sent_as_the_licence_key_takes_the_bearer_path() {
     let hub = TestHub::start().await;
-    let (account_id, token) = support::create_account(&hub, 77).await;
+    let (account_id, token) = hub.new_account(77).await;
 
-    let (status, body) = post_build(
-        &hub,
-        cli_form(
-            &manifest("linux", "com.example.a10"),
-            &json!({}),
-            b"t",
-            &token,
-        ),
-        &[],
-    )
-    .await;
+    let (status, body) = hub
+        .submit_build(
+            cli_form(
+                &manifest("linux", "com.example.a10"),
+                &json!({}),
+                b"t",
+                &token,
+            ),
+            &[],
+        )
+        .await;
 
     assert_eq!(status, 200, "{body}");
     assert_eq!(
@@ -277,7 +258,7 @@ async fn an_api_token_sent_as_the_licence_key_takes_the_bearer_path() {
 #[tokio::test]
 async fn an_idempotent_retry_answers_the_first_job_and_creates_nothing() {
     let hub = TestHub::start().await;
-    let key = support::register(&hub).await;
+    let key = hub.registered_license().await;
     let form = || {
         cli_form(
             &manifest("linux", "com.example.idem"),
@@ -286,16 +267,22 @@ async fn an_idempotent_retry_answers_the_first_job_and_creates_nothing() {
             &key,
         )
     };
-    let first = post_build(&hub, form(), &[("idempotency-key", "retry-1")]).await;
+    let first = hub
+        .submit_build(form(), &[("idempotency-key", "retry-1")])
+        .await;
     assert_eq!(first.0, 200, "{}", first.1);
     let before = support::leftovers(&hub).await;
 
-    let retry = post_build(&hub, form(), &[("idempotency-key", "retry-1")]).await;
+    let retry = hub
+        .submit_build(form(), &[("idempotency-key", "retry-1")])
+        .await;
 
     assert_eq!(retry.0, 200, "{}", retry.1);
     assert_eq!(retry.1, first.1);
     assert_eq!(support::leftovers(&hub).await, before);
-    let other = post_build(&hub, form(), &[("idempotency-key", "retry-2")]).await;
+    let other = hub
+        .submit_build(form(), &[("idempotency-key", "retry-2")])
+        .await;
     assert_eq!(other.0, 200);
     assert_ne!(other.1["job_id"], first.1["job_id"]);
     assert_eq!(other.1["position"], 2);
@@ -305,19 +292,19 @@ async fn an_idempotent_retry_answers_the_first_job_and_creates_nothing() {
 #[tokio::test]
 async fn a_free_licence_may_rebuild_its_own_project() {
     let hub = TestHub::start().await;
-    let key = support::register(&hub).await;
+    let key = hub.registered_license().await;
     for _ in 0..2 {
-        let (status, body) = post_build(
-            &hub,
-            cli_form(
-                &manifest("linux", "com.example.same"),
-                &json!({}),
-                b"t",
-                &key,
-            ),
-            &[],
-        )
-        .await;
+        let (status, body) = hub
+            .submit_build(
+                cli_form(
+                    &manifest("linux", "com.example.same"),
+                    &json!({}),
+                    b"t",
+                    &key,
+                ),
+                &[],
+            )
+            .await;
         assert_eq!(status, 200, "{body}");
     }
     assert_eq!(

@@ -3,23 +3,25 @@
 use perry_hub_tests::TestHub;
 use serde_json::json;
 
-use super::support::{self, assert_error, cli_form, get, manifest, post, post_build};
+use super::support::{self, assert_error, cli_form, manifest};
 
 #[tokio::test]
 async fn job_status_is_scoped_to_its_licence_or_account() {
     let hub = TestHub::start().await;
-    let key = support::register(&hub).await;
-    let other = support::register(&hub).await;
-    let build = post_build(
-        &hub,
-        cli_form(&manifest("macos", "com.example.js"), &json!({}), b"t", &key),
-        &[],
-    )
-    .await;
+    let key = hub.registered_license().await;
+    let other = hub.registered_license().await;
+    let build = hub
+        .submit_build(
+            cli_form(&manifest("macos", "com.example.js"), &json!({}), b"t", &key),
+            &[],
+        )
+        .await;
     let job_id = build.1["job_id"].as_str().expect("job").to_owned();
     let path = format!("/api/v1/jobs/{job_id}");
 
-    let (status, body) = get(&hub, &path, &[("authorization", &format!("Bearer {key}"))]).await;
+    let (status, body) = hub
+        .get_json(&path, &[("authorization", &format!("Bearer {key}"))])
+        .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(
         (
@@ -39,18 +41,13 @@ async fn job_status_is_scoped_to_its_licence_or_account() {
     );
 
     assert_error(
-        &get(
-            &hub,
-            &path,
-            &[("authorization", &format!("Bearer {other}"))],
-        )
-        .await,
+        &hub.get_json(&path, &[("authorization", &format!("Bearer {other}"))])
+            .await,
         404,
         "JOB_NOT_FOUND",
     );
     assert_error(
-        &get(
-            &hub,
+        &hub.get_json(
             "/api/v1/jobs/0f8fad5b-d9cb-469f-a165-70867728950e",
             &[("authorization", &format!("Bearer {key}"))],
         )
@@ -58,35 +55,31 @@ async fn job_status_is_scoped_to_its_licence_or_account() {
         404,
         "JOB_NOT_FOUND",
     );
-    assert_error(&get(&hub, &path, &[]).await, 401, "AUTH_REQUIRED");
+    assert_error(&hub.get_json(&path, &[]).await, 401, "AUTH_REQUIRED");
     assert_error(
-        &get(
-            &hub,
-            &path,
-            &[("authorization", "Bearer FREE-0000-0000-0000")],
-        )
-        .await,
+        &hub.get_json(&path, &[("authorization", "Bearer FREE-0000-0000-0000")])
+            .await,
         401,
         "AUTH_INVALID",
     );
 
-    let (_, token) = support::create_account(&hub, 31).await;
+    let (_, token) = hub.new_account(31).await;
     let token_h = format!("Bearer {token}");
-    let mine = post_build(
-        &hub,
-        cli_form(&manifest("linux", "com.example.mine"), &json!({}), b"t", ""),
-        &[("authorization", &token_h)],
-    )
-    .await;
+    let mine = hub
+        .submit_build(
+            cli_form(&manifest("linux", "com.example.mine"), &json!({}), b"t", ""),
+            &[("authorization", &token_h)],
+        )
+        .await;
     let mine_path = format!("/api/v1/jobs/{}", mine.1["job_id"].as_str().expect("job"));
     assert_eq!(
-        get(&hub, &mine_path, &[("authorization", &token_h)])
+        hub.get_json(&mine_path, &[("authorization", &token_h)])
             .await
             .0,
         200
     );
     assert_error(
-        &get(&hub, &path, &[("authorization", &token_h)]).await,
+        &hub.get_json(&path, &[("authorization", &token_h)]).await,
         404,
         "JOB_NOT_FOUND",
     );
@@ -96,21 +89,21 @@ async fn job_status_is_scoped_to_its_licence_or_account() {
 #[tokio::test]
 async fn job_status_hands_out_fresh_links_to_visible_artifacts() {
     let hub = TestHub::start().await;
-    let (job_id, token, _worker) = support::assigned_job(&hub).await;
-    let up = post(
-        &hub,
-        &format!("/api/v1/artifact/upload/{job_id}"),
-        "text/plain",
-        support::b64(b"done").into_bytes(),
-        &[
-            ("authorization", &format!("Bearer {token}")),
-            ("x-artifact-name", "demo.tar.gz"),
-        ],
-    )
-    .await;
+    let (job_id, token, _worker) = hub.assigned_job().await;
+    let up = hub
+        .upload_artifact(
+            &job_id,
+            "text/plain",
+            support::b64(b"done").into_bytes(),
+            &[
+                ("authorization", &format!("Bearer {token}")),
+                ("x-artifact-name", "demo.tar.gz"),
+            ],
+        )
+        .await;
     assert_eq!(up.0, 200, "{}", up.1);
     // The job's licence key stays inside assigned_job: link its licence to an account instead.
-    let (account_id, api_token) = support::create_account(&hub, 64).await;
+    let (account_id, api_token) = hub.new_account(64).await;
     sqlx::query(
         "UPDATE licenses SET account_id = ? WHERE id = (SELECT license_id FROM jobs WHERE id = ?)",
     )
@@ -120,12 +113,12 @@ async fn job_status_hands_out_fresh_links_to_visible_artifacts() {
     .await
     .expect("link");
 
-    let (status, body) = get(
-        &hub,
-        &format!("/api/v1/jobs/{job_id}"),
-        &[("authorization", &format!("Bearer {api_token}"))],
-    )
-    .await;
+    let (status, body) = hub
+        .get_job(
+            &job_id,
+            &[("authorization", &format!("Bearer {api_token}"))],
+        )
+        .await;
 
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["state"], "running");
@@ -147,7 +140,7 @@ async fn job_status_hands_out_fresh_links_to_visible_artifacts() {
 async fn the_openapi_document_lists_every_route() {
     let hub = TestHub::start().await;
 
-    let (status, doc) = get(&hub, "/api/v1/openapi.json", &[]).await;
+    let (status, doc) = hub.get_openapi().await;
 
     assert_eq!(status, 200);
     assert_eq!(doc["openapi"], "3.0.3");

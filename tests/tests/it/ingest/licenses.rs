@@ -4,13 +4,13 @@ use perry_hub_tests::TestHub;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use super::support::{self, assert_error, post, post_json};
+use super::support::{self, assert_error};
 
 #[tokio::test]
 async fn register_mints_a_free_device_bound_key_stored_only_as_a_hash() {
     let hub = TestHub::start().await;
 
-    let (status, body) = post_json(&hub, "/api/v1/license/register", &json!({}), &[]).await;
+    let (status, body) = hub.register_license(&json!({}), &[]).await;
 
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["tier"], "free");
@@ -26,8 +26,7 @@ async fn register_mints_a_free_device_bound_key_stored_only_as_a_hash() {
     assert_eq!(hash, Sha256::digest(key.as_bytes()).to_vec());
     // The CLI may also send no body at all.
     assert_eq!(
-        post(
-            &hub,
+        hub.post_body(
             "/api/v1/license/register",
             "application/json",
             Vec::new(),
@@ -43,16 +42,10 @@ async fn register_mints_a_free_device_bound_key_stored_only_as_a_hash() {
 #[tokio::test]
 async fn verify_answers_valid_with_the_tier_or_invalid_with_nulls() {
     let hub = TestHub::start().await;
-    let key = support::register(&hub).await;
+    let key = hub.registered_license().await;
     let (pro_key, _) = hub.insert_license("pro").await;
 
-    let valid = post_json(
-        &hub,
-        "/api/v1/license/verify",
-        &json!({"license_key": key}),
-        &[],
-    )
-    .await;
+    let valid = hub.verify_license(&json!({"license_key": key}), &[]).await;
     assert_eq!(
         valid,
         (
@@ -60,25 +53,17 @@ async fn verify_answers_valid_with_the_tier_or_invalid_with_nulls() {
             json!({"valid": true, "tier": "free", "platforms": ["macos"]})
         )
     );
-    let pro = post_json(
-        &hub,
-        "/api/v1/license/verify",
-        &json!({"license_key": pro_key}),
-        &[],
-    )
-    .await;
+    let pro = hub
+        .verify_license(&json!({"license_key": pro_key}), &[])
+        .await;
     assert_eq!(pro.1["tier"], "pro");
     assert_eq!(
         pro.1["platforms"],
         json!(["macos", "ios", "android", "windows", "linux"])
     );
-    let invalid = post_json(
-        &hub,
-        "/api/v1/license/verify",
-        &json!({"license_key": "FREE-0000-0000-0000"}),
-        &[],
-    )
-    .await;
+    let invalid = hub
+        .verify_license(&json!({"license_key": "FREE-0000-0000-0000"}), &[])
+        .await;
     assert_eq!(
         invalid,
         (
@@ -87,8 +72,7 @@ async fn verify_answers_valid_with_the_tier_or_invalid_with_nulls() {
         )
     );
     assert_error(
-        &post(
-            &hub,
+        &hub.post_body(
             "/api/v1/license/verify",
             "application/json",
             Vec::new(),
@@ -99,7 +83,7 @@ async fn verify_answers_valid_with_the_tier_or_invalid_with_nulls() {
         "BAD_REQUEST",
     );
     assert_error(
-        &post_json(&hub, "/api/v1/license/verify", &json!({}), &[]).await,
+        &hub.verify_license(&json!({}), &[]).await,
         400,
         "BAD_REQUEST",
     );
@@ -114,40 +98,22 @@ async fn register_is_throttled_per_address_and_per_device() {
     })
     .await;
 
-    let first = post_json(
-        &hub,
-        "/api/v1/license/register",
-        &json!({"device_id": "device-a"}),
-        &[],
-    )
-    .await;
+    let first = hub
+        .register_license(&json!({"device_id": "device-a"}), &[])
+        .await;
     assert_eq!(first.0, 200);
-    let same_device = post_json(
-        &hub,
-        "/api/v1/license/register",
-        &json!({"device_id": "device-a"}),
-        &[],
-    )
-    .await;
+    let same_device = hub
+        .register_license(&json!({"device_id": "device-a"}), &[])
+        .await;
     assert_error(&same_device, 429, "RATE_LIMITED");
     assert_eq!(
-        post_json(
-            &hub,
-            "/api/v1/license/register",
-            &json!({"device_id": "device-b"}),
-            &[]
-        )
-        .await
-        .0,
-        200
-    );
-    assert_eq!(
-        post_json(&hub, "/api/v1/license/register", &json!({}), &[])
+        hub.register_license(&json!({"device_id": "device-b"}), &[])
             .await
             .0,
         200
     );
-    let per_address = post_json(&hub, "/api/v1/license/register", &json!({}), &[]).await;
+    assert_eq!(hub.register_license(&json!({}), &[]).await.0, 200);
+    let per_address = hub.register_license(&json!({}), &[]).await;
 
     assert_error(&per_address, 429, "RATE_LIMITED");
     assert_eq!(

@@ -3,7 +3,7 @@
 use perry_hub_tests::TestHub;
 use serde_json::json;
 
-use super::support::{self, b64, cli_form, manifest, post, post_build, post_json};
+use super::support::{b64, cli_form, manifest};
 
 #[tokio::test]
 async fn a_full_submission_and_upload_log_no_secret() {
@@ -12,48 +12,41 @@ async fn a_full_submission_and_upload_log_no_secret() {
     let hub = TestHub::start().await;
     let (admin_secret, worker_secret) = (hub.admin_secret(), hub.worker_secret());
     let admin = format!("Bearer {admin_secret}");
-    let key = support::register(&hub).await;
-    let created = post_json(
-        &hub,
-        "/api/v1/account/create",
-        &json!({"github_id": 8, "github_username": "logcheck"}),
-        &[("authorization", &admin)],
-    )
-    .await;
+    let key = hub.registered_license().await;
+    let created = hub
+        .create_account(
+            &json!({"github_id": 8, "github_username": "logcheck"}),
+            &[("authorization", &admin)],
+        )
+        .await;
     let api_token = created.1["api_token"].as_str().expect("token").to_owned();
     let credentials = json!({"apple_p8_key": "P8-KEY-MATERIAL-0xC0FFEE", "android_keystore_password": "keystore-pass-5150"});
-    let (status, body) = post_build(
-        &hub,
-        cli_form(
-            &manifest("linux", "com.example.logs"),
-            &credentials,
-            b"tarball",
-            &key,
-        ),
-        &[],
-    )
-    .await;
+    let (status, body) = hub
+        .submit_build(
+            cli_form(
+                &manifest("linux", "com.example.logs"),
+                &credentials,
+                b"tarball",
+                &key,
+            ),
+            &[],
+        )
+        .await;
     assert_eq!(status, 200, "{body}");
     let job_id = body["job_id"].as_str().expect("job").to_owned();
-    let (status, _) = post_build(
-        &hub,
-        cli_form(
-            &manifest("android", "com.example.logs2"),
-            &credentials,
-            b"t",
-            "",
-        ),
-        &[("authorization", &format!("Bearer {api_token}"))],
-    )
-    .await;
+    let (status, _) = hub
+        .submit_build(
+            cli_form(
+                &manifest("android", "com.example.logs2"),
+                &credentials,
+                b"t",
+                "",
+            ),
+            &[("authorization", &format!("Bearer {api_token}"))],
+        )
+        .await;
     assert_eq!(status, 200);
-    let verify = post_json(
-        &hub,
-        "/api/v1/license/verify",
-        &json!({"license_key": key}),
-        &[],
-    )
-    .await;
+    let verify = hub.verify_license(&json!({"license_key": key}), &[]).await;
     assert_eq!(verify.1["valid"], true);
     // Assign the job as a dispatcher would, without a WebSocket: the frame dumps of the
     // WebSocket library at TRACE (ours and the fake worker's, in this process) are the
@@ -65,27 +58,27 @@ async fn a_full_submission_and_upload_log_no_secret() {
         .execute(hub.pool())
         .await
         .expect("assign");
-    let up = post(
-        &hub,
-        &format!("/api/v1/artifact/upload/{job_id}"),
-        "text/plain",
-        b64(b"artifact").into_bytes(),
-        &[("authorization", &format!("Bearer {job_token}"))],
-    )
-    .await;
+    let up = hub
+        .upload_artifact(
+            &job_id,
+            "text/plain",
+            b64(b"artifact").into_bytes(),
+            &[("authorization", &format!("Bearer {job_token}"))],
+        )
+        .await;
     assert_eq!(up.0, 200, "{}", up.1);
     let download_token = up.1["token"].as_str().expect("download token").to_owned();
-    let refused = post_build(
-        &hub,
-        cli_form(
-            &manifest("linux", "com.example.other"),
-            &credentials,
-            b"t",
-            &key,
-        ),
-        &[],
-    )
-    .await;
+    let refused = hub
+        .submit_build(
+            cli_form(
+                &manifest("linux", "com.example.other"),
+                &credentials,
+                b"t",
+                &key,
+            ),
+            &[],
+        )
+        .await;
     assert_eq!(refused.0, 403);
     hub.stop().await;
 

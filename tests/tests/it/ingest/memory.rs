@@ -94,7 +94,7 @@ async fn a_512_mib_base64_tarball_streams_in_with_flat_memory() {
     let _ = hub
         .deps
         .blob
-        .delete(&shared::jobs::tarball_key(job_id))
+        .delete(&job::artifacts::tarball_key(job_id))
         .await;
     assert!(
         growth_mib < 128,

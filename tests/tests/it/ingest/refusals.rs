@@ -6,14 +6,12 @@ use protocol::LOGIN_URL;
 use serde_json::json;
 use shared::config::HubConfig;
 
-use super::support::{
-    self, assert_error, b64, cli_form, leftovers, manifest, multipart, post, post_build, BOUNDARY,
-};
+use super::support::{self, assert_error, b64, cli_form, leftovers, manifest, multipart, BOUNDARY};
 
 #[tokio::test]
 async fn malformed_submissions_get_400_and_leave_nothing_behind() {
     let hub = TestHub::start().await;
-    let key = support::register(&hub).await;
+    let key = hub.registered_license().await;
     let good = manifest("linux", "com.example.bad").to_string();
     let tar = b64(b"tarball");
     let with_manifest = |m: &str| {
@@ -121,7 +119,7 @@ async fn malformed_submissions_get_400_and_leave_nothing_behind() {
     let before = leftovers(&hub).await;
 
     for (what, body) in cases {
-        let got = post_build(&hub, body, &[]).await;
+        let got = hub.submit_build(body, &[]).await;
         assert_eq!(got.0, 400, "{what}: {}", got.1);
         assert_eq!(got.1["error"]["code"], "BAD_REQUEST", "{what}: {}", got.1);
         assert_eq!(
@@ -130,39 +128,26 @@ async fn malformed_submissions_get_400_and_leave_nothing_behind() {
             "{what} left something behind"
         );
     }
-    let not_multipart = post(
-        &hub,
-        "/api/v1/build",
-        "application/json",
-        b"{}".to_vec(),
-        &[],
-    )
-    .await;
+    let not_multipart = hub
+        .post_body("/api/v1/build", "application/json", b"{}".to_vec(), &[])
+        .await;
     assert_error(&not_multipart, 400, "BAD_REQUEST");
-    let no_boundary = post(
-        &hub,
-        "/api/v1/build",
-        "multipart/form-data",
-        with_manifest(&good),
-        &[],
-    )
-    .await;
+    let no_boundary = hub
+        .post_body(
+            "/api/v1/build",
+            "multipart/form-data",
+            with_manifest(&good),
+            &[],
+        )
+        .await;
     assert_error(&no_boundary, 400, "BAD_REQUEST");
-    let bad_idempotency = post_build(
-        &hub,
-        with_manifest(&good),
-        &[("idempotency-key", "has space")],
-    )
-    .await;
+    let bad_idempotency = hub
+        .submit_build(with_manifest(&good), &[("idempotency-key", "has space")])
+        .await;
     assert_error(&bad_idempotency, 400, "BAD_REQUEST");
-    let raw_without_manifest = post(
-        &hub,
-        "/api/v1/build",
-        "application/octet-stream",
-        b"tar".to_vec(),
-        &[("x-perry-license-key", &key)],
-    )
-    .await;
+    let raw_without_manifest = hub
+        .submit_raw_build(b"tar".to_vec(), &[("x-perry-license-key", &key)])
+        .await;
     assert_error(&raw_without_manifest, 400, "BAD_REQUEST");
     assert_eq!(leftovers(&hub).await, before);
     hub.stop().await;
@@ -181,10 +166,9 @@ async fn unknown_credentials_are_401_with_their_codes() {
     };
     let before = leftovers(&hub).await;
 
-    assert_error(&post_build(&hub, form(), &[]).await, 401, "LICENSE_INVALID");
+    assert_error(&hub.submit_build(form(), &[]).await, 401, "LICENSE_INVALID");
     assert_error(
-        &post_build(
-            &hub,
+        &hub.submit_build(
             form(),
             &[(
                 "authorization",
@@ -195,19 +179,15 @@ async fn unknown_credentials_are_401_with_their_codes() {
         401,
         "AUTH_INVALID",
     );
-    let (account_id, token) = support::create_account(&hub, 9).await;
+    let (account_id, token) = hub.new_account(9).await;
     sqlx::query("UPDATE accounts SET deleted_ms = 1 WHERE id = ?")
         .bind(&account_id)
         .execute(hub.pool())
         .await
         .expect("delete");
     assert_error(
-        &post_build(
-            &hub,
-            form(),
-            &[("authorization", &format!("Bearer {token}"))],
-        )
-        .await,
+        &hub.submit_build(form(), &[("authorization", &format!("Bearer {token}"))])
+            .await,
         401,
         "AUTH_INVALID",
     );
@@ -219,32 +199,32 @@ async fn unknown_credentials_are_401_with_their_codes() {
 #[tokio::test]
 async fn a_device_licence_on_a_second_project_needs_an_account() {
     let hub = TestHub::start().await;
-    let key = support::register(&hub).await;
-    let first = post_build(
-        &hub,
-        cli_form(
-            &manifest("linux", "com.example.first"),
-            &json!({}),
-            b"t",
-            &key,
-        ),
-        &[],
-    )
-    .await;
+    let key = hub.registered_license().await;
+    let first = hub
+        .submit_build(
+            cli_form(
+                &manifest("linux", "com.example.first"),
+                &json!({}),
+                b"t",
+                &key,
+            ),
+            &[],
+        )
+        .await;
     assert_eq!(first.0, 200, "{}", first.1);
     let before = leftovers(&hub).await;
 
-    let second = post_build(
-        &hub,
-        cli_form(
-            &manifest("linux", "com.example.second"),
-            &json!({}),
-            b"t",
-            &key,
-        ),
-        &[],
-    )
-    .await;
+    let second = hub
+        .submit_build(
+            cli_form(
+                &manifest("linux", "com.example.second"),
+                &json!({}),
+                b"t",
+                &key,
+            ),
+            &[],
+        )
+        .await;
 
     assert_error(&second, 403, "ACCOUNT_REQUIRED");
     assert_eq!(second.1["error"]["login_url"], LOGIN_URL);
@@ -258,7 +238,7 @@ async fn a_device_licence_on_a_second_project_needs_an_account() {
 #[tokio::test]
 async fn the_monthly_quota_counts_builds_in_flight() {
     let hub = TestHub::start().await;
-    let key = support::register(&hub).await;
+    let key = hub.registered_license().await;
     let license_id: i64 = sqlx::query_scalar("SELECT id FROM licenses")
         .fetch_one(hub.pool())
         .await
@@ -279,13 +259,13 @@ async fn the_monthly_quota_counts_builds_in_flight() {
         )
     };
     assert_eq!(
-        post_build(&hub, form(), &[]).await.0,
+        hub.submit_build(form(), &[]).await.0,
         200,
         "the 15th publish is allowed"
     );
     let before = leftovers(&hub).await;
 
-    let refused = post_build(&hub, form(), &[]).await;
+    let refused = hub.submit_build(form(), &[]).await;
 
     assert_error(&refused, 429, "PUBLISH_LIMIT_REACHED");
     assert_eq!(
@@ -308,7 +288,7 @@ async fn the_monthly_quota_counts_builds_in_flight() {
 #[tokio::test]
 async fn the_sixth_free_build_within_an_hour_is_rate_limited() {
     let hub = TestHub::start().await;
-    let key = support::register(&hub).await;
+    let key = hub.registered_license().await;
     let form = || {
         cli_form(
             &manifest("linux", "com.example.rate"),
@@ -318,11 +298,11 @@ async fn the_sixth_free_build_within_an_hour_is_rate_limited() {
         )
     };
     for n in 1..=5 {
-        assert_eq!(post_build(&hub, form(), &[]).await.0, 200, "build {n}");
+        assert_eq!(hub.submit_build(form(), &[]).await.0, 200, "build {n}");
     }
     let before = leftovers(&hub).await;
 
-    let refused = post_build(&hub, form(), &[]).await;
+    let refused = hub.submit_build(form(), &[]).await;
 
     assert_error(&refused, 429, "RATE_LIMITED");
     assert_eq!(
@@ -335,7 +315,7 @@ async fn the_sixth_free_build_within_an_hour_is_rate_limited() {
         .await
         .expect("age hits");
     assert_eq!(
-        post_build(&hub, form(), &[]).await.0,
+        hub.submit_build(form(), &[]).await.0,
         200,
         "the window rolls"
     );
@@ -349,7 +329,7 @@ async fn a_self_hosted_hub_lifts_the_monthly_and_hourly_limits() {
         ..HubOptions::default()
     })
     .await;
-    let key = support::register(&hub).await;
+    let key = hub.registered_license().await;
     sqlx::query(
         "INSERT INTO license_usage (license_id, period, publishes) SELECT id, ?, 500 FROM licenses",
     )
@@ -373,17 +353,17 @@ async fn a_self_hosted_hub_lifts_the_monthly_and_hourly_limits() {
         .expect("hits");
     }
 
-    let got = post_build(
-        &hub,
-        cli_form(
-            &manifest("linux", "com.example.self"),
-            &json!({}),
-            b"t",
-            &key,
-        ),
-        &[],
-    )
-    .await;
+    let got = hub
+        .submit_build(
+            cli_form(
+                &manifest("linux", "com.example.self"),
+                &json!({}),
+                b"t",
+                &key,
+            ),
+            &[],
+        )
+        .await;
 
     assert_eq!(got.0, 200, "{}", got.1);
     hub.stop().await;
@@ -392,43 +372,43 @@ async fn a_self_hosted_hub_lifts_the_monthly_and_hourly_limits() {
 #[tokio::test]
 async fn a_tarball_over_the_tier_cap_is_413_after_the_licence_checks() {
     let hub = support::hub_with(|s| s.free_tarball_cap_bytes = 1024).await;
-    let key = support::register(&hub).await;
+    let key = hub.registered_license().await;
     let big = vec![7u8; 4096];
     let before = leftovers(&hub).await;
 
-    let over = post_build(
-        &hub,
-        cli_form(
-            &manifest("linux", "com.example.big"),
-            &json!({}),
-            &big,
-            &key,
-        ),
-        &[],
-    )
-    .await;
+    let over = hub
+        .submit_build(
+            cli_form(
+                &manifest("linux", "com.example.big"),
+                &json!({}),
+                &big,
+                &key,
+            ),
+            &[],
+        )
+        .await;
     assert_error(&over, 413, "UPLOAD_TOO_LARGE");
-    let unknown_key = post_build(
-        &hub,
-        cli_form(
-            &manifest("linux", "com.example.big"),
-            &json!({}),
-            &big,
-            "FREE-0000-0000-0000",
-        ),
-        &[],
-    )
-    .await;
+    let unknown_key = hub
+        .submit_build(
+            cli_form(
+                &manifest("linux", "com.example.big"),
+                &json!({}),
+                &big,
+                "FREE-0000-0000-0000",
+            ),
+            &[],
+        )
+        .await;
     assert_error(&unknown_key, 401, "LICENSE_INVALID");
-    let no_key = post_build(
-        &hub,
-        multipart(&[
-            ("manifest", manifest("linux", "x").to_string().as_bytes()),
-            ("tarball_b64", b64(&big).as_bytes()),
-        ]),
-        &[],
-    )
-    .await;
+    let no_key = hub
+        .submit_build(
+            multipart(&[
+                ("manifest", manifest("linux", "x").to_string().as_bytes()),
+                ("tarball_b64", b64(&big).as_bytes()),
+            ]),
+            &[],
+        )
+        .await;
     assert_error(&no_key, 400, "BAD_REQUEST");
     // Key before the tarball: the cap is known while streaming.
     let early_key = multipart(&[
@@ -440,7 +420,7 @@ async fn a_tarball_over_the_tier_cap_is_413_after_the_licence_checks() {
         ("tarball_b64", b64(&big).as_bytes()),
     ]);
     assert_error(
-        &post_build(&hub, early_key, &[]).await,
+        &hub.submit_build(early_key, &[]).await,
         413,
         "UPLOAD_TOO_LARGE",
     );
@@ -449,28 +429,21 @@ async fn a_tarball_over_the_tier_cap_is_413_after_the_licence_checks() {
         ("x-perry-manifest", raw_manifest.as_str()),
         ("x-perry-license-key", key.as_str()),
     ];
-    let raw = post(
-        &hub,
-        "/api/v1/build",
-        "application/octet-stream",
-        big.clone(),
-        &raw_headers,
-    )
-    .await;
+    let raw = hub.submit_raw_build(big.clone(), &raw_headers).await;
     assert_error(&raw, 413, "UPLOAD_TOO_LARGE");
 
     assert_eq!(leftovers(&hub).await, before);
-    let fits = post_build(
-        &hub,
-        cli_form(
-            &manifest("linux", "com.example.big"),
-            &json!({}),
-            &big[..1024],
-            &key,
-        ),
-        &[],
-    )
-    .await;
+    let fits = hub
+        .submit_build(
+            cli_form(
+                &manifest("linux", "com.example.big"),
+                &json!({}),
+                &big[..1024],
+                &key,
+            ),
+            &[],
+        )
+        .await;
     assert_eq!(fits.0, 200, "{}", fits.1);
     hub.stop().await;
 }
@@ -478,7 +451,7 @@ async fn a_tarball_over_the_tier_cap_is_413_after_the_licence_checks() {
 #[tokio::test]
 async fn a_body_over_the_limit_is_413_whether_declared_or_streamed() {
     let hub = support::hub_with(|s| s.max_body_bytes = 8 * 1024).await;
-    let key = support::register(&hub).await;
+    let key = hub.registered_license().await;
     let body = cli_form(
         &manifest("linux", "com.example.body"),
         &json!({}),
@@ -487,7 +460,7 @@ async fn a_body_over_the_limit_is_413_whether_declared_or_streamed() {
     );
     let before = leftovers(&hub).await;
 
-    let declared = post_build(&hub, body.clone(), &[]).await;
+    let declared = hub.submit_build(body.clone(), &[]).await;
     assert_error(&declared, 413, "UPLOAD_TOO_LARGE");
 
     let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
@@ -518,7 +491,7 @@ async fn a_body_over_the_limit_is_413_whether_declared_or_streamed() {
 #[tokio::test]
 async fn a_storage_failure_is_500_internal_error_and_leaves_no_job() {
     let hub = TestHub::start().await;
-    let key = support::register(&hub).await;
+    let key = hub.registered_license().await;
     let mut broken = hub.blob_config.clone();
     // Nothing listens on the discard port: every S3 call fails.
     broken.s3_endpoint = Some("http://127.0.0.1:9".to_owned());
@@ -529,12 +502,12 @@ async fn a_storage_failure_is_500_internal_error_and_leaves_no_job() {
     .await;
     let before = leftovers(&hub).await;
 
-    let got = post_build(
-        &replica,
-        cli_form(&manifest("linux", "com.example.s3"), &json!({}), b"t", &key),
-        &[],
-    )
-    .await;
+    let got = replica
+        .submit_build(
+            cli_form(&manifest("linux", "com.example.s3"), &json!({}), b"t", &key),
+            &[],
+        )
+        .await;
 
     assert_error(&got, 500, "INTERNAL_ERROR");
     assert_eq!(got.1["error"]["message"], "Internal server error");
@@ -555,15 +528,15 @@ async fn a_refusal_before_the_tarball_still_reaches_a_client_sending_a_large_for
     );
     let before = leftovers(&hub).await;
 
-    let got = post_build(
-        &hub,
-        form,
-        &[(
-            "authorization",
-            "Bearer 0f8fad5b-d9cb-469f-a165-70867728950e",
-        )],
-    )
-    .await;
+    let got = hub
+        .submit_build(
+            form,
+            &[(
+                "authorization",
+                "Bearer 0f8fad5b-d9cb-469f-a165-70867728950e",
+            )],
+        )
+        .await;
 
     assert_error(&got, 401, "AUTH_INVALID");
     assert_eq!(leftovers(&hub).await, before);

@@ -1,0 +1,201 @@
+//! `perry-hub` as a library: ingest, dispatcher, finisher and download composed in one process,
+//! on one HTTP port (the API, `/ws` and the health routes) plus the legacy WebSocket port (any
+//! path upgrades).
+//!
+//! - [`Config`]: every setting of the process (`--help` of `perry-hub`).
+//! - [`start`]: start the services' background work on shared [`Deps`] and compose their routes
+//!   into one [`App`]. The test harness calls it too, so tests run the real composition.
+//! - [`serve`]: serve an [`App`] on its [`Listeners`] until cancelled.
+//! - [`run`]: validate, connect, migrate, [`start`], [`serve`], shut down.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::Router;
+use shared::{config::ServiceArgs, runtime::Deps};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// Every setting of the all-in-one hub.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Config {
+    /// HTTP port: the API, `/ws` and the health endpoints.
+    #[arg(long, env = "PERRY_HUB_HTTP_PORT", default_value_t = 3456)]
+    pub http_port: u16,
+    /// Legacy WebSocket port (any path upgrades); 0 disables it.
+    #[arg(long, env = "PERRY_HUB_WS_PORT", default_value_t = 3457)]
+    pub ws_port: u16,
+    /// Bind address, hub, MySQL, RabbitMQ and blob store settings.
+    #[command(flatten)]
+    pub common: ServiceArgs,
+    /// Ingest behaviour.
+    #[command(flatten)]
+    pub ingest: ingest::Settings,
+    /// Dispatcher timing.
+    #[command(flatten)]
+    pub dispatcher: dispatcher::Settings,
+    /// Finisher behaviour.
+    #[command(flatten)]
+    pub finisher: finisher::Settings,
+}
+
+impl Config {
+    /// Check every setting before connecting anywhere.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let hub = &self.common.hub;
+        hub.validate()?;
+        self.common.amqp.validate()?;
+        self.common.blob.validate()?;
+        hub.validate_admin_secret()?;
+        self.ingest.validate()?;
+        dispatcher::validate(hub, &self.dispatcher)?;
+        self.finisher.validate()?;
+        if hub.dev_mode {
+            tracing::warn!("development mode: do not expose this hub to the internet");
+        }
+        Ok(())
+    }
+
+    /// Bind the HTTP port and, unless it is 0, the legacy WebSocket port.
+    pub async fn listen(&self) -> anyhow::Result<Listeners> {
+        let http = self
+            .common
+            .listen(self.http_port)
+            .await
+            .context("binding the HTTP port")?;
+        let legacy_ws = match self.ws_port {
+            0 => None,
+            port => Some(
+                self.common
+                    .listen(port)
+                    .await
+                    .context("binding the legacy WebSocket port")?,
+            ),
+        };
+        Ok(Listeners { http, legacy_ws })
+    }
+
+    /// The settings of the composed services.
+    pub fn services(&self) -> Services {
+        Services {
+            ingest: self.ingest.clone(),
+            dispatcher: self.dispatcher.clone(),
+            finisher: Some(self.finisher.clone()),
+        }
+    }
+}
+
+/// The settings of the services composed into one process.
+#[derive(Debug, Clone)]
+pub struct Services {
+    /// Ingest limits and throttles (its `trust_forwarded_for` applies to downloads too).
+    pub ingest: ingest::Settings,
+    /// Dispatcher timing.
+    pub dispatcher: dispatcher::Settings,
+    /// Finisher settings; `None` leaves the finisher off (tests that drive stage 2 and the
+    /// sweeps themselves).
+    pub finisher: Option<finisher::Settings>,
+}
+
+/// The composed hub, ready to serve.
+#[derive(Debug, Clone)]
+pub struct App {
+    /// Every HTTP route: ingest, download, `/ws`, health, with the shared layers.
+    pub http: Router,
+    /// The legacy WebSocket listener's router (any path upgrades).
+    pub legacy_ws: Router,
+    /// The dispatcher's context (who is connected here).
+    pub dispatcher: dispatcher::AppState,
+}
+
+/// Where the hub listens.
+#[derive(Debug)]
+pub struct Listeners {
+    /// The HTTP port.
+    pub http: TcpListener,
+    /// The legacy WebSocket port, if enabled.
+    pub legacy_ws: Option<TcpListener>,
+}
+
+/// Start every service's background work on `deps` (dispatcher pumps and fan-out, the finisher's
+/// consumer and sweeps) and compose their routes. The outbox relay is the caller's: call
+/// [`Deps::spawn_relay`] once per process.
+pub fn start(deps: &Deps, services: Services) -> anyhow::Result<App> {
+    let dispatch = dispatcher::start(deps, services.dispatcher).context("dispatcher")?;
+    if let Some(settings) = services.finisher {
+        finisher::start(deps, settings).context("finisher")?;
+    }
+    let trust_forwarded_for = services.ingest.trust_forwarded_for;
+    let ingest_state = ingest::AppState::new(deps, services.ingest).context("ingest")?;
+    let download_state =
+        download::AppState::new(deps).with_trust_forwarded_for(trust_forwarded_for);
+    let http = ingest::router(ingest_state)
+        .merge(download::router(download_state))
+        .merge(dispatcher::router(dispatch.clone()))
+        .merge(shared::http::health_router(deps.ready_checks()));
+    Ok(App {
+        http: shared::http::finish_router(http),
+        legacy_ws: dispatcher::legacy_router(dispatch.clone()),
+        dispatcher: dispatch,
+    })
+}
+
+/// Serve `app` on `listeners` until `cancel` fires (or a listener fails, which cancels the
+/// other), then drain in-flight requests.
+pub async fn serve(
+    app: App,
+    listeners: Listeners,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
+    let mut servers = tokio::task::JoinSet::new();
+    let c = cancel.clone();
+    servers.spawn(shared::http::serve(listeners.http, app.http, async move {
+        c.cancelled().await
+    }));
+    if let Some(legacy) = listeners.legacy_ws {
+        tracing::info!(addr = %legacy.local_addr()?, "legacy WebSocket listener (any path)");
+        let c = cancel.clone();
+        servers.spawn(shared::http::serve(legacy, app.legacy_ws, async move {
+            c.cancelled().await
+        }));
+    }
+    while let Some(result) = servers.join_next().await {
+        if let Err(error) = result.context("server task")? {
+            cancel.cancel();
+            return Err(error).context("serving HTTP");
+        }
+    }
+    Ok(())
+}
+
+/// Run the whole hub on `listeners` until `cancel` fires: validate, connect, apply migrations,
+/// [`start`], [`serve`], then stop background work and close connections.
+pub async fn run(
+    config: Config,
+    listeners: Listeners,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
+    config.validate()?;
+    let common = &config.common;
+    let deps = Deps::connect(
+        &common.db,
+        &common.amqp,
+        &common.blob,
+        &common.hub,
+        cancel.clone(),
+    )
+    .await
+    .context("connecting to MySQL and the blob store")?;
+    shared::db::migrate(&deps.pool).await?;
+    deps.spawn_relay();
+    let app = start(&deps, config.services())?;
+    tracing::info!(
+        addr = %listeners.http.local_addr()?,
+        public_url = %deps.hub.public_url(),
+        "perry-hub listening (HTTP + /ws)"
+    );
+    let served = serve(app, listeners, cancel).await;
+    deps.shutdown(Duration::from_secs(10)).await;
+    tracing::info!("perry-hub stopped");
+    served
+}

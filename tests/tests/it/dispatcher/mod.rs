@@ -1,0 +1,8 @@
+//! Dispatcher scenarios over real sockets with simulated workers and CLIs, against real
+//! MariaDB and RabbitMQ.
+
+mod billing;
+mod handshake;
+mod ordering;
+mod sessions;
+mod support;

@@ -1,0 +1,233 @@
+//! Lost jobs, the attempt cap, queue timeouts and unsent outbox rows.
+
+use std::collections::HashSet;
+
+use super::support::*;
+use finisher::reaper;
+use serde_json::json;
+use shared::{
+    clock::now_ms,
+    queue::{outbox, Message},
+};
+
+#[tokio::test]
+async fn an_expired_lease_requeues_the_job_and_another_worker_gets_attempt_two() {
+    let hub = hub_with(&[]).await;
+    let (_, license) = hub.insert_license("pro").await;
+    let job = hub
+        .insert_job(license, "linux", 10, b"src", json!({}))
+        .await;
+    let mut cli = hub.cli(&job).await;
+    let mut first = hub.worker("w1", &["linux"], 1).await;
+    let a1 = first.assignment().await;
+    first.ws.close().await;
+    eventually("the disconnect", || async {
+        hub.db()
+            .count("workers", "disconnected_ms IS NOT NULL")
+            .await
+            == 1
+    })
+    .await;
+    // Past the re-attach window.
+    sqlx::query("UPDATE jobs SET lease_expires_ms = ? WHERE id = ?")
+        .bind(now_ms() - 1)
+        .bind(&job)
+        .execute(hub.pool())
+        .await
+        .unwrap();
+
+    loop {
+        let update = cli.expect("queue_update").await;
+        if update["message"] == "Builder disconnected, re-queued (attempt 2)" {
+            break;
+        }
+    }
+    let mut second = hub.worker("w2", &["linux"], 1).await;
+    let a2 = second.assignment().await;
+    assert_eq!(a2["job_id"], job.as_str());
+    assert_ne!(a2["auth_token"], a1["auth_token"]);
+    let (attempt, retries): (i32, i32) =
+        sqlx::query_as("SELECT attempt, retries FROM jobs WHERE id = ?")
+            .bind(&job)
+            .fetch_one(hub.pool())
+            .await
+            .unwrap();
+    assert_eq!((attempt, retries), (2, 1));
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn lost_jobs_out_of_retries_or_whose_build_failed_end_without_another_attempt() {
+    let hub = hub_with(&[]).await;
+    let (_, license) = hub.insert_license("pro").await;
+    let exhausted = hub.insert_job(license, "web", 10, b"src", json!({})).await;
+    let failed_build = hub.insert_job(license, "web", 10, b"src", json!({})).await;
+    let cancelled = hub.insert_job(license, "web", 10, b"src", json!({})).await;
+    let mut cli = hub.cli(&exhausted).await;
+    cli.expect("job_created").await;
+    let past = now_ms() - 1;
+    for (job, extra) in [
+        (&exhausted, "retries = 3"),
+        (
+            &failed_build,
+            "error_reported = TRUE, failure_kind = 'build'",
+        ),
+        (&cancelled, "cancel_requested = TRUE"),
+    ] {
+        sqlx::query(&format!("UPDATE jobs SET state = 'running', attempt = 4, worker_name = 'gone', lease_expires_ms = ?, {extra} WHERE id = ?"))
+            .bind(past)
+            .bind(job)
+            .execute(hub.pool())
+            .await
+            .unwrap();
+    }
+
+    let error = cli.expect("error").await;
+    assert_eq!(
+        error["message"],
+        "Build failed after 4 attempts (workers kept disconnecting)"
+    );
+    assert_eq!(error["code"], "INTERNAL_ERROR");
+    assert_eq!(cli.expect("complete").await["success"], false);
+    hub.wait_state(&failed_build, "failed").await;
+    hub.wait_state(&cancelled, "cancelled").await;
+    for job in [&exhausted, &failed_build, &cancelled] {
+        assert_eq!(
+            hub.db()
+                .count(
+                    "job_events",
+                    &format!("job_id = '{job}' AND kind = 'queue_update'")
+                )
+                .await,
+            0,
+            "never requeued"
+        );
+    }
+    assert_eq!(
+        scalar_i64(&hub, "SELECT retries FROM jobs WHERE id = ?", &failed_build).await,
+        0
+    );
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn two_reapers_racing_requeue_each_lost_job_exactly_once() {
+    let hub = hub_without_finisher().await;
+    let (_, license) = hub.insert_license("pro").await;
+    let mut jobs = Vec::new();
+    for _ in 0..20 {
+        jobs.push(hub.insert_job(license, "web", 10, b"src", json!({})).await);
+    }
+    exec(
+        &hub,
+        &format!(
+            "UPDATE jobs SET state = 'running', attempt = 1, lease_expires_ms = {}",
+            now_ms() - 1
+        ),
+    )
+    .await;
+    let a = finisher::AppState::new(&hub.deps, settings(&[]));
+    let b = finisher::AppState::new(&hub.deps, settings(&[]));
+
+    let (ra, rb) = tokio::join!(reaper::sweep(&a), reaper::sweep(&b));
+
+    let (ra, rb) = (ra.unwrap(), rb.unwrap());
+    let all: HashSet<&String> = ra.requeued.iter().chain(&rb.requeued).collect();
+    assert_eq!(ra.requeued.len() + rb.requeued.len(), 20, "{ra:?} {rb:?}");
+    assert_eq!(all.len(), 20);
+    for job in &jobs {
+        assert_eq!(
+            scalar_i64(&hub, "SELECT retries FROM jobs WHERE id = ?", job).await,
+            1
+        );
+        assert_eq!(
+            hub.db()
+                .count(
+                    "job_events",
+                    &format!("job_id = '{job}' AND kind = 'queue_update'")
+                )
+                .await,
+            1
+        );
+    }
+    let depth = shared::metrics::get()
+        .queue_depth
+        .get_or_create(&shared::metrics::label("target", "web"))
+        .get();
+    assert_eq!(depth, 20, "queue depth gauge");
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn a_queued_job_nobody_takes_fails_after_the_queue_timeout_and_a_recent_requeue_waits() {
+    let hub = hub_with(&flags(&["--queue-timeout-secs", "30"])).await;
+    let (_, license) = hub.insert_license("pro").await;
+    let stale = hub.insert_job(license, "web", 10, b"src", json!({})).await;
+    let requeued = hub.insert_job(license, "web", 10, b"src", json!({})).await;
+    let fresh = hub.insert_job(license, "web", 10, b"src", json!({})).await;
+    let mut cli = hub.cli(&stale).await;
+    cli.expect("job_created").await;
+    // One statement, so no sweep sees the requeued job old but not yet requeued.
+    sqlx::query(
+        "UPDATE jobs SET enqueued_ms = ?, queued_ms = IF(id = ?, ?, NULL) WHERE id IN (?, ?)",
+    )
+    .bind(now_ms() - 60_000)
+    .bind(&requeued)
+    .bind(now_ms())
+    .bind(&stale)
+    .bind(&requeued)
+    .execute(hub.pool())
+    .await
+    .unwrap();
+
+    let error = cli.expect("error").await;
+    assert_eq!(
+        error["message"],
+        "No build worker for 'web' took the job within 30 seconds; please try again later"
+    );
+    assert_eq!(cli.expect("complete").await["success"], false);
+    // The same sweep looked at the other two and kept them.
+    assert_eq!(hub.job_state(&requeued).await, "queued");
+    assert_eq!(hub.job_state(&fresh).await, "queued");
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn outbox_rows_left_unsent_by_a_crashed_process_are_still_published() {
+    let hub = hub_with(&[]).await;
+    let (_, license) = hub.insert_license("pro").await;
+    // A job whose queue message was written, but whose process died before relaying it (and
+    // so never woke this process's relay).
+    let job = uuid::Uuid::new_v4().to_string();
+    let long_ago = now_ms() - 600_000;
+    let mut tx = hub.pool().begin().await.unwrap();
+    sqlx::query(
+        "INSERT INTO jobs (id, license_id, project, original_target, target, state, priority, manifest, enqueued_ms, created_ms) \
+         VALUES (?, ?, 'p', 'linux', 'linux', 'queued', 10, '{\"targets\":[\"linux\"]}', ?, ?)",
+    )
+    .bind(&job)
+    .bind(license)
+    .bind(long_ago)
+    .bind(long_ago)
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    let msg = Message::JobQueued {
+        job_id: job.clone(),
+        target: "linux".into(),
+        attempt: 0,
+        priority: 10,
+    };
+    let id = outbox::enqueue(&mut tx, &msg).await.unwrap();
+    sqlx::query("UPDATE outbox SET created_ms = ? WHERE id = ?")
+        .bind(long_ago)
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+
+    let mut worker = hub.worker("w1", &["linux"], 1).await;
+    assert_eq!(worker.assignment().await["job_id"], job.as_str());
+    hub.stop().await;
+}

@@ -1,0 +1,122 @@
+//! The outbox relay across a broker restart.
+
+use std::{
+    collections::HashSet,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use shared::{
+    queue::{
+        consumer::{self, Disposition, Source},
+        outbox::{self, Relay},
+        Broker, Message,
+    },
+    testing::{self, TestDb},
+};
+use tokio_util::sync::CancellationToken;
+
+/// Publish 1 000 outbox rows while RabbitMQ is restarted in the middle of the burst; the
+/// consumer must see every id, dropping duplicates itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbox_relay_delivers_every_row_once_across_a_broker_restart() {
+    const TOTAL: usize = 1000;
+    let db = TestDb::new().await;
+    let amqp = testing::amqp_config();
+    let cancel = CancellationToken::new();
+    let relay = Relay::new(db.pool.clone(), Broker::new(&amqp, "test-publisher"));
+    let wake = relay.notifier();
+    tokio::spawn(relay.run(cancel.clone()));
+
+    let seen = Arc::new(Mutex::new((HashSet::<u64>::new(), 0usize)));
+    let consumer_broker = Broker::new(&amqp, "test-consumer");
+    let queue = consumer_broker.topology().target_queue("linux");
+    let s = seen.clone();
+    tokio::spawn(consumer::run(
+        consumer_broker,
+        Source::Queue(queue),
+        50,
+        cancel.clone(),
+        || async {},
+        move |r| {
+            let s = s.clone();
+            async move {
+                let mut g = s.lock().unwrap();
+                if let Some(id) = r.id {
+                    if !g.0.insert(id) {
+                        g.1 += 1;
+                    }
+                }
+                Disposition::Ack
+            }
+        },
+    ));
+
+    // Write the burst in small transactions, restarting the broker a third of the way in.
+    let restart_at = TOTAL / 3;
+    let mut restart = None;
+    for i in 0..TOTAL {
+        let mut tx = db.pool.begin().await.unwrap();
+        let msg = Message::JobQueued {
+            job_id: format!("job-{i}"),
+            target: "linux".into(),
+            attempt: 0,
+            priority: 1,
+        };
+        outbox::enqueue(&mut tx, &msg).await.unwrap();
+        tx.commit().await.unwrap();
+        wake.notify_one();
+        if i == restart_at {
+            restart = Some(tokio::spawn(restart_broker()));
+        }
+        if i % 50 == 0 {
+            tokio::task::yield_now().await;
+        }
+    }
+    restart.expect("restart started").await.unwrap();
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let n = seen.lock().unwrap().0.len();
+        if n == TOTAL {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {n} of {TOTAL} messages arrived"
+        );
+        wake.notify_one();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let unsent = db.count("outbox", "sent_ms IS NULL").await;
+    assert_eq!(unsent, 0, "every row is marked sent");
+    let (ids, dups) = {
+        let g = seen.lock().unwrap();
+        (g.0.clone(), g.1)
+    };
+    let expected: HashSet<u64> = sqlx::query_scalar::<_, i64>("SELECT id FROM outbox")
+        .fetch_all(&db.pool)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|i| u64::try_from(i).unwrap())
+        .collect();
+    assert_eq!(ids, expected, "exactly the outbox ids were delivered");
+    println!("broker restart: {TOTAL} delivered, {dups} duplicates dropped by the consumer");
+    cancel.cancel();
+    testing::cleanup_amqp(&amqp).await;
+    db.drop_db().await;
+}
+
+async fn restart_broker() {
+    let cmd = std::env::var("PERRY_TEST_RABBITMQ_RESTART").unwrap_or_else(|_| {
+        "rabbitmqctl -q stop_app && rabbitmqctl -q start_app && rabbitmqctl -q await_startup".into()
+    });
+    let status = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(&cmd)
+        .status()
+        .await
+        .expect("run restart command");
+    assert!(status.success(), "broker restart command failed: {cmd}");
+}

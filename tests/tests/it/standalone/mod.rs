@@ -1,0 +1,4 @@
+//! The all-in-one `perry-hub` as its binary runs it: `standalone::run` on the HTTP port and the
+//! legacy WebSocket port, from settings to shutdown.
+
+mod run;
