@@ -459,7 +459,7 @@ impl Session<'_> {
             let until = now + self.ctx.settings.lease_ms();
             let renewed = match pool.acquire().await {
                 Ok(mut conn) => transition::renew_leases(&mut conn, self.id, &held, until).await,
-                Err(e) => Err(e.into()),
+                Err(e) => Err(e),
             };
             let seen = sqlx::query("UPDATE workers SET last_seen_ms = ? WHERE id = ?")
                 .bind(now)
@@ -491,7 +491,7 @@ impl Session<'_> {
             Ok(mut conn) => {
                 transition::shorten_leases(&mut conn, self.id, &held, now + window).await
             }
-            Err(e) => Err(e.into()),
+            Err(e) => Err(e),
         };
         if let Err(error) = shortened {
             tracing::warn!(%error, worker = %self.name, "cannot shorten the leases of a lost worker's jobs");

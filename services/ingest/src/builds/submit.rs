@@ -119,7 +119,7 @@ pub async fn accept(intake: &Intake<'_>, parsed: Parsed) -> ApiResult<BuildRespo
         ),
         None => None,
     };
-    let priority = Priority(u8::try_from(tier.priority()).unwrap_or(1));
+    let priority = Priority(tier.priority());
     let size = i64::try_from(put.size).unwrap_or(i64::MAX);
     let sha256 = put.sha256_hex();
     let new = NewJob {
