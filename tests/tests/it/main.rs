@@ -6,3 +6,4 @@ mod download;
 mod finisher;
 mod foundation;
 mod ingest;
+mod legacy;
