@@ -101,7 +101,7 @@ pub fn text(value: Option<&str>) -> Option<String> {
 /// A `licenses` row. Without `device_bound` (older layout) a key is not bound: the original
 /// never bound it, and the import keeps it working as it did.
 pub fn license(row: &LegacyLicense, now_ms: i64) -> Result<License, String> {
-    let key_hash = key_hash(&row.key).ok_or("empty licence key")?;
+    let key_hash = key_hash(row.key.expose()).ok_or("empty licence key")?;
     let tier = tier(row.tier.as_deref())?;
     let platforms_disagree = platforms_disagree(row.platforms.as_deref(), tier)?;
     Ok(License {
@@ -133,13 +133,13 @@ pub fn account(row: &LegacyAccount, now_ms: i64) -> Result<Account, String> {
         polar_customer_id: text(row.polar_customer_id.as_deref()),
         polar_subscription_id: text(row.polar_subscription_id.as_deref()),
         created_ms: positive_or(row.created_at, now_ms),
-        token_hash: row.api_token.as_deref().and_then(key_hash),
+        token_hash: row.api_token.as_ref().and_then(|t| key_hash(t.expose())),
     })
 }
 
 /// A `usage_counters` row (`deep_verifies` are reported only and not kept).
 pub fn usage(row: &LegacyUsage) -> Result<Usage, String> {
-    let key_hash = key_hash(&row.license_key).ok_or("empty licence key")?;
+    let key_hash = key_hash(row.license_key.expose()).ok_or("empty licence key")?;
     let period = row.period.trim();
     if !valid_period(period) {
         return Err(format!("malformed period {period:?} (want YYYY-MM)"));
@@ -170,12 +170,14 @@ fn positive_or(ms: Option<i64>, fallback: i64) -> i64 {
 
 #[cfg(test)]
 mod tests {
+    use shared::config::Secret;
+
     use super::*;
 
     fn row(tier: &str, platforms: &str) -> LegacyLicense {
         LegacyLicense {
             row: 1,
-            key: " FREE-AAAA-BBBB-CCCC ".into(),
+            key: Secret::new(" FREE-AAAA-BBBB-CCCC "),
             tier: Some(tier.into()),
             platforms: Some(platforms.into()),
             created_at: Some(5),
@@ -193,6 +195,7 @@ mod tests {
         );
         assert!(!l.platforms_disagree);
         assert_eq!(key_hash("  "), None);
+        assert!(!format!("{:?}", row("free", "[]")).contains("AAAA"));
     }
 
     #[test]
@@ -220,7 +223,7 @@ mod tests {
         assert!(!valid_period("2026-5"));
         assert!(!valid_period("26-05-01"));
         let mut u = LegacyUsage {
-            license_key: "K".into(),
+            license_key: Secret::new("K"),
             period: "2026-05".into(),
             publishes: Some(-1),
             ..LegacyUsage::default()
@@ -237,7 +240,7 @@ mod tests {
             github_id: Some(" 42 ".into()),
             tier: Some("free".into()),
             email: Some(String::new()),
-            api_token: Some("tok".into()),
+            api_token: Some(Secret::new("tok")),
             ..LegacyAccount::default()
         };
         let got = account(&a, 7).unwrap();

@@ -4,6 +4,7 @@
 
 use std::collections::HashSet;
 
+use shared::config::Secret;
 use sqlx::MySqlPool;
 
 use super::{differs, Links, Outcome, Plan, TablePlan, Write};
@@ -64,7 +65,7 @@ pub(super) async fn plan(
         let account = match mapped {
             Ok(a) => a,
             Err(reason) => {
-                skip_token(row.api_token.as_deref(), &label, row.row, &mut tokens);
+                skip_token(row.api_token.as_ref(), &label, row.row, &mut tokens);
                 links
                     .skipped_accounts
                     .insert(row.id.clone(), reason.clone());
@@ -79,7 +80,7 @@ pub(super) async fn plan(
             }
             Some(found) if found.deleted_ms.is_some() => {
                 let reason = "the hub's account with this id or github_id was deleted".to_owned();
-                skip_token(row.api_token.as_deref(), &label, row.row, &mut tokens);
+                skip_token(row.api_token.as_ref(), &label, row.row, &mut tokens);
                 links
                     .skipped_accounts
                     .insert(row.id.clone(), reason.clone());
@@ -154,8 +155,8 @@ async fn token_outcome(hub: &MySqlPool, hash: &[u8; 32], account_id: &str) -> Re
 }
 
 /// The token of a skipped account is skipped too.
-fn skip_token(token: Option<&str>, account: &str, row: usize, tokens: &mut TablePlan) {
-    if let Some(hash) = token.and_then(map::key_hash) {
+fn skip_token(token: Option<&Secret>, account: &str, row: usize, tokens: &mut TablePlan) {
+    if let Some(hash) = token.and_then(|t| map::key_hash(t.expose())) {
         let label = format!("{}, account {account}", map::fingerprint(&hash));
         let reason = Outcome::Skipped("its account was skipped".into());
         tokens.push(row, label, reason, None);

@@ -53,8 +53,8 @@ pub fn job(b: &LegacyBuild, now: i64) -> Result<(Job, Option<String>), String> {
     }
     let key_hash = b
         .license_key
-        .as_deref()
-        .and_then(map::key_hash)
+        .as_ref()
+        .and_then(|k| map::key_hash(k.expose()))
         .ok_or("no licence key")?;
     let targets = targets(b.targets.as_deref())?;
     let status = b
@@ -180,7 +180,7 @@ mod tests {
         LegacyBuild {
             row: 1,
             id: "b-1".into(),
-            license_key: Some("PRO-KEY".into()),
+            license_key: Some(shared::config::Secret::new("PRO-KEY")),
             tier: Some("pro".into()),
             targets: Some(targets.into()),
             status: Some(status.into()),

@@ -41,7 +41,7 @@ pub(super) async fn plan_licenses(
 ) -> Result<()> {
     let mut table = TablePlan::new("licenses");
     for row in &data.licenses {
-        let hash = map::key_hash(&row.key);
+        let hash = map::key_hash(row.key.expose());
         let label = hash.map_or_else(|| "empty key".to_owned(), |h| map::fingerprint(&h));
         let checked = map::license(row, now).and_then(|l| {
             if links.licenses.contains_key(&l.key_hash)
@@ -129,7 +129,7 @@ pub(super) async fn plan_usage(
 ) -> Result<()> {
     let mut table = TablePlan::new("license_usage");
     for row in &data.usage {
-        let label = match map::key_hash(&row.license_key) {
+        let label = match map::key_hash(row.license_key.expose()) {
             Some(h) => format!("{}, period {:?}", map::fingerprint(&h), row.period),
             None => format!("empty key, period {:?}", row.period),
         };

@@ -5,6 +5,9 @@ use perry_hub_tests::TestHub;
 
 use super::{counts, import, snapshot, LegacyDb};
 
+/// id, state, target, usage_counted, error_message, finished_ms.
+type JobRow = (String, String, String, bool, Option<String>, Option<i64>);
+
 #[tokio::test]
 async fn build_history_becomes_finished_jobs_and_never_queued_work() {
     let hub = TestHub::start().await;
@@ -27,7 +30,7 @@ async fn build_history_becomes_finished_jobs_and_never_queued_work() {
     let report = ::legacy::run(&args, hub.pool()).await.expect("import");
 
     assert_eq!(counts(&report, "jobs"), (3, 0, 0, 1));
-    let jobs: Vec<(String, String, String, bool, Option<String>, Option<i64>)> = sqlx::query_as(
+    let jobs: Vec<JobRow> = sqlx::query_as(
         "SELECT id, state, target, usage_counted, error_message, finished_ms FROM jobs ORDER BY id",
     )
     .fetch_all(hub.pool())
