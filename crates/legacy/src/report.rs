@@ -102,7 +102,7 @@ impl fmt::Display for Report {
         };
         writeln!(
             f,
-            "Import from the original server ({}): {mode}",
+            "Import from the original server, {}: {mode}",
             self.layout
         )?;
         writeln!(
