@@ -1,9 +1,11 @@
 //! `perry-hub`: ingest, dispatcher, finisher and download in one process, on one port (3456,
 //! with `/ws`), plus the legacy WebSocket port (3457, any path). Runs migrations on start.
-//! `perry-hub migrate` applies migrations and exits (for a deployment's migration job).
+//! `perry-hub migrate` applies migrations and exits (for a deployment's migration job);
+//! `perry-hub import-legacy --from mysql://…` imports the original server's data (crate `legacy`).
 
 use std::time::Duration;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
@@ -23,6 +25,9 @@ struct Cli {
 enum Command {
     /// Apply database migrations and exit.
     Migrate,
+    /// Import licences, accounts, API tokens and usage (optionally builds) from the original
+    /// server's MySQL database; safe to run more than once.
+    ImportLegacy(legacy::Args),
 }
 
 #[tokio::main]
@@ -33,6 +38,14 @@ async fn main() -> anyhow::Result<()> {
         let pool = shared::db::connect(&config.common.db, Duration::from_secs(60)).await?;
         shared::db::migrate(&pool).await?;
         tracing::info!("migrations applied");
+        return Ok(());
+    }
+    if let Some(Command::ImportLegacy(args)) = &command {
+        let pool = shared::db::connect(&config.common.db, Duration::from_secs(60)).await?;
+        shared::db::migrate(&pool).await?;
+        let report = legacy::run(args, &pool).await.context("import-legacy")?;
+        println!("{report}");
+        anyhow::ensure!(report.succeeded(args.allow_skips), "rows were skipped");
         return Ok(());
     }
     config.validate()?;

@@ -6,4 +6,5 @@ mod download;
 mod finisher;
 mod foundation;
 mod ingest;
+mod legacy;
 mod standalone;

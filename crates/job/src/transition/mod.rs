@@ -5,6 +5,7 @@
 //! | from | to | function |
 //! |---|---|---|
 //! | new | queued | [`submit`] |
+//! | new | completed/failed/cancelled (imported history) | [`record_finished`] |
 //! | queued | assigned | [`assign`] |
 //! | assigned | running | [`start`] |
 //! | assigned/running | (lease) | [`renew_leases`], [`shorten_leases`], [`expire_lease`], [`reattach`] |
@@ -29,4 +30,4 @@ pub use end::{
     Unsuccessful,
 };
 pub use lost::{requeue_lost, LostOutcome};
-pub use submit::{announce_queued, submit, NewJob};
+pub use submit::{announce_queued, record_finished, submit, FinishedJob, NewJob};

@@ -3,7 +3,7 @@
 use shared::queue::{outbox, Message};
 use sqlx::MySqlConnection;
 
-use crate::{Priority, Result, Target};
+use crate::{JobState, Priority, Result, Target};
 
 /// A job as submitted.
 #[derive(Debug)]
@@ -73,4 +73,68 @@ pub async fn announce_queued(
         priority: priority.0,
     };
     outbox::enqueue(conn, &msg).await.map(|_| ())
+}
+
+/// A finished build of another server, recorded as history: terminal from the start, counted,
+/// never queued and without artifacts or events.
+#[derive(Debug)]
+pub struct FinishedJob<'a> {
+    /// Its id (at most 36 characters).
+    pub id: &'a str,
+    /// SHA-256 of the licence key that ran it (the licence must exist).
+    pub license_key_hash: &'a [u8],
+    /// What it built.
+    pub target: &'a Target,
+    /// Completed, failed or cancelled.
+    pub state: JobState,
+    /// Queue priority of its tier.
+    pub priority: Priority,
+    /// A manifest describing it.
+    pub manifest: &'a str,
+    /// Dispatches it had (0 or 1).
+    pub attempt: i32,
+    /// The worker that ran it.
+    pub worker_name: Option<&'a str>,
+    /// Why it failed.
+    pub error_message: Option<&'a str>,
+    /// When it was queued, started and finished.
+    pub times: (i64, Option<i64>, i64),
+}
+
+/// new → completed/failed/cancelled, for imported history. Returns the rows written (0 when the
+/// licence is unknown). A state that is not terminal is refused, so history never becomes work.
+pub async fn record_finished(
+    conn: &mut MySqlConnection,
+    job: &FinishedJob<'_>,
+) -> std::result::Result<u64, sqlx::Error> {
+    if !job.state.is_terminal() {
+        return Err(sqlx::Error::Protocol(format!(
+            "imported job {} must be finished, not {}",
+            job.id, job.state
+        )));
+    }
+    let (enqueued_ms, started_ms, finished_ms) = job.times;
+    let done = sqlx::query(
+        "INSERT INTO jobs (id, license_id, project, original_target, target, stage, state, \
+         priority, manifest, attempt, worker_name, error_message, usage_counted, enqueued_ms, \
+         created_ms, started_ms, finished_ms) \
+         SELECT ?, id, '', ?, ?, 1, ?, ?, ?, ?, ?, ?, TRUE, ?, ?, ?, ? FROM licenses WHERE key_hash = ?",
+    )
+    .bind(job.id)
+    .bind(job.target)
+    .bind(job.target)
+    .bind(job.state)
+    .bind(job.priority)
+    .bind(job.manifest)
+    .bind(job.attempt)
+    .bind(job.worker_name)
+    .bind(job.error_message)
+    .bind(enqueued_ms)
+    .bind(enqueued_ms)
+    .bind(started_ms)
+    .bind(finished_ms)
+    .bind(job.license_key_hash)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
 }
