@@ -137,6 +137,7 @@ enum Assign {
     Retry,
 }
 
+#[tracing::instrument(skip_all, fields(job_id, target, attempt))]
 async fn assign(ctx: &AppState, target: &str, job_id: &str, attempt: i32) -> Assign {
     let Some(reservation) = ctx.registry.reserve(target) else {
         return Assign::Retry;

@@ -28,8 +28,11 @@ const POSITION_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Run a subscriber session for `job_id` until the socket closes. Database work is boxed at
 /// each await so the idle session (thousands of them) stays a small future.
+#[tracing::instrument(name = "subscriber_session", skip_all, fields(job_id = tracing::field::Empty))]
 pub async fn run(ctx: &AppState, conn: &mut Conn, job_id: String) {
     let job = if uuid::Uuid::parse_str(&job_id).is_ok() {
+        // Only a well-formed id reaches the logs (the client chose it).
+        tracing::Span::current().record("job_id", job_id.as_str());
         let loaded = match ctx.deps.pool.acquire().await {
             Ok(mut c) => job::load(&mut c, &job_id).await,
             Err(e) => Err(e),

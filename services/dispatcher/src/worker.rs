@@ -11,6 +11,7 @@ use job::{
 use protocol::{ArtifactInfo, Incoming, Outgoing, WsErrorCode};
 use shared::{clock::now_ms, db};
 use sqlx::MySqlConnection;
+use tracing::Instrument;
 
 use crate::{
     completion::{end_attempt, Ending},
@@ -124,24 +125,34 @@ pub async fn run(ctx: &AppState, conn: &mut Conn, hello: Hello) {
         id: &id,
         name: &name,
     };
-    let renew = session.renew_leases_periodically(conn.closed.clone(), conn.last_seen.clone());
-    tokio::pin!(renew);
-    loop {
-        let msg = tokio::select! {
-            () = &mut renew => None,
-            m = conn.next() => m,
-        };
-        let Some(msg) = msg else { break };
-        match decode(&msg) {
-            Some(Ok(frame)) => session.handle(frame).await,
-            Some(Err(e)) => {
-                tracing::debug!(worker = %name, code = e.code(), "ignored worker frame");
-                ignored(e.code());
+    // One span per worker session: every frame it handles is logged under it.
+    let span = tracing::info_span!("worker_session", worker = %name, worker_id = %id);
+    session.serve(conn).instrument(span).await;
+}
+
+impl Session<'_> {
+    async fn serve(&self, conn: &mut Conn) {
+        let session = self;
+        let name = self.name;
+        let renew = session.renew_leases_periodically(conn.closed.clone(), conn.last_seen.clone());
+        tokio::pin!(renew);
+        loop {
+            let msg = tokio::select! {
+                () = &mut renew => None,
+                m = conn.next() => m,
+            };
+            let Some(msg) = msg else { break };
+            match decode(&msg) {
+                Some(Ok(frame)) => session.handle(frame).await,
+                Some(Err(e)) => {
+                    tracing::debug!(worker = %name, code = e.code(), "ignored worker frame");
+                    ignored(e.code());
+                }
+                None => {}
             }
-            None => {}
         }
+        session.disconnected().await;
     }
-    session.disconnected().await;
 }
 
 async fn record_hello(
