@@ -153,6 +153,58 @@ pub async fn append(conn: &mut MySqlConnection, job_id: &str, event: &Event) -> 
     Ok(seq)
 }
 
+/// Append a burst of events in one group commit: one sequence bump, one multi-row insert and
+/// one outbox row for all of them, in the caller's transaction. Returns the sequence number of
+/// the first; the others follow it without a gap.
+pub async fn append_batch(
+    conn: &mut MySqlConnection,
+    job_id: &str,
+    events: &[Event],
+) -> Result<i64> {
+    let count = i64::try_from(events.len()).unwrap_or(i64::MAX);
+    if count == 0 {
+        return Ok(0);
+    }
+    let res = sqlx::query("UPDATE jobs SET event_seq = LAST_INSERT_ID(event_seq + ?) WHERE id = ?")
+        .bind(count)
+        .bind(job_id)
+        .execute(&mut *conn)
+        .await?;
+    if res.rows_affected() == 0 {
+        return Err(sqlx::Error::RowNotFound.into());
+    }
+    let last: i64 = sqlx::query_scalar("SELECT CAST(LAST_INSERT_ID() AS SIGNED)")
+        .fetch_one(&mut *conn)
+        .await?;
+    let first = last - count + 1;
+    let frames = events
+        .iter()
+        .map(serde_json::to_value)
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let now = now_ms();
+    let mut insert = sqlx::QueryBuilder::<sqlx::MySql>::new(
+        "INSERT INTO job_events (job_id, seq, kind, payload, created_ms) ",
+    );
+    insert.push_values(
+        events.iter().zip(&frames).zip(first..),
+        |mut row, ((event, frame), seq)| {
+            row.push_bind(job_id)
+                .push_bind(seq)
+                .push_bind(event.kind())
+                .push_bind(frame.to_string())
+                .push_bind(now);
+        },
+    );
+    insert.build().execute(&mut *conn).await?;
+    let message = Message::JobEvents {
+        job_id: job_id.to_owned(),
+        first_seq: first,
+        frames,
+    };
+    outbox::enqueue(conn, &message).await?;
+    Ok(first)
+}
+
 /// Append a frame (see [`append`]).
 pub async fn emit(conn: &mut MySqlConnection, job_id: &str, frame: Outgoing) -> Result<i64> {
     append(conn, job_id, &Event::Frame(frame)).await

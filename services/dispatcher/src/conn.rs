@@ -57,6 +57,25 @@ impl Conn {
         }
     }
 
+    /// A frame that has already arrived, without waiting (None when none is ready or the
+    /// connection ended; the next [`Conn::next`] tells which).
+    pub fn ready(&mut self) -> Option<Message> {
+        use futures_util::FutureExt as _;
+        if self.closed.is_cancelled() {
+            return None;
+        }
+        match self.stream.next().now_or_never()? {
+            Some(Ok(Message::Close(_)) | Err(_)) | None => {
+                self.closed.cancel();
+                None
+            }
+            Some(Ok(m)) => {
+                self.last_seen.store(now_ms(), Ordering::Relaxed);
+                Some(m)
+            }
+        }
+    }
+
     /// Close with a code and reason (after flushing queued frames).
     pub fn close(&self, code: u16, reason: &str) {
         let _ = self.tx.send(Message::Close(Some(CloseFrame {

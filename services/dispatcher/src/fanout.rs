@@ -58,6 +58,21 @@ fn handle(ctx: &AppState, message: Message) -> Disposition {
             // Subscribers notice the gap and read the event from MySQL.
             Err(error) => tracing::warn!(%error, %job_id, seq, "undecodable job event"),
         },
+        Message::JobEvents {
+            job_id,
+            first_seq,
+            frames,
+        } => {
+            for (seq, frame) in (first_seq..).zip(frames) {
+                match serde_json::from_value(frame) {
+                    Ok(event) => ctx
+                        .registry
+                        .deliver(&job_id, &SubEvent::Event { seq, event }),
+                    // Subscribers notice the gap and read the event from MySQL.
+                    Err(error) => tracing::warn!(%error, %job_id, seq, "undecodable job event"),
+                }
+            }
+        }
         Message::CancelJob { job_id, attempt } => {
             if let Some(tx) = ctx.registry.worker_holding(&job_id, attempt) {
                 send_frame(

@@ -4,16 +4,20 @@
 
 use std::{
     collections::{HashMap, HashSet},
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc, Mutex, MutexGuard,
-    },
+    sync::{Mutex, MutexGuard},
 };
 
 use axum::extract::ws::Message as WsMessage;
 use tokio::sync::{mpsc, watch};
 
 use protocol::Outgoing;
+
+mod subscribers;
+
+use subscribers::Subscriber;
+#[cfg(test)]
+use subscribers::SUBSCRIBER_BUFFER;
+pub use subscribers::{SubEvent, FAILED_SUBSCRIBE_LIMIT};
 
 /// Sends frames to one socket's writer task.
 pub type SocketTx = mpsc::UnboundedSender<WsMessage>;
@@ -58,21 +62,6 @@ impl WorkerEntry {
     }
 }
 
-/// What a subscriber session receives.
-#[derive(Debug, Clone)]
-pub enum SubEvent {
-    /// Event `seq` of the job.
-    Event { seq: i64, event: job::Event },
-    /// Resynchronise from MySQL (after a broker reconnect).
-    Resync,
-}
-
-struct Subscriber {
-    id: u64,
-    tx: mpsc::Sender<SubEvent>,
-    lagged: Arc<AtomicBool>,
-}
-
 #[derive(Default)]
 struct Inner {
     workers: HashMap<String, WorkerEntry>,
@@ -98,9 +87,6 @@ pub struct Registry {
     failed_subscribes: Mutex<HashMap<std::net::IpAddr, (u32, std::time::Instant)>>,
 }
 
-/// Unknown-job subscriptions allowed per client address and minute (D35).
-pub const FAILED_SUBSCRIBE_LIMIT: u32 = 20;
-
 impl std::fmt::Debug for Registry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Registry")
@@ -117,9 +103,6 @@ impl Default for Registry {
     }
 }
 
-/// Subscriber queue length before it is marked lagged and catches up from MySQL.
-const SUBSCRIBER_BUFFER: usize = 512;
-
 impl Registry {
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic while holding the lock cannot leave the maps inconsistent (plain inserts and
@@ -127,27 +110,6 @@ impl Registry {
         self.inner
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// Record a subscription to an unknown job from `addr`; false once the address is over
-    /// [`FAILED_SUBSCRIBE_LIMIT`] in the current minute.
-    pub fn note_failed_subscribe(&self, addr: std::net::IpAddr) -> bool {
-        let mut map = self
-            .failed_subscribes
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let now = std::time::Instant::now();
-        if map.len() > 10_000 {
-            map.retain(|_, (_, start)| {
-                now.duration_since(*start) < std::time::Duration::from_secs(60)
-            });
-        }
-        let entry = map.entry(addr).or_insert((0, now));
-        if now.duration_since(entry.1) >= std::time::Duration::from_secs(60) {
-            *entry = (0, now);
-        }
-        entry.0 += 1;
-        entry.0 <= FAILED_SUBSCRIBE_LIMIT
     }
 
     /// Wake every dispatch pump (a worker came, left, freed a slot or finished updating).
@@ -357,63 +319,12 @@ impl Registry {
             .flat_map(|w| w.capabilities.iter().cloned())
             .collect()
     }
-
-    /// Subscribe to a job's events.
-    pub fn subscribe(&self, job_id: &str) -> (u64, mpsc::Receiver<SubEvent>, Arc<AtomicBool>) {
-        let (tx, rx) = mpsc::channel(SUBSCRIBER_BUFFER);
-        let lagged = Arc::new(AtomicBool::new(false));
-        let mut inner = self.lock();
-        inner.next_subscriber += 1;
-        let id = inner.next_subscriber;
-        inner
-            .subscribers
-            .entry(job_id.to_owned())
-            .or_default()
-            .push(Subscriber {
-                id,
-                tx,
-                lagged: lagged.clone(),
-            });
-        (id, rx, lagged)
-    }
-
-    /// Remove a subscriber.
-    pub fn unsubscribe(&self, job_id: &str, id: u64) {
-        let mut inner = self.lock();
-        if let Some(list) = inner.subscribers.get_mut(job_id) {
-            list.retain(|s| s.id != id);
-            if list.is_empty() {
-                inner.subscribers.remove(job_id);
-            }
-        }
-    }
-
-    /// Deliver an event to this process's subscribers of the job. A full queue marks the
-    /// subscriber lagged; it then catches up from MySQL, so nothing is lost.
-    pub fn deliver(&self, job_id: &str, event: &SubEvent) {
-        let inner = self.lock();
-        if let Some(list) = inner.subscribers.get(job_id) {
-            for s in list {
-                if s.tx.try_send(event.clone()).is_err() {
-                    s.lagged.store(true, Ordering::Relaxed);
-                }
-            }
-        }
-    }
-
-    /// Tell every subscriber to resynchronise from MySQL.
-    pub fn resync_all(&self) {
-        let inner = self.lock();
-        for s in inner.subscribers.values().flatten() {
-            if s.tx.try_send(SubEvent::Resync).is_err() {
-                s.lagged.store(true, Ordering::Relaxed);
-            }
-        }
-    }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::Ordering;
+
     use super::*;
 
     fn worker(

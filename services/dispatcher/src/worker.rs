@@ -6,17 +6,25 @@ use std::collections::HashMap;
 
 use job::{
     transition::{self, Assignment},
-    Job,
+    Event, Job, JobState,
 };
 use protocol::{ArtifactInfo, Incoming, Outgoing, WsErrorCode};
-use shared::{clock::now_ms, db};
+use shared::clock::now_ms;
 use sqlx::MySqlConnection;
 use tracing::Instrument;
+
+mod burst;
+mod hello;
+mod lease;
+
+use burst::{collect_burst, relayable};
+use hello::{authorised, expected_version, record_hello};
+pub use hello::{clamp_concurrency, normalize_capabilities};
 
 use crate::{
     completion::{end_attempt, Ending},
     conn::{decode, ignored, Conn, CLOSE_POLICY},
-    registry::{send_frame, WorkerEntry},
+    registry::{send_frame, SubEvent, WorkerEntry},
     AppState,
 };
 
@@ -38,33 +46,6 @@ pub struct Hello {
 /// A worker told to update that never answers `update_result` (builder-macos and
 /// builder-windows ignore `update_perry`) takes jobs again after this long.
 const UPDATE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
-
-/// Capabilities as the hub uses them: lower-case, known targets only, no duplicates.
-pub fn normalize_capabilities(caps: Option<Vec<String>>) -> Vec<String> {
-    let caps = caps.unwrap_or_else(|| vec!["macos".to_owned()]);
-    let mut out: Vec<String> = Vec::new();
-    for c in caps {
-        let c = c.trim().to_ascii_lowercase();
-        if shared::queue::TARGETS.contains(&c.as_str()) && !out.contains(&c) {
-            out.push(c);
-        }
-    }
-    out
-}
-
-/// `max_concurrent`: absent or < 1 means 1; at most 16.
-pub fn clamp_concurrency(v: Option<i64>) -> usize {
-    usize::try_from(v.unwrap_or(1).clamp(1, 16)).unwrap_or(1)
-}
-
-fn authorised(ctx: &AppState, presented: Option<&str>) -> bool {
-    let secret = &ctx.deps.hub.worker_secret;
-    if secret.is_empty() {
-        // Only reachable in development mode (validated at start).
-        return ctx.deps.hub.dev_mode;
-    }
-    presented.is_some_and(|p| secret.matches(p))
-}
 
 /// Run a worker session until the socket closes.
 pub async fn run(ctx: &AppState, conn: &mut Conn, hello: Hello) {
@@ -136,14 +117,25 @@ impl Session<'_> {
         let name = self.name;
         let renew = session.renew_leases_periodically(conn.closed.clone(), conn.last_seen.clone());
         tokio::pin!(renew);
+        // A frame read while collecting a burst that belongs after it.
+        let mut carry = None;
         loop {
-            let msg = tokio::select! {
-                () = &mut renew => None,
-                m = conn.next() => m,
+            let msg = match carry.take() {
+                Some(m) => Some(m),
+                None => tokio::select! {
+                    () = &mut renew => None,
+                    m = conn.next() => m,
+                },
             };
             let Some(msg) = msg else { break };
             match decode(&msg) {
-                Some(Ok(frame)) => session.handle(frame).await,
+                Some(Ok(frame)) => match relayable(&frame) {
+                    Some((job_id, first)) => {
+                        let burst = collect_burst(conn, &job_id, first, &mut carry);
+                        session.report(session.relay(&job_id, burst, false).await);
+                    }
+                    None => session.handle(frame).await,
+                },
                 Some(Err(e)) => {
                     tracing::debug!(worker = %name, code = e.code(), "ignored worker frame");
                     ignored(e.code());
@@ -152,39 +144,6 @@ impl Session<'_> {
             }
         }
         session.disconnected().await;
-    }
-}
-
-async fn record_hello(
-    ctx: &AppState,
-    id: &str,
-    name: &str,
-    caps: &[String],
-    max: usize,
-    version: Option<&str>,
-) -> Result<(), sqlx::Error> {
-    let now = now_ms();
-    sqlx::query(
-        "INSERT INTO workers (id, name, capabilities, max_concurrent, perry_version, dispatcher_id, connected_ms, last_seen_ms) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(id)
-    .bind(name)
-    .bind(format!(",{},", caps.join(",")))
-    .bind(i64::try_from(max).unwrap_or(1))
-    .bind(version)
-    .bind(&*ctx.instance_id)
-    .bind(now)
-    .bind(now)
-    .execute(&ctx.deps.pool)
-    .await
-    .map(|_| ())
-}
-
-async fn expected_version(ctx: &AppState) -> String {
-    match db::get_setting(&ctx.deps.pool, db::SETTING_EXPECTED_VERSION).await {
-        Ok(Some(v)) => v,
-        _ => ctx.deps.hub.expected_version.clone(),
     }
 }
 
@@ -197,13 +156,12 @@ struct Session<'a> {
 impl Session<'_> {
     async fn handle(&self, frame: Incoming) {
         let result = match frame {
-            Incoming::Stage { ref job_id, .. }
-            | Incoming::Progress { ref job_id, .. }
-            | Incoming::Log { ref job_id, .. }
-            | Incoming::Published { ref job_id, .. }
-            | Incoming::QueueUpdate { ref job_id, .. } => match Outgoing::from_worker_event(&frame)
-            {
-                Some(out) => self.relay(job_id, out, false).await,
+            Incoming::Stage { .. }
+            | Incoming::Progress { .. }
+            | Incoming::Log { .. }
+            | Incoming::Published { .. }
+            | Incoming::QueueUpdate { .. } => match relayable(&frame) {
+                Some((job_id, event)) => self.relay(&job_id, vec![event], false).await,
                 None => Ok(()),
             },
             Incoming::Error {
@@ -222,7 +180,7 @@ impl Session<'_> {
                             message,
                             stage,
                         };
-                        self.relay(&job_id, out, true).await
+                        self.relay(&job_id, vec![out.into()], true).await
                     }
                     None => {
                         ignored("error_without_job");
@@ -267,6 +225,10 @@ impl Session<'_> {
                 Ok(())
             }
         };
+        self.report(result);
+    }
+
+    fn report(&self, result: anyhow::Result<()>) {
         if let Err(error) = result {
             tracing::error!(%error, worker = %self.name, "handling worker frame failed");
         }
@@ -315,7 +277,9 @@ impl Session<'_> {
         }
     }
 
-    async fn relay(&self, job_id: &str, frame: Outgoing, is_error: bool) -> anyhow::Result<()> {
+    /// Store a burst of the job's frames in one group commit, then hand them to this replica's
+    /// subscribers at once (other replicas get them through the broker).
+    async fn relay(&self, job_id: &str, events: Vec<Event>, is_error: bool) -> anyhow::Result<()> {
         let Some(attempt) = self.held(job_id).await? else {
             return Ok(());
         };
@@ -324,13 +288,20 @@ impl Session<'_> {
             ignored("stale_attempt");
             return Ok(());
         };
-        transition::start(&mut tx, job_id, job.attempt).await?;
+        if job.state == JobState::Assigned {
+            transition::start(&mut tx, job_id, job.attempt).await?;
+        }
         if is_error {
             transition::report_error(&mut tx, job_id, job.attempt).await?;
         }
-        job::event::emit(&mut tx, job_id, frame).await?;
+        let first = job::event::append_batch(&mut tx, job_id, &events).await?;
         tx.commit().await?;
         self.ctx.deps.notify_outbox();
+        for (seq, event) in (first..).zip(events) {
+            self.ctx
+                .registry
+                .deliver(job_id, &SubEvent::Event { seq, event });
+        }
         Ok(())
     }
 
@@ -410,7 +381,7 @@ impl Session<'_> {
             stage: "verifying".into(),
             message: "Verifying build".into(),
         };
-        self.relay(job_id, stage, false).await?;
+        self.relay(job_id, vec![stage.into()], false).await?;
         if self.ctx.registry.held_attempt(self.id, job_id).is_some() {
             send_frame(
                 &self.ctx.hub_tx(self.id),
@@ -443,72 +414,6 @@ impl Session<'_> {
             send_frame(&tx, &Outgoing::UpdatePerry);
         }
     }
-
-    /// Renew the leases of this worker's jobs and its presence while the socket is alive.
-    async fn renew_leases_periodically(
-        &self,
-        closed: tokio_util::sync::CancellationToken,
-        last_seen: std::sync::Arc<std::sync::atomic::AtomicI64>,
-    ) {
-        let period = std::time::Duration::from_secs((self.ctx.settings.lease_secs / 3).max(1));
-        let mut tick = tokio::time::interval(period);
-        tick.tick().await;
-        let silence_ms =
-            i64::try_from(self.ctx.settings.silence_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
-        loop {
-            tokio::select! {
-                () = closed.cancelled() => return,
-                _ = tick.tick() => {}
-            }
-            let now = now_ms();
-            if now - last_seen.load(std::sync::atomic::Ordering::Relaxed) > silence_ms {
-                continue;
-            }
-            self.ctx.registry.expire_update(self.id, UPDATE_TIMEOUT);
-            let pool = &self.ctx.deps.pool;
-            let held = self.ctx.registry.held_jobs(self.id);
-            let until = now + self.ctx.settings.lease_ms();
-            let renewed = match pool.acquire().await {
-                Ok(mut conn) => transition::renew_leases(&mut conn, self.id, &held, until).await,
-                Err(e) => Err(e),
-            };
-            let seen = sqlx::query("UPDATE workers SET last_seen_ms = ? WHERE id = ?")
-                .bind(now)
-                .bind(self.id)
-                .execute(pool)
-                .await;
-            if let Err(error) = renewed
-                .map_err(anyhow::Error::from)
-                .and(seen.map_err(anyhow::Error::from))
-            {
-                tracing::warn!(%error, worker = %self.name, "lease renewal failed");
-            }
-        }
-    }
-
-    /// The socket is gone: keep its jobs for the re-attach window, then the finisher requeues.
-    async fn disconnected(&self) {
-        let held = self.ctx.registry.remove_worker(self.id);
-        let now = now_ms();
-        let window =
-            i64::try_from(self.ctx.settings.reattach_secs.saturating_mul(1000)).unwrap_or(0);
-        let pool = &self.ctx.deps.pool;
-        let _ = sqlx::query("UPDATE workers SET disconnected_ms = ? WHERE id = ?")
-            .bind(now)
-            .bind(self.id)
-            .execute(pool)
-            .await;
-        let shortened = match pool.acquire().await {
-            Ok(mut conn) => {
-                transition::shorten_leases(&mut conn, self.id, &held, now + window).await
-            }
-            Err(e) => Err(e),
-        };
-        if let Err(error) = shortened {
-            tracing::warn!(%error, worker = %self.name, "cannot shorten the leases of a lost worker's jobs");
-        }
-        tracing::info!(worker = %self.name, jobs = held.len(), "worker disconnected");
-    }
 }
 
 impl AppState {
@@ -516,32 +421,5 @@ impl AppState {
         self.registry
             .worker_tx(worker_id)
             .unwrap_or_else(|| tokio::sync::mpsc::unbounded_channel().0)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn capabilities_are_lowercased_filtered_and_defaulted() {
-        assert_eq!(normalize_capabilities(None), vec!["macos"]);
-        let caps = normalize_capabilities(Some(vec![
-            "Linux".into(),
-            "android".into(),
-            "bogus".into(),
-            "linux".into(),
-            "windows-sign".into(),
-        ]));
-        assert_eq!(caps, vec!["linux", "android", "windows-sign"]);
-    }
-
-    #[test]
-    fn concurrency_is_clamped() {
-        assert_eq!(clamp_concurrency(None), 1);
-        assert_eq!(clamp_concurrency(Some(0)), 1);
-        assert_eq!(clamp_concurrency(Some(-5)), 1);
-        assert_eq!(clamp_concurrency(Some(4)), 4);
-        assert_eq!(clamp_concurrency(Some(1000)), 16);
     }
 }
