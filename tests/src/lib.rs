@@ -280,14 +280,37 @@ impl TestHub {
         id
     }
 
-    /// Store an artifact for the job's current attempt as ingest's upload would (blob, row, and
-    /// the `artifact_ready` event unless the target is intermediate). Returns the artifact id.
+    /// Store an artifact for the job's current attempt (blob, row, and the `artifact_ready`
+    /// event unless the target is intermediate). Returns the artifact id.
     pub async fn insert_artifact(
         &self,
         job_id: &str,
         name: &str,
         target: &str,
         data: &[u8],
+    ) -> String {
+        self.store_artifact(job_id, name, target, data, true).await
+    }
+
+    /// Store an artifact for the job's current attempt without any `artifact_ready` (as when
+    /// the notice of an upload reached no session). Returns the artifact id.
+    pub async fn insert_artifact_silently(
+        &self,
+        job_id: &str,
+        name: &str,
+        target: &str,
+        data: &[u8],
+    ) -> String {
+        self.store_artifact(job_id, name, target, data, false).await
+    }
+
+    async fn store_artifact(
+        &self,
+        job_id: &str,
+        name: &str,
+        target: &str,
+        data: &[u8],
+        announce: bool,
     ) -> String {
         let id = uuid::Uuid::new_v4().to_string();
         let key = job::artifacts::artifact_key(&id);
@@ -327,7 +350,7 @@ impl TestHub {
         .execute(&mut *tx)
         .await
         .expect("insert artifact");
-        if !hidden {
+        if announce && !hidden {
             let event = job::Event::ArtifactReady(job::event::ArtifactRecord {
                 job_id: job_id.to_owned(),
                 artifact_id: id.clone(),
@@ -576,4 +599,10 @@ pub async fn put_bytes(store: &Arc<dyn BlobStore>, key: &str, data: Vec<u8>) {
         )
         .await
         .expect("put");
+}
+
+/// SHA-256 of `data`, lower-case hex (as `x-artifact-sha256` carries it).
+pub fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(data))
 }

@@ -205,6 +205,86 @@ pub async fn append_batch(
     Ok(first)
 }
 
+/// An artifact was stored: ask the dispatcher holding the worker of `attempt` to put its
+/// `artifact_ready` into the log, after the frames that worker sent before the upload (the
+/// upload arrives over HTTP, the frames over the worker's socket). Whatever this misses (no
+/// dispatcher holds the worker right now) [`announce_missing_artifacts`] adds before the job
+/// completes.
+pub async fn announce_artifact(
+    conn: &mut MySqlConnection,
+    attempt: i32,
+    record: &ArtifactRecord,
+) -> Result<()> {
+    let message = Message::ArtifactStored {
+        job_id: record.job_id.clone(),
+        attempt,
+        artifact: serde_json::to_value(record)?,
+    };
+    outbox::enqueue(conn, &message).await.map(|_| ())
+}
+
+/// Whether the job's log already has `artifact_ready` for this artifact.
+pub async fn has_artifact(
+    conn: &mut MySqlConnection,
+    job_id: &str,
+    artifact_id: &str,
+) -> Result<bool> {
+    // Stored payloads are serde_json's compact form, so the id appears exactly like this.
+    let needle = format!("%\"artifact_id\":\"{artifact_id}\"%");
+    let n: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM job_events WHERE job_id = ? AND kind = 'artifact_ready' AND payload LIKE ?",
+    )
+    .bind(job_id)
+    .bind(needle)
+    .fetch_one(conn)
+    .await?;
+    Ok(n > 0)
+}
+
+/// Append `artifact_ready` for the artifact unless the log has it already. Returns its
+/// sequence number when appended.
+pub async fn append_artifact(
+    conn: &mut MySqlConnection,
+    record: ArtifactRecord,
+) -> Result<Option<(i64, Event)>> {
+    if has_artifact(conn, &record.job_id, &record.artifact_id).await? {
+        return Ok(None);
+    }
+    let job_id = record.job_id.clone();
+    let event = Event::ArtifactReady(record);
+    let seq = append(conn, &job_id, &event).await?;
+    Ok(Some((seq, event)))
+}
+
+/// Before an attempt completes: `artifact_ready` for every visible artifact it uploaded that the
+/// log does not have yet, so the CLI always sees them before `complete`.
+pub async fn announce_missing_artifacts(
+    conn: &mut MySqlConnection,
+    job_id: &str,
+    attempt: i32,
+) -> Result<()> {
+    let rows: Vec<(String, String, String, i64, String)> = sqlx::query_as(
+        "SELECT id, name, target, size, sha256 FROM artifacts WHERE job_id = ? AND attempt = ? AND hidden = FALSE \
+         ORDER BY created_ms, name",
+    )
+    .bind(job_id)
+    .bind(attempt)
+    .fetch_all(&mut *conn)
+    .await?;
+    for (artifact_id, artifact_name, target, size, sha256) in rows {
+        let record = ArtifactRecord {
+            job_id: job_id.to_owned(),
+            artifact_id,
+            target,
+            artifact_name,
+            artifact_size: u64::try_from(size).unwrap_or(0),
+            sha256,
+        };
+        append_artifact(conn, record).await?;
+    }
+    Ok(())
+}
+
 /// Append a frame (see [`append`]).
 pub async fn emit(conn: &mut MySqlConnection, job_id: &str, frame: Outgoing) -> Result<i64> {
     append(conn, job_id, &Event::Frame(frame)).await

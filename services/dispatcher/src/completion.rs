@@ -55,6 +55,9 @@ pub async fn end_attempt(
         transition::hand_over(tx, job, platform).await?;
         return Ok(Ending::Finishing);
     }
+    // Every artifact of the attempt is announced before `complete`, also those whose notice no
+    // session here received (DEC-14).
+    job::event::announce_missing_artifacts(tx, &job.id, job.attempt).await?;
     let artifacts = artifacts::of_attempt(tx, &job.id, job.attempt).await?;
     let published = job::event::count(tx, &job.id, "published").await?;
     if !artifacts.is_empty() || published > 0 {

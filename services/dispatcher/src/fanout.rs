@@ -73,6 +73,18 @@ fn handle(ctx: &AppState, message: Message) -> Disposition {
                 }
             }
         }
+        Message::ArtifactStored {
+            job_id,
+            attempt,
+            artifact,
+        } => match serde_json::from_value(artifact) {
+            // Nobody here holds the attempt: another replica does, or its completion will
+            // announce the artifact.
+            Ok(record) => {
+                ctx.registry.notify_holder(attempt, record);
+            }
+            Err(error) => tracing::warn!(%error, %job_id, "undecodable stored artifact"),
+        },
         Message::CancelJob { job_id, attempt } => {
             if let Some(tx) = ctx.registry.worker_holding(&job_id, attempt) {
                 send_frame(

@@ -19,6 +19,9 @@ use subscribers::Subscriber;
 use subscribers::SUBSCRIBER_BUFFER;
 pub use subscribers::{SubEvent, FAILED_SUBSCRIBE_LIMIT};
 
+/// Tells a worker session that an artifact of a job it holds was stored.
+pub type NoticeTx = mpsc::UnboundedSender<(String, i32, job::event::ArtifactRecord)>;
+
 /// Sends frames to one socket's writer task.
 pub type SocketTx = mpsc::UnboundedSender<WsMessage>;
 
@@ -50,6 +53,8 @@ pub struct WorkerEntry {
     pub updating_since: Option<std::time::Instant>,
     /// The socket.
     pub tx: SocketTx,
+    /// The session's notices.
+    pub notices: NoticeTx,
 }
 
 impl WorkerEntry {
@@ -306,6 +311,23 @@ impl Registry {
             .map(|w| w.tx.clone())
     }
 
+    /// Hand a stored artifact to the session holding `attempt` of its job. False when no
+    /// session here holds it.
+    pub fn notify_holder(&self, attempt: i32, record: job::event::ArtifactRecord) -> bool {
+        let inner = self.lock();
+        let holder = inner
+            .workers
+            .values()
+            .find(|w| w.jobs.get(&record.job_id) == Some(&attempt));
+        match holder {
+            Some(w) => w
+                .notices
+                .send((record.job_id.clone(), attempt, record))
+                .is_ok(),
+            None => false,
+        }
+    }
+
     /// The socket of a connected worker.
     pub fn worker_tx(&self, worker_id: &str) -> Option<SocketTx> {
         self.lock().workers.get(worker_id).map(|w| w.tx.clone())
@@ -344,6 +366,7 @@ mod tests {
             update_pending: false,
             updating_since: None,
             tx,
+            notices: mpsc::unbounded_channel().0,
         };
         (entry, rx)
     }

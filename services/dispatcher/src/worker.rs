@@ -4,7 +4,9 @@
 
 use std::collections::HashMap;
 
+use axum::extract::ws::Message as WsMessage;
 use job::{
+    event::ArtifactRecord,
     transition::{self, Assignment},
     Event, Job, JobState,
 };
@@ -42,6 +44,13 @@ pub struct Hello {
     /// Compiler version.
     pub perry_version: Option<String>,
 }
+
+/// A session's notices of stored artifacts: (job, attempt, artifact).
+type Notices = tokio::sync::mpsc::UnboundedReceiver<(String, i32, ArtifactRecord)>;
+
+/// Most frames stored ahead of an `artifact_ready` (a worker that never stops sending cannot
+/// hold it back for ever).
+const MAX_DRAIN: usize = 8 * 512;
 
 /// A worker told to update that never answers `update_result` (builder-macos and
 /// builder-windows ignore `update_perry`) takes jobs again after this long.
@@ -86,6 +95,7 @@ pub async fn run(ctx: &AppState, conn: &mut Conn, hello: Hello) {
     let expected = expected_version(ctx).await;
     let needs_update = !expected.is_empty() && version.as_deref() != Some(expected.as_str());
     tracing::info!(worker = %name, ?capabilities, max_concurrent, version = ?version, "worker connected");
+    let (notice_tx, mut notices) = tokio::sync::mpsc::unbounded_channel();
     ctx.registry.add_worker(WorkerEntry {
         id: id.clone(),
         name: name.clone(),
@@ -97,6 +107,7 @@ pub async fn run(ctx: &AppState, conn: &mut Conn, hello: Hello) {
         update_pending: false,
         updating_since: needs_update.then(std::time::Instant::now),
         tx: conn.tx.clone(),
+        notices: notice_tx,
     });
     if needs_update {
         send_frame(&conn.tx, &Outgoing::UpdatePerry);
@@ -108,42 +119,93 @@ pub async fn run(ctx: &AppState, conn: &mut Conn, hello: Hello) {
     };
     // One span per worker session: every frame it handles is logged under it.
     let span = tracing::info_span!("worker_session", worker = %name, worker_id = %id);
-    session.serve(conn).instrument(span).await;
+    session.serve(conn, &mut notices).instrument(span).await;
 }
 
 impl Session<'_> {
-    async fn serve(&self, conn: &mut Conn) {
-        let session = self;
-        let name = self.name;
-        let renew = session.renew_leases_periodically(conn.closed.clone(), conn.last_seen.clone());
+    async fn serve(&self, conn: &mut Conn, notices: &mut Notices) {
+        let renew = self.renew_leases_periodically(conn.closed.clone(), conn.last_seen.clone());
         tokio::pin!(renew);
         // A frame read while collecting a burst that belongs after it.
         let mut carry = None;
         loop {
             let msg = match carry.take() {
-                Some(m) => Some(m),
+                Some(m) => m,
                 None => tokio::select! {
-                    () = &mut renew => None,
-                    m = conn.next() => m,
+                    () = &mut renew => break,
+                    m = conn.next() => match m {
+                        Some(m) => m,
+                        None => break,
+                    },
+                    Some((job_id, attempt, record)) = notices.recv() => {
+                        self.stored(conn, &mut carry, &job_id, attempt, record).await;
+                        continue;
+                    }
                 },
             };
-            let Some(msg) = msg else { break };
-            match decode(&msg) {
-                Some(Ok(frame)) => match relayable(&frame) {
-                    Some((job_id, first)) => {
-                        let burst = collect_burst(conn, &job_id, first, &mut carry);
-                        session.report(session.relay(&job_id, burst, false).await);
-                    }
-                    None => session.handle(frame).await,
-                },
-                Some(Err(e)) => {
-                    tracing::debug!(worker = %name, code = e.code(), "ignored worker frame");
-                    ignored(e.code());
-                }
-                None => {}
-            }
+            self.on_frame(conn, msg, &mut carry).await;
         }
-        session.disconnected().await;
+        self.disconnected().await;
+    }
+
+    async fn on_frame(&self, conn: &mut Conn, msg: WsMessage, carry: &mut Option<WsMessage>) {
+        match decode(&msg) {
+            Some(Ok(frame)) => match relayable(&frame) {
+                Some((job_id, first)) => {
+                    let burst = collect_burst(conn, &job_id, first, carry);
+                    self.report(self.relay(&job_id, burst, false).await);
+                }
+                None => self.handle(frame).await,
+            },
+            Some(Err(e)) => {
+                tracing::debug!(worker = %self.name, code = e.code(), "ignored worker frame");
+                ignored(e.code());
+            }
+            None => {}
+        }
+    }
+
+    /// An artifact of a job held here was stored. The frames that have already arrived were
+    /// sent before the upload finished: store them first, then `artifact_ready` (DEC-14).
+    async fn stored(
+        &self,
+        conn: &mut Conn,
+        carry: &mut Option<WsMessage>,
+        job_id: &str,
+        attempt: i32,
+        record: ArtifactRecord,
+    ) {
+        for _ in 0..MAX_DRAIN {
+            let Some(msg) = carry.take().or_else(|| conn.ready()) else {
+                break;
+            };
+            self.on_frame(conn, msg, carry).await;
+        }
+        self.report(self.announce(job_id, attempt, record).await);
+    }
+
+    async fn announce(
+        &self,
+        job_id: &str,
+        attempt: i32,
+        record: ArtifactRecord,
+    ) -> anyhow::Result<()> {
+        let mut tx = self.ctx.deps.pool.begin().await?;
+        if Self::lock_current(&mut tx, job_id, attempt)
+            .await?
+            .is_none()
+        {
+            return Ok(());
+        }
+        let appended = job::event::append_artifact(&mut tx, record).await?;
+        tx.commit().await?;
+        self.ctx.deps.notify_outbox();
+        if let Some((seq, event)) = appended {
+            self.ctx
+                .registry
+                .deliver(job_id, &SubEvent::Event { seq, event });
+        }
+        Ok(())
     }
 }
 

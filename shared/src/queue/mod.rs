@@ -121,6 +121,13 @@ pub enum Message {
         first_seq: i64,
         frames: Vec<serde_json::Value>,
     },
+    /// An artifact of `attempt` was stored; the dispatcher holding that attempt's worker puts
+    /// `artifact_ready` into the job's log after the frames the worker sent before it.
+    ArtifactStored {
+        job_id: String,
+        attempt: i32,
+        artifact: serde_json::Value,
+    },
     /// Stage 1 of a two-stage job finished; the finisher hands it to stage 2.
     StageFinished { job_id: String, attempt: i32 },
     /// Cancel the running attempt of a job (delivered to the dispatcher holding its worker).
@@ -138,9 +145,9 @@ impl Message {
             Self::JobQueued {
                 target, priority, ..
             } => (Exchange::Jobs, target.clone(), *priority),
-            Self::JobEvent { job_id, .. } | Self::JobEvents { job_id, .. } => {
-                (Exchange::Events, format!("job.{job_id}"), 0)
-            }
+            Self::JobEvent { job_id, .. }
+            | Self::JobEvents { job_id, .. }
+            | Self::ArtifactStored { job_id, .. } => (Exchange::Events, format!("job.{job_id}"), 0),
             Self::StageFinished { .. } => (Exchange::Jobs, FINISHER_ROUTING_KEY.to_owned(), 0),
             Self::CancelJob { .. } => (Exchange::Events, "control.cancel".to_owned(), 0),
             Self::UpdatePerry { .. } => (Exchange::Events, "control.update_perry".to_owned(), 0),

@@ -10,7 +10,9 @@
 //!
 //! On success, one transaction records the artifact (for the job's current attempt), moves an
 //! `assigned` job to `running`, mints the download token of the response and, unless the target
-//! is an intermediate `*-precompiled` bundle, appends the `artifact_ready` event.
+//! is an intermediate `*-precompiled` bundle, announces it to the dispatcher holding the worker,
+//! which puts `artifact_ready` into the job's log after the frames the worker sent before the
+//! upload (DEC-14).
 
 pub mod headers;
 
@@ -21,7 +23,7 @@ use axum::{
 };
 use blob::b64;
 use blob::{BlobError, ByteStream, PutOptions, PutResult};
-use job::{artifacts, event::ArtifactRecord, transition, Event, JobState};
+use job::{artifacts, event::ArtifactRecord, transition, JobState};
 use protocol::ArtifactUploadResponse;
 use shared::{
     auth,
@@ -234,15 +236,15 @@ async fn record(
     let ttl = state.deps.hub.artifact_ttl_secs.min(retention);
     let token = artifacts::mint_download_token(&mut tx, stored.artifact_id, ttl).await?;
     if !hidden {
-        let event = Event::ArtifactReady(ArtifactRecord {
+        let record = ArtifactRecord {
             job_id: job.id.clone(),
             artifact_id: stored.artifact_id.to_owned(),
             target: target.clone(),
             artifact_name: stored.meta.name.clone(),
             artifact_size: size,
             sha256: sha256.clone(),
-        });
-        job::event::append(&mut tx, &job.id, &event).await?;
+        };
+        job::event::announce_artifact(&mut tx, job.attempt, &record).await?;
     }
     tx.commit().await?;
     state.deps.notify_outbox();

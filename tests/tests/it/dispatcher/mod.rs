@@ -2,6 +2,7 @@
 //! MariaDB and RabbitMQ.
 
 mod billing;
+mod bursts;
 mod handshake;
 mod ordering;
 mod sessions;

@@ -1,0 +1,152 @@
+//! Bursts of worker frames: stored by group commit, seen in the worker's order on every
+//! replica, with `artifact_ready` after the frames sent before the upload (DEC-14).
+
+use perry_hub_tests::{sha256_hex, TestHub, WsClient};
+use serde_json::{json, Value};
+
+use super::support::*;
+
+/// The `line`s of the `log` frames, in the order received.
+fn lines(frames: &[Value]) -> Vec<String> {
+    frames
+        .iter()
+        .filter(|f| f["type"] == "log")
+        .map(|f| f["line"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+async fn assigned(hub: &TestHub) -> (String, String, perry_hub_tests::FakeWorker) {
+    let (_, license) = hub.insert_license("pro").await;
+    let job = hub
+        .insert_job(license, "linux", 10, b"tarball", json!({}))
+        .await;
+    let mut worker = hub.worker("linux-burst", &["linux"], 1).await;
+    let assign = worker.assignment().await;
+    let token = assign["auth_token"].as_str().unwrap().to_owned();
+    (job, token, worker)
+}
+
+async fn frames_until_complete(cli: &mut WsClient) -> Vec<Value> {
+    let frames = until_complete(cli).await;
+    let types = frame_types(&frames);
+    assert_eq!(
+        types.iter().filter(|t| *t == "complete").count(),
+        1,
+        "exactly one complete"
+    );
+    frames
+}
+
+#[tokio::test]
+async fn a_burst_racing_an_upload_reaches_a_cli_on_another_replica_in_the_workers_order() {
+    let hub = TestHub::start().await;
+    let other = hub.replica().await;
+    let (job, token, mut worker) = assigned(&hub).await;
+    let mut cli = other.cli(&job).await;
+    cli.expect("job_created").await;
+
+    // The worker sends a burst, uploads as soon as it is written, then a few more frames.
+    let before: Vec<String> = (0..1500).map(|i| format!("before {i}")).collect();
+    for line in &before {
+        worker
+            .send(json!({"type":"log","job_id":job,"stage":"compiling","line":line,"stream":"stdout"}))
+            .await;
+    }
+    let data = b"artifact-after-a-burst".to_vec();
+    let sha = sha256_hex(&data);
+    let auth = format!("Bearer {token}");
+    let (status, body) = hub
+        .upload_artifact(
+            &job,
+            "application/octet-stream",
+            data,
+            &[
+                ("authorization", auth.as_str()),
+                ("x-artifact-name", "app.tar.gz"),
+                ("x-artifact-sha256", sha.as_str()),
+                ("x-artifact-target", "linux"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let after: Vec<String> = (0..20).map(|i| format!("after {i}")).collect();
+    for line in &after {
+        worker
+            .send(
+                json!({"type":"log","job_id":job,"stage":"bundling","line":line,"stream":"stdout"}),
+            )
+            .await;
+    }
+    worker
+        .send(json!({"type":"complete","job_id":job,"success":true,"duration_secs":1.0,"artifacts":[{"name":"app.tar.gz","size":22,"sha256":sha}]}))
+        .await;
+
+    let frames = frames_until_complete(&mut cli).await;
+    let seen = lines(&frames);
+    let expected: Vec<String> = before.iter().chain(&after).cloned().collect();
+    assert_eq!(seen, expected, "every line once, in the worker's order");
+    let types = frame_types(&frames);
+    let ready = types
+        .iter()
+        .position(|t| t == "artifact_ready")
+        .expect("artifact_ready");
+    let last_before = frames
+        .iter()
+        .rposition(|f| f["line"].as_str().is_some_and(|l| l.starts_with("before ")))
+        .unwrap();
+    assert!(
+        ready > last_before,
+        "artifact_ready after the frames sent before the upload"
+    );
+    assert!(ready < types.len() - 1, "artifact_ready before complete");
+    assert_eq!(frames.last().unwrap()["success"], true);
+
+    // The stored log is the same, and a late subscriber on either replica replays it.
+    let stored: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM job_events WHERE job_id = ? AND kind = 'log'")
+            .bind(&job)
+            .fetch_one(hub.pool())
+            .await
+            .unwrap();
+    assert_eq!(stored, 1520);
+    let mut late = hub.cli(&job).await;
+    late.expect("job_created").await;
+    let replay = frames_until_complete(&mut late).await;
+    let kinds: Vec<String> = frame_types(&replay)
+        .into_iter()
+        .filter(|t| t != "log" && t != "queue_update")
+        .collect();
+    assert_eq!(kinds, ["artifact_ready", "complete"]);
+    assert_eq!(
+        lines(&replay).len(),
+        1000,
+        "replay keeps the newest 1000 log lines (A6)"
+    );
+    assert_eq!(lines(&replay).last().unwrap(), "after 19");
+}
+
+#[tokio::test]
+async fn an_artifact_whose_notice_no_session_received_is_announced_before_complete() {
+    let hub = TestHub::start().await;
+    let (job, _token, mut worker) = assigned(&hub).await;
+    let mut cli = hub.cli(&job).await;
+    cli.expect("job_created").await;
+    // An artifact recorded without a notice reaching the session (as when the worker was
+    // reconnecting): the completion must still announce it first.
+    hub.insert_artifact_silently(&job, "quiet.tar.gz", "linux", b"quiet")
+        .await;
+    worker
+        .send(json!({"type":"complete","job_id":job,"success":true,"duration_secs":1.0,"artifacts":[]}))
+        .await;
+    let frames = frames_until_complete(&mut cli).await;
+    let kinds: Vec<String> = frame_types(&frames)
+        .into_iter()
+        .filter(|t| t != "queue_update")
+        .collect();
+    assert_eq!(kinds, ["artifact_ready", "complete"]);
+    assert_eq!(frames.last().unwrap()["success"], true);
+    assert_eq!(
+        frames.last().unwrap()["artifacts"][0]["name"],
+        "quiet.tar.gz"
+    );
+}
