@@ -52,9 +52,13 @@ fn handle(ctx: &AppState, message: Message) -> Disposition {
         Message::JobEvent {
             job_id, seq, frame, ..
         } => match serde_json::from_value(frame) {
-            Ok(event) => ctx
-                .registry
-                .deliver(&job_id, &SubEvent::Event { seq, event }),
+            Ok(event) => ctx.registry.deliver(
+                &job_id,
+                &SubEvent::Event {
+                    seq,
+                    event: std::sync::Arc::new(event),
+                },
+            ),
             // Subscribers notice the gap and read the event from MySQL.
             Err(error) => tracing::warn!(%error, %job_id, seq, "undecodable job event"),
         },
@@ -65,9 +69,13 @@ fn handle(ctx: &AppState, message: Message) -> Disposition {
         } => {
             for (seq, frame) in (first_seq..).zip(frames) {
                 match serde_json::from_value(frame) {
-                    Ok(event) => ctx
-                        .registry
-                        .deliver(&job_id, &SubEvent::Event { seq, event }),
+                    Ok(event) => ctx.registry.deliver(
+                        &job_id,
+                        &SubEvent::Event {
+                            seq,
+                            event: std::sync::Arc::new(event),
+                        },
+                    ),
                     // Subscribers notice the gap and read the event from MySQL.
                     Err(error) => tracing::warn!(%error, %job_id, seq, "undecodable job event"),
                 }

@@ -441,7 +441,7 @@ mod tests {
                 "j",
                 &SubEvent::Event {
                     seq,
-                    event: job::Event::failed_complete("j", 0.0),
+                    event: std::sync::Arc::new(job::Event::failed_complete("j", 0.0)),
                 },
             );
         }

@@ -201,9 +201,13 @@ impl Session<'_> {
         tx.commit().await?;
         self.ctx.deps.notify_outbox();
         if let Some((seq, event)) = appended {
-            self.ctx
-                .registry
-                .deliver(job_id, &SubEvent::Event { seq, event });
+            self.ctx.registry.deliver(
+                job_id,
+                &SubEvent::Event {
+                    seq,
+                    event: std::sync::Arc::new(event),
+                },
+            );
         }
         Ok(())
     }
@@ -360,9 +364,13 @@ impl Session<'_> {
         tx.commit().await?;
         self.ctx.deps.notify_outbox();
         for (seq, event) in (first..).zip(events) {
-            self.ctx
-                .registry
-                .deliver(job_id, &SubEvent::Event { seq, event });
+            self.ctx.registry.deliver(
+                job_id,
+                &SubEvent::Event {
+                    seq,
+                    event: std::sync::Arc::new(event),
+                },
+            );
         }
         Ok(())
     }

@@ -13,8 +13,9 @@ use super::Registry;
 /// What a subscriber session receives.
 #[derive(Debug, Clone)]
 pub enum SubEvent {
-    /// Event `seq` of the job.
-    Event { seq: i64, event: job::Event },
+    /// Event `seq` of the job, shared by every subscriber it goes to (a queue slot stays a
+    /// pointer, and fan-out clones no frame).
+    Event { seq: i64, event: Arc<job::Event> },
     /// Resynchronise from MySQL (after a broker reconnect).
     Resync,
 }
