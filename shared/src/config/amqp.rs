@@ -1,0 +1,76 @@
+//! The RabbitMQ fragment.
+
+use clap::Args;
+
+use super::{ConfigError, Secret};
+
+/// RabbitMQ settings.
+#[derive(Debug, Clone, Args)]
+pub struct AmqpConfig {
+    /// AMQP URL of the broker.
+    #[arg(
+        id = "amqp-url",
+        long = "amqp-url",
+        env = "AMQP_URL",
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f",
+        hide_env_values = true
+    )]
+    pub url: Secret,
+    /// Prefix for every exchange and queue name (lets several hubs or tests share a broker).
+    #[arg(
+        id = "amqp-prefix",
+        long = "amqp-prefix",
+        env = "PERRY_AMQP_PREFIX",
+        default_value = "perry"
+    )]
+    pub prefix: String,
+    /// AMQP heartbeat in seconds (a frozen broker is noticed after about twice this).
+    #[arg(
+        id = "amqp-heartbeat-secs",
+        long = "amqp-heartbeat-secs",
+        env = "PERRY_AMQP_HEARTBEAT_SECS",
+        default_value_t = 15
+    )]
+    pub heartbeat_secs: u16,
+}
+
+impl AmqpConfig {
+    /// The broker URL with the heartbeat applied (unless the URL sets one).
+    pub fn url_with_heartbeat(&self) -> String {
+        let url = self.url.expose();
+        if url.contains("heartbeat=") {
+            return url.to_owned();
+        }
+        let sep = if url.contains('?') { '&' } else { '?' };
+        format!("{url}{sep}heartbeat={}", self.heartbeat_secs)
+    }
+
+    /// Check the settings.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let url = self.url.expose();
+        if !(url.starts_with("amqp://") || url.starts_with("amqps://")) {
+            return Err(ConfigError::new(
+                "AMQP_URL",
+                "must start with amqp:// or amqps://",
+            ));
+        }
+        if self.prefix.is_empty()
+            || !self
+                .prefix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            return Err(ConfigError::new(
+                "PERRY_AMQP_PREFIX",
+                "use letters, digits, '-', '_' or '.'",
+            ));
+        }
+        if !(5..=60).contains(&self.heartbeat_secs) {
+            return Err(ConfigError::new(
+                "PERRY_AMQP_HEARTBEAT_SECS",
+                "must be between 5 and 60",
+            ));
+        }
+        Ok(())
+    }
+}
