@@ -164,53 +164,6 @@ impl Session<'_> {
             None => {}
         }
     }
-
-    /// An artifact of a job held here was stored. The frames that have already arrived were
-    /// sent before the upload finished: store them first, then `artifact_ready` (DEC-14).
-    async fn stored(
-        &self,
-        conn: &mut Conn,
-        carry: &mut Option<WsMessage>,
-        job_id: &str,
-        attempt: i32,
-        record: ArtifactRecord,
-    ) {
-        for _ in 0..MAX_DRAIN {
-            let Some(msg) = carry.take().or_else(|| conn.ready()) else {
-                break;
-            };
-            self.on_frame(conn, msg, carry).await;
-        }
-        self.report(self.announce(job_id, attempt, record).await);
-    }
-
-    async fn announce(
-        &self,
-        job_id: &str,
-        attempt: i32,
-        record: ArtifactRecord,
-    ) -> anyhow::Result<()> {
-        let mut tx = self.ctx.deps.pool.begin().await?;
-        if Self::lock_current(&mut tx, job_id, attempt)
-            .await?
-            .is_none()
-        {
-            return Ok(());
-        }
-        let appended = job::event::append_artifact(&mut tx, record).await?;
-        tx.commit().await?;
-        self.ctx.deps.notify_outbox();
-        if let Some((seq, event)) = appended {
-            self.ctx.registry.deliver(
-                job_id,
-                &SubEvent::Event {
-                    seq,
-                    event: std::sync::Arc::new(event),
-                },
-            );
-        }
-        Ok(())
-    }
 }
 
 struct Session<'a> {
