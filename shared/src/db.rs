@@ -47,6 +47,15 @@ pub async fn check(pool: &MySqlPool) -> Result<(), sqlx::Error> {
     sqlx::query("SELECT 1").execute(pool).await.map(|_| ())
 }
 
+/// Whether a transaction failed only because it lost a race for locks (a deadlock, SQLSTATE
+/// 40001) and can simply be run again.
+pub fn is_deadlock(error: &sqlx::Error) -> bool {
+    error
+        .as_database_error()
+        .and_then(|e| e.code())
+        .is_some_and(|code| code == "40001")
+}
+
 /// Read a setting.
 pub async fn get_setting(pool: &MySqlPool, name: &str) -> Result<Option<String>, sqlx::Error> {
     sqlx::query_scalar("SELECT value FROM settings WHERE name = ?")

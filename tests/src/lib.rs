@@ -499,6 +499,14 @@ impl WsClient {
             .expect("ws send");
     }
 
+    /// Send a JSON frame; false once the connection is gone.
+    pub async fn try_send(&mut self, v: Value) -> bool {
+        self.ws
+            .send(WsMessage::Text(v.to_string().into()))
+            .await
+            .is_ok()
+    }
+
     /// Send a raw message.
     pub async fn send_raw(&mut self, m: WsMessage) {
         self.ws.send(m).await.expect("ws send");

@@ -76,16 +76,18 @@ async fn requeue_lost(ctx: &AppState, report: &mut Report) -> anyhow::Result<()>
     .fetch_all(&ctx.deps.pool)
     .await?;
     for (id, attempt) in expired {
-        let mut tx = ctx.deps.pool.begin().await?;
-        let claimed = job::claim(&mut tx, &id).await?;
-        let Some(job) = claimed
-            .filter(|j| j.holds(attempt) && j.lease_expires_ms.is_some_and(|l| l < now_ms()))
-        else {
+        // Replicas requeueing neighbouring jobs can deadlock on index locks: run it again.
+        let mut tries = 0;
+        let done = loop {
+            tries += 1;
+            match requeue_one(ctx, &id, attempt).await {
+                Err(job::Error::Db(e)) if tries < 3 && shared::db::is_deadlock(&e) => continue,
+                other => break other?,
+            }
+        };
+        let Some((outcome, job)) = done else {
             continue;
         };
-        let outcome =
-            transition::requeue_lost(&mut tx, &id, attempt, "Builder disconnected").await?;
-        tx.commit().await?;
         match outcome {
             LostOutcome::Requeued => {
                 tracing::info!(job_id = %id, attempt, retries = job.retries + 1, "lease expired; job requeued");
@@ -99,6 +101,25 @@ async fn requeue_lost(ctx: &AppState, report: &mut Report) -> anyhow::Result<()>
         }
     }
     Ok(())
+}
+
+/// Requeue (or fail) one job whose lease expired, unless another replica has it right now or
+/// it changed meanwhile.
+async fn requeue_one(
+    ctx: &AppState,
+    id: &str,
+    attempt: i32,
+) -> job::Result<Option<(LostOutcome, job::Job)>> {
+    let mut tx = ctx.deps.pool.begin().await?;
+    let claimed = job::claim(&mut tx, id).await?;
+    let Some(job) =
+        claimed.filter(|j| j.holds(attempt) && j.lease_expires_ms.is_some_and(|l| l < now_ms()))
+    else {
+        return Ok(None);
+    };
+    let outcome = transition::requeue_lost(&mut tx, id, attempt, "Builder disconnected").await?;
+    tx.commit().await?;
+    Ok(Some((outcome, job)))
 }
 
 /// A8: a queued job that no worker took within the queue timeout fails with a clear error.

@@ -150,3 +150,78 @@ async fn an_artifact_whose_notice_no_session_received_is_announced_before_comple
         "quiet.tar.gz"
     );
 }
+
+/// The stored `log` lines of a job, in sequence order.
+async fn stored_lines(hub: &TestHub, job: &str) -> Vec<String> {
+    let payloads: Vec<String> = sqlx::query_scalar(
+        "SELECT payload FROM job_events WHERE job_id = ? AND kind = 'log' ORDER BY seq",
+    )
+    .bind(job)
+    .fetch_all(hub.pool())
+    .await
+    .unwrap();
+    payloads
+        .iter()
+        .map(|p| {
+            serde_json::from_str::<Value>(p).unwrap()["line"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_cli_resubscribing_after_the_workers_dispatcher_stopped_mid_burst_gets_every_stored_frame_once_in_order(
+) {
+    let hub = TestHub::start().await;
+    let other = hub.replica().await;
+    let (_, license) = hub.insert_license("pro").await;
+    let job = hub
+        .insert_job(license, "linux", 10, b"tarball", json!({}))
+        .await;
+    let mut worker = other.worker("linux-burst", &["linux"], 1).await;
+    worker.assignment().await;
+    let mut first = hub.cli(&job).await;
+    first.expect("job_created").await;
+
+    let sending = job.clone();
+    let sender = tokio::spawn(async move {
+        for i in 0..900 {
+            let frame = json!({"type":"log","job_id":sending,"stage":"compiling","line":format!("line {i}"),"stream":"stdout"});
+            if !worker.ws.try_send(frame).await {
+                break;
+            }
+        }
+        worker
+    });
+    // Stop the worker's dispatcher once part of the burst is stored.
+    let deadline = tokio::time::Instant::now() + perry_hub_tests::WAIT;
+    while stored_lines(&hub, &job).await.len() < 200 {
+        assert!(tokio::time::Instant::now() < deadline, "no frames stored");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    other.stop().await;
+    let _worker = sender.await.unwrap();
+    drop(first);
+
+    // Whatever was stored is a gap-free prefix of what the worker sent...
+    let stored = stored_lines(&hub, &job).await;
+    assert!(stored.len() >= 200);
+    let prefix: Vec<String> = (0..stored.len()).map(|i| format!("line {i}")).collect();
+    assert_eq!(
+        stored, prefix,
+        "stored frames are the worker's, in order, without a gap"
+    );
+    // ...and a CLI that subscribes again gets exactly that, once, in order.
+    let mut again = hub.cli(&job).await;
+    again.expect("job_created").await;
+    let mut seen = Vec::new();
+    while seen.len() < stored.len() {
+        let frame = again.recv().await.expect("replay");
+        if frame["type"] == "log" {
+            seen.push(frame["line"].as_str().unwrap().to_owned());
+        }
+    }
+    assert_eq!(seen, stored);
+}
