@@ -192,7 +192,7 @@ impl Session<'_> {
             | Incoming::Published { ref job_id, .. }
             | Incoming::QueueUpdate { ref job_id, .. } => match Outgoing::from_worker_event(&frame)
             {
-                Some(out) => self.relay(job_id, out, false).await,
+                Some(out) => self.relay(job_id, out).await,
                 None => Ok(()),
             },
             Incoming::Error {
@@ -211,7 +211,7 @@ impl Session<'_> {
                             message,
                             stage,
                         };
-                        self.relay(&job_id, out, true).await
+                        self.relay(&job_id, out).await
                     }
                     None => {
                         ignored("error_without_job");
@@ -304,7 +304,7 @@ impl Session<'_> {
         }
     }
 
-    async fn relay(&self, job_id: &str, frame: Outgoing, is_error: bool) -> anyhow::Result<()> {
+    async fn relay(&self, job_id: &str, frame: Outgoing) -> anyhow::Result<()> {
         let Some(attempt) = self.held(job_id).await? else {
             return Ok(());
         };
@@ -314,8 +314,8 @@ impl Session<'_> {
             return Ok(());
         };
         transition::start(&mut tx, job_id, job.attempt).await?;
-        if is_error {
-            transition::report_error(&mut tx, job_id, job.attempt).await?;
+        if let Outgoing::Error { message, .. } = &frame {
+            transition::report_error(&mut tx, job_id, job.attempt, message).await?;
         }
         job::event::emit(&mut tx, job_id, frame).await?;
         tx.commit().await?;
@@ -399,7 +399,7 @@ impl Session<'_> {
             stage: "verifying".into(),
             message: "Verifying build".into(),
         };
-        self.relay(job_id, stage, false).await?;
+        self.relay(job_id, stage).await?;
         if self.ctx.registry.held_attempt(self.id, job_id).is_some() {
             send_frame(
                 &self.ctx.hub_tx(self.id),
