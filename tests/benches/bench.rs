@@ -4,7 +4,11 @@
 //! - download service: a 512 MiB artifact through `/api/v1/dl/:token` (base64 and raw) against
 //!   a plain file read;
 //! - ingest: a 512 MiB tarball submitted as the CLI does (base64 multipart part);
-//! - dispatcher: resident memory per idle CLI WebSocket at 10 000 connections.
+//! - dispatcher: resident memory per idle CLI WebSocket at 10 000 connections;
+//! - finisher: submission to signed artifact of a cold Windows build (VM deallocated) against a
+//!   fake Azure, with and without the prewarm (DEC-15). The VM boots in
+//!   `PERRY_BENCH_BOOT_SECS` (default 5; Azure takes about 90) and stage 1 takes
+//!   `PERRY_BENCH_CROSS_COMPILE_SECS` (default 5).
 //!
 //! Figures are printed, never asserted: this is a measurement, not a test.
 
@@ -53,6 +57,9 @@ fn main() {
         }
         if only.is_empty() || only.contains("ws") {
             idle_websockets(10_000).await;
+        }
+        if only.is_empty() || only.contains("windows") {
+            cold_windows_builds().await;
         }
     });
 }
@@ -383,4 +390,63 @@ fn ws_client(url: &str, job: &str, n: usize) {
         .await;
         drop(conns);
     });
+}
+
+fn secs_from_env(name: &str, default: u64) -> Duration {
+    Duration::from_secs(
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default),
+    )
+}
+
+async fn cold_windows_builds() {
+    use perry_hub_tests::{fake_azure::FakeAzure, windows::cold_build};
+    let boot = secs_from_env("PERRY_BENCH_BOOT_SECS", 5);
+    let cross_compile = secs_from_env("PERRY_BENCH_CROSS_COMPILE_SECS", 5);
+    println!(
+        "\n## Cold Windows build: submission to signed artifact (VM boot {}s, cross-compile {}s)",
+        boot.as_secs(),
+        cross_compile.as_secs()
+    );
+    for prewarm in ["false", "true"] {
+        let azure = FakeAzure::start(3600).await;
+        azure.set_boot(boot);
+        let mut args = vec![
+            "bench".to_owned(),
+            "--sweep-secs".to_owned(),
+            "1".to_owned(),
+        ];
+        args.extend(azure.args());
+        args.extend(["--azure-prewarm".to_owned(), prewarm.to_owned()]);
+        let hub = TestHub::start_with(HubOptions {
+            finisher: Some(finisher_settings(&args)),
+            ..HubOptions::default()
+        })
+        .await;
+        let limit = boot + cross_compile + Duration::from_secs(60);
+        let b = cold_build(&hub, &azure, cross_compile, limit).await;
+        let at =
+            |d: Option<Duration>| d.map_or("-".to_owned(), |d| format!("{:.1}s", d.as_secs_f64()));
+        println!(
+            "{:>12}: signed after {:6.1}s (VM start requested at {}, stage 1 done at {:.1}s, VM up at {:.1}s)",
+            if prewarm == "true" { "prewarm" } else { "no prewarm" },
+            b.signed.as_secs_f64(),
+            at(b.vm_start),
+            b.stage_one.as_secs_f64(),
+            b.vm_up.as_secs_f64()
+        );
+        hub.stop().await;
+    }
+}
+
+fn finisher_settings(args: &[String]) -> finisher::Settings {
+    use clap::Parser;
+    #[derive(Parser)]
+    struct P {
+        #[command(flatten)]
+        s: finisher::Settings,
+    }
+    P::parse_from(args).s
 }

@@ -3,9 +3,12 @@
 //! simulated workers and CLIs that speak the wire protocol over real sockets.
 //!
 //! The hub is composed by `standalone::start` and served by `standalone::serve`, exactly as
-//! `perry-hub` does; [`api`] adds one typed method per HTTP endpoint.
+//! `perry-hub` does; [`api`] adds one typed method per HTTP endpoint; [`fake_azure`] stands in
+//! for Azure (token endpoint and VM start/deallocate) with a configurable boot time.
 
 pub mod api;
+pub mod fake_azure;
+pub mod windows;
 
 use std::{sync::Arc, time::Duration};
 

@@ -48,6 +48,9 @@ pub struct Job {
     pub cancel_requested: bool,
     /// The worker sent `error` in this attempt.
     pub error_reported: bool,
+    /// Why the job failed: the worker's first `error` message while it runs, the final
+    /// message once it ended.
+    pub error_message: Option<String>,
     /// Stage 1's `needs_finishing` (the platform of stage 2).
     pub needs_finishing: Option<String>,
     /// First enqueue (the job's place in its queue).
@@ -64,7 +67,7 @@ pub struct Job {
 pub const COLUMNS: &str =
     "id, license_id, project, original_target, target, stage, state, priority, manifest, \
     input_key, input_size, input_sha256, attempt, retries, worker_id, worker_name, dispatcher_id, \
-    lease_expires_ms, cancel_requested, error_reported, needs_finishing, enqueued_ms, created_ms, \
+    lease_expires_ms, cancel_requested, error_reported, error_message, needs_finishing, enqueued_ms, created_ms, \
     assigned_ms, finished_ms";
 
 impl Job {
@@ -79,6 +82,12 @@ impl Job {
     /// Whether a worker holds `attempt` right now.
     pub fn holds(&self, attempt: i32) -> bool {
         self.attempt == attempt && self.state.is_held()
+    }
+    /// The message of the first `error` the worker of the current attempt sent, if any.
+    pub fn worker_error(&self) -> Option<&str> {
+        self.error_message
+            .as_deref()
+            .filter(|m| self.error_reported && !self.is_terminal() && !m.is_empty())
     }
     /// The platform stage 2 signs for, when stage 1 named a valid one.
     pub fn sign_platform(&self) -> Option<SignPlatform> {

@@ -32,12 +32,15 @@ pub async fn end_attempt(
 ) -> anyhow::Result<Ending> {
     let clean_success = success && !job.error_reported && !job.cancel_requested;
     if !clean_success {
-        let (outcome, message) = match (job.cancel_requested, error) {
+        // The reason kept with the job: the worker's first `error` (already relayed), else
+        // `complete.error` (relayed by the failure, as before).
+        let why = job
+            .worker_error()
+            .or(error.filter(|e| !e.trim().is_empty()));
+        let (outcome, message) = match (job.cancel_requested, why) {
             (true, _) => (Unsuccessful::Cancelled, "Build cancelled".to_owned()),
-            (false, Some(e)) if !e.is_empty() => {
-                (Unsuccessful::Failed, format!("Build failed: {e}"))
-            }
-            _ => (Unsuccessful::Failed, "Build failed".to_owned()),
+            (false, Some(why)) => (Unsuccessful::Failed, format!("Build failed: {why}")),
+            (false, None) => (Unsuccessful::Failed, "Build failed".to_owned()),
         };
         transition::fail_build(tx, job, outcome, &message).await?;
         return Ok(Ending::Failed);

@@ -153,7 +153,7 @@ impl Session<'_> {
             Some(Ok(frame)) => match relayable(&frame) {
                 Some((job_id, first)) => {
                     let burst = collect_burst(conn, &job_id, first, carry);
-                    self.report(self.relay(&job_id, burst, false).await);
+                    self.report(self.relay(&job_id, burst).await);
                 }
                 None => self.handle(frame).await,
             },
@@ -180,7 +180,7 @@ impl Session<'_> {
             | Incoming::Log { .. }
             | Incoming::Published { .. }
             | Incoming::QueueUpdate { .. } => match relayable(&frame) {
-                Some((job_id, event)) => self.relay(&job_id, vec![event], false).await,
+                Some((job_id, event)) => self.relay(&job_id, vec![event]).await,
                 None => Ok(()),
             },
             Incoming::Error {
@@ -199,7 +199,7 @@ impl Session<'_> {
                             message,
                             stage,
                         };
-                        self.relay(&job_id, vec![out.into()], true).await
+                        self.relay(&job_id, vec![out.into()]).await
                     }
                     None => {
                         ignored("error_without_job");
@@ -298,7 +298,7 @@ impl Session<'_> {
 
     /// Store a burst of the job's frames in one group commit, then hand them to this replica's
     /// subscribers at once (other replicas get them through the broker).
-    async fn relay(&self, job_id: &str, events: Vec<Event>, is_error: bool) -> anyhow::Result<()> {
+    async fn relay(&self, job_id: &str, events: Vec<Event>) -> anyhow::Result<()> {
         let Some(attempt) = self.held(job_id).await? else {
             return Ok(());
         };
@@ -310,8 +310,13 @@ impl Session<'_> {
         if job.state == JobState::Assigned {
             transition::start(&mut tx, job_id, job.attempt).await?;
         }
-        if is_error {
-            transition::report_error(&mut tx, job_id, job.attempt).await?;
+        // The worker reported the build failed: keep its reason with the job (A7).
+        let reported = events.iter().find_map(|e| match e {
+            Event::Frame(Outgoing::Error { message, .. }) => Some(message.as_str()),
+            _ => None,
+        });
+        if let Some(message) = reported {
+            transition::report_error(&mut tx, job_id, job.attempt, message).await?;
         }
         let first = job::event::append_batch(&mut tx, job_id, &events).await?;
         tx.commit().await?;
@@ -338,7 +343,7 @@ impl Session<'_> {
             stage: "verifying".into(),
             message: "Verifying build".into(),
         };
-        self.relay(job_id, vec![stage.into()], false).await?;
+        self.relay(job_id, vec![stage.into()]).await?;
         if self.ctx.registry.held_attempt(self.id, job_id).is_some() {
             send_frame(
                 &self.ctx.hub_tx(self.id),

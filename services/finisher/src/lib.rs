@@ -4,7 +4,8 @@
 //! - [`stage2`]: consumes `StageFinished` and requeues a two-stage job for `<x>-sign` with its
 //!   `<x>-precompiled` bundle as input (PROTOCOL §5.4).
 //! - [`vm`] with [`azure`]: starts the Windows signing VM when `windows-sign` work waits without
-//!   a free worker, retries and times out per A14, deallocates it when idle.
+//!   a free worker, or already when a Windows build's stage 1 is assigned (the prewarm,
+//!   DEC-15), retries and times out per A14, deallocates it when idle.
 //! - [`reaper`]: requeues jobs whose lease expired (up to three retries), fails jobs nobody takes
 //!   (A8), hands over jobs whose stage-2 message was lost, refreshes the queue-depth gauge.
 //! - [`retention`]: deletes expired tarballs, artifacts, tokens and old events (D18).

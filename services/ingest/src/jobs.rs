@@ -36,7 +36,7 @@ pub struct JobStatus {
     pub created_ms: i64,
     /// End time (epoch ms), once terminal.
     pub finished_ms: Option<i64>,
-    /// Why it failed, if it did.
+    /// Why it failed: the final message once failed; while it ends, the error its worker reported.
     pub error: Option<String>,
     /// Visible artifacts uploaded so far.
     pub artifacts: Vec<JobArtifact>,
@@ -102,10 +102,6 @@ pub async fn get_job(
         return Err(errors::job_not_found());
     };
     let position = job::position(&mut conn, &job).await?;
-    let error: Option<String> = sqlx::query_scalar("SELECT error_message FROM jobs WHERE id = ?")
-        .bind(&job.id)
-        .fetch_one(&mut *conn)
-        .await?;
     let rows: Vec<ArtifactRow> = sqlx::query_as(
         "SELECT id, name, target, size, sha256, expires_ms FROM artifacts WHERE job_id = ? AND hidden = FALSE ORDER BY created_ms, name",
     )
@@ -143,7 +139,7 @@ pub async fn get_job(
         position,
         created_ms: job.created_ms,
         finished_ms: job.finished_ms,
-        error,
+        error: job.error_message,
         artifacts,
     }))
 }

@@ -79,21 +79,36 @@ pub async fn start(
 }
 
 /// The worker of the current attempt sent `error` (A7): a later `complete{success:true}`
-/// yields `failed`, and a lost worker is not retried.
+/// yields `failed`, and a lost worker is not retried. The worker's message is kept as the
+/// reason (the first one wins; at most [`MAX_REASON_CHARS`] characters).
 pub async fn report_error(
     conn: &mut MySqlConnection,
     job_id: &str,
     attempt: i32,
+    message: &str,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "UPDATE jobs SET error_reported = TRUE, failure_kind = 'build' \
+        "UPDATE jobs SET error_reported = TRUE, failure_kind = 'build', error_message = COALESCE(error_message, ?) \
          WHERE id = ? AND attempt = ? AND state IN ('assigned', 'running')",
     )
+    .bind(Some(reason(message)).filter(|m| !m.is_empty()))
     .bind(job_id)
     .bind(attempt)
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// Longest failure reason stored (a worker's message is untrusted and unbounded).
+pub const MAX_REASON_CHARS: usize = 2000;
+
+/// `message` trimmed and cut to [`MAX_REASON_CHARS`] characters.
+pub(crate) fn reason(message: &str) -> &str {
+    let message = message.trim();
+    match message.char_indices().nth(MAX_REASON_CHARS) {
+        Some((cut, _)) => &message[..cut],
+        None => message,
+    }
 }
 
 /// Extend the leases of the jobs a live worker connection holds, until `until_ms`.
@@ -195,4 +210,16 @@ pub async fn reattach(
         .fetch_one(conn)
         .await?;
     Ok(Some(attempt))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reason_is_trimmed_and_cut_on_a_character_boundary() {
+        assert_eq!(reason("  Compilation failed\n"), "Compilation failed");
+        let long = "é".repeat(MAX_REASON_CHARS + 10);
+        assert_eq!(reason(&long).chars().count(), MAX_REASON_CHARS);
+    }
 }

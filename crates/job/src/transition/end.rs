@@ -9,7 +9,9 @@ use shared::{
 use sqlx::MySqlConnection;
 
 use crate::{
-    event, transition::announce_queued, Event, Job, JobState, Result, SignPlatform, Target,
+    event,
+    transition::{announce_queued, dispatch::reason},
+    Event, Job, JobState, Result, SignPlatform, Target,
 };
 
 /// How an unsuccessful job ends.
@@ -32,7 +34,8 @@ impl Unsuccessful {
 
 /// Any active state → failed or cancelled: `error` (unless the worker already reported one, or
 /// the job was cancelled) then `complete{success:false}` to the CLI; credentials, token and
-/// lease dropped. A terminal job is left alone.
+/// lease dropped. `message` is kept as the job's error (cut to
+/// [`MAX_REASON_CHARS`](super::MAX_REASON_CHARS) characters). A terminal job is left alone.
 #[tracing::instrument(skip_all, fields(job_id = %job.id, outcome = ?outcome))]
 pub async fn fail(
     conn: &mut MySqlConnection,
@@ -50,7 +53,7 @@ pub async fn fail(
     )
     .bind(state)
     .bind(now_ms())
-    .bind(message)
+    .bind(reason(message))
     .bind(&job.id)
     .execute(&mut *conn)
     .await?;

@@ -44,8 +44,13 @@ pub async fn requeue_lost(
         return Ok(LostOutcome::Failed);
     }
     if job.error_reported {
-        let msg = "Build failed (the worker disconnected after reporting an error)";
-        fail(conn, &job, Unsuccessful::Failed, msg).await?;
+        let msg = match job.worker_error() {
+            Some(why) => {
+                format!("Build failed: {why} (the worker disconnected after reporting it)")
+            }
+            None => "Build failed (the worker disconnected after reporting an error)".to_owned(),
+        };
+        fail(conn, &job, Unsuccessful::Failed, &msg).await?;
         return Ok(LostOutcome::Failed);
     }
     if job.retries >= MAX_RETRIES {

@@ -41,8 +41,12 @@ pub struct Observed {
     pub now: i64,
     /// Queued `windows-sign` jobs.
     pub queued: i64,
-    /// `windows-sign` jobs queued or running, and Windows jobs about to become one.
+    /// `windows-sign` jobs queued or running, and Windows jobs about to become one (with the
+    /// prewarm, also Windows builds in stage 1).
     pub work: i64,
+    /// With the prewarm (DEC-15): Windows builds in stage 1 on a worker or handed over, which
+    /// will need the VM shortly.
+    pub coming: i64,
     /// Connected `windows-sign` workers.
     pub workers: i64,
     /// Their free slots.
@@ -105,15 +109,22 @@ pub fn decide(row: &mut VmRow, o: &Observed, t: &Timing) -> Plan {
         // The process making the call died; assume the VM may be on so the idle rule retries.
         row.state = RUNNING.to_owned();
     }
-    if o.queued > 0 && o.free_slots == 0 {
+    // Sign jobs wait without a free slot; or (prewarm) Windows builds will need the VM soon
+    // and no sign worker is up: boot it now, so the boot overlaps stage 1.
+    let demand = o.queued > 0 && o.free_slots == 0;
+    let prewarm = o.coming > 0 && o.workers == 0;
+    if demand || prewarm {
         let cycle_over = since(row.first_start_ms) >= t.sign_timeout;
         let start = match row.state.as_str() {
             // Known up unless its worker is gone (builder-windows deallocates itself).
             RUNNING => o.workers == 0,
+            // Retries and new cycles (A14) are for sign jobs that wait, not for the prewarm.
             STARTING => {
-                cycle_over || (row.start_attempts < 2 && since(row.last_start_ms) >= t.start_retry)
+                demand
+                    && (cycle_over
+                        || (row.start_attempts < 2 && since(row.last_start_ms) >= t.start_retry))
             }
-            START_FAILED => cycle_over || since(row.last_start_ms) >= t.failure_backoff,
+            START_FAILED => demand && (cycle_over || since(row.last_start_ms) >= t.failure_backoff),
             _ => true,
         };
         if !start {
@@ -173,7 +184,72 @@ mod tests {
             workers,
             free_slots: free,
             newest_worker_ms: None,
+            coming: 0,
         }
+    }
+
+    /// `coming` Windows builds in stage 1 (counted as work, as the prewarm does).
+    fn stage_one(now: i64, coming: i64, workers: i64) -> Observed {
+        Observed {
+            work: coming,
+            coming,
+            ..seen(now, 0, workers, workers)
+        }
+    }
+
+    #[test]
+    fn a_windows_build_in_stage_one_starts_the_vm_once_and_keeps_it_from_idling_out() {
+        let mut r = row(DEALLOCATED);
+        assert_eq!(decide(&mut r, &stage_one(1_000, 1, 0), &T), Plan::Start);
+        assert_eq!(
+            (r.state.as_str(), r.first_start_ms, r.start_attempts),
+            (STARTING, Some(1_000), 1)
+        );
+        // One start in flight: no retry and no new cycle for the prewarm alone, however long
+        // stage 1 takes.
+        for now in [2_000, T.start_retry + 1_000, T.sign_timeout + 1_000] {
+            assert_eq!(decide(&mut r, &stage_one(now, 2, 0), &T), Plan::Nothing);
+        }
+        // Stage 2 queued after the retry delay: the A14 retry still applies.
+        assert_eq!(
+            decide(&mut r, &seen(T.start_retry + 2_000, 1, 0, 0), &T),
+            Plan::Start
+        );
+        // Up and busy with stage 1 for longer than the idle window: no deallocate.
+        let mut r = row(RUNNING);
+        r.last_work_ms = Some(0);
+        let mut o = stage_one(T.idle * 2, 1, 1);
+        o.newest_worker_ms = Some(0);
+        assert_eq!(decide(&mut r, &o, &T), Plan::Nothing);
+        assert_eq!(r.last_work_ms, Some(T.idle * 2));
+    }
+
+    #[test]
+    fn the_prewarm_leaves_a_vm_alone_that_is_up_or_failed_and_a_failed_stage_one_idles_out() {
+        // A sign worker is connected: nothing to boot.
+        let mut r = row(DEALLOCATED);
+        let mut o = stage_one(1_000, 1, 1);
+        o.newest_worker_ms = Some(500);
+        assert_eq!(decide(&mut r, &o, &T), Plan::Nothing);
+        // Up, but its worker left (builder-windows deallocated itself): start again.
+        let mut r = row(RUNNING);
+        assert_eq!(decide(&mut r, &stage_one(1_000, 1, 0), &T), Plan::Start);
+        // A failed start is retried for waiting sign jobs only.
+        let mut r = row(START_FAILED);
+        r.last_start_ms = Some(0);
+        r.first_start_ms = Some(0);
+        assert_eq!(
+            decide(&mut r, &stage_one(T.failure_backoff, 1, 0), &T),
+            Plan::Nothing
+        );
+        // Stage 1 failed: no work any more, deallocated once the idle window has passed.
+        let mut r = row(DEALLOCATED);
+        decide(&mut r, &stage_one(0, 1, 0), &T);
+        assert_eq!(
+            decide(&mut r, &seen(T.idle - 1, 0, 0, 0), &T),
+            Plan::Nothing
+        );
+        assert_eq!(decide(&mut r, &seen(T.idle, 0, 0, 0), &T), Plan::Deallocate);
     }
 
     #[test]

@@ -1,8 +1,9 @@
-//! Power of the Windows signing VM (PROTOCOL §5.4, A14, D20). Each tick observes MySQL — queued
-//! and running `windows-sign` work, connected `windows-sign` workers and their free slots — and
-//! decides, under a row lock on the VM's `vm_state` row, whether to start or deallocate it. The
-//! decision is recorded (claimed) and committed *before* the Azure call, so two replicas or two
-//! concurrent triggers make the call once; the call itself runs outside any transaction.
+//! Power of the Windows signing VM (PROTOCOL §5.4, A14, D20, DEC-15). Each tick observes MySQL
+//! — queued and running `windows-sign` work, Windows builds in stage 1 (the prewarm), connected
+//! `windows-sign` workers and their free slots — and decides, under a row lock on the VM's
+//! `vm_state` row, whether to start or deallocate it. The decision is recorded (claimed) and
+//! committed *before* the Azure call, so two replicas or two concurrent triggers make the call
+//! once; the call itself runs outside any transaction.
 //!
 //! States: `deallocated` → `starting` (start called) → `running` (a `windows-sign` worker
 //! connected) → `deallocating` → `deallocated`; `start_failed` after a failed start call.
@@ -47,6 +48,7 @@ pub struct VmController {
     timing: Timing,
     sign_timeout_secs: u64,
     stale_ms: i64,
+    prewarm: bool,
 }
 
 impl VmController {
@@ -75,6 +77,7 @@ impl VmController {
             timing,
             sign_timeout_secs: a.sign_timeout_secs,
             stale_ms: ms(settings.worker_stale_secs),
+            prewarm: a.prewarm,
         }))
     }
 
@@ -94,7 +97,7 @@ impl VmController {
         .fetch_one(&mut *tx)
         .await?;
         let before = row.clone();
-        let mut seen = observe(&mut tx, self.stale_ms).await?;
+        let mut seen = observe(&mut tx, self.stale_ms, self.prewarm).await?;
         let timed_out = self.fail_unassigned(&mut tx, &row, &seen).await?;
         let failed = i64::try_from(timed_out.len()).unwrap_or(0);
         seen.queued -= failed;
@@ -236,19 +239,26 @@ impl VmController {
     }
 }
 
-/// Read the current demand and capacity for `windows-sign`.
-async fn observe(tx: &mut MySqlConnection, stale_ms: i64) -> anyhow::Result<Observed> {
+/// Read the current demand and capacity for `windows-sign`; with the prewarm, also the Windows
+/// builds still in stage 1 (on a worker or handed over), which will need the VM (DEC-15).
+async fn observe(
+    tx: &mut MySqlConnection,
+    stale_ms: i64,
+    prewarm: bool,
+) -> anyhow::Result<Observed> {
     let now = now_ms();
-    let (queued, work): (i64, i64) = sqlx::query_as(
+    let (queued, signing, handed_over, stage_one): (i64, i64, i64, i64) = sqlx::query_as(
         "SELECT \
            (SELECT COUNT(*) FROM jobs WHERE state = 'queued' AND target = ?), \
-           (SELECT COUNT(*) FROM jobs WHERE (target = ? AND state IN ('queued', 'assigned', 'running')) \
-                OR (state = 'finishing' AND needs_finishing = 'windows'))",
+           (SELECT COUNT(*) FROM jobs WHERE target = ? AND state IN ('queued', 'assigned', 'running')), \
+           (SELECT COUNT(*) FROM jobs WHERE state = 'finishing' AND needs_finishing = 'windows'), \
+           (SELECT COUNT(*) FROM jobs WHERE stage = 1 AND target = 'windows' AND state IN ('assigned', 'running'))",
     )
     .bind(SIGN_TARGET)
     .bind(SIGN_TARGET)
     .fetch_one(&mut *tx)
     .await?;
+    let stage_one = if prewarm { stage_one } else { 0 };
     let workers: Vec<(i32, i64, i64)> = sqlx::query_as(
         "SELECT w.max_concurrent, w.connected_ms, \
            (SELECT COUNT(*) FROM jobs j WHERE j.worker_id = w.id AND j.state IN ('assigned', 'running')) \
@@ -261,7 +271,8 @@ async fn observe(tx: &mut MySqlConnection, stale_ms: i64) -> anyhow::Result<Obse
     Ok(Observed {
         now,
         queued,
-        work,
+        work: signing + handed_over + stage_one,
+        coming: if prewarm { handed_over + stage_one } else { 0 },
         workers: i64::try_from(workers.len()).unwrap_or(i64::MAX),
         free_slots: workers
             .iter()

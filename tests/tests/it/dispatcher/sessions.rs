@@ -153,6 +153,8 @@ async fn error_then_complete_frees_the_slot_exactly_once() {
     let a = hub.insert_job(license, "linux", 10, b"t", json!({})).await;
     let mut worker = hub.worker("single", &["linux"], 1).await;
     worker.assignment().await;
+    let mut cli = hub.cli(&a).await;
+    cli.expect("job_created").await;
     worker.send(json!({"type":"error","job_id":a,"code":"INTERNAL_ERROR","message":"Compilation failed","stage":"compiling"})).await;
     hub.wait_state(&a, "running").await;
     assert_eq!(
@@ -162,6 +164,29 @@ async fn error_then_complete_frees_the_slot_exactly_once() {
     );
     worker.send(json!({"type":"complete","job_id":a,"success":false,"duration_secs":1.0,"artifacts":[]})).await;
     hub.wait_state(&a, "failed").await;
+    let stored: String = sqlx::query_scalar("SELECT error_message FROM jobs WHERE id = ?")
+        .bind(&a)
+        .fetch_one(hub.pool())
+        .await
+        .unwrap();
+    assert_eq!(
+        stored, "Build failed: Compilation failed",
+        "the worker's reason"
+    );
+    // The CLI sees the worker's error once, then the failed complete, as before.
+    let mut errors = Vec::new();
+    loop {
+        let f = cli.recv().await.expect("frame");
+        match f["type"].as_str() {
+            Some("error") => errors.push(f["message"].clone()),
+            Some("complete") => {
+                assert_eq!(f["success"], false);
+                break;
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(errors, vec![json!("Compilation failed")]);
     let b = hub.insert_job(license, "linux", 10, b"t", json!({})).await;
     assert_eq!(worker.assignment().await["job_id"], b.as_str());
     assert_eq!(

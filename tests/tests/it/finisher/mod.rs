@@ -1,8 +1,8 @@
 //! Finisher scenarios: two-stage Windows builds, the Azure signing VM against a fake Azure,
 //! lost jobs and the attempt cap, wait timeouts, and retention.
 
-mod fake_azure;
 mod lost_jobs;
+mod prewarm;
 mod retention;
 mod signing_vm;
 mod support;

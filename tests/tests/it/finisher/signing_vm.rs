@@ -2,10 +2,12 @@
 
 use std::time::Duration;
 
-use super::fake_azure::{FakeAzure, Reply};
 use super::support::*;
 use finisher::vm::{Plan, VmController};
-use perry_hub_tests::{HubOptions, TestHub};
+use perry_hub_tests::{
+    fake_azure::{FakeAzure, Reply},
+    HubOptions, TestHub,
+};
 use serde_json::json;
 use shared::clock::now_ms;
 
@@ -220,7 +222,7 @@ async fn a_rejected_azure_call_is_not_retried_and_is_logged_with_its_status_but_
     let text = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
     assert!(text.contains("HTTP 403"), "the status is logged: {text}");
     assert!(
-        !text.contains(super::fake_azure::CLIENT_SECRET),
+        !text.contains(perry_hub_tests::fake_azure::CLIENT_SECRET),
         "the client secret leaked into the logs"
     );
     assert!(

@@ -155,3 +155,42 @@ async fn the_openapi_document_lists_every_route() {
     }
     hub.stop().await;
 }
+
+#[tokio::test]
+async fn job_status_shows_the_reason_the_worker_gave_for_a_failed_build() {
+    let hub = TestHub::start().await;
+    let (key, license) = hub.insert_license("pro").await;
+    let auth = format!("Bearer {key}");
+    let reported = hub.insert_job(license, "linux", 10, b"t", json!({})).await;
+    let only_complete = hub.insert_job(license, "linux", 10, b"t", json!({})).await;
+    let mut worker = hub.worker("w", &["linux"], 2).await;
+    worker.assignment().await;
+    worker.assignment().await;
+
+    // `error` then `complete{success:false}` naming another reason: the first error wins.
+    worker.send(json!({"type":"error","job_id":reported,"code":"INTERNAL_ERROR","message":"Compilation failed: missing main","stage":"compiling"})).await;
+    let (_, running) = hub.get_job(&reported, &[("authorization", &auth)]).await;
+    worker.send(json!({"type":"complete","job_id":reported,"success":false,"duration_secs":1.0,"artifacts":[],"error":"pipeline aborted"})).await;
+    // Only `complete{success:false, error}`.
+    worker.send(json!({"type":"complete","job_id":only_complete,"success":false,"duration_secs":1.0,"artifacts":[],"error":"Tarball corrupt"})).await;
+    hub.wait_state(&reported, "failed").await;
+    hub.wait_state(&only_complete, "failed").await;
+
+    let (status, body) = hub.get_job(&reported, &[("authorization", &auth)]).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["error"],
+        "Build failed: Compilation failed: missing main"
+    );
+    let (_, body) = hub
+        .get_job(&only_complete, &[("authorization", &auth)])
+        .await;
+    assert_eq!(body["error"], "Build failed: Tarball corrupt");
+    // Before the `complete`, the reason could already be read (or the job was still running
+    // without one when the request raced the frame).
+    assert!(
+        running["error"].is_null() || running["error"] == "Compilation failed: missing main",
+        "{running}"
+    );
+    hub.stop().await;
+}

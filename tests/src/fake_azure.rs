@@ -1,7 +1,9 @@
 //! A fake Azure (identity platform + Resource Manager) on 127.0.0.1: records every request,
 //! checks the token request's form body, the bearer header, the VM paths and the API version,
 //! and answers start/deallocate with scripted statuses and delays (default: 202 with an
-//! `Azure-AsyncOperation` URL that reports `InProgress` once, then `Succeeded`).
+//! `Azure-AsyncOperation` URL that reports `InProgress` once, then `Succeeded`). With a boot
+//! time ([`FakeAzure::set_boot`]), a start's operation stays `InProgress` until the VM is up,
+//! and [`FakeAzure::is_up`] tells a harness when to connect the VM's sign worker.
 
 use std::{
     collections::VecDeque,
@@ -74,6 +76,10 @@ struct State {
     expires_in: u64,
     script: VecDeque<Reply>,
     polls: u32,
+    /// How long a start takes to bring the VM up.
+    boot: Duration,
+    /// When the VM is (or will be) up; `None` while deallocated.
+    up_at: Option<tokio::time::Instant>,
 }
 
 /// The running fake.
@@ -112,6 +118,19 @@ impl FakeAzure {
     /// Answer the next start/deallocate calls with these replies, in order.
     pub fn script(&self, replies: impl IntoIterator<Item = Reply>) {
         self.lock().script.extend(replies);
+    }
+
+    /// From now on a start brings the VM up after `boot` (its async operation reports
+    /// `InProgress` until then).
+    pub fn set_boot(&self, boot: Duration) {
+        self.lock().boot = boot;
+    }
+
+    /// Whether a start has brought the VM up (and no deallocate followed).
+    pub fn is_up(&self) -> bool {
+        self.lock()
+            .up_at
+            .is_some_and(|at| at <= tokio::time::Instant::now())
     }
 
     /// Every request so far.
@@ -211,7 +230,9 @@ impl FakeAzure {
             self.check_bearer(&request);
             let mut s = self.lock();
             s.polls += 1;
-            let status = if s.polls % 2 == 1 {
+            let booting = request.path.starts_with("/operations/start-")
+                && s.up_at.is_some_and(|at| at > tokio::time::Instant::now());
+            let status = if booting || s.polls % 2 == 1 {
                 "InProgress"
             } else {
                 "Succeeded"
@@ -300,7 +321,20 @@ impl FakeAzure {
         if action != "start" && action != "deallocate" {
             self.problem(format!("unexpected VM action {action}"));
         }
-        let reply = self.lock().script.pop_front();
+        let reply = {
+            let mut s = self.lock();
+            let reply = s.script.pop_front();
+            let accepted = reply.as_ref().is_none_or(|r| r.status / 100 == 2);
+            match action {
+                "start" if accepted => {
+                    let now = tokio::time::Instant::now();
+                    s.up_at = Some(s.up_at.unwrap_or(now + s.boot));
+                }
+                "deallocate" if accepted => s.up_at = None,
+                _ => {}
+            }
+            reply
+        };
         match reply {
             Some(reply) => {
                 tokio::time::sleep(reply.delay).await;
@@ -313,7 +347,7 @@ impl FakeAzure {
                 resp
             }
             None => {
-                let op = format!("{}/operations/{}", self.url, uuid::Uuid::new_v4());
+                let op = format!("{}/operations/{action}-{}", self.url, uuid::Uuid::new_v4());
                 (
                     StatusCode::ACCEPTED,
                     [("azure-asyncoperation", op.as_str()), ("retry-after", "0")],
