@@ -6,6 +6,7 @@
 //! `perry-hub` does; [`api`] adds one typed method per HTTP endpoint.
 
 pub mod api;
+pub mod sim;
 
 use std::{sync::Arc, time::Duration};
 

@@ -3,6 +3,7 @@
 
 mod billing;
 mod handshake;
+mod log_stream;
 mod ordering;
 mod sessions;
 mod support;

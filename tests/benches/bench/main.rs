@@ -4,9 +4,14 @@
 //! - download service: a 512 MiB artifact through `/api/v1/dl/:token` (base64 and raw) against
 //!   a plain file read;
 //! - ingest: a 512 MiB tarball submitted as the CLI does (base64 multipart part);
-//! - dispatcher: resident memory per idle CLI WebSocket at 10 000 connections.
+//! - dispatcher: resident memory per idle CLI WebSocket at 10 000 connections;
+//! - live events ([`events`]): log lines per second and latency worker → CLI, submit →
+//!   `job_assign`, end-to-end builds per second and CPU per build.
 //!
 //! Figures are printed, never asserted: this is a measurement, not a test.
+
+mod builds;
+mod events;
 
 use std::{
     io::{BufRead, Write},
@@ -53,6 +58,9 @@ fn main() {
         }
         if only.is_empty() || only.contains("ws") {
             idle_websockets(10_000).await;
+        }
+        if only.is_empty() || only.contains("events") {
+            events::run().await;
         }
     });
 }
