@@ -46,6 +46,8 @@ pub async fn end_to_end() -> Vec<Row> {
     for w in workers {
         let _ = w.await;
     }
+    // Let the hub notice the closed worker sockets before its pool closes.
+    tokio::time::sleep(Duration::from_secs(2)).await;
     stop_shared(hub).await;
     rows(builds, done, failed, wall, &cpu)
 }

@@ -5,7 +5,7 @@
 //! so a later run can be compared with this one.
 
 use std::{
-    path::PathBuf,
+    path::Path,
     time::{Duration, Instant},
 };
 
@@ -34,7 +34,10 @@ pub async fn run() {
     rows.extend(crate::builds::end_to_end().await);
     let table = render(&rows, started.elapsed());
     print!("{table}");
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/bench-events.md");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join("target/bench-events.md");
     let written = path
         .parent()
         .map(std::fs::create_dir_all)

@@ -6,6 +6,8 @@ use perry_hub_tests::{sim, HubOptions, TestHub};
 use serde_json::json;
 
 const LINES: usize = 20_000;
+/// Generous: a correctness check, not a speed test (today about 175 s in a debug build on 2 busy cores).
+const BOUND: Duration = Duration::from_secs(420);
 
 #[tokio::test]
 async fn twenty_thousand_log_lines_reach_a_subscribed_cli_in_order_without_loss_or_duplicates() {
@@ -29,11 +31,11 @@ async fn twenty_thousand_log_lines_reach_a_subscribed_cli_in_order_without_loss_
             worker
         })
     };
-    let tally = sim::receive_logs(&mut cli, LINES, Duration::from_secs(120), base).await;
+    let tally = sim::receive_logs(&mut cli, LINES, BOUND, base).await;
     let _worker = sender.await.expect("sender");
 
     let expected: Vec<usize> = (0..LINES).collect();
-    assert_eq!(tally.seqs.len(), LINES, "lines received within 120 s");
+    assert_eq!(tally.seqs.len(), LINES, "lines received within the bound");
     assert_eq!(tally.seqs, expected, "every line once, in order");
     hub.stop().await;
 }
