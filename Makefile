@@ -38,7 +38,7 @@ deploy-check: ## Validate Dockerfile, docker-compose.yml and k8s/ offline
 fmt: ## Format the code
 	$(CARGO) fmt --all
 
-bench: ## Throughput and memory figures (streaming, WebSocket connections, cold Windows builds)
+bench: ## Throughput and memory figures (streaming, WebSocket connections, live events, cold Windows builds)
 	@scripts/ensure-services.sh --s3
 	$(CARGO) bench -p perry-hub-tests --bench bench --locked
 

@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod fake_azure;
+pub mod sim;
 pub mod windows;
 
 use std::{sync::Arc, time::Duration};

@@ -4,6 +4,7 @@
 mod billing;
 mod bursts;
 mod handshake;
+mod log_stream;
 mod ordering;
 mod sessions;
 mod support;

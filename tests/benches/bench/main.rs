@@ -5,12 +5,17 @@
 //!   a plain file read;
 //! - ingest: a 512 MiB tarball submitted as the CLI does (base64 multipart part);
 //! - dispatcher: resident memory per idle CLI WebSocket at 10 000 connections;
+//! - live events ([`events`]): log lines per second and latency worker → CLI, submit →
+//!   `job_assign`, end-to-end builds per second and CPU per build;
 //! - finisher: submission to signed artifact of a cold Windows build (VM deallocated) against a
 //!   fake Azure, with and without the prewarm (DEC-15). The VM boots in
 //!   `PERRY_BENCH_BOOT_SECS` (default 5; Azure takes about 90) and stage 1 takes
 //!   `PERRY_BENCH_CROSS_COMPILE_SECS` (default 5).
 //!
 //! Figures are printed, never asserted: this is a measurement, not a test.
+
+mod builds;
+mod events;
 
 use std::{
     io::{BufRead, Write},
@@ -60,6 +65,9 @@ fn main() {
         }
         if only.is_empty() || only.contains("windows") {
             cold_windows_builds().await;
+        }
+        if only.is_empty() || only.contains("events") {
+            events::run().await;
         }
     });
 }
