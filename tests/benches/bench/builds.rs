@@ -35,11 +35,20 @@ pub async fn end_to_end() -> Vec<Row> {
             sim::spawn_building_worker(hub.clone(), &format!("sim-{i}"), SLOTS, ARTIFACT).await,
         );
     }
+    let outbox = || async {
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM outbox")
+            .fetch_one(hub.pool())
+            .await
+            .unwrap_or(0)
+    };
+    let (messages_before, sql_before) = (outbox().await, crate::sql::counts());
     let before = Cpu::sample();
     let started = Instant::now();
     let (done, failed) = run_clis(&hub, &key, builds).await;
     let wall = started.elapsed();
     let cpu = Cpu::sample().since(&before);
+    let sql = crate::sql::counts().since(sql_before);
+    let messages = outbox().await - messages_before;
     for w in &workers {
         w.abort();
     }
@@ -49,7 +58,22 @@ pub async fn end_to_end() -> Vec<Row> {
     // Let the hub notice the closed worker sockets before its pool closes.
     tokio::time::sleep(Duration::from_secs(2)).await;
     stop_shared(hub).await;
-    rows(builds, done, failed, wall, &cpu)
+    let mut rows = rows(builds, done, failed, wall, &cpu);
+    let per = |n: f64| n / done.max(1) as f64;
+    rows.push((
+        "Per build: SQL statements / transactions / broker messages".to_owned(),
+        format!(
+            "{:.1} / {:.1} / {:.1}",
+            per(sql.statements as f64),
+            per(sql.commits as f64),
+            per(messages as f64)
+        ),
+        "every statement the hub ran during the run (sqlx's statement log, counted in process; \
+         includes lease renewals and relay polls), commits, and outbox rows (each one broker \
+         message)"
+            .to_owned(),
+    ));
+    rows
 }
 
 /// `CLIS` concurrent CLIs taking builds from a shared counter; (succeeded, failed).

@@ -16,6 +16,7 @@
 
 mod builds;
 mod events;
+mod sql;
 
 use std::{
     io::{BufRead, Write},
@@ -42,6 +43,7 @@ fn main() {
         );
     }
     let only = std::env::var("PERRY_BENCH").unwrap_or_default();
+    sql::install();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
