@@ -5,9 +5,10 @@
 //! - [`Job`]: a job row, with [`load`], [`lock`], [`claim`] and [`position`].
 //! - [`transition`]: one function per arrow of the state table (submit, assign, start, renew,
 //!   re-attach, report an error, cancel, hand stage 1 over, queue stage 2, complete, requeue a
-//!   lost attempt, fail). Each takes the caller's transaction and writes the events and outbox
-//!   rows of the change there, so a state change and its announcement commit together. Every
-//!   transition is conditional on the state it starts from, so a repeat is harmless.
+//!   lost attempt, time out an overdue attempt, fail). Each takes the caller's transaction and
+//!   writes the events and outbox rows of the change there, so a state change and its
+//!   announcement commit together. Every transition is conditional on the state it starts
+//!   from, so a repeat is harmless.
 //! - [`event`]: the job's ordered event log ([`Event`]: what subscribers are sent, stored typed).
 //! - [`artifacts`]: a job's artifacts, their storage keys and download links.
 //!

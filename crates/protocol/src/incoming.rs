@@ -16,6 +16,34 @@ pub struct ArtifactInfo {
     pub sha256: String,
 }
 
+/// One artifact as a worker lists it in `complete`. The hub never trusts this list (it reads
+/// the artifacts stored for the attempt), so an entry is read leniently: each field is kept
+/// only when present with the right type, and an entry that is not an object is kept empty.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ReportedArtifact {
+    /// File name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Size in bytes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    /// Hex SHA-256 (some workers leave it out).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for ReportedArtifact {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let value = Value::deserialize(d)?;
+        let text = |key: &str| value.get(key).and_then(Value::as_str).map(str::to_owned);
+        Ok(Self {
+            name: text("name"),
+            size: value.get("size").and_then(Value::as_u64),
+            sha256: text("sha256"),
+        })
+    }
+}
+
 /// A frame received from a worker or a CLI. Parse with [`parse_incoming`](crate::parse_incoming).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -115,10 +143,12 @@ pub enum Incoming {
         job_id: String,
         /// Worker-reported success.
         success: bool,
-        /// Build duration in seconds.
-        duration_secs: f64,
-        /// Uploaded artifacts.
-        artifacts: Vec<ArtifactInfo>,
+        /// Build duration in seconds (some workers send `null` or leave it out).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        duration_secs: Option<f64>,
+        /// The artifacts the worker says it uploaded (informative only; absent means none).
+        #[serde(default)]
+        artifacts: Vec<ReportedArtifact>,
         /// `windows`, `ios` or `macos` when stage 2 is needed (§5.4).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         needs_finishing: Option<String>,

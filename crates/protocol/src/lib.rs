@@ -38,8 +38,8 @@ pub use bodies::{
     UpdatePerryResponse, VerifyRequest, VerifyResponse, WorkerSummary,
 };
 pub use errors::{ErrorBody, ErrorCode, ErrorDetail, UsageInfo, WsErrorCode, LOGIN_URL};
-pub use incoming::{ArtifactInfo, Incoming};
+pub use incoming::{ArtifactInfo, Incoming, ReportedArtifact};
 pub use licensing::Tier;
 pub use outgoing::Outgoing;
-pub use parse::{parse_incoming, FrameError, INCOMING_TYPES};
+pub use parse::{frame_job_id, parse_incoming, FrameError, INCOMING_TYPES};
 pub use redacted::{Redacted, RedactedString};

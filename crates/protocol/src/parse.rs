@@ -151,8 +151,9 @@ pub(crate) fn incoming_fields(kind: &str) -> Option<&'static [FieldSpec]> {
         "complete" => &[
             ("job_id", Str, R),
             ("success", Bool, R),
-            ("duration_secs", Number, R),
-            ("artifacts", Array, R),
+            // Lenient where real workers differ: the hub reads neither (DEC-16).
+            ("duration_secs", Number, O),
+            ("artifacts", Array, O),
             ("needs_finishing", Str, O),
             ("error", Str, O),
         ],
@@ -221,6 +222,13 @@ fn check_values(frame: &Incoming) -> Result<(), String> {
         }
         _ => Ok(()),
     }
+}
+
+/// The string `job_id` of a frame that may be invalid otherwise (to attribute a frame that
+/// [`parse_incoming`] rejected, such as an unreadable `complete`).
+pub fn frame_job_id(text: &str) -> Option<String> {
+    let value: Value = serde_json::from_str(text).ok()?;
+    value.get("job_id")?.as_str().map(str::to_owned)
 }
 
 /// Longest `type` echoed back in [`FrameError::UnknownType`].

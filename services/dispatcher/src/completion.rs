@@ -83,6 +83,25 @@ pub async fn end_attempt(
     Ok(Ending::Failed)
 }
 
+/// The reason kept with a job whose worker's `complete` could not be read.
+pub const UNREADABLE_COMPLETE: &str = "The worker's completion could not be read";
+
+/// The worker's `complete` for this attempt could not be read (DEC-16): the attempt fails
+/// (cancelled when a cancel was asked for), keeping the worker's own `error` as the reason
+/// when it sent one. Runs in the caller's transaction with the job locked.
+pub async fn end_unreadable(tx: &mut MySqlConnection, job: &Job) -> anyhow::Result<Ending> {
+    let (outcome, message) = match (job.cancel_requested, job.worker_error()) {
+        (true, _) => (Unsuccessful::Cancelled, "Build cancelled".to_owned()),
+        (false, Some(why)) => (
+            Unsuccessful::Failed,
+            format!("Build failed: {why} (the worker's completion could not be read)"),
+        ),
+        (false, None) => (Unsuccessful::Failed, UNREADABLE_COMPLETE.to_owned()),
+    };
+    transition::fail_build(tx, job, outcome, &message).await?;
+    Ok(Ending::Failed)
+}
+
 /// Complete the job and count the publish once. Returns the Polar customer to bill when the
 /// counted publish is pro overage.
 async fn complete_job(

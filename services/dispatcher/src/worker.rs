@@ -21,6 +21,7 @@ mod hello;
 mod lease;
 
 use burst::{collect_burst, relayable};
+use ending::Said;
 use hello::{authorised, expected_version, record_hello};
 pub use hello::{clamp_concurrency, normalize_capabilities};
 
@@ -157,10 +158,7 @@ impl Session<'_> {
                 }
                 None => self.handle(frame).await,
             },
-            Some(Err(e)) => {
-                tracing::debug!(worker = %self.name, code = e.code(), "ignored worker frame");
-                ignored(e.code());
-            }
+            Some(Err(e)) => self.rejected(&msg, &e).await,
             None => {}
         }
     }
@@ -215,14 +213,13 @@ impl Session<'_> {
                 error,
                 ..
             } => {
-                self.complete(
-                    &job_id,
+                let said = Said::Read {
                     success,
-                    needs_finishing.as_deref(),
-                    error.as_deref(),
-                    &artifacts,
-                )
-                .await
+                    needs_finishing: needs_finishing.as_deref(),
+                    error: error.as_deref(),
+                    reported: artifacts.len(),
+                };
+                self.complete(&job_id, said).await
             }
             Incoming::BuildComplete {
                 job_id,
@@ -336,7 +333,13 @@ impl Session<'_> {
     /// Dormant distribution handshake (§5.5): without a verifier, proceed at once.
     async fn build_complete(&self, job_id: &str, has_distribution: bool) -> anyhow::Result<()> {
         if !has_distribution {
-            return self.complete(job_id, true, None, None, &[]).await;
+            let said = Said::Read {
+                success: true,
+                needs_finishing: None,
+                error: None,
+                reported: 0,
+            };
+            return self.complete(job_id, said).await;
         }
         let stage = Outgoing::Stage {
             job_id: job_id.to_owned(),

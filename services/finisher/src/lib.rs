@@ -6,8 +6,9 @@
 //! - [`vm`] with [`azure`]: starts the Windows signing VM when `windows-sign` work waits without
 //!   a free worker, or already when a Windows build's stage 1 is assigned (the prewarm,
 //!   DEC-15), retries and times out per A14, deallocates it when idle.
-//! - [`reaper`]: requeues jobs whose lease expired (up to three retries), fails jobs nobody takes
-//!   (A8), hands over jobs whose stage-2 message was lost, refreshes the queue-depth gauge.
+//! - [`reaper`]: requeues jobs whose lease expired (up to three retries), fails jobs a worker
+//!   holds past their stage's timeout (DEC-16) and jobs nobody takes (A8), hands over jobs whose
+//!   stage-2 message was lost, refreshes the queue-depth gauge.
 //! - [`retention`]: deletes expired tarballs, artifacts, tokens and old events (D18).
 //! - [`sweep`]: the periodic loop and the sweep lock; [`settings`]: every knob.
 

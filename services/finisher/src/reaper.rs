@@ -1,5 +1,5 @@
-//! The reaper: jobs whose worker vanished, jobs nobody takes, and hand-overs whose message was
-//! lost. Each job is claimed with `FOR UPDATE SKIP LOCKED` and changed in its own transaction
+//! The reaper: jobs whose worker vanished, jobs a worker holds past their stage's time limit,
+//! jobs nobody takes, and hand-overs whose message was lost. Each job is claimed with `FOR UPDATE SKIP LOCKED` and changed in its own transaction
 //! through the shared lifecycle functions, so replicas running the sweep together never act on
 //! the same job twice, and a job another service is changing right now is left for next round.
 //! The sweep also refreshes the per-target queue-depth gauge.
@@ -25,6 +25,8 @@ pub struct Report {
     pub lost_failed: Vec<String>,
     /// Queued jobs failed by the wait timeout (A8).
     pub timed_out: Vec<String>,
+    /// Held jobs failed by their stage's build timeout (DEC-16).
+    pub overdue: Vec<String>,
     /// `finishing` jobs handed over by the sweep.
     pub handed_over: Vec<String>,
 }
@@ -51,12 +53,19 @@ pub fn spawn(ctx: &AppState) {
 /// One round of the reaper.
 pub async fn sweep(ctx: &AppState) -> anyhow::Result<Report> {
     let mut report = Report::default();
+    // Overdue first: an attempt past its limit fails even if its worker is gone too.
+    fail_overdue(ctx, &mut report).await?;
     requeue_lost(ctx, &mut report).await?;
     fail_waiting(ctx, &mut report).await?;
     hand_over_stuck(ctx, &mut report).await?;
     refresh_queue_depth(ctx).await?;
-    if !(report.requeued.is_empty() && report.lost_failed.is_empty() && report.timed_out.is_empty())
-    {
+    let changed = [
+        &report.requeued,
+        &report.lost_failed,
+        &report.timed_out,
+        &report.overdue,
+    ];
+    if changed.iter().any(|ids| !ids.is_empty()) {
         ctx.deps.notify_outbox();
         ctx.vm_wake.notify_one();
     }
@@ -120,6 +129,53 @@ async fn requeue_one(
     let outcome = transition::requeue_lost(&mut tx, id, attempt, "Builder disconnected").await?;
     tx.commit().await?;
     Ok(Some((outcome, job)))
+}
+
+/// DEC-16: a job a worker has held longer than its stage's timeout, counted from the
+/// assignment of the current attempt, fails, and its worker is told to cancel it.
+async fn fail_overdue(ctx: &AppState, report: &mut Report) -> anyhow::Result<()> {
+    let now = now_ms();
+    let overdue: Vec<(String, i32)> = sqlx::query_as(
+        "SELECT id, attempt FROM jobs WHERE state IN ('assigned', 'running') AND \
+         COALESCE(assigned_ms, created_ms) < IF(stage >= 2, ?, ?) ORDER BY assigned_ms LIMIT ?",
+    )
+    .bind(now - ms(ctx.settings.signing_timeout_secs))
+    .bind(now - ms(ctx.settings.build_timeout_secs))
+    .bind(BATCH)
+    .fetch_all(&ctx.deps.pool)
+    .await?;
+    for (id, attempt) in overdue {
+        if let Some(job) = time_out_one(ctx, &id, attempt).await? {
+            tracing::warn!(job_id = %id, attempt, stage = job.stage, target = %job.target, "job held past its time limit; failed");
+            report.overdue.push(id);
+        }
+    }
+    Ok(())
+}
+
+/// Fail one overdue job, unless another replica has it right now or it changed meanwhile.
+async fn time_out_one(ctx: &AppState, id: &str, attempt: i32) -> anyhow::Result<Option<job::Job>> {
+    let mut tx = ctx.deps.pool.begin().await?;
+    let Some(job) = job::claim(&mut tx, id).await?.filter(|j| j.holds(attempt)) else {
+        return Ok(None);
+    };
+    let limit = ctx.settings.stage_timeout_secs(job.stage);
+    if job.assigned_ms.unwrap_or(job.created_ms) >= now_ms() - ms(limit) {
+        return Ok(None);
+    }
+    let message = overdue_message(&job, &human(limit));
+    transition::time_out(&mut tx, &job, &message).await?;
+    tx.commit().await?;
+    Ok(Some(job))
+}
+
+/// What the CLI is told (and the job keeps) when an attempt runs past its limit.
+fn overdue_message(job: &job::Job, limit: &str) -> String {
+    let what = if job.stage >= 2 { "Signing" } else { "Build" };
+    match job.worker_error() {
+        Some(why) => format!("Build failed: {why} (the worker did not finish within {limit})"),
+        None => format!("{what} timed out after {limit}"),
+    }
 }
 
 /// A8: a queued job that no worker took within the queue timeout fails with a clear error.

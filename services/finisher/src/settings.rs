@@ -1,5 +1,6 @@
-//! Finisher settings: sweep timing, wait timeouts, retention windows and the Azure signing VM.
-//! Every field is a flag with an environment variable; the `AZURE_*` names are the seed's.
+//! Finisher settings: sweep timing, wait and build timeouts, retention windows and the Azure
+//! signing VM. Every field is a flag with an environment variable; the `AZURE_*` names are the
+//! seed's.
 
 mod azure;
 
@@ -12,7 +13,8 @@ pub use azure::AzureSettings;
 // Named explicitly: clap names the group after the struct, and every service has a `Settings`.
 #[group(id = "finisher-settings")]
 pub struct Settings {
-    /// Seconds between sweeps (lost jobs, wait timeouts, stuck hand-overs, VM power, queue depth).
+    /// Seconds between sweeps (lost and overdue jobs, wait timeouts, stuck hand-overs, VM power,
+    /// queue depth).
     #[arg(
         id = "sweep-secs",
         long = "sweep-secs",
@@ -36,6 +38,23 @@ pub struct Settings {
         default_value_t = 3600
     )]
     pub queue_timeout_secs: u64,
+    /// A stage-1 build held by a worker longer than this many seconds, counted from its
+    /// assignment, fails ("Build timed out after …") and the worker is told to cancel it.
+    #[arg(
+        id = "build-timeout-secs",
+        long = "build-timeout-secs",
+        env = "PERRY_HUB_BUILD_TIMEOUT_SECS",
+        default_value_t = 3600
+    )]
+    pub build_timeout_secs: u64,
+    /// The same limit for stage 2 (signing and packaging on a sign worker).
+    #[arg(
+        id = "signing-timeout-secs",
+        long = "signing-timeout-secs",
+        env = "PERRY_HUB_SIGNING_TIMEOUT_SECS",
+        default_value_t = 3600
+    )]
+    pub signing_timeout_secs: u64,
     /// A job still `finishing` this many seconds after its last event (hand-over message lost)
     /// is handed over to stage 2 by the sweep.
     #[arg(
@@ -106,6 +125,8 @@ impl Settings {
             ("PERRY_FINISHER_SWEEP_SECS", self.sweep_secs),
             ("PERRY_FINISHER_RETENTION_SECS", self.retention_secs),
             ("PERRY_HUB_QUEUE_TIMEOUT_SECS", self.queue_timeout_secs),
+            ("PERRY_HUB_BUILD_TIMEOUT_SECS", self.build_timeout_secs),
+            ("PERRY_HUB_SIGNING_TIMEOUT_SECS", self.signing_timeout_secs),
             ("PERRY_FINISHER_WORKER_STALE_SECS", self.worker_stale_secs),
             (
                 "PERRY_AZURE_HTTP_TIMEOUT_SECS",
@@ -140,6 +161,15 @@ impl Settings {
             }
         }
         Ok(())
+    }
+
+    /// How long a worker may hold an attempt of `stage` (1 = build, 2 = signing), in seconds.
+    pub fn stage_timeout_secs(&self, stage: i8) -> u64 {
+        if stage >= 2 {
+            self.signing_timeout_secs
+        } else {
+            self.build_timeout_secs
+        }
     }
 
     /// Interval of the periodic sweeps.
@@ -225,6 +255,23 @@ mod tests {
         assert_eq!(s.azure.sign_timeout_secs, 1200);
         assert_eq!(s.azure.http_timeout_secs, 15);
         assert_eq!(s.queue_timeout_secs, 3600);
+        assert_eq!((s.build_timeout_secs, s.signing_timeout_secs), (3600, 3600));
+        let s = parse(&[
+            "--build-timeout-secs",
+            "60",
+            "--signing-timeout-secs",
+            "120",
+        ]);
+        assert_eq!(
+            (s.stage_timeout_secs(1), s.stage_timeout_secs(2)),
+            (60, 120)
+        );
+        assert!(parse(&["--build-timeout-secs", "0"])
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("PERRY_HUB_BUILD_TIMEOUT_SECS"));
+        let s = parse(&[]);
         assert_eq!(s.azure.management_url, "https://management.azure.com");
         assert!(s.azure.prewarm, "the prewarm is on unless turned off");
         assert!(!parse(&["--azure-prewarm", "false"]).azure.prewarm);

@@ -14,12 +14,14 @@
 //! | finishing | queued (stage 2) | [`queue_stage_two`] |
 //! | running | completed | [`complete`] |
 //! | assigned/running | queued or failed | [`requeue_lost`] |
+//! | assigned/running | failed (past the stage's time limit) | [`time_out`] |
 //! | queued/finishing, assigned/running | cancelled, flagged | [`cancel`] |
 //! | any active | failed or cancelled | [`fail`] |
 
 mod dispatch;
 mod end;
 mod lost;
+mod overdue;
 mod submit;
 
 pub use dispatch::{
@@ -31,4 +33,5 @@ pub use end::{
     Unsuccessful,
 };
 pub use lost::{requeue_lost, LostOutcome};
+pub use overdue::time_out;
 pub use submit::{announce_queued, record_finished, submit, FinishedJob, NewJob};

@@ -6,7 +6,7 @@ use super::{
     assert_invalid, parse_json, BUILD_COMPLETE, COMPLETE, ERROR, HELLO, LOG, PROGRESS, PUBLISHED,
     STAGE, UPDATE_RESULT,
 };
-use crate::{parse_incoming, ArtifactInfo, Incoming, Outgoing};
+use crate::{parse_incoming, Incoming, Outgoing, ReportedArtifact};
 
 fn worker_examples() -> Vec<(&'static str, Incoming)> {
     vec![
@@ -69,11 +69,11 @@ fn worker_examples() -> Vec<(&'static str, Incoming)> {
             Incoming::Complete {
                 job_id: "j1".into(),
                 success: true,
-                duration_secs: 12.4,
-                artifacts: vec![ArtifactInfo {
-                    name: "app-j1.tar.gz".into(),
-                    size: 3_500_113,
-                    sha256: "9f2c...".into(),
+                duration_secs: Some(12.4),
+                artifacts: vec![ReportedArtifact {
+                    name: Some("app-j1.tar.gz".into()),
+                    size: Some(3_500_113),
+                    sha256: Some("9f2c...".into()),
                 }],
                 needs_finishing: None,
                 error: None,

@@ -8,7 +8,7 @@ use protocol::{Incoming, Outgoing};
 
 use super::{Session, MAX_DRAIN};
 use crate::{
-    conn::{decode, ignored, Conn},
+    conn::{decode, Conn},
     registry::SubEvent,
 };
 
@@ -48,7 +48,11 @@ pub(super) fn collect_burst(
                     break;
                 }
             },
-            Some(Err(e)) => ignored(e.code()),
+            // Handled by the session after the burst (an unreadable `complete` ends an attempt).
+            Some(Err(_)) => {
+                *carry = Some(next);
+                break;
+            }
             None => {}
         }
     }

@@ -3,6 +3,7 @@
 
 mod billing;
 mod bursts;
+mod completions;
 mod handshake;
 mod log_stream;
 mod ordering;

@@ -1,7 +1,8 @@
 //! Finisher scenarios: two-stage Windows builds, the Azure signing VM against a fake Azure,
-//! lost jobs and the attempt cap, wait timeouts, and retention.
+//! lost jobs and the attempt cap, wait and build timeouts, and retention.
 
 mod lost_jobs;
+mod overdue;
 mod prewarm;
 mod retention;
 mod signing_vm;
