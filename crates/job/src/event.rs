@@ -155,11 +155,13 @@ pub async fn append(conn: &mut MySqlConnection, job_id: &str, event: &Event) -> 
 
 /// Append a burst of events in one group commit: one sequence bump, one multi-row insert and
 /// one outbox row for all of them, in the caller's transaction. Returns the sequence number of
-/// the first; the others follow it without a gap.
+/// the first; the others follow it without a gap. `origin` names the dispatcher instance that
+/// hands them to its own subscribers itself (the fan-out message skips it).
 pub async fn append_batch(
     conn: &mut MySqlConnection,
     job_id: &str,
     events: &[Event],
+    origin: &str,
 ) -> Result<i64> {
     let count = i64::try_from(events.len()).unwrap_or(i64::MAX);
     if count == 0 {
@@ -200,6 +202,7 @@ pub async fn append_batch(
         job_id: job_id.to_owned(),
         first_seq: first,
         frames,
+        origin: origin.to_owned(),
     };
     outbox::enqueue(conn, &message).await?;
     Ok(first)

@@ -62,10 +62,13 @@ fn handle(ctx: &AppState, message: Message) -> Disposition {
             // Subscribers notice the gap and read the event from MySQL.
             Err(error) => tracing::warn!(%error, %job_id, seq, "undecodable job event"),
         },
+        // Stored by a session here, which has delivered them already.
+        Message::JobEvents { origin, .. } if *origin == *ctx.instance_id => {}
         Message::JobEvents {
             job_id,
             first_seq,
             frames,
+            ..
         } => {
             for (seq, frame) in (first_seq..).zip(frames) {
                 match serde_json::from_value(frame) {

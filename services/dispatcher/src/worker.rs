@@ -51,7 +51,7 @@ type Notices = tokio::sync::mpsc::UnboundedReceiver<(String, i32, ArtifactRecord
 
 /// Most frames stored ahead of an `artifact_ready` (a worker that never stops sending cannot
 /// hold it back for ever).
-const MAX_DRAIN: usize = 8 * 512;
+const MAX_DRAIN: usize = 8 * 1024;
 
 /// A worker told to update that never answers `update_result` (builder-macos and
 /// builder-windows ignore `update_perry`) takes jobs again after this long.
@@ -315,7 +315,8 @@ impl Session<'_> {
         if let Some(message) = reported {
             transition::report_error(&mut tx, job_id, job.attempt, message).await?;
         }
-        let first = job::event::append_batch(&mut tx, job_id, &events).await?;
+        let first =
+            job::event::append_batch(&mut tx, job_id, &events, &self.ctx.instance_id).await?;
         tx.commit().await?;
         self.ctx.deps.notify_outbox();
         for (seq, event) in (first..).zip(events) {

@@ -115,6 +115,10 @@ pub enum Message {
         job_id: String,
         first_seq: i64,
         frames: Vec<serde_json::Value>,
+        /// The dispatcher instance that stored them; it has delivered them to its own
+        /// subscribers already and skips this message.
+        #[serde(default)]
+        origin: String,
     },
     /// An artifact of `attempt` was stored; the dispatcher holding that attempt's worker puts
     /// `artifact_ready` into the job's log after the frames the worker sent before it.

@@ -13,7 +13,7 @@ use crate::{
 };
 
 /// Most frames stored by one group commit.
-const MAX_BURST: usize = 512;
+const MAX_BURST: usize = 1024;
 
 /// A frame that is relayed to subscribers as it is: its job and the frame to send.
 pub(super) fn relayable(frame: &Incoming) -> Option<(String, Event)> {

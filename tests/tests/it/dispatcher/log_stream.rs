@@ -6,8 +6,8 @@ use perry_hub_tests::{sim, HubOptions, TestHub};
 use serde_json::json;
 
 const LINES: usize = 20_000;
-/// Generous: a correctness check, not a speed test (today about 175 s in a debug build on 2 busy cores).
-const BOUND: Duration = Duration::from_secs(420);
+/// Generous: a correctness check, not a speed test (`make bench` measures the rate).
+const BOUND: Duration = Duration::from_secs(120);
 
 #[tokio::test]
 async fn twenty_thousand_log_lines_reach_a_subscribed_cli_in_order_without_loss_or_duplicates() {
