@@ -4,6 +4,7 @@
 mod billing;
 mod bursts;
 mod handshake;
+mod limits;
 mod ordering;
 mod sessions;
 mod support;

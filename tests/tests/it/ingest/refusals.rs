@@ -27,6 +27,9 @@ async fn malformed_submissions_get_400_and_leave_nothing_behind() {
     no_targets["targets"] = json!([]);
     let mut bad_name = manifest("linux", "x");
     bad_name["app_name"] = json!("../../etc/passwd");
+    // Workers refuse a dot in the app name; the hub says so at once.
+    let mut dotted_name = manifest("linux", "x");
+    dotted_name["app_name"] = json!("weather-app v1.2");
     let mut no_bundle = manifest("linux", "x");
     if let Some(m) = no_bundle.as_object_mut() {
         m.remove("bundle_id");
@@ -67,6 +70,7 @@ async fn malformed_submissions_get_400_and_leave_nothing_behind() {
             with_manifest(&manifest("amiga", "x").to_string()),
         ),
         ("path in app name", with_manifest(&bad_name.to_string())),
+        ("dot in app name", with_manifest(&dotted_name.to_string())),
         (
             "no bundle id or name",
             with_manifest(&no_bundle.to_string()),
