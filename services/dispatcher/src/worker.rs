@@ -70,6 +70,7 @@ pub async fn run(ctx: &AppState, conn: &mut Conn, hello: Hello) {
         conn.close(CLOSE_POLICY, "authentication failed");
         return;
     }
+    conn.limit = ctx.settings.max_worker_message_bytes;
     let id = uuid::Uuid::new_v4().to_string();
     let capabilities = normalize_capabilities(hello.capabilities);
     let max_concurrent = clamp_concurrency(hello.max_concurrent);

@@ -151,6 +151,25 @@ pub fn check_app_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Whether the manifest and the sealed credentials fit in the `job_assign` a worker will get
+/// (413 otherwise): credentials above that would make the hub drop the worker's socket at
+/// dispatch.
+pub fn check_fits_a_frame(manifest: &BuildManifest, credentials: Option<&[u8]>) -> ApiResult<()> {
+    let credentials = credentials.map_or(0, <[u8]>::len);
+    let room = protocol::MAX_JOB_ASSIGN_BYTES - protocol::JOB_ASSIGN_OVERHEAD_BYTES;
+    if manifest.text.len().saturating_add(credentials) > room {
+        return Err(ApiError::new(
+            shared::http::ErrorCode::UploadTooLarge,
+            format!(
+                "The signing credentials ({credentials} bytes) and the manifest ({} bytes) are too \
+                 large to send to a build worker: at most {room} bytes together",
+                manifest.text.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Parse the credentials part: a JSON object of nullable signing secrets. Returns the compact
 /// JSON to seal, or `None` when there is nothing to keep (`{}`).
 pub fn parse_credentials(text: &str) -> ApiResult<Option<Vec<u8>>> {

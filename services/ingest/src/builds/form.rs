@@ -99,11 +99,13 @@ async fn read_parts(
                 once(form.manifest.is_some(), &name)?;
                 let text = read_text(&mut field, &name, MAX_MANIFEST_BYTES).await?;
                 form.manifest = Some(manifest::parse_manifest(&text)?);
+                form.check_fit()?;
             }
             "credentials" => {
                 once(form.credentials.is_some(), &name)?;
                 let text = read_text(&mut field, &name, MAX_CREDENTIALS_BYTES).await?;
                 form.credentials = Some(manifest::parse_credentials(&text)?);
+                form.check_fit()?;
             }
             "license_key" => {
                 once(form.license_key.is_some(), &name)?;
@@ -153,6 +155,14 @@ struct Form {
 }
 
 impl Form {
+    /// Once both are known: the manifest and the credentials fit in a `job_assign`.
+    fn check_fit(&self) -> ApiResult<()> {
+        match (&self.manifest, &self.credentials) {
+            (Some(m), Some(c)) => manifest::check_fits_a_frame(m, c.as_deref()),
+            _ => Ok(()),
+        }
+    }
+
     /// The principal, once it can be known: the Bearer path always, the key path once the
     /// `license_key` part has arrived. Errors are checks 4 and 5.
     async fn principal(&mut self, intake: &Intake<'_>) -> ApiResult<Option<&Principal>> {

@@ -85,3 +85,80 @@ async fn failure_reasons_are_stored_and_relayed_bounded() {
     }
     hub.stop().await;
 }
+
+#[tokio::test]
+async fn a_worker_gets_a_job_assign_with_a_large_keystore() {
+    let hub = TestHub::start().await;
+    let (_, license) = hub.insert_license("pro").await;
+    let keystore = perry_hub_tests::api::b64(&vec![7u8; 2_560 * 1024]);
+    let job = hub
+        .insert_job(
+            license,
+            "android",
+            10,
+            b"t",
+            json!({"android_keystore": keystore, "android_keystore_password": "pw"}),
+        )
+        .await;
+    let mut worker = hub.worker("w", &["android"], 1).await;
+
+    let assign = worker.assignment().await;
+
+    assert_eq!(assign["job_id"], job.as_str());
+    assert_eq!(assign["credentials"]["android_keystore"], keystore.as_str());
+    // The socket is still up: the worker's frames are taken.
+    worker
+        .send(json!({"type":"stage","job_id":job,"stage":"compiling","message":"Compiling"}))
+        .await;
+    hub.wait_state(&job, "running").await;
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn an_over_long_log_line_is_cut_not_the_socket() {
+    let hub = TestHub::start().await;
+    let (_, license) = hub.insert_license("pro").await;
+    let job = hub.insert_job(license, "linux", 10, b"t", json!({})).await;
+    let mut worker = hub.worker("w", &["linux"], 1).await;
+    worker.assignment().await;
+    let line = "x".repeat(2 * 1024 * 1024);
+
+    worker
+        .send(json!({"type":"log","job_id":job,"stage":"compiling","line":line,"stream":"stderr"}))
+        .await;
+    worker
+        .send(json!({"type":"stage","job_id":job,"stage":"bundling","message":"Bundling"}))
+        .await;
+
+    hub.wait_state(&job, "running").await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while payloads(&hub, &job, "stage").await.is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the stage after the line never arrived"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let logs = payloads(&hub, &job, "log").await;
+    assert_eq!(logs.len(), 1);
+    let stored: serde_json::Value = serde_json::from_str(&logs[0]).expect("json");
+    let kept = stored["line"].as_str().expect("line");
+    assert!(
+        kept.len() < protocol::MAX_LOG_LINE_BYTES + 100,
+        "{} bytes",
+        kept.len()
+    );
+    assert!(kept.ends_with(&format!("[line cut at 16384 of {} bytes]", line.len())));
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn before_identifying_and_as_a_subscriber_the_small_limit_holds() {
+    let hub = TestHub::start().await;
+    let mut anon = perry_hub_tests::WsClient::connect(&hub.ws_url()).await;
+    let big = "x".repeat(2 * 1024 * 1024);
+    anon.send(json!({"type":"subscribe","job_id":big})).await;
+    let closed = anon.closed().await;
+    assert_eq!(closed.map(|(code, _)| code), Some(1009));
+    hub.stop().await;
+}

@@ -618,3 +618,32 @@ async fn bytes_that_are_not_field_data_and_extra_parts_are_capped() {
     assert_eq!(got.0, 200, "{}", got.1);
     hub.stop().await;
 }
+
+#[tokio::test]
+async fn credentials_a_worker_frame_cannot_carry_are_413() {
+    let hub = TestHub::start().await;
+    let key = hub.registered_license().await;
+    let room = protocol::MAX_JOB_ASSIGN_BYTES - protocol::JOB_ASSIGN_OVERHEAD_BYTES;
+    // Under the credentials part's own cap, over what a `job_assign` can carry.
+    let keystore = "k".repeat(room);
+    let form = cli_form(
+        &manifest("linux", "com.example.frame"),
+        &json!({"android_keystore": keystore}),
+        b"tarball",
+        &key,
+    );
+    let before = leftovers(&hub).await;
+
+    let got = hub.submit_build(form, &[]).await;
+
+    assert_error(&got, 413, "UPLOAD_TOO_LARGE");
+    assert!(
+        got.1["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("too large to send to a build worker")),
+        "{}",
+        got.1
+    );
+    assert_eq!(leftovers(&hub).await, before);
+    hub.stop().await;
+}
