@@ -43,3 +43,15 @@ pub use licensing::Tier;
 pub use outgoing::Outgoing;
 pub use parse::{frame_job_id, parse_incoming, FrameError, INCOMING_TYPES};
 pub use redacted::{Redacted, RedactedString};
+
+/// Largest `job_assign` the hub sends (DEC-17): the manifest and the credentials, which carry
+/// certificates and keystores base64-encoded, travel in it. Ingest refuses a submission whose
+/// manifest and credentials would not fit (413); the dispatcher's write limit leaves room for it.
+pub const MAX_JOB_ASSIGN_BYTES: usize = 8 * 1024 * 1024;
+
+/// What a `job_assign` carries besides the manifest and the credentials (ids, token, URLs), at
+/// most.
+pub const JOB_ASSIGN_OVERHEAD_BYTES: usize = 16 * 1024;
+
+/// Longest `log` line the hub keeps and relays, in bytes; a longer one is cut and marked.
+pub const MAX_LOG_LINE_BYTES: usize = 16 * 1024;

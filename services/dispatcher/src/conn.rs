@@ -24,6 +24,9 @@ use crate::registry::SocketTx;
 /// Close code for policy violations (bad secret, wrong first frame).
 pub const CLOSE_POLICY: u16 = 1008;
 
+/// Close code for a message over the role's limit.
+pub const CLOSE_TOO_BIG: u16 = 1009;
+
 /// One side of a connection after the handshake.
 pub struct Conn {
     /// Frames to send.
@@ -36,6 +39,8 @@ pub struct Conn {
     pub last_seen: Arc<AtomicI64>,
     /// Peer address.
     pub addr: Option<SocketAddr>,
+    /// Largest message accepted from this peer in its role; a larger one closes (1009).
+    pub limit: usize,
 }
 
 impl Conn {
@@ -45,9 +50,20 @@ impl Conn {
             () = self.closed.cancelled() => None,
             m = self.stream.next() => m,
         };
+        self.accept(msg)
+    }
+
+    /// An arrived message, checked against the role's limit, or `None` when the connection
+    /// ended (or is ended here).
+    fn accept(&mut self, msg: Option<Result<Message, axum::Error>>) -> Option<Message> {
         match msg {
             Some(Ok(Message::Close(_)) | Err(_)) | None => {
                 self.closed.cancel();
+                None
+            }
+            Some(Ok(m)) if size(&m) > self.limit => {
+                ignored("too_big");
+                self.close(CLOSE_TOO_BIG, "message too big");
                 None
             }
             Some(Ok(m)) => {
@@ -64,16 +80,8 @@ impl Conn {
         if self.closed.is_cancelled() {
             return None;
         }
-        match self.stream.next().now_or_never()? {
-            Some(Ok(Message::Close(_)) | Err(_)) | None => {
-                self.closed.cancel();
-                None
-            }
-            Some(Ok(m)) => {
-                self.last_seen.store(now_ms(), Ordering::Relaxed);
-                Some(m)
-            }
-        }
+        let msg = self.stream.next().now_or_never()?;
+        self.accept(msg)
     }
 
     /// Close with a code and reason (after flushing queued frames).
@@ -82,6 +90,15 @@ impl Conn {
             code,
             reason: reason.to_owned().into(),
         })));
+    }
+}
+
+/// A message's payload size.
+fn size(msg: &Message) -> usize {
+    match msg {
+        Message::Text(t) => t.len(),
+        Message::Binary(b) => b.len(),
+        _ => 0,
     }
 }
 

@@ -68,9 +68,14 @@ pub struct Settings {
     /// Time a new connection has to identify itself.
     #[arg(long, env = "PERRY_HUB_IDENTIFY_SECS", default_value_t = 30)]
     pub identify_secs: u64,
-    /// Largest accepted WebSocket message.
+    /// Largest accepted WebSocket message before a connection is identified, and from a CLI
+    /// subscriber.
     #[arg(long, env = "PERRY_HUB_WS_MAX_MESSAGE_BYTES", default_value_t = 1 << 20)]
     pub max_message_bytes: usize,
+    /// Largest accepted WebSocket message from an authenticated worker (a long `log` line is
+    /// then cut, not the socket).
+    #[arg(long, env = "PERRY_HUB_WS_MAX_WORKER_MESSAGE_BYTES", default_value_t = 4 << 20)]
+    pub max_worker_message_bytes: usize,
     /// Overage billing.
     #[command(flatten)]
     pub polar: shared::config::PolarConfig,
@@ -92,6 +97,7 @@ impl Default for Settings {
             silence_secs: 90,
             identify_secs: 30,
             max_message_bytes: 1 << 20,
+            max_worker_message_bytes: 4 << 20,
             polar: shared::config::PolarConfig::default(),
         }
     }

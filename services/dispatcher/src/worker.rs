@@ -22,7 +22,9 @@ mod lease;
 
 use burst::{collect_burst, relayable};
 use ending::Said;
-use hello::{authorised, expected_version, record_hello};
+use hello::{
+    authorised, clean_text, expected_version, record_hello, worker_name, MAX_VERSION_CHARS,
+};
 pub use hello::{clamp_concurrency, normalize_capabilities};
 
 use crate::{
@@ -59,13 +61,7 @@ const UPDATE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// Run a worker session until the socket closes.
 pub async fn run(ctx: &AppState, conn: &mut Conn, hello: Hello) {
-    let name = hello
-        .name
-        .as_deref()
-        .map(str::trim)
-        .filter(|n| !n.is_empty())
-        .map(|n| n.chars().take(255).collect::<String>())
-        .unwrap_or_else(|| format!("worker-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]));
+    let name = worker_name(hello.name.as_deref());
     if !authorised(ctx, hello.secret.as_deref()) {
         tracing::warn!(worker = %name, addr = ?conn.addr, "worker authentication failed");
         send_frame(
@@ -75,10 +71,11 @@ pub async fn run(ctx: &AppState, conn: &mut Conn, hello: Hello) {
         conn.close(CLOSE_POLICY, "authentication failed");
         return;
     }
+    conn.limit = ctx.settings.max_worker_message_bytes;
     let id = uuid::Uuid::new_v4().to_string();
     let capabilities = normalize_capabilities(hello.capabilities);
     let max_concurrent = clamp_concurrency(hello.max_concurrent);
-    let version = hello.perry_version.clone().filter(|v| !v.is_empty());
+    let version = clean_text(hello.perry_version.as_deref(), MAX_VERSION_CHARS);
     if let Err(error) = record_hello(
         ctx,
         &id,
@@ -194,7 +191,7 @@ impl Session<'_> {
                         let out = Outgoing::Error {
                             job_id: Some(job_id.clone()),
                             code: "INTERNAL_ERROR".into(),
-                            message,
+                            message: transition::reason(&message).to_owned(),
                             stage,
                         };
                         self.relay(&job_id, vec![out.into()]).await
@@ -361,12 +358,13 @@ impl Session<'_> {
 
     async fn update_result(&self, success: bool, new_version: &str) -> anyhow::Result<()> {
         if success {
+            let new_version = clean_text(Some(new_version), MAX_VERSION_CHARS);
             sqlx::query("UPDATE workers SET perry_version = ? WHERE id = ?")
-                .bind(new_version)
+                .bind(&new_version)
                 .bind(self.id)
                 .execute(&self.ctx.deps.pool)
                 .await?;
-            tracing::info!(worker = %self.name, version = new_version, "worker updated");
+            tracing::info!(worker = %self.name, version = ?new_version, "worker updated");
         } else {
             tracing::warn!(worker = %self.name, "worker update failed");
         }

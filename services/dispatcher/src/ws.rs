@@ -39,13 +39,23 @@ pub async fn upgrade(
     PeerAddr(addr): PeerAddr,
     ws: WebSocketUpgrade,
 ) -> Response {
-    let max = ctx.settings.max_message_bytes;
+    let settings = &ctx.settings;
+    // The role is known only after the first frame: the transport accepts the largest message
+    // of any role, and `Conn` closes one over its role's limit (1009) (DEC-17).
+    let max = settings
+        .max_message_bytes
+        .max(settings.max_worker_message_bytes);
+    // The largest frame sent is a `job_assign` carrying signing credentials.
+    let max_write = settings
+        .max_message_bytes
+        .saturating_mul(2)
+        .max(protocol::MAX_JOB_ASSIGN_BYTES);
     // Small explicit buffers instead of tungstenite's 128 KiB read + 128 KiB write defaults:
     // frames are small JSON, and a larger one just grows the buffer. `make bench` measures
-    // about 15 KiB of hub memory per idle connection in all. Frames over `max` close (1009).
+    // about 15 KiB of hub memory per idle connection in all.
     ws.read_buffer_size(1024)
         .write_buffer_size(0)
-        .max_write_buffer_size(max.saturating_mul(2))
+        .max_write_buffer_size(max_write)
         .max_message_size(max)
         .max_frame_size(max)
         .on_upgrade(move |socket| handle(ctx, socket, addr))
@@ -69,6 +79,7 @@ async fn handle(ctx: AppState, socket: WebSocket, addr: Option<SocketAddr>) {
         closed: closed.clone(),
         last_seen,
         addr,
+        limit: ctx.settings.max_message_bytes,
     };
     let gauge = |role: &str| {
         metrics::get()

@@ -105,6 +105,13 @@ pub async fn sweep(ctx: &AppState) -> anyhow::Result<Report> {
         &[now - ms(s.rate_retention_secs)],
     )
     .await?;
+    // The lock rows of idle rate buckets (DEC-17); counted with the events.
+    r.rate_events += delete_batched(
+        pool,
+        "DELETE FROM rate_buckets WHERE touched_ms < ? LIMIT ?",
+        &[now - ms(s.rate_retention_secs)],
+    )
+    .await?;
     let gone = now - ms(s.worker_retention_secs);
     r.workers = delete_batched(
         pool,

@@ -168,10 +168,24 @@ pub fn multipart_error(error: &multer::Error) -> UploadError {
     match error {
         multer::Error::StreamSizeExceeded { limit } => UploadError::BodyTooLarge(*limit),
         multer::Error::FieldSizeExceeded { limit, .. } => UploadError::OverCap(*limit),
+        multer::Error::StreamReadFailed(source) if overhead(source.as_ref()).is_some() => {
+            let limit = overhead(source.as_ref()).map_or(0, |o| o.limit);
+            UploadError::Api(too_large("The multipart preamble and part headers", limit))
+        }
         other => UploadError::Api(ApiError::bad_request(format!(
             "Malformed multipart body: {other}"
         ))),
     }
+}
+
+/// The framing guard's error, if that is what failed the body stream.
+fn overhead<'a>(
+    source: &'a (dyn std::error::Error + Send + Sync + 'static),
+) -> Option<&'a crate::builds::framing::OverheadTooLarge> {
+    source
+        .downcast_ref::<std::io::Error>()
+        .and_then(|e| e.get_ref())
+        .and_then(|e| e.downcast_ref())
 }
 
 #[cfg(test)]

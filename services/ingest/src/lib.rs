@@ -97,6 +97,13 @@ pub struct Settings {
         default_value_t = 3
     )]
     pub register_limit_per_device: u32,
+    /// Licence registrations allowed in all within the register window (every address).
+    #[arg(
+        long = "register-limit-global",
+        env = "PERRY_HUB_REGISTER_LIMIT_GLOBAL",
+        default_value_t = 1000
+    )]
+    pub register_limit_global: u32,
     /// Length of the licence registration window, in seconds.
     #[arg(
         long = "register-window-secs",

@@ -1,7 +1,8 @@
-//! Licences (§3.2, §3.3): free device-bound registration, throttled per client address and per
-//! device (D7), and key verification. Keys are returned once and stored only as hashes.
+//! Licences (§3.2, §3.3): free device-bound registration, throttled per client address, per
+//! device and in all (D7, DEC-17), and key verification. Keys are returned once and stored only
+//! as hashes.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 
 use axum::{body::Bytes, extract::State, http::HeaderMap, Json};
 use protocol::{RegisterRequest, RegisterResponse, Tier, VerifyRequest, VerifyResponse};
@@ -9,10 +10,14 @@ use sha2::{Digest, Sha256};
 use shared::{
     auth,
     clock::now_ms,
+    db,
     http::{ApiError, ApiJson, ApiResult, PeerAddr},
 };
 
 use crate::{access, body, errors, limits, AppState};
+
+/// The bucket every registration counts in (`PERRY_HUB_REGISTER_LIMIT_GLOBAL`).
+const GLOBAL_BUCKET: &str = "register:all";
 
 /// Longest accepted `github_username` / `device_id`.
 const MAX_FIELD_LEN: usize = 255;
@@ -29,10 +34,13 @@ pub async fn register_license(
     let device = clean_field(request.device_id.as_deref(), "device_id")?;
     let settings = &state.settings;
     let addr = client_addr(peer.map(|p| p.ip()), &headers, settings.trust_forwarded_for);
-    let mut buckets = vec![(
-        format!("register:addr:{addr}"),
-        settings.register_limit_per_addr,
-    )];
+    let mut buckets = vec![
+        (
+            format!("register:addr:{addr}"),
+            settings.register_limit_per_addr,
+        ),
+        (GLOBAL_BUCKET.to_owned(), settings.register_limit_global),
+    ];
     if let Some(device) = &device {
         buckets.push((
             format!(
@@ -42,21 +50,52 @@ pub async fn register_license(
             settings.register_limit_per_device,
         ));
     }
-    let now = now_ms();
     let window_ms =
         i64::try_from(settings.register_window_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+    // Registrations sharing a bucket serialise on its row; losing a lock race is retried.
+    let mut tries = 0;
+    let (key, license_id) = loop {
+        tries += 1;
+        match try_register(&state, &buckets, username.as_deref(), window_ms).await {
+            Ok(Some(done)) => break done,
+            Ok(None) => {
+                return Err(errors::rate_limited(
+                    "Too many license registrations; try again later",
+                ))
+            }
+            Err(e) if tries < 3 && db::is_deadlock(&e) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    };
+    tracing::info!(license_id, "free licence registered");
+    Ok(Json(RegisterResponse {
+        license_key: key,
+        tier: Tier::Free,
+        platforms: platforms(Tier::Free),
+    }))
+}
+
+/// In one transaction: lock the buckets, check each against its limit, then create the licence
+/// and record the hits. `None` when a bucket is full (nothing is written).
+async fn try_register(
+    state: &AppState,
+    buckets: &[(String, u32)],
+    username: Option<&str>,
+    window_ms: i64,
+) -> Result<Option<(String, u64)>, sqlx::Error> {
     let mut tx = state.deps.pool.begin().await?;
-    for (bucket, limit) in &buckets {
+    let now = now_ms();
+    let names: Vec<&str> = buckets.iter().map(|(b, _)| b.as_str()).collect();
+    limits::lock_buckets(&mut tx, &names, now).await?;
+    for (bucket, limit) in buckets {
         if limits::hits_since(&mut tx, bucket, now.saturating_sub(window_ms)).await?
             >= u64::from(*limit)
         {
             tracing::warn!(
-                by_device = bucket.starts_with("register:device:"),
+                bucket = bucket.split(':').nth(1).unwrap_or_default(),
                 "licence registration throttled"
             );
-            return Err(errors::rate_limited(
-                "Too many license registrations; try again later",
-            ));
+            return Ok(None);
         }
     }
     let (key, hash) = auth::new_license_key("FREE");
@@ -64,20 +103,15 @@ pub async fn register_license(
         "INSERT INTO licenses (key_hash, tier, device_bound, github_username, created_ms) VALUES (?, 'free', TRUE, ?, ?)",
     )
     .bind(&hash[..])
-    .bind(username.as_deref())
+    .bind(username)
     .bind(now)
     .execute(&mut *tx)
     .await?;
-    for (bucket, _) in &buckets {
+    for bucket in names {
         limits::record_hit(&mut tx, bucket, now).await?;
     }
     tx.commit().await?;
-    tracing::info!(license_id = res.last_insert_id(), "free licence registered");
-    Ok(Json(RegisterResponse {
-        license_key: key,
-        tier: Tier::Free,
-        platforms: platforms(Tier::Free),
-    }))
+    Ok(Some((key, res.last_insert_id())))
 }
 
 /// `POST /api/v1/license/verify`: `{"valid":true,"tier","platforms"}` or the invalid answer.
@@ -116,7 +150,9 @@ fn clean_field(value: Option<&str>, name: &str) -> ApiResult<Option<String>> {
 }
 
 /// The client address used for throttling: the peer, or behind a trusted proxy the last
-/// `X-Forwarded-For` entry (the one the proxy appended).
+/// `X-Forwarded-For` entry (the one the proxy appended). An IPv6 client is known by its /64
+/// (one subscriber's allocation; the low bits are free to change), an IPv4-mapped one by its
+/// IPv4 address.
 pub fn client_addr(peer: Option<IpAddr>, headers: &HeaderMap, trust_forwarded_for: bool) -> String {
     let forwarded = trust_forwarded_for
         .then(|| {
@@ -131,9 +167,14 @@ pub fn client_addr(peer: Option<IpAddr>, headers: &HeaderMap, trust_forwarded_fo
                 .ok()
         })
         .flatten();
-    forwarded
-        .or(peer)
-        .map_or_else(|| "unknown".to_owned(), |ip| ip.to_string())
+    match forwarded.or(peer).map(|ip| ip.to_canonical()) {
+        None => "unknown".to_owned(),
+        Some(IpAddr::V4(v4)) => v4.to_string(),
+        Some(IpAddr::V6(v6)) => {
+            let prefix = Ipv6Addr::from(u128::from(v6) & (u128::MAX << 64));
+            format!("{prefix}/64")
+        }
+    }
 }
 
 #[cfg(test)]
@@ -155,6 +196,15 @@ mod tests {
         h.insert("x-forwarded-for", HeaderValue::from_static("garbage"));
         assert_eq!(client_addr(peer, &h, true), "10.0.0.1");
         assert_eq!(client_addr(None, &HeaderMap::new(), false), "unknown");
+    }
+
+    #[test]
+    fn ipv6_clients_are_known_by_their_64() {
+        let at = |ip: &str| client_addr(ip.parse().ok(), &HeaderMap::new(), false);
+        assert_eq!(at("2001:db8:1:2::1"), "2001:db8:1:2::/64");
+        assert_eq!(at("2001:db8:1:2:ffff:ffff:ffff:ffff"), "2001:db8:1:2::/64");
+        assert_eq!(at("2001:db8:1:3::1"), "2001:db8:1:3::/64");
+        assert_eq!(at("::ffff:1.2.3.4"), "1.2.3.4");
     }
 
     #[test]

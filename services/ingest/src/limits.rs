@@ -1,7 +1,9 @@
 //! Quotas and rate limits (PROTOCOL.md §6), kept in MySQL so every replica sees the same
 //! window (D26): monthly publishes (`license_usage`, plus builds still in flight: D21), and
 //! rolling windows of accepted hits per bucket (`rate_events`: `build:<license_id>`,
-//! `register:addr:<ip>`, `register:device:<sha256>`). Hits are recorded only on acceptance.
+//! `register:addr:<ip or /64>`, `register:device:<sha256>`, `register:all`). Hits are recorded
+//! only on acceptance. An admission that must not race (registration) first locks its buckets'
+//! rows with [`lock_buckets`], then counts and records under the lock (DEC-17).
 
 use protocol::Tier;
 use shared::{clock, http::ApiResult};
@@ -33,6 +35,32 @@ pub async fn hits_since(
             .fetch_one(conn)
             .await?;
     Ok(u64::try_from(n).unwrap_or(0))
+}
+
+/// Lock the rows of `buckets` until the transaction ends, creating missing ones, in name order
+/// (so two admissions sharing buckets never wait on each other crosswise). Concurrent
+/// admissions of a bucket then count and record their hits one after the other.
+pub async fn lock_buckets(
+    conn: &mut MySqlConnection,
+    buckets: &[&str],
+    now_ms: i64,
+) -> Result<(), sqlx::Error> {
+    let mut sorted = buckets.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    for bucket in sorted {
+        // On a duplicate key, ON DUPLICATE KEY UPDATE takes the row's exclusive lock at once
+        // (a plain INSERT IGNORE would take a shared one and deadlock on the upgrade).
+        sqlx::query(
+            "INSERT INTO rate_buckets (bucket, touched_ms) VALUES (?, ?) \
+             ON DUPLICATE KEY UPDATE touched_ms = VALUES(touched_ms)",
+        )
+        .bind(bucket)
+        .bind(now_ms)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
 }
 
 /// Record an accepted hit.

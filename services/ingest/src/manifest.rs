@@ -10,8 +10,8 @@ pub const CLI_TARGETS: &[&str] = &[
     "macos", "ios", "visionos", "watchos", "tvos", "android", "linux", "windows", "web",
 ];
 
-/// Longest accepted app name, in characters.
-pub const MAX_APP_NAME_CHARS: usize = 128;
+/// Longest accepted app name, in bytes (as workers count it).
+pub const MAX_APP_NAME_BYTES: usize = 200;
 
 /// Longest project identifier (`bundle_id`, else `name`), in bytes (the `jobs.project` column).
 pub const MAX_PROJECT_BYTES: usize = 255;
@@ -132,27 +132,40 @@ fn project(map: &Map<String, Value>) -> ApiResult<String> {
     Ok(project.to_owned())
 }
 
-/// App names become file and directory names on workers: letters and digits (any script),
-/// spaces, `-`, `_` and `.`; starting with a letter or digit; at most
-/// [`MAX_APP_NAME_CHARS`] characters.
+/// App names become file and directory names and shell arguments on workers, which accept
+/// exactly this (builder-linux `validate_app_name`): 1 to [`MAX_APP_NAME_BYTES`] bytes of
+/// letters and digits (any script), spaces, `-` and `_` (DEC-13). Checking it here turns a late
+/// build failure into a 400 at submission.
 pub fn check_app_name(name: &str) -> Result<(), String> {
-    let count = name.chars().count();
-    if count == 0 || count > MAX_APP_NAME_CHARS {
-        return Err(format!("must be 1 to {MAX_APP_NAME_CHARS} characters"));
-    }
-    if !name.chars().next().is_some_and(char::is_alphanumeric) {
-        return Err("must start with a letter or digit".into());
+    if name.is_empty() || name.len() > MAX_APP_NAME_BYTES {
+        return Err(format!("must be 1 to {MAX_APP_NAME_BYTES} bytes"));
     }
     if let Some(bad) = name
         .chars()
-        .find(|c| !(c.is_alphanumeric() || matches!(c, ' ' | '-' | '_' | '.')))
+        .find(|c| !(c.is_alphanumeric() || matches!(c, ' ' | '-' | '_')))
     {
         return Err(format!(
-            "character {bad:?} is not allowed (use letters, digits, spaces, '-', '_' and '.')"
+            "character {bad:?} is not allowed (use letters, digits, spaces, '-' and '_')"
         ));
     }
-    if name.contains("..") || name.ends_with(' ') || name.ends_with('.') {
-        return Err("must not contain '..' or end with a space or '.'".into());
+    Ok(())
+}
+
+/// Whether the manifest and the sealed credentials fit in the `job_assign` a worker will get
+/// (413 otherwise): credentials above that would make the hub drop the worker's socket at
+/// dispatch.
+pub fn check_fits_a_frame(manifest: &BuildManifest, credentials: Option<&[u8]>) -> ApiResult<()> {
+    let credentials = credentials.map_or(0, <[u8]>::len);
+    let room = protocol::MAX_JOB_ASSIGN_BYTES - protocol::JOB_ASSIGN_OVERHEAD_BYTES;
+    if manifest.text.len().saturating_add(credentials) > room {
+        return Err(ApiError::new(
+            shared::http::ErrorCode::UploadTooLarge,
+            format!(
+                "The signing credentials ({credentials} bytes) and the manifest ({} bytes) are too \
+                 large to send to a build worker: at most {room} bytes together",
+                manifest.text.len()
+            ),
+        ));
     }
     Ok(())
 }
@@ -241,13 +254,19 @@ mod tests {
     }
 
     #[test]
-    fn app_names_reject_path_and_shell_characters() {
-        for ok in ["App", "My App 2", "weather-app_v1.2", "Café"] {
+    fn app_names_are_checked_as_workers_check_them() {
+        for ok in [
+            "App",
+            "My App 2",
+            "weather-app_v1",
+            "Café",
+            " App",
+            &"x".repeat(200),
+        ] {
             assert!(check_app_name(ok).is_ok(), "{ok}");
         }
         for bad in [
             "",
-            " App",
             "../x",
             "a/b",
             "a\\b",
@@ -255,9 +274,10 @@ mod tests {
             "a\"b",
             "a\nb",
             "App.",
-            "a..b",
+            "weather-app_v1.2",
             "$(x)",
-            &"x".repeat(129),
+            &"x".repeat(201),
+            &"é".repeat(101),
         ] {
             assert!(check_app_name(bad).is_err(), "{bad:?}");
         }

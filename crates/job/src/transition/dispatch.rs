@@ -103,7 +103,7 @@ pub async fn report_error(
 pub const MAX_REASON_CHARS: usize = 2000;
 
 /// `message` trimmed and cut to [`MAX_REASON_CHARS`] characters.
-pub(crate) fn reason(message: &str) -> &str {
+pub fn reason(message: &str) -> &str {
     let message = message.trim();
     match message.char_indices().nth(MAX_REASON_CHARS) {
         Some((cut, _)) => &message[..cut],

@@ -63,7 +63,7 @@ pub async fn fail(
         let frame = Outgoing::Error {
             job_id: Some(job.id.clone()),
             code: "INTERNAL_ERROR".into(),
-            message: message.to_owned(),
+            message: reason(message).to_owned(),
             stage: None,
         };
         event::emit(conn, &job.id, frame).await?;

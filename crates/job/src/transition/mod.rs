@@ -25,8 +25,8 @@ mod overdue;
 mod submit;
 
 pub use dispatch::{
-    assign, expire_lease, reattach, renew_leases, report_error, shorten_leases, start, Assignment,
-    MAX_REASON_CHARS,
+    assign, expire_lease, reason, reattach, renew_leases, report_error, shorten_leases, start,
+    Assignment, MAX_REASON_CHARS,
 };
 pub use end::{
     cancel, complete, fail, fail_build, hand_over, queue_stage_two, Cancelled, StageTwo,

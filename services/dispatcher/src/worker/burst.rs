@@ -23,10 +23,29 @@ pub(super) fn relayable(frame: &Incoming) -> Option<(String, Event)> {
         | Incoming::Log { job_id, .. }
         | Incoming::Published { job_id, .. }
         | Incoming::QueueUpdate { job_id, .. } => {
-            Some((job_id.clone(), Outgoing::from_worker_event(frame)?.into()))
+            let mut out = Outgoing::from_worker_event(frame)?;
+            if let Outgoing::Log { line, .. } = &mut out {
+                cut_line(line);
+            }
+            Some((job_id.clone(), out.into()))
         }
         _ => None,
     }
+}
+
+/// Cut a log line over [`protocol::MAX_LOG_LINE_BYTES`] at a character boundary and say so.
+pub(super) fn cut_line(line: &mut String) {
+    let max = protocol::MAX_LOG_LINE_BYTES;
+    if line.len() <= max {
+        return;
+    }
+    let total = line.len();
+    let cut = (0..=max)
+        .rev()
+        .find(|i| line.is_char_boundary(*i))
+        .unwrap_or(0);
+    line.truncate(cut);
+    line.push_str(&format!(" … [line cut at {cut} of {total} bytes]"));
 }
 
 /// `first` plus the frames of the same job that have already arrived (up to [`MAX_BURST`]),
@@ -105,5 +124,26 @@ impl Session<'_> {
             );
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_lines_are_cut_at_a_character_and_marked() {
+        let mut short = "ok".to_owned();
+        cut_line(&mut short);
+        assert_eq!(short, "ok");
+        let mut long = "é".repeat(protocol::MAX_LOG_LINE_BYTES);
+        cut_line(&mut long);
+        assert!(long.starts_with(&"é".repeat(100)));
+        assert!(long.ends_with(&format!(
+            "[line cut at {} of {} bytes]",
+            protocol::MAX_LOG_LINE_BYTES,
+            2 * protocol::MAX_LOG_LINE_BYTES
+        )));
+        assert!(long.len() < protocol::MAX_LOG_LINE_BYTES + 64);
     }
 }

@@ -4,6 +4,31 @@ use shared::{clock::now_ms, db};
 
 use crate::AppState;
 
+/// Longest kept worker name, in characters (the `workers.name` column).
+pub const MAX_NAME_CHARS: usize = 255;
+/// Longest kept compiler version, in characters (the `workers.perry_version` column).
+pub const MAX_VERSION_CHARS: usize = 64;
+
+/// A worker-supplied text as the hub keeps it (DEC-17): control characters removed, trimmed,
+/// cut to `max` characters; `None` when nothing is left.
+pub fn clean_text(text: Option<&str>, max: usize) -> Option<String> {
+    let kept: String = text?
+        .chars()
+        .filter(|c| !c.is_control())
+        .collect::<String>()
+        .trim()
+        .chars()
+        .take(max)
+        .collect();
+    Some(kept.trim_end().to_owned()).filter(|t| !t.is_empty())
+}
+
+/// The name a worker is known by: its own, cleaned, else `worker-<random>`.
+pub fn worker_name(name: Option<&str>) -> String {
+    clean_text(name, MAX_NAME_CHARS)
+        .unwrap_or_else(|| format!("worker-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]))
+}
+
 /// Capabilities as the hub uses them: lower-case, known targets only, no duplicates.
 pub fn normalize_capabilities(caps: Option<Vec<String>>) -> Vec<String> {
     let caps = caps.unwrap_or_else(|| vec!["macos".to_owned()]);
@@ -79,6 +104,21 @@ mod tests {
             "windows-sign".into(),
         ]));
         assert_eq!(caps, vec!["linux", "android", "windows-sign"]);
+    }
+
+    #[test]
+    fn names_and_versions_are_cleaned_and_bounded() {
+        assert_eq!(worker_name(Some(" linux-1 ")), "linux-1");
+        assert_eq!(worker_name(Some("a\u{1b}[31mb\nc\u{7}")), "a[31mbc");
+        assert_eq!(worker_name(Some(&"é".repeat(300))).chars().count(), 255);
+        assert!(worker_name(Some("\n\t ")).starts_with("worker-"));
+        assert!(worker_name(None).starts_with("worker-"));
+        let long = "9".repeat(100);
+        assert_eq!(
+            clean_text(Some(&long), MAX_VERSION_CHARS).map(|v| v.len()),
+            Some(64)
+        );
+        assert_eq!(clean_text(Some(""), MAX_VERSION_CHARS), None);
     }
 
     #[test]

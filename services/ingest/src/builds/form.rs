@@ -1,7 +1,8 @@
 //! The multipart form of `POST /api/v1/build`, parsed as a stream (D23): text parts are read
 //! with small caps, the tarball part streams through the base64 decoder into the blob store, and
 //! unknown parts are skipped without being buffered. The whole body is capped at
-//! `PERRY_HUB_MAX_BODY_BYTES`.
+//! `PERRY_HUB_MAX_BODY_BYTES`, the bytes that are not field data (preamble, part headers) at
+//! [`framing::MAX_OVERHEAD_BYTES`], and the number of parts at [`MAX_PARTS`] (DEC-17).
 
 use std::io;
 
@@ -12,7 +13,7 @@ use futures_util::TryStreamExt;
 use protocol::BuildResponse;
 use shared::http::{ApiError, ApiResult};
 
-use super::{submit, Intake, Outcome, Parsed, Tarball};
+use super::{framing::Framing, submit, Intake, Outcome, Parsed, Tarball};
 use crate::{
     access::{self, Principal},
     errors::{self, UploadError},
@@ -25,6 +26,8 @@ pub const MAX_MANIFEST_BYTES: usize = 1024 * 1024;
 pub const MAX_CREDENTIALS_BYTES: usize = 8 * 1024 * 1024;
 /// Cap on the `license_key` part.
 pub const MAX_LICENSE_KEY_BYTES: usize = 1024;
+/// Most parts in one form (the CLI sends four).
+pub const MAX_PARTS: usize = 16;
 
 /// Read the form; see the [module documentation](super).
 pub async fn read(
@@ -34,8 +37,19 @@ pub async fn read(
     boundary: String,
 ) -> ApiResult<Outcome> {
     let limit = multer::SizeLimit::new().whole_stream(intake.state.settings.max_body_bytes);
+    let mut framing = Framing::new(&boundary, super::framing::MAX_OVERHEAD_BYTES);
+    let guarded = body
+        .into_data_stream()
+        .map_err(io::Error::other)
+        .and_then(move |chunk| {
+            let checked = framing
+                .feed(&chunk)
+                .map(|()| chunk)
+                .map_err(io::Error::other);
+            std::future::ready(checked)
+        });
     let mut multipart = multer::Multipart::with_constraints(
-        body.into_data_stream(),
+        guarded,
         boundary,
         multer::Constraints::new().size_limit(limit),
     );
@@ -65,11 +79,18 @@ async fn read_parts(
     multipart: &mut multer::Multipart<'static>,
     form: &mut Form,
 ) -> Result<(), ApiError> {
+    let mut parts = 0;
     while let Some(mut field) = multipart
         .next_field()
         .await
         .map_err(|e| errors::multipart_error(&e).into_api("Part"))?
     {
+        parts += 1;
+        if parts > MAX_PARTS {
+            return Err(ApiError::bad_request(format!(
+                "Too many parts in the form (at most {MAX_PARTS})"
+            )));
+        }
         let Some(name) = field.name().map(str::to_owned) else {
             continue;
         };
@@ -78,11 +99,13 @@ async fn read_parts(
                 once(form.manifest.is_some(), &name)?;
                 let text = read_text(&mut field, &name, MAX_MANIFEST_BYTES).await?;
                 form.manifest = Some(manifest::parse_manifest(&text)?);
+                form.check_fit()?;
             }
             "credentials" => {
                 once(form.credentials.is_some(), &name)?;
                 let text = read_text(&mut field, &name, MAX_CREDENTIALS_BYTES).await?;
                 form.credentials = Some(manifest::parse_credentials(&text)?);
+                form.check_fit()?;
             }
             "license_key" => {
                 once(form.license_key.is_some(), &name)?;
@@ -132,6 +155,14 @@ struct Form {
 }
 
 impl Form {
+    /// Once both are known: the manifest and the credentials fit in a `job_assign`.
+    fn check_fit(&self) -> ApiResult<()> {
+        match (&self.manifest, &self.credentials) {
+            (Some(m), Some(c)) => manifest::check_fits_a_frame(m, c.as_deref()),
+            _ => Ok(()),
+        }
+    }
+
     /// The principal, once it can be known: the Bearer path always, the key path once the
     /// `license_key` part has arrived. Errors are checks 4 and 5.
     async fn principal(&mut self, intake: &Intake<'_>) -> ApiResult<Option<&Principal>> {

@@ -22,6 +22,7 @@
 //! `job_id`, `ws_url` and current `position` without creating anything.
 
 pub mod form;
+pub mod framing;
 pub mod raw;
 pub mod submit;
 

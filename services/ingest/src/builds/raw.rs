@@ -108,6 +108,7 @@ async fn check(
         Some(text) => manifest::parse_credentials(&text)?,
         None => None,
     };
+    manifest::check_fits_a_frame(&manifest, credentials.as_deref())?;
     let sha256 = sha256(headers.get(SHA256_HEADER))?;
     let principal = match bearer {
         Some(result) => result?,

@@ -5,6 +5,7 @@ mod billing;
 mod bursts;
 mod completions;
 mod handshake;
+mod limits;
 mod log_stream;
 mod ordering;
 mod sessions;

@@ -286,6 +286,13 @@ async fn an_idempotent_retry_answers_the_first_job_and_creates_nothing() {
     assert_eq!(other.0, 200);
     assert_ne!(other.1["job_id"], first.1["job_id"]);
     assert_eq!(other.1["position"], 2);
+    // Keys compare exactly: another case is another key.
+    let upper = hub
+        .submit_build(form(), &[("idempotency-key", "RETRY-1")])
+        .await;
+    assert_eq!(upper.0, 200, "{}", upper.1);
+    assert_ne!(upper.1["job_id"], first.1["job_id"]);
+    assert_eq!(upper.1["position"], 3);
     hub.stop().await;
 }
 

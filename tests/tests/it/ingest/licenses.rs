@@ -132,3 +132,49 @@ async fn register_is_throttled_per_address_and_per_device() {
     );
     hub.stop().await;
 }
+
+#[tokio::test]
+async fn concurrent_registrations_from_one_address_never_exceed_the_limit() {
+    let hub = support::hub_with(|s| s.register_limit_per_addr = 5).await;
+
+    let empty = json!({});
+    let attempts = (0..30).map(|_| hub.register_license(&empty, &[]));
+    let statuses: Vec<u16> = futures_util::future::join_all(attempts)
+        .await
+        .into_iter()
+        .map(|(status, _)| status)
+        .collect();
+
+    let accepted = statuses.iter().filter(|s| **s == 200).count();
+    assert_eq!(accepted, 5, "{statuses:?}");
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 429),
+        "{statuses:?}"
+    );
+    assert_eq!(hub.db().count("licenses", "").await, 5);
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn ipv6_clients_share_their_64_and_every_address_shares_a_global_ceiling() {
+    let hub = support::hub_with(|s| {
+        s.trust_forwarded_for = true;
+        s.register_limit_per_addr = 1;
+        s.register_limit_global = 3;
+    })
+    .await;
+    let empty = json!({});
+    let from = |ip: &'static str| async {
+        hub.register_license(&empty, &[("x-forwarded-for", ip)])
+            .await
+    };
+
+    assert_eq!(from("2001:db8:1:2::1").await.0, 200);
+    assert_error(&from("2001:db8:1:2:aaaa::9").await, 429, "RATE_LIMITED");
+    assert_eq!(from("2001:db8:1:3::1").await.0, 200);
+    assert_eq!(from("192.0.2.1").await.0, 200);
+    // A fresh address, but the window's global ceiling (3) is reached.
+    assert_error(&from("192.0.2.2").await, 429, "RATE_LIMITED");
+    assert_eq!(hub.db().count("licenses", "").await, 3);
+    hub.stop().await;
+}

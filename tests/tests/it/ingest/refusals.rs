@@ -27,6 +27,9 @@ async fn malformed_submissions_get_400_and_leave_nothing_behind() {
     no_targets["targets"] = json!([]);
     let mut bad_name = manifest("linux", "x");
     bad_name["app_name"] = json!("../../etc/passwd");
+    // Workers refuse a dot in the app name; the hub says so at once.
+    let mut dotted_name = manifest("linux", "x");
+    dotted_name["app_name"] = json!("weather-app v1.2");
     let mut no_bundle = manifest("linux", "x");
     if let Some(m) = no_bundle.as_object_mut() {
         m.remove("bundle_id");
@@ -67,6 +70,7 @@ async fn malformed_submissions_get_400_and_leave_nothing_behind() {
             with_manifest(&manifest("amiga", "x").to_string()),
         ),
         ("path in app name", with_manifest(&bad_name.to_string())),
+        ("dot in app name", with_manifest(&dotted_name.to_string())),
         (
             "no bundle id or name",
             with_manifest(&no_bundle.to_string()),
@@ -539,6 +543,107 @@ async fn a_refusal_before_the_tarball_still_reaches_a_client_sending_a_large_for
         .await;
 
     assert_error(&got, 401, "AUTH_INVALID");
+    assert_eq!(leftovers(&hub).await, before);
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn bytes_that_are_not_field_data_and_extra_parts_are_capped() {
+    let hub = TestHub::start().await;
+    let key = hub.registered_license().await;
+    let form = || {
+        cli_form(
+            &manifest("linux", "com.example.framing"),
+            &json!({}),
+            b"tarball",
+            &key,
+        )
+    };
+    let before = leftovers(&hub).await;
+
+    // A preamble before the first boundary: the parser would buffer it up to the body limit.
+    let mut preamble = vec![b'p'; 200 * 1024];
+    preamble.extend_from_slice(b"\r\n");
+    preamble.extend_from_slice(&form());
+    let got = hub.submit_build(preamble, &[]).await;
+    assert_error(&got, 413, "UPLOAD_TOO_LARGE");
+    assert!(
+        got.1["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("part headers")),
+        "{}",
+        got.1
+    );
+
+    // One endless part header.
+    let mut endless = format!(
+        "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"x\"\r\nX-Filler: {}\r\n\r\nv\r\n",
+        "h".repeat(200 * 1024)
+    )
+    .into_bytes();
+    endless.extend_from_slice(&form());
+    assert_error(
+        &hub.submit_build(endless, &[]).await,
+        413,
+        "UPLOAD_TOO_LARGE",
+    );
+
+    // More parts than a form has any use for.
+    let filler: Vec<(String, Vec<u8>)> =
+        (0..17).map(|i| (format!("x{i}"), b"v".to_vec())).collect();
+    let mut parts: Vec<(&str, &[u8])> = filler
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_slice()))
+        .collect();
+    let tar = b64(b"tarball");
+    let m = manifest("linux", "com.example.framing").to_string();
+    parts.extend([
+        ("manifest", m.as_bytes()),
+        ("tarball_b64", tar.as_bytes()),
+        ("license_key", key.as_bytes()),
+    ]);
+    let got = hub.submit_build(multipart(&parts), &[]).await;
+    assert_error(&got, 400, "BAD_REQUEST");
+    assert!(
+        got.1["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("Too many parts")),
+        "{}",
+        got.1
+    );
+    assert_eq!(leftovers(&hub).await, before);
+
+    // A CLI form with a few unknown parts is still fine.
+    let got = hub.submit_build(multipart(&parts[12..]), &[]).await;
+    assert_eq!(got.0, 200, "{}", got.1);
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn credentials_a_worker_frame_cannot_carry_are_413() {
+    let hub = TestHub::start().await;
+    let key = hub.registered_license().await;
+    let room = protocol::MAX_JOB_ASSIGN_BYTES - protocol::JOB_ASSIGN_OVERHEAD_BYTES;
+    // Under the credentials part's own cap, over what a `job_assign` can carry.
+    let keystore = "k".repeat(room);
+    let form = cli_form(
+        &manifest("linux", "com.example.frame"),
+        &json!({"android_keystore": keystore}),
+        b"tarball",
+        &key,
+    );
+    let before = leftovers(&hub).await;
+
+    let got = hub.submit_build(form, &[]).await;
+
+    assert_error(&got, 413, "UPLOAD_TOO_LARGE");
+    assert!(
+        got.1["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("too large to send to a build worker")),
+        "{}",
+        got.1
+    );
     assert_eq!(leftovers(&hub).await, before);
     hub.stop().await;
 }
