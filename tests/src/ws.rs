@@ -25,6 +25,29 @@ impl WsClient {
         Self { ws }
     }
 
+    /// Connect with a receive buffer of a few KiB, so a client that stops reading makes the
+    /// hub's writes wait after little data instead of after megabytes of kernel buffer.
+    pub async fn connect_small_buffer(url: &str) -> Self {
+        let host = url
+            .trim_start_matches("ws://")
+            .split('/')
+            .next()
+            .expect("host");
+        let addr = tokio::net::lookup_host(host)
+            .await
+            .expect("resolve")
+            .next()
+            .expect("an address");
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.set_recv_buffer_size(4096).expect("receive buffer");
+        let stream = socket.connect(addr).await.expect("connect");
+        let (ws, _) =
+            tokio_tungstenite::client_async(url, tokio_tungstenite::MaybeTlsStream::Plain(stream))
+                .await
+                .expect("ws handshake");
+        Self { ws }
+    }
+
     /// Send a JSON frame.
     pub async fn send(&mut self, v: Value) {
         self.ws

@@ -308,6 +308,10 @@ pub async fn after(
     .bind(limit)
     .fetch_all(pool)
     .await?;
+    decode_rows(rows)
+}
+
+fn decode_rows(rows: Vec<(i64, String)>) -> Result<Vec<Numbered>> {
     rows.into_iter()
         .map(|(seq, payload)| {
             Ok(Numbered {
@@ -316,6 +320,50 @@ pub async fn after(
             })
         })
         .collect()
+}
+
+/// The sequence number of the `keep`-th newest log line of a job, when it has more than
+/// `keep`: a replay that skips older log lines starts there (through `ix_job_events_kind`).
+pub async fn newest_logs_start(
+    conn: &mut MySqlConnection,
+    job_id: &str,
+    keep: u32,
+) -> Result<Option<i64>> {
+    if keep == 0 {
+        return Ok(None);
+    }
+    let older: Option<i64> = sqlx::query_scalar(
+        "SELECT seq FROM job_events WHERE job_id = ? AND kind = 'log' \
+         ORDER BY seq DESC LIMIT 1 OFFSET ?",
+    )
+    .bind(job_id)
+    .bind(keep)
+    .fetch_optional(conn)
+    .await?;
+    // `older` is the newest line that is skipped; the kept ones start after it.
+    Ok(older.map(|seq| seq + 1))
+}
+
+/// A job's events other than log lines with `after_seq < seq < before_seq`, in order: what a
+/// replay that skips older log lines still sends of them.
+pub async fn between_without_logs(
+    pool: &MySqlPool,
+    job_id: &str,
+    after_seq: i64,
+    before_seq: i64,
+    limit: u32,
+) -> Result<Vec<Numbered>> {
+    let rows: Vec<(i64, String)> = sqlx::query_as(
+        "SELECT seq, payload FROM job_events \
+         WHERE job_id = ? AND seq > ? AND seq < ? AND kind <> 'log' ORDER BY seq LIMIT ?",
+    )
+    .bind(job_id)
+    .bind(after_seq)
+    .bind(before_seq)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    decode_rows(rows)
 }
 
 /// How many events of `kind` a job has.

@@ -1,12 +1,13 @@
 //! Dispatcher: the only service that holds WebSockets.
 //!
-//! - [`ws`]: `/ws` upgrade, role detection (first valid frame), pings and liveness.
+//! - [`ws`]: `/ws` upgrade and role detection (first valid frame).
 //! - [`worker`]: worker sessions: hello, job frames, completion, re-attach, disconnect.
 //! - [`subscriber`]: CLI sessions: backlog replay then live events, without gap or duplicate.
 //! - [`pump`]: one consumer per target queue, with prefetch equal to the free slots here.
 //! - [`fanout`]: this instance's queue of job events and control messages.
 //! - [`registry`]: who is connected to this process (workers with their slots, subscribers).
-//! - [`conn`]: one connection after the handshake (frames out, frames in, liveness).
+//! - [`conn`]: one connection after the handshake (frames in, bounded frames out), and the
+//!   liveness sweep of every socket (pings, silence, stalled writes).
 
 pub mod billing;
 pub mod completion;
@@ -76,6 +77,24 @@ pub struct Settings {
     /// then cut, not the socket).
     #[arg(long, env = "PERRY_HUB_WS_MAX_WORKER_MESSAGE_BYTES", default_value_t = 4 << 20)]
     pub max_worker_message_bytes: usize,
+    /// A write that waits this long for a peer that does not read drops the connection (a
+    /// CLI reconnects and replays from storage).
+    #[arg(long, env = "PERRY_HUB_WS_WRITE_TIMEOUT_SECS", default_value_t = 30)]
+    pub write_timeout_secs: u64,
+    /// Most subscriptions one client address holds at once on this process.
+    #[arg(
+        long,
+        env = "PERRY_HUB_WS_MAX_SUBSCRIPTIONS_PER_ADDRESS",
+        default_value_t = 256
+    )]
+    pub max_subscriptions_per_address: usize,
+    /// Most subscribers one job has at once on this process.
+    #[arg(
+        long,
+        env = "PERRY_HUB_WS_MAX_SUBSCRIBERS_PER_JOB",
+        default_value_t = 64
+    )]
+    pub max_subscribers_per_job: usize,
     /// Overage billing.
     #[command(flatten)]
     pub polar: shared::config::PolarConfig,
@@ -84,8 +103,29 @@ pub struct Settings {
 impl Settings {
     /// Lease length in milliseconds.
     pub fn lease_ms(&self) -> i64 {
-        i64::try_from(self.lease_secs.saturating_mul(1000)).unwrap_or(i64::MAX)
+        ms(self.lease_secs)
     }
+
+    /// Socket liveness timing.
+    pub fn liveness(&self) -> conn::sweep::Timing {
+        conn::sweep::Timing {
+            ping_ms: ms(self.ping_secs),
+            silence_ms: ms(self.silence_secs),
+            write_timeout_ms: ms(self.write_timeout_secs),
+        }
+    }
+
+    /// Subscription limits.
+    pub fn subscribe_limits(&self) -> registry::SubscribeLimits {
+        registry::SubscribeLimits {
+            per_address: self.max_subscriptions_per_address,
+            per_job: self.max_subscribers_per_job,
+        }
+    }
+}
+
+fn ms(secs: u64) -> i64 {
+    i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX)
 }
 
 impl Default for Settings {
@@ -98,6 +138,9 @@ impl Default for Settings {
             identify_secs: 30,
             max_message_bytes: 1 << 20,
             max_worker_message_bytes: 4 << 20,
+            write_timeout_secs: 30,
+            max_subscriptions_per_address: 256,
+            max_subscribers_per_job: 64,
             polar: shared::config::PolarConfig::default(),
         }
     }
@@ -143,6 +186,15 @@ pub fn validate(hub: &HubConfig, settings: &Settings) -> anyhow::Result<()> {
         settings.ping_secs >= 1,
         "invalid configuration: PERRY_HUB_PING_SECS: must be at least 1"
     );
+    anyhow::ensure!(
+        settings.write_timeout_secs >= 1,
+        "invalid configuration: PERRY_HUB_WS_WRITE_TIMEOUT_SECS: must be at least 1"
+    );
+    anyhow::ensure!(
+        settings.max_subscriptions_per_address >= 1 && settings.max_subscribers_per_job >= 1,
+        "invalid configuration: PERRY_HUB_WS_MAX_SUBSCRIPTIONS_PER_ADDRESS and \
+         PERRY_HUB_WS_MAX_SUBSCRIBERS_PER_JOB: must be at least 1"
+    );
     Ok(())
 }
 
@@ -158,6 +210,12 @@ pub fn start(deps: &Deps, settings: Settings) -> anyhow::Result<AppState> {
     };
     pump::spawn_all(&ctx);
     fanout::spawn(&ctx);
+    conn::sweep::spawn(
+        ctx.registry.sockets.clone(),
+        ctx.settings.liveness(),
+        deps.cancel.clone(),
+        &deps.tracker,
+    );
     Ok(ctx)
 }
 

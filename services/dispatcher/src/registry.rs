@@ -7,7 +7,6 @@ use std::{
     sync::{Mutex, MutexGuard},
 };
 
-use axum::extract::ws::Message as WsMessage;
 use tokio::sync::{mpsc, watch};
 
 use protocol::Outgoing;
@@ -17,17 +16,18 @@ mod subscribers;
 use subscribers::Subscriber;
 #[cfg(test)]
 use subscribers::SUBSCRIBER_BUFFER;
-pub use subscribers::{SubEvent, FAILED_SUBSCRIBE_LIMIT};
+pub use subscribers::{
+    Inbox, Refused, SubEvent, SubscribeLimits, Subscription, FAILED_SUBSCRIBE_LIMIT,
+};
 
 /// Tells a worker session that an artifact of a job it holds was stored.
 pub type NoticeTx = mpsc::UnboundedSender<(String, i32, job::event::ArtifactRecord)>;
 
-/// Sends frames to one socket's writer task.
-pub type SocketTx = mpsc::UnboundedSender<WsMessage>;
+pub use crate::conn::SocketTx;
 
-/// Send a hub frame on a socket. Returns false when the socket is gone.
+/// Queue a hub frame on a socket. Returns false when the socket is gone or not reading.
 pub fn send_frame(tx: &SocketTx, frame: &Outgoing) -> bool {
-    tx.send(WsMessage::Text(frame.to_json().into())).is_ok()
+    tx.send_text(frame.to_json())
 }
 
 /// A connected worker.
@@ -71,6 +71,7 @@ impl WorkerEntry {
 struct Inner {
     workers: HashMap<String, WorkerEntry>,
     subscribers: HashMap<String, Vec<Subscriber>>,
+    subscriptions_by_address: HashMap<std::net::IpAddr, usize>,
     next_subscriber: u64,
 }
 
@@ -90,6 +91,8 @@ pub struct Registry {
     inner: Mutex<Inner>,
     capacity: watch::Sender<u64>,
     failed_subscribes: Mutex<HashMap<std::net::IpAddr, (u32, std::time::Instant)>>,
+    /// Every socket of this process, for liveness checks.
+    pub sockets: std::sync::Arc<crate::conn::sweep::Sockets>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -104,6 +107,7 @@ impl Default for Registry {
             inner: Mutex::new(Inner::default()),
             capacity: watch::channel(0).0,
             failed_subscribes: Mutex::new(HashMap::new()),
+            sockets: std::sync::Arc::default(),
         }
     }
 }

@@ -1,10 +1,12 @@
 //! CLI subscriber sessions: `job_created` with the current position, the stored backlog (the
 //! last 1 000 log lines at most), then live events. Events carry their per-job sequence number:
 //! a duplicate is dropped, a gap is filled from MySQL, so the CLI sees every event once and in
-//! order whichever replica produced it. `artifact_ready` is rendered per subscriber with a
-//! fresh single-use download link while the artifact is still kept.
+//! order whichever replica produced it. The backlog is read page by page as the socket takes
+//! it, and a CLI that reads slower than its job produces catches up from storage instead of
+//! queueing in memory. `artifact_ready` is rendered per subscriber with a fresh single-use
+//! download link while the artifact is still kept.
 
-use std::{sync::atomic::Ordering, time::Duration};
+use std::time::Duration;
 
 use job::{
     event::{ArtifactRecord, Numbered},
@@ -12,15 +14,19 @@ use job::{
 };
 use protocol::{Incoming, Outgoing, WsErrorCode};
 use shared::clock::now_ms;
+use tokio::time::Instant;
 
 use crate::{
     conn::{decode, ignored, Conn, CLOSE_POLICY},
-    registry::{send_frame, SocketTx, SubEvent},
+    registry::{send_frame, Refused, SubEvent},
     AppState,
 };
 
+/// Close code asking the client to come back later (its limit of subscriptions is reached).
+const CLOSE_TRY_LATER: u16 = 1013;
+
 /// Most log lines replayed to a late subscriber.
-const REPLAY_LOG_LIMIT: i64 = 1000;
+const REPLAY_LOG_LIMIT: u32 = 1000;
 /// Page size when reading stored events.
 const PAGE: u32 = 500;
 /// How often the queue position is refreshed.
@@ -68,131 +74,201 @@ pub async fn run(ctx: &AppState, conn: &mut Conn, job_id: String) {
         conn.close(CLOSE_POLICY, "job not found");
         return;
     };
-    // Register before reading the backlog so no live event can fall between the two.
-    let (sub_id, mut rx, lagged) = ctx.registry.subscribe(&job.id);
-    let mut sub = Sub {
-        ctx,
-        job_id: job.id.clone(),
-        tx: conn.tx.clone(),
-        last_seq: 0,
-        last_position: None,
-        waiting: job.state == JobState::Queued,
-    };
     let position = match ctx.deps.pool.acquire().await {
         Ok(mut c) => job::position(&mut c, &job).await.unwrap_or(0),
         Err(_) => 0,
     };
-    sub.last_position = Some(position);
-    send_frame(
-        &sub.tx,
-        &Outgoing::JobCreated {
-            job_id: job.id.clone(),
-            position,
-            estimated_wait_secs: None,
-        },
-    );
-    if let Err(error) = Box::pin(sub.catch_up(true)).await {
-        tracing::warn!(%error, job_id = %job.id, "backlog replay failed; retrying shortly");
-        lagged.store(true, Ordering::Relaxed);
-    }
-    let mut tick = tokio::time::interval(POSITION_INTERVAL);
-    tick.tick().await;
-    loop {
-        tokio::select! {
-            ev = rx.recv() => {
-                let Some(ev) = ev else { break };
-                if let Err(error) = Box::pin(sub.on_event(ev)).await {
-                    tracing::warn!(%error, job_id = %sub.job_id, "event delivery failed; catching up later");
-                    lagged.store(true, Ordering::Relaxed);
-                }
-            }
-            _ = tick.tick() => {
-                if lagged.swap(false, Ordering::Relaxed) {
-                    if let Err(error) = Box::pin(sub.catch_up(false)).await {
-                        tracing::warn!(%error, "catch-up failed");
-                        lagged.store(true, Ordering::Relaxed);
-                    }
-                }
-                if let Err(error) = Box::pin(sub.refresh_position()).await {
-                    tracing::debug!(%error, "position refresh failed");
-                }
-            }
-            msg = conn.next() => {
-                let Some(msg) = msg else { break };
-                match decode(&msg) {
-                    Some(Ok(Incoming::Cancel { job_id })) if job_id == sub.job_id => {
-                        if let Err(error) = Box::pin(sub.cancel()).await {
-                            tracing::error!(%error, job_id = %sub.job_id, "cancel failed");
-                        }
-                    }
-                    Some(Ok(_)) => ignored("not_for_subscriber"),
-                    Some(Err(e)) => ignored(e.code()),
-                    None => {}
-                }
-            }
+    let job_id = job.id;
+    let waiting = job.state == JobState::Queued;
+    // Register before reading the backlog so no live event can fall between the two.
+    let limits = ctx.settings.subscribe_limits();
+    let subscription = match ctx
+        .registry
+        .subscribe(&job_id, conn.addr.map(|a| a.ip()), limits)
+    {
+        Ok(s) => s,
+        Err(refused) => {
+            ignored("subscribe_limit");
+            let reason = match refused {
+                Refused::Address => "too many subscriptions from this address",
+                Refused::Job => "too many subscribers for this job",
+            };
+            tracing::info!(reason, "subscription refused");
+            conn.close(CLOSE_TRY_LATER, reason);
+            return;
         }
-    }
-    ctx.registry.unsubscribe(&job.id, sub_id);
+    };
+    let mut sub = Sub {
+        ctx,
+        job_id,
+        last_seq: 0,
+        last_position: None,
+        waiting,
+        behind: false,
+    };
+    Box::pin(sub.serve(conn, &subscription.inbox, position)).await;
+    ctx.registry.unsubscribe(&sub.job_id, subscription.id);
 }
 
 struct Sub<'a> {
     ctx: &'a AppState,
     job_id: String,
-    tx: SocketTx,
     last_seq: i64,
     last_position: Option<u64>,
     /// Whether the job is (as far as its events tell) waiting in a queue; only then is the
-    /// position refreshed, so idle subscribers of running or finished jobs cost no queries.
+    /// position refreshed, so idle subscribers of running or finished jobs cost no queries
+    /// and no timer.
     waiting: bool,
+    /// Stored events may be missing here (a read failed): catch up at the next refresh.
+    behind: bool,
 }
 
 impl Sub<'_> {
-    async fn on_event(&mut self, ev: SubEvent) -> anyhow::Result<()> {
-        match ev {
-            SubEvent::Event { seq, event } if seq == self.last_seq + 1 => {
-                self.send_stored(&event).await?;
-                self.last_seq = seq;
-                Ok(())
+    /// `job_created`, the backlog, then live events until the socket closes.
+    async fn serve(&mut self, conn: &mut Conn, inbox: &crate::registry::Inbox, position: u64) {
+        self.last_position = Some(position);
+        let created = Outgoing::JobCreated {
+            job_id: self.job_id.clone(),
+            position,
+            estimated_wait_secs: None,
+        };
+        if !conn.send(&created).await {
+            return;
+        }
+        self.catch_up_or_later(conn, true).await;
+        let mut refresh_at = Instant::now() + POSITION_INTERVAL;
+        loop {
+            let timed = self.waiting || self.behind;
+            tokio::select! {
+                ev = inbox.recv() => {
+                    let delivered = match ev {
+                        SubEvent::Event { seq, event } if seq == self.last_seq + 1 => {
+                            Box::pin(self.send_stored(conn, &event))
+                                .await
+                                .inspect(|_| self.last_seq = seq)
+                        }
+                        SubEvent::Event { seq, .. } if seq <= self.last_seq => Ok(true),
+                        SubEvent::Event { .. } | SubEvent::Resync => {
+                            Box::pin(self.catch_up(conn, false)).await
+                        }
+                    };
+                    match delivered {
+                        Ok(true) => {}
+                        Ok(false) => break,
+                        Err(error) => {
+                            tracing::warn!(%error, "event delivery failed; catching up later");
+                            self.behind = true;
+                        }
+                    }
+                }
+                () = tokio::time::sleep_until(refresh_at), if timed => {
+                    refresh_at = Instant::now() + POSITION_INTERVAL;
+                    if self.behind && !self.catch_up_or_later(conn, false).await {
+                        break;
+                    }
+                    match Box::pin(self.refresh_position(conn)).await {
+                        Ok(true) => {}
+                        Ok(false) => break,
+                        Err(error) => tracing::debug!(%error, "position refresh failed"),
+                    }
+                }
+                msg = conn.next() => {
+                    let Some(msg) = msg else { break };
+                    match decode(&msg) {
+                        Some(Ok(Incoming::Cancel { job_id })) if job_id == self.job_id => {
+                            if let Err(error) = Box::pin(self.cancel()).await {
+                                tracing::error!(%error, job_id = %self.job_id, "cancel failed");
+                            }
+                        }
+                        Some(Ok(_)) => ignored("not_for_subscriber"),
+                        Some(Err(e)) => ignored(e.code()),
+                        None => {}
+                    }
+                }
             }
-            SubEvent::Event { seq, .. } if seq <= self.last_seq => Ok(()),
-            SubEvent::Event { .. } | SubEvent::Resync => self.catch_up(false).await,
+            if !timed && (self.waiting || self.behind) {
+                refresh_at = Instant::now() + POSITION_INTERVAL;
+            }
         }
     }
 
-    /// Send every stored event after `last_seq`. On the first replay, older log lines beyond
-    /// the newest [`REPLAY_LOG_LIMIT`] are skipped.
-    async fn catch_up(&mut self, initial: bool) -> anyhow::Result<()> {
-        let mut skip_logs = 0;
+    /// Catch up, or mark the session behind to retry later. False once the socket is gone.
+    async fn catch_up_or_later(&mut self, conn: &mut Conn, initial: bool) -> bool {
+        match Box::pin(self.catch_up(conn, initial)).await {
+            Ok(open) => {
+                self.behind = false;
+                open
+            }
+            Err(error) => {
+                tracing::warn!(%error, job_id = %self.job_id, "backlog replay failed; retrying shortly");
+                self.behind = true;
+                true
+            }
+        }
+    }
+
+    /// Send every stored event after `last_seq`, a page at a time as the socket takes them.
+    /// On the first replay, log lines older than the newest [`REPLAY_LOG_LIMIT`] are skipped
+    /// by starting at the right sequence number. False once the socket is gone.
+    async fn catch_up(&mut self, conn: &mut Conn, initial: bool) -> anyhow::Result<bool> {
+        let pool = &self.ctx.deps.pool;
         if initial {
-            let mut conn = self.ctx.deps.pool.acquire().await?;
-            let logs = job::event::count(&mut conn, &self.job_id, "log").await?;
-            skip_logs = (logs - REPLAY_LOG_LIMIT).max(0);
+            let start = {
+                let mut c = pool.acquire().await?;
+                job::event::newest_logs_start(&mut c, &self.job_id, REPLAY_LOG_LIMIT).await?
+            };
+            if let Some(start) = start {
+                // Everything but log lines before `start`, then everything from it.
+                loop {
+                    let events = job::event::between_without_logs(
+                        pool,
+                        &self.job_id,
+                        self.last_seq,
+                        start,
+                        PAGE,
+                    )
+                    .await?;
+                    let n = events.len();
+                    if !self.send_page(conn, events).await? {
+                        return Ok(false);
+                    }
+                    if n < PAGE as usize {
+                        break;
+                    }
+                }
+                self.last_seq = self.last_seq.max(start - 1);
+            }
         }
         loop {
-            let events =
-                job::event::after(&self.ctx.deps.pool, &self.job_id, self.last_seq, PAGE).await?;
+            let events = job::event::after(pool, &self.job_id, self.last_seq, PAGE).await?;
             let n = events.len();
-            for Numbered { seq, event } in events {
-                if event.kind() == "log" && skip_logs > 0 {
-                    skip_logs -= 1;
-                } else {
-                    self.send_stored(&event).await?;
-                }
-                self.last_seq = seq;
+            if !self.send_page(conn, events).await? {
+                return Ok(false);
             }
             if n < PAGE as usize {
-                return Ok(());
+                return Ok(true);
             }
         }
     }
 
-    async fn send_stored(&mut self, event: &Event) -> anyhow::Result<()> {
+    async fn send_page(&mut self, conn: &mut Conn, events: Vec<Numbered>) -> anyhow::Result<bool> {
+        for Numbered { seq, event } in events {
+            if !self.send_stored(conn, &event).await? {
+                return Ok(false);
+            }
+            self.last_seq = seq;
+        }
+        Ok(true)
+    }
+
+    /// Send one stored event. False once the socket is gone.
+    async fn send_stored(&mut self, conn: &mut Conn, event: &Event) -> anyhow::Result<bool> {
         let frame = match event {
             Event::ArtifactReady(record) => {
-                if let Some(out) = self.render_artifact(record).await? {
-                    send_frame(&self.tx, &out);
-                }
-                return Ok(());
+                return Ok(match self.render_artifact(record).await? {
+                    Some(out) => conn.send(&out).await,
+                    None => true,
+                });
             }
             Event::Frame(frame) => frame,
         };
@@ -206,8 +282,7 @@ impl Sub<'_> {
             Outgoing::Stage { stage, .. } => self.waiting = stage == "signing",
             _ => self.waiting = false,
         }
-        send_frame(&self.tx, frame);
-        Ok(())
+        Ok(conn.send(frame).await)
     }
 
     /// A fresh link for a stored `artifact_ready`, or None once the artifact is gone.
@@ -236,31 +311,34 @@ impl Sub<'_> {
         }))
     }
 
-    /// Send `queue_update` when a queued job's position changed (at most every 5 s).
-    async fn refresh_position(&mut self) -> anyhow::Result<()> {
+    /// Send `queue_update` when a queued job's position changed. False once the socket is
+    /// gone.
+    async fn refresh_position(&mut self, conn: &mut Conn) -> anyhow::Result<bool> {
         if !self.waiting {
-            return Ok(());
+            return Ok(true);
         }
-        let mut conn = self.ctx.deps.pool.acquire().await?;
-        let Some(job) = job::load(&mut conn, &self.job_id).await? else {
-            return Ok(());
-        };
-        if job.state != JobState::Queued {
-            self.waiting = false;
-            return Ok(());
-        }
-        let position = job::position(&mut conn, &job).await?;
-        if self.last_position != Some(position) {
-            self.last_position = Some(position);
-            let frame = Outgoing::QueueUpdate {
-                job_id: self.job_id.clone(),
-                position,
-                message: format!("Waiting for a build worker (position {position})"),
-                estimated_wait_secs: None,
+        let position = {
+            let mut c = self.ctx.deps.pool.acquire().await?;
+            let Some(job) = job::load(&mut c, &self.job_id).await? else {
+                return Ok(true);
             };
-            send_frame(&self.tx, &frame);
+            if job.state != JobState::Queued {
+                self.waiting = false;
+                return Ok(true);
+            }
+            job::position(&mut c, &job).await?
+        };
+        if self.last_position == Some(position) {
+            return Ok(true);
         }
-        Ok(())
+        self.last_position = Some(position);
+        let frame = Outgoing::QueueUpdate {
+            job_id: self.job_id.clone(),
+            position,
+            message: format!("Waiting for a build worker (position {position})"),
+            estimated_wait_secs: None,
+        };
+        Ok(conn.send(&frame).await)
     }
 
     /// Cancel (§5.3): a waiting job ends now; a running one is flagged and its worker told.

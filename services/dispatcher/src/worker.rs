@@ -122,7 +122,7 @@ pub async fn run(ctx: &AppState, conn: &mut Conn, hello: Hello) {
 
 impl Session<'_> {
     async fn serve(&self, conn: &mut Conn, notices: &mut Notices) {
-        let renew = self.renew_leases_periodically(conn.closed.clone(), conn.last_seen.clone());
+        let renew = self.renew_leases_periodically(conn.tx.clone());
         tokio::pin!(renew);
         // A frame read while collecting a burst that belongs after it.
         let mut carry = None;
@@ -346,12 +346,14 @@ impl Session<'_> {
         };
         self.relay(job_id, vec![stage.into()]).await?;
         if self.ctx.registry.held_attempt(self.id, job_id).is_some() {
-            send_frame(
-                &self.ctx.hub_tx(self.id),
-                &Outgoing::ProceedDistribute {
-                    job_id: job_id.to_owned(),
-                },
-            );
+            if let Some(tx) = self.ctx.registry.worker_tx(self.id) {
+                send_frame(
+                    &tx,
+                    &Outgoing::ProceedDistribute {
+                        job_id: job_id.to_owned(),
+                    },
+                );
+            }
         }
         Ok(())
     }
@@ -377,13 +379,5 @@ impl Session<'_> {
         if let Some(tx) = self.ctx.registry.release(self.id, job_id, attempt) {
             send_frame(&tx, &Outgoing::UpdatePerry);
         }
-    }
-}
-
-impl AppState {
-    fn hub_tx(&self, worker_id: &str) -> crate::registry::SocketTx {
-        self.registry
-            .worker_tx(worker_id)
-            .unwrap_or_else(|| tokio::sync::mpsc::unbounded_channel().0)
     }
 }

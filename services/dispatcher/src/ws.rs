@@ -1,35 +1,23 @@
-//! WebSocket plumbing: the upgrade (with small, explicit buffers), the writer task with pings
-//! and liveness, and role detection: the first valid frame makes a worker (`worker_hello`) or a
-//! subscriber (`subscribe`); anything else closes the connection.
+//! WebSocket plumbing: the upgrade (with small, explicit buffers) and role detection: the
+//! first valid frame makes a worker (`worker_hello`) or a subscriber (`subscribe`); anything
+//! else closes the connection. Each connection is one task ([`Conn`]); pings and liveness are
+//! checked for all of them by [`crate::conn::sweep`].
 
-use std::{
-    net::SocketAddr,
-    sync::{
-        atomic::{AtomicI64, Ordering},
-        Arc,
-    },
-    time::Duration,
-};
+use std::net::SocketAddr;
 
 use axum::{
-    extract::{
-        ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade},
-        State,
-    },
+    extract::{ws::WebSocket, ws::WebSocketUpgrade, State},
     response::Response,
 };
-use futures_util::{stream::SplitSink, SinkExt, StreamExt};
 use protocol::Incoming;
 use shared::{
     clock::now_ms,
     http::PeerAddr,
     metrics::{self, label},
 };
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 use crate::{
-    conn::{decode, ignored, Conn, CLOSE_POLICY},
+    conn::{decode, ignored, outbox::Outbox, Conn, CLOSE_POLICY},
     AppState,
 };
 
@@ -51,36 +39,28 @@ pub async fn upgrade(
         .saturating_mul(2)
         .max(protocol::MAX_JOB_ASSIGN_BYTES);
     // Small explicit buffers instead of tungstenite's 128 KiB read + 128 KiB write defaults:
-    // frames are small JSON, and a larger one just grows the buffer. `make bench` measures
-    // about 15 KiB of hub memory per idle connection in all.
-    ws.read_buffer_size(1024)
-        .write_buffer_size(0)
-        .max_write_buffer_size(max_write)
+    // frames are small JSON, and a larger one just grows the buffer. Frames queued together
+    // are written in one system call up to `WRITE_BATCH` bytes. `make bench` measures the
+    // memory of an idle connection.
+    ws.read_buffer_size(READ_BUFFER)
+        .write_buffer_size(WRITE_BATCH)
+        .max_write_buffer_size(max_write + WRITE_BATCH)
         .max_message_size(max)
         .max_frame_size(max)
-        .on_upgrade(move |socket| handle(ctx, socket, addr))
+        .on_upgrade(move |socket| handle(ctx, socket, addr, max_write))
 }
 
-async fn handle(ctx: AppState, socket: WebSocket, addr: Option<SocketAddr>) {
-    let (sink, stream) = socket.split();
-    let (tx, rx) = mpsc::unbounded_channel();
-    let closed = CancellationToken::new();
-    let last_seen = Arc::new(AtomicI64::new(now_ms()));
-    let writer = tokio::spawn(write_loop(
-        sink,
-        rx,
-        closed.clone(),
-        last_seen.clone(),
-        ctx.settings.clone(),
-    ));
-    let mut conn = Conn {
-        tx,
-        stream,
-        closed: closed.clone(),
-        last_seen,
-        addr,
-        limit: ctx.settings.max_message_bytes,
-    };
+/// Bytes read from a socket at a time (the buffer grows for a larger frame).
+const READ_BUFFER: usize = 1024;
+/// Bytes of queued frames handed to the kernel in one write.
+const WRITE_BATCH: usize = 4096;
+
+async fn handle(ctx: AppState, socket: WebSocket, addr: Option<SocketAddr>, max_write: usize) {
+    // Enough queued bytes for two of the largest frames; a peer that lets more pile up is
+    // not reading.
+    let tx = Outbox::new(max_write.saturating_mul(2).max(8 << 20), now_ms());
+    ctx.registry.sockets.add(&tx);
+    let mut conn = Conn::new(socket, tx, addr, ctx.settings.max_message_bytes);
     let gauge = |role: &str| {
         metrics::get()
             .ws_connections
@@ -127,20 +107,12 @@ async fn handle(ctx: AppState, socket: WebSocket, addr: Option<SocketAddr>) {
         }
         None => {}
     }
-    // Let the writer flush a pending close frame, then stop it.
-    let _ = tokio::time::timeout(Duration::from_secs(2), async {
-        drop(conn.tx);
-        closed.cancelled().await;
-    })
-    .await;
-    closed.cancel();
-    let _ = writer.await;
+    Box::pin(conn.finish()).await;
 }
-
 /// Wait for the first valid frame. Non-JSON, binary and malformed frames are ignored and do
 /// not count; silence past the identify timeout closes the connection.
 async fn identify(ctx: &AppState, conn: &mut Conn) -> Option<Incoming> {
-    let deadline = Duration::from_secs(ctx.settings.identify_secs);
+    let deadline = std::time::Duration::from_secs(ctx.settings.identify_secs);
     let found = tokio::time::timeout(deadline, async {
         while let Some(msg) = conn.next().await {
             match decode(&msg) {
@@ -162,41 +134,4 @@ async fn identify(ctx: &AppState, conn: &mut Conn) -> Option<Incoming> {
             None
         }
     }
-}
-
-/// Send queued frames; ping every `ping_secs`; close after `silence_secs` without traffic.
-async fn write_loop(
-    mut sink: SplitSink<WebSocket, Message>,
-    mut rx: mpsc::UnboundedReceiver<Message>,
-    closed: CancellationToken,
-    last_seen: Arc<AtomicI64>,
-    settings: Arc<crate::Settings>,
-) {
-    let mut ping = tokio::time::interval(Duration::from_secs(settings.ping_secs));
-    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    ping.tick().await;
-    let silence_ms = i64::try_from(settings.silence_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
-    loop {
-        tokio::select! {
-            () = closed.cancelled() => break,
-            msg = rx.recv() => {
-                let Some(msg) = msg else { break };
-                let is_close = matches!(msg, Message::Close(_));
-                if sink.send(msg).await.is_err() || is_close {
-                    break;
-                }
-            }
-            _ = ping.tick() => {
-                if now_ms() - last_seen.load(Ordering::Relaxed) > silence_ms {
-                    let _ = sink.send(Message::Close(Some(CloseFrame { code: 1001, reason: "no traffic".into() }))).await;
-                    break;
-                }
-                if sink.send(Message::Ping(Vec::new().into())).await.is_err() {
-                    break;
-                }
-            }
-        }
-    }
-    let _ = sink.close().await;
-    closed.cancel();
 }

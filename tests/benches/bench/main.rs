@@ -63,7 +63,13 @@ fn main() {
             ingest().await;
         }
         if only.is_empty() || only.contains("ws") {
-            idle_websockets(10_000).await;
+            idle_websockets(
+                std::env::var("PERRY_BENCH_WS_CONNS")
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(10_000),
+            )
+            .await;
         }
         if only.is_empty() || only.contains("windows") {
             cold_windows_builds().await;
@@ -316,9 +322,16 @@ fn big_ingest_settings() -> ingest::Settings {
 
 async fn idle_websockets(n: usize) {
     println!("\n## Dispatcher: {n} idle CLI WebSockets");
+    // Every connection comes from this machine and watches one job: lift the limits per
+    // address and per job for the measurement.
     let hub = TestHub::start_with(HubOptions {
         fs_blobs: true,
         no_finisher: true,
+        dispatcher: Some(dispatcher::Settings {
+            max_subscriptions_per_address: n,
+            max_subscribers_per_job: n,
+            ..dispatcher::Settings::default()
+        }),
         ..HubOptions::default()
     })
     .await;
@@ -384,9 +397,16 @@ fn ws_client(url: &str, job: &str, n: usize) {
                     let _ = ws
                         .send(tokio_tungstenite::tungstenite::Message::Text(sub.into()))
                         .await;
-                    // Wait for job_created so the hub's session is fully set up.
-                    let _ = tokio::time::timeout(Duration::from_secs(10), ws.next()).await;
-                    conns.push(ws);
+                    // Wait for job_created so the hub's session is fully set up; anything
+                    // else (a close) is a failed connection.
+                    match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
+                        Ok(Some(Ok(tokio_tungstenite::tungstenite::Message::Text(t))))
+                            if t.contains("\"job_created\"") =>
+                        {
+                            conns.push(ws);
+                        }
+                        _ => failed += 1,
+                    }
                 }
                 Err(_) => failed += 1,
             }

@@ -1,13 +1,10 @@
-use std::sync::atomic::Ordering;
+use std::task::{Context, Poll, Waker};
 
 use super::*;
 
-fn worker(
-    id: &str,
-    caps: &[&str],
-    max: usize,
-) -> (WorkerEntry, mpsc::UnboundedReceiver<WsMessage>) {
-    let (tx, rx) = mpsc::unbounded_channel();
+fn worker(id: &str, caps: &[&str], max: usize) -> (WorkerEntry, SocketTx) {
+    let tx = crate::conn::outbox::Outbox::new(1 << 20, 0);
+    let rx = tx.clone();
     let entry = WorkerEntry {
         id: id.into(),
         name: format!("n-{id}"),
@@ -85,18 +82,68 @@ fn unknown_job_subscriptions_are_throttled_per_address() {
     assert!(reg.note_failed_subscribe(b));
 }
 
-#[test]
-fn full_subscriber_queues_are_marked_lagged() {
-    let reg = Registry::default();
-    let (_id, _rx, lagged) = reg.subscribe("j");
-    for seq in 0..=(SUBSCRIBER_BUFFER as i64) {
-        reg.deliver(
-            "j",
-            &SubEvent::Event {
-                seq,
-                event: std::sync::Arc::new(job::Event::failed_complete("j", 0.0)),
-            },
-        );
+const LIMITS: SubscribeLimits = SubscribeLimits {
+    per_address: 3,
+    per_job: 2,
+};
+
+fn event(seq: i64) -> SubEvent {
+    SubEvent::Event {
+        seq,
+        event: std::sync::Arc::new(job::Event::failed_complete("j", 0.0)),
     }
-    assert!(lagged.load(Ordering::Relaxed));
+}
+
+fn poll(inbox: &Inbox) -> Poll<SubEvent> {
+    inbox.poll_recv(&mut Context::from_waker(Waker::noop()))
+}
+
+#[test]
+fn full_subscriber_inboxes_drop_their_events_and_resync_from_storage() {
+    let reg = Registry::default();
+    let sub = reg.subscribe("j", None, LIMITS).unwrap();
+    reg.deliver("j", &event(1));
+    assert!(matches!(
+        poll(&sub.inbox),
+        Poll::Ready(SubEvent::Event { seq: 1, .. })
+    ));
+    assert!(poll(&sub.inbox).is_pending());
+    for seq in 2..=(SUBSCRIBER_BUFFER as i64 + 2) {
+        reg.deliver("j", &event(seq));
+    }
+    assert!(sub.inbox.is_lagged());
+    // One resync stands for everything dropped; later events queue again.
+    assert!(matches!(poll(&sub.inbox), Poll::Ready(SubEvent::Resync)));
+    assert!(poll(&sub.inbox).is_pending());
+    reg.deliver("j", &event(600));
+    assert!(matches!(
+        poll(&sub.inbox),
+        Poll::Ready(SubEvent::Event { seq: 600, .. })
+    ));
+}
+
+#[test]
+fn subscriptions_are_limited_per_address_and_per_job() {
+    let reg = Registry::default();
+    let a: std::net::IpAddr = "203.0.113.1".parse().unwrap();
+    let b: std::net::IpAddr = "203.0.113.2".parse().unwrap();
+    let first = reg.subscribe("j1", Some(a), LIMITS).unwrap();
+    reg.subscribe("j1", Some(b), LIMITS).unwrap();
+    assert_eq!(
+        reg.subscribe("j1", Some(a), LIMITS).unwrap_err(),
+        Refused::Job
+    );
+    reg.subscribe("j2", Some(a), LIMITS).unwrap();
+    reg.subscribe("j3", Some(a), LIMITS).unwrap();
+    assert_eq!(
+        reg.subscribe("j4", Some(a), LIMITS).unwrap_err(),
+        Refused::Address
+    );
+    assert!(
+        reg.subscribe("j4", Some(b), LIMITS).is_ok(),
+        "another address is not affected"
+    );
+    // Leaving frees both counts.
+    reg.unsubscribe("j1", first.id);
+    assert!(reg.subscribe("j1", Some(a), LIMITS).is_ok());
 }

@@ -7,23 +7,19 @@ use super::{Session, UPDATE_TIMEOUT};
 
 impl Session<'_> {
     /// Renew the leases of this worker's jobs and its presence while the socket is alive.
-    pub(super) async fn renew_leases_periodically(
-        &self,
-        closed: tokio_util::sync::CancellationToken,
-        last_seen: std::sync::Arc<std::sync::atomic::AtomicI64>,
-    ) {
+    pub(super) async fn renew_leases_periodically(&self, socket: crate::conn::SocketTx) {
         let period = std::time::Duration::from_secs((self.ctx.settings.lease_secs / 3).max(1));
         let mut tick = tokio::time::interval(period);
         tick.tick().await;
         let silence_ms =
             i64::try_from(self.ctx.settings.silence_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
         loop {
-            tokio::select! {
-                () = closed.cancelled() => return,
-                _ = tick.tick() => {}
+            tick.tick().await;
+            if socket.phase() != crate::conn::Phase::Open {
+                return;
             }
             let now = now_ms();
-            if now - last_seen.load(std::sync::atomic::Ordering::Relaxed) > silence_ms {
+            if now - socket.last_seen() > silence_ms {
                 continue;
             }
             self.ctx.registry.expire_update(self.id, UPDATE_TIMEOUT);

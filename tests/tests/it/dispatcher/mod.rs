@@ -1,6 +1,7 @@
 //! Dispatcher scenarios over real sockets with simulated workers and CLIs, against real
 //! MariaDB and RabbitMQ.
 
+mod backpressure;
 mod billing;
 mod bursts;
 mod completions;
