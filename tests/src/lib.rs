@@ -8,9 +8,11 @@
 
 pub mod api;
 pub mod fake_azure;
+mod process;
 pub mod sim;
 mod ws;
 
+pub use process::HubProcess;
 pub use ws::{FakeWorker, WsClient};
 pub mod windows;
 

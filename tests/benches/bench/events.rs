@@ -86,9 +86,11 @@ fn row(figure: &str, value: String, notes: &str) -> Row {
     (figure.to_owned(), value, notes.to_owned())
 }
 
-/// One job, one worker holding it, one subscribed CLI; `lines` stamped log lines.
+/// One job, one worker holding it (on `hub`), one subscribed CLI (on `cli_hub`: the same
+/// process, or another replica that gets the frames over RabbitMQ); `lines` stamped log lines.
 async fn one_log_run(
     hub: &TestHub,
+    cli_hub: &TestHub,
     name: &str,
     lines: usize,
     pace: Option<Duration>,
@@ -97,7 +99,7 @@ async fn one_log_run(
     let job = hub.insert_job(license, "linux", 10, b"t", json!({})).await;
     let mut worker = hub.worker(name, &["linux"], 1).await;
     worker.assignment().await;
-    let mut cli = hub.cli(&job).await;
+    let mut cli = cli_hub.cli(&job).await;
     cli.expect("job_created").await;
     let base = Instant::now();
     let sender = {
@@ -126,21 +128,33 @@ async fn one_log_run(
 
 async fn log_stream() -> Vec<Row> {
     let hub = hub().await;
-    let (mut tally, lost) = one_log_run(&hub, "logs-1", LINES, None).await;
+    let mut rows = log_runs(&hub, &hub, "logs", "").await;
+    // Split: the worker's dispatcher and the CLI's are two replicas; frames cross RabbitMQ in
+    // batches.
+    let other = hub.replica().await;
+    rows.extend(log_runs(&other, &hub, "split", ", CLI on another replica").await);
+    other.stop().await;
+    hub.stop().await;
+    rows
+}
+
+/// The saturated and the paced log run, worker on `hub`, CLI on `cli_hub`.
+async fn log_runs(hub: &TestHub, cli_hub: &TestHub, name: &str, suffix: &str) -> Vec<Row> {
+    let (mut tally, lost) = one_log_run(hub, cli_hub, &format!("{name}-1"), LINES, None).await;
     let rate = tally.span.map_or(0.0, |(first, last)| {
         tally.seqs.len() as f64 / (last - first).as_secs_f64()
     });
     let in_order = tally.seqs.windows(2).all(|w| w[0] < w[1]);
     let mut rows = vec![
         row(
-            "Log lines/s worker → subscribed CLI",
+            &format!("Log lines/s worker → subscribed CLI{suffix}"),
             format!("{rate:.0}"),
             &format!(
                 "{LINES} `log` frames sent back to back by one worker; first sent → last received"
             ),
         ),
         row(
-            "Log latency worker → CLI, saturated (p50 / p99)",
+            &format!("Log latency worker → CLI{suffix}, saturated (p50 / p99)"),
             format!(
                 "{:.1} ms / {:.1} ms",
                 quantile_ms(&mut tally.latencies, 0.50),
@@ -149,7 +163,7 @@ async fn log_stream() -> Vec<Row> {
             "send timestamp in `line`; includes the backlog the burst builds up",
         ),
         row(
-            "Log lines lost",
+            &format!("Log lines lost{suffix}"),
             format!("{lost} of {LINES}"),
             &format!(
                 "{} received in {}, gave up after {} s",
@@ -159,9 +173,10 @@ async fn log_stream() -> Vec<Row> {
             ),
         ),
     ];
-    let (mut paced, paced_lost) = one_log_run(&hub, "logs-2", PACED_LINES, Some(PACE)).await;
+    let (mut paced, paced_lost) =
+        one_log_run(hub, cli_hub, &format!("{name}-2"), PACED_LINES, Some(PACE)).await;
     rows.push(row(
-        "Log latency worker → CLI, paced (p50 / p99)",
+        &format!("Log latency worker → CLI{suffix}, paced (p50 / p99)"),
         format!(
             "{:.1} ms / {:.1} ms",
             quantile_ms(&mut paced.latencies, 0.50),
@@ -172,7 +187,6 @@ async fn log_stream() -> Vec<Row> {
             PACE.as_millis()
         ),
     ));
-    hub.stop().await;
     rows
 }
 

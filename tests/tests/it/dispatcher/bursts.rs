@@ -225,3 +225,70 @@ async fn a_cli_resubscribing_after_the_workers_dispatcher_stopped_mid_burst_gets
     }
     assert_eq!(seen, stored);
 }
+
+#[tokio::test]
+async fn a_cli_resubscribing_after_the_workers_hub_process_was_killed_mid_burst_gets_every_stored_frame_once_in_order(
+) {
+    let hub = TestHub::start().await;
+    let other =
+        perry_hub_tests::HubProcess::start(&hub, env!("CARGO_BIN_EXE_perry-hub-process")).await;
+    let (_, license) = hub.insert_license("pro").await;
+    let job = hub
+        .insert_job(license, "linux", 10, b"tarball", json!({}))
+        .await;
+    let mut worker = perry_hub_tests::FakeWorker::connect(
+        &other.ws_url(),
+        json!({"type":"worker_hello","name":"linux-killed","secret":hub.worker_secret(),
+               "capabilities":["linux"],"max_concurrent":1,"perry_version":"0.5.0"}),
+    )
+    .await;
+    worker.assignment().await;
+
+    let sending = job.clone();
+    let sender = tokio::spawn(async move {
+        for i in 0..20_000 {
+            let frame = json!({"type":"log","job_id":sending,"stage":"compiling","line":format!("line {i}"),"stream":"stdout"});
+            if !worker.ws.try_send(frame).await {
+                break;
+            }
+        }
+    });
+    // SIGKILL the worker's hub once part of the burst is stored: no shutdown, nothing flushed.
+    let deadline = tokio::time::Instant::now() + perry_hub_tests::WAIT;
+    while stored_lines(&hub, &job).await.len() < 200 {
+        assert!(tokio::time::Instant::now() < deadline, "no frames stored");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    other.kill();
+    sender.await.unwrap();
+
+    // What was stored is a gap-free prefix of what the worker sent...
+    let stored = stored_lines(&hub, &job).await;
+    assert!(stored.len() >= 200);
+    assert!(stored.len() < 20_000, "the kill landed mid-burst");
+    let prefix: Vec<String> = (0..stored.len()).map(|i| format!("line {i}")).collect();
+    assert_eq!(
+        stored, prefix,
+        "stored frames are the worker's, in order, without a gap"
+    );
+    // ...and a CLI that subscribes on the surviving hub gets its newest 1000 lines, once, in
+    // order.
+    let expected = &stored[stored.len().saturating_sub(1000)..];
+    let mut again = hub.cli(&job).await;
+    again.expect("job_created").await;
+    let mut seen = Vec::new();
+    while seen.len() < expected.len() {
+        let frame = again.recv().await.expect("replay");
+        if frame["type"] == "log" {
+            seen.push(frame["line"].as_str().unwrap().to_owned());
+        }
+    }
+    assert_eq!(seen, expected);
+    assert!(
+        again
+            .recv_within(std::time::Duration::from_millis(300))
+            .await
+            .is_err(),
+        "nothing after the stored frames"
+    );
+}
