@@ -23,7 +23,7 @@ mod target;
 pub mod transition;
 
 pub use event::Event;
-pub use row::{claim, load, lock, position, Job, COLUMNS};
+pub use row::{claim, held_by_name, load, lock, position, Job, COLUMNS};
 pub use shared::queue::{Error, Result};
 pub use state::{JobState, UnknownState};
 pub use target::{Priority, SignPlatform, Target, UnknownTarget};

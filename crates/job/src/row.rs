@@ -127,6 +127,25 @@ pub async fn claim(conn: &mut MySqlConnection, id: &str) -> Result<Option<Job>, 
     .await
 }
 
+/// Whether an active job with a valid lease is held by a worker named `name` (possibly by an
+/// earlier connection of it).
+pub async fn held_by_name(
+    conn: &mut MySqlConnection,
+    id: &str,
+    name: &str,
+) -> Result<bool, sqlx::Error> {
+    let found: Option<i32> = sqlx::query_scalar(
+        "SELECT 1 FROM jobs WHERE id = ? AND worker_name = ? \
+         AND state IN ('assigned', 'running') AND lease_expires_ms > ?",
+    )
+    .bind(id)
+    .bind(name)
+    .bind(shared::clock::now_ms())
+    .fetch_optional(conn)
+    .await?;
+    Ok(found.is_some())
+}
+
 /// 1-based place of a queued job in its target's queue (priority, then enqueue time); 0 when
 /// the job is not queued.
 pub async fn position(conn: &mut MySqlConnection, job: &Job) -> Result<u64, sqlx::Error> {

@@ -5,6 +5,7 @@
 //! - [`subscriber`]: CLI sessions: backlog replay then live events, without gap or duplicate.
 //! - [`pump`]: one consumer per target queue, with prefetch equal to the free slots here.
 //! - [`fanout`]: this instance's queue of job events and control messages.
+//! - [`presence`]: this instance's heartbeat, so its workers can re-attach elsewhere if it dies.
 //! - [`registry`]: who is connected to this process (workers with their slots, subscribers).
 //! - [`conn`]: one connection after the handshake (frames in, bounded frames out), and the
 //!   liveness sweep of every socket (pings, silence, stalled writes).
@@ -13,6 +14,7 @@ pub mod billing;
 pub mod completion;
 pub mod conn;
 pub mod fanout;
+pub mod presence;
 pub mod pump;
 pub mod registry;
 pub mod subscriber;
@@ -210,6 +212,7 @@ pub fn start(deps: &Deps, settings: Settings) -> anyhow::Result<AppState> {
     };
     pump::spawn_all(&ctx);
     fanout::spawn(&ctx);
+    presence::spawn(&ctx);
     conn::sweep::spawn(
         ctx.registry.sockets.clone(),
         ctx.settings.liveness(),

@@ -59,6 +59,11 @@ const MAX_DRAIN: usize = 8 * 1024;
 /// builder-windows ignore `update_perry`) takes jobs again after this long.
 const UPDATE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
 
+/// First and last pause while a reconnected worker's old session records its disconnect
+/// (50 ms doubling to 800 ms: 1.5 s in all).
+const REATTACH_FIRST_PAUSE: std::time::Duration = std::time::Duration::from_millis(50);
+const REATTACH_LAST_PAUSE: std::time::Duration = std::time::Duration::from_millis(800);
+
 /// Run a worker session until the socket closes.
 pub async fn run(ctx: &AppState, conn: &mut Conn, hello: Hello) {
     let name = worker_name(hello.name.as_deref());
@@ -253,17 +258,38 @@ impl Session<'_> {
         if let Some(a) = self.ctx.registry.held_attempt(self.id, job_id) {
             return Ok(Some(a));
         }
-        // Only a job whose previous connection is gone (closed, or silent past the silence
-        // window) can be re-attached; a live connection keeps its job (D8).
+        // Only a job whose previous connection is gone (closed, silent past the silence window,
+        // or on a dispatcher that stopped beating) can be re-attached; a live connection keeps
+        // its job (D8).
         let silence_ms =
             i64::try_from(self.ctx.settings.silence_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
         let to = self.assignment();
         let mut conn = self.ctx.deps.pool.acquire().await?;
-        let reattached =
-            transition::reattach(&mut conn, job_id, &to, now_ms() - silence_ms).await?;
-        let Some(attempt) = reattached else {
-            ignored("job_not_held");
-            return Ok(None);
+        let mut pause = REATTACH_FIRST_PAUSE;
+        let attempt = loop {
+            let now = now_ms();
+            let reattached = transition::reattach(
+                &mut conn,
+                job_id,
+                &to,
+                now - silence_ms,
+                crate::presence::alive_since(now),
+            )
+            .await?;
+            if let Some(attempt) = reattached {
+                break attempt;
+            }
+            // A worker that reconnects at once can be faster than its old session's record of
+            // the disconnect: while this worker's name holds the job, wait a little for it
+            // rather than drop the frame.
+            if pause > REATTACH_LAST_PAUSE
+                || !job::held_by_name(&mut conn, job_id, self.name).await?
+            {
+                ignored("job_not_held");
+                return Ok(None);
+            }
+            tokio::time::sleep(pause).await;
+            pause *= 2;
         };
         self.ctx.registry.attach(self.id, job_id, attempt);
         tracing::info!(worker = %self.name, job_id, attempt, "worker re-attached to its job");

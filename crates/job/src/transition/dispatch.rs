@@ -176,21 +176,24 @@ pub async fn expire_lease(
 }
 
 /// A reconnected worker (same name) claims a job it held before (A18): possible while the
-/// lease is valid and the previous connection is gone (closed, or silent since `silent_since_ms`);
-/// a live connection keeps its job (D8). Returns the attempt re-attached.
+/// lease is valid and the previous connection is gone: closed, silent since `silent_since_ms`,
+/// or on a dispatcher whose heartbeat is older than `dispatcher_alive_since_ms` (killed or cut
+/// off). A live connection keeps its job (D8). Returns the attempt re-attached.
 #[tracing::instrument(skip_all, fields(job_id, worker = to.worker_name))]
 pub async fn reattach(
     conn: &mut MySqlConnection,
     job_id: &str,
     to: &Assignment<'_>,
     silent_since_ms: i64,
+    dispatcher_alive_since_ms: i64,
 ) -> Result<Option<i32>, sqlx::Error> {
     let now = now_ms();
     let res = sqlx::query(
         "UPDATE jobs SET worker_id = ?, dispatcher_id = ?, lease_expires_ms = ? \
          WHERE id = ? AND worker_name = ? AND state IN ('assigned', 'running') AND lease_expires_ms > ? \
-         AND NOT EXISTS (SELECT 1 FROM workers w WHERE w.id = jobs.worker_id AND w.id <> ? \
-                         AND w.disconnected_ms IS NULL AND w.last_seen_ms > ?)",
+         AND NOT EXISTS (SELECT 1 FROM workers w JOIN dispatchers d ON d.id = w.dispatcher_id \
+                         WHERE w.id = jobs.worker_id AND w.id <> ? \
+                         AND w.disconnected_ms IS NULL AND w.last_seen_ms > ? AND d.last_seen_ms > ?)",
     )
     .bind(to.worker_id)
     .bind(to.dispatcher_id)
@@ -200,6 +203,7 @@ pub async fn reattach(
     .bind(now)
     .bind(to.worker_id)
     .bind(silent_since_ms)
+    .bind(dispatcher_alive_since_ms)
     .execute(&mut *conn)
     .await?;
     if res.rows_affected() == 0 {

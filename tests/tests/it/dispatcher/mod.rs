@@ -5,6 +5,7 @@ mod backpressure;
 mod billing;
 mod bursts;
 mod completions;
+mod faults;
 mod handshake;
 mod limits;
 mod log_stream;
