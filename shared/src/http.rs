@@ -97,13 +97,43 @@ impl IntoResponse for ApiError {
                 login_url: self.login_url,
             },
         };
-        (status, Json(body)).into_response()
+        let mut resp = (status, Json(body)).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+        }
+        resp
     }
 }
 
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
+        if database_unreachable(&e) {
+            // An outage, not a bug: answer at once with 503 and when to come back.
+            tracing::warn!(error = %e, "database unavailable");
+            return Self::unavailable("The database is unavailable; try again shortly");
+        }
         Self::internal(&e)
+    }
+}
+
+/// Seconds a client is asked to wait after a 503.
+pub const RETRY_AFTER_SECS: u32 = 5;
+
+/// Whether a database error means the database cannot be reached now (rather than a bad
+/// query): no connection within the pool's timeout, a broken connection, or the server refusing
+/// connections or shutting down.
+pub fn database_unreachable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_) => true,
+        sqlx::Error::Database(db) => db
+            .try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
+            // Too many connections, server shutdown in progress, connection killed.
+            .is_some_and(|m| matches!(m.number(), 1040 | 1053 | 1927)),
+        _ => false,
     }
 }
 

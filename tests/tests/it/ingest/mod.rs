@@ -9,5 +9,6 @@ mod jobs;
 mod licenses;
 mod logs;
 mod memory;
+mod outage;
 mod refusals;
 mod support;
