@@ -9,10 +9,13 @@
 //! - [`reaper`]: requeues jobs whose lease expired (up to three retries), fails jobs a worker
 //!   holds past their stage's timeout (DEC-16) and jobs nobody takes (A8), hands over jobs whose
 //!   stage-2 message was lost, refreshes the queue-depth gauge.
+//! - [`reannounce`]: announces again queued jobs whose broker message was lost (a step of the
+//!   reaper).
 //! - [`retention`]: deletes expired tarballs, artifacts, tokens and old events (D18).
 //! - [`sweep`]: the periodic loop and the sweep lock; [`settings`]: every knob.
 
 pub mod azure;
+pub mod reannounce;
 pub mod reaper;
 pub mod retention;
 pub mod settings;

@@ -29,6 +29,8 @@ pub struct Report {
     pub overdue: Vec<String>,
     /// `finishing` jobs handed over by the sweep.
     pub handed_over: Vec<String>,
+    /// Queued jobs announced again (their broker message was gone).
+    pub reannounced: Vec<String>,
 }
 
 /// Run the reaper every sweep.
@@ -58,12 +60,14 @@ pub async fn sweep(ctx: &AppState) -> anyhow::Result<Report> {
     requeue_lost(ctx, &mut report).await?;
     fail_waiting(ctx, &mut report).await?;
     hand_over_stuck(ctx, &mut report).await?;
-    refresh_queue_depth(ctx).await?;
+    let queued = refresh_queue_depth(ctx).await?;
+    report.reannounced = crate::reannounce::reannounce(ctx, &queued).await?;
     let changed = [
         &report.requeued,
         &report.lost_failed,
         &report.timed_out,
         &report.overdue,
+        &report.reannounced,
     ];
     if changed.iter().any(|ids| !ids.is_empty()) {
         ctx.deps.notify_outbox();
@@ -241,7 +245,8 @@ async fn hand_over_stuck(ctx: &AppState, report: &mut Report) -> anyhow::Result<
 }
 
 /// Set `queue_depth{target}` for every target (0 when empty).
-async fn refresh_queue_depth(ctx: &AppState) -> anyhow::Result<()> {
+/// Set the queue-depth gauge; returns the queued jobs per target.
+async fn refresh_queue_depth(ctx: &AppState) -> anyhow::Result<Vec<(String, i64)>> {
     let rows: Vec<(String, i64)> =
         sqlx::query_as("SELECT target, COUNT(*) FROM jobs WHERE state = 'queued' GROUP BY target")
             .fetch_all(&ctx.deps.pool)
@@ -256,5 +261,5 @@ async fn refresh_queue_depth(ctx: &AppState) -> anyhow::Result<()> {
             .get_or_create(&metrics::label("target", target))
             .set(n);
     }
-    Ok(())
+    Ok(rows)
 }

@@ -113,6 +113,15 @@ pub struct Settings {
         default_value_t = 120
     )]
     pub worker_stale_secs: u64,
+    /// A job queued this many seconds while its target's broker queue holds fewer messages
+    /// than it has queued jobs (a purged queue, a lost publish) is announced again.
+    #[arg(
+        id = "reannounce-secs",
+        long = "reannounce-secs",
+        env = "PERRY_FINISHER_REANNOUNCE_SECS",
+        default_value_t = 60
+    )]
+    pub reannounce_secs: u64,
     /// The Azure signing VM.
     #[command(flatten)]
     pub azure: AzureSettings,
@@ -128,6 +137,7 @@ impl Settings {
             ("PERRY_HUB_BUILD_TIMEOUT_SECS", self.build_timeout_secs),
             ("PERRY_HUB_SIGNING_TIMEOUT_SECS", self.signing_timeout_secs),
             ("PERRY_FINISHER_WORKER_STALE_SECS", self.worker_stale_secs),
+            ("PERRY_FINISHER_REANNOUNCE_SECS", self.reannounce_secs),
             (
                 "PERRY_AZURE_HTTP_TIMEOUT_SECS",
                 self.azure.http_timeout_secs,

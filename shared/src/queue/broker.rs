@@ -76,6 +76,23 @@ impl Broker {
         Ok(conn.create_channel().await?)
     }
 
+    /// Messages ready in `queue` (not counting those delivered and not yet acknowledged).
+    pub async fn ready_messages(&self, queue: &str) -> Result<u32> {
+        let ch = self.channel().await?;
+        let declared = ch
+            .queue_declare(
+                queue.into(),
+                lapin::options::QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                lapin::types::FieldTable::default(),
+            )
+            .await;
+        let _ = ch.close(200, "queue inspected".into()).await;
+        Ok(declared?.message_count())
+    }
+
     /// Forget the connection so the next call reconnects.
     pub async fn reset(&self) {
         if let Some(c) = self.conn.lock().await.take() {

@@ -34,4 +34,4 @@ pub use end::{
 };
 pub use lost::{requeue_lost, LostOutcome};
 pub use overdue::time_out;
-pub use submit::{announce_queued, record_finished, submit, FinishedJob, NewJob};
+pub use submit::{announce_again, announce_queued, record_finished, submit, FinishedJob, NewJob};

@@ -75,6 +75,19 @@ pub async fn announce_queued(
     outbox::enqueue(conn, &msg).await.map(|_| ())
 }
 
+/// Announce a `queued` job again, as it was announced (a requeued job keeps its place one
+/// priority level up): for a job whose message the broker no longer holds. A copy of a message
+/// that still exists is harmless: the first consumer to claim the job wins, the other finds it
+/// taken.
+pub async fn announce_again(conn: &mut MySqlConnection, job: &crate::Job) -> Result<()> {
+    let priority = if job.retries > 0 {
+        job.priority.requeued()
+    } else {
+        job.priority
+    };
+    announce_queued(conn, &job.id, &job.target, job.attempt, priority).await
+}
+
 /// A finished build of another server, recorded as history: terminal from the start, counted,
 /// never queued and without artifacts or events.
 #[derive(Debug)]

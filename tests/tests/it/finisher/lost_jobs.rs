@@ -231,3 +231,28 @@ async fn outbox_rows_left_unsent_by_a_crashed_process_are_still_published() {
     assert_eq!(worker.assignment().await["job_id"], job.as_str());
     hub.stop().await;
 }
+
+#[tokio::test]
+async fn a_queued_job_whose_broker_message_was_purged_is_announced_again_and_built() {
+    let hub = hub_with(&flags(&["--reannounce-secs", "1"])).await;
+    let (_, license) = hub.insert_license("pro").await;
+    let job = hub
+        .insert_job(license, "linux", 10, b"src", json!({}))
+        .await;
+    let queue = hub.deps.broker.topology().target_queue("linux");
+    // The announcement reaches the queue (no worker takes it yet)...
+    eventually("the announcement", || async {
+        hub.deps.broker.ready_messages(&queue).await.unwrap_or(0) == 1
+    })
+    .await;
+    // ...and is lost, as when an operator purges the queue.
+    let ch = hub.deps.broker.channel().await.expect("channel");
+    ch.queue_purge(queue.as_str().into(), Default::default())
+        .await
+        .expect("purge");
+    // The sweep notices the queue is short and announces the waiting job again.
+    let mut worker = hub.worker("w1", &["linux"], 1).await;
+    let assign = worker.assignment().await;
+    assert_eq!(assign["job_id"], job.as_str());
+    hub.stop().await;
+}
