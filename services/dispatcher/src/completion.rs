@@ -45,7 +45,13 @@ pub async fn end_attempt(
         transition::fail_build(tx, job, outcome, &message).await?;
         return Ok(Ending::Failed);
     }
-    if let Some(platform) = needs_finishing.and_then(SignPlatform::parse) {
+    // Only stage 1 hands over; in stage 2 (the job already names its platform) the field is
+    // ignored, or a sign worker echoing it would send the job round again.
+    let stage_one = job.needs_finishing.is_none();
+    if let Some(platform) = needs_finishing
+        .filter(|_| stage_one)
+        .and_then(SignPlatform::parse)
+    {
         let bundle = artifacts::bundle(tx, &job.id, job.attempt, &platform.bundle_target()).await?;
         if bundle.is_none() {
             let msg = format!(

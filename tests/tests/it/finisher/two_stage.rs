@@ -81,9 +81,12 @@ async fn a_windows_build_is_signed_in_stage_two_and_the_cli_follows_one_job_to_o
     hub.insert_artifact(&job, "app-setup.exe", "windows", &signed)
         .await;
     let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&signed));
+    // A sign worker that echoes `needs_finishing` ends stage 2 all the same: only stage 1 hands
+    // over.
     signer
         .send(
             json!({"type": "complete", "job_id": job, "success": true, "duration_secs": 4.0,
+            "needs_finishing": "windows",
             "artifacts": [{"name": "app-setup.exe", "size": signed.len(), "sha256": sha}]}),
         )
         .await;
