@@ -366,15 +366,22 @@ pub async fn between_without_logs(
     decode_rows(rows)
 }
 
-/// How many events of `kind` a job has.
-pub async fn count(conn: &mut MySqlConnection, job_id: &str, kind: &str) -> Result<i64> {
-    Ok(
-        sqlx::query_scalar("SELECT COUNT(*) FROM job_events WHERE job_id = ? AND kind = ?")
-            .bind(job_id)
-            .bind(kind)
-            .fetch_one(conn)
-            .await?,
+/// How many events of `kind` a job has stored since `since_ms` (its current attempt's
+/// assignment, so an earlier attempt's events do not count for it).
+pub async fn count_since(
+    conn: &mut MySqlConnection,
+    job_id: &str,
+    kind: &str,
+    since_ms: i64,
+) -> Result<i64> {
+    Ok(sqlx::query_scalar(
+        "SELECT COUNT(*) FROM job_events WHERE job_id = ? AND kind = ? AND created_ms >= ?",
     )
+    .bind(job_id)
+    .bind(kind)
+    .bind(since_ms)
+    .fetch_one(conn)
+    .await?)
 }
 
 #[cfg(test)]

@@ -68,7 +68,14 @@ pub async fn end_attempt(
     // session here received (DEC-14).
     job::event::announce_missing_artifacts(tx, &job.id, job.attempt).await?;
     let artifacts = artifacts::of_attempt(tx, &job.id, job.attempt).await?;
-    let published = job::event::count(tx, &job.id, "published").await?;
+    // What this attempt published; an earlier, lost attempt's publications do not count.
+    let published = job::event::count_since(
+        tx,
+        &job.id,
+        "published",
+        job.assigned_ms.unwrap_or_default(),
+    )
+    .await?;
     if !artifacts.is_empty() || published > 0 {
         let bill = complete_job(tx, job, artifacts).await?;
         return Ok(Ending::Completed(bill));

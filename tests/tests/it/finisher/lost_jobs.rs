@@ -256,3 +256,52 @@ async fn a_queued_job_whose_broker_message_was_purged_is_announced_again_and_bui
     assert_eq!(assign["job_id"], job.as_str());
     hub.stop().await;
 }
+
+#[tokio::test]
+async fn what_a_lost_attempt_published_does_not_count_for_the_next_one() {
+    let hub = hub_with(&[]).await;
+    let (_, license) = hub.insert_license("pro").await;
+    let job = hub
+        .insert_job(license, "linux", 10, b"src", json!({}))
+        .await;
+    let mut first = hub.worker("w1", &["linux"], 1).await;
+    first.assignment().await;
+    first
+        .send(
+            json!({"type":"published","job_id":job,"platform":"Google Play","message":"Uploaded"}),
+        )
+        .await;
+    eventually("the publication", || async {
+        hub.db()
+            .count(
+                "job_events",
+                &format!("job_id = '{job}' AND kind = 'published'"),
+            )
+            .await
+            == 1
+    })
+    .await;
+    first.ws.close().await;
+    eventually("the disconnect", || async {
+        hub.db()
+            .count("workers", "disconnected_ms IS NOT NULL")
+            .await
+            == 1
+    })
+    .await;
+    sqlx::query("UPDATE jobs SET lease_expires_ms = ? WHERE id = ?")
+        .bind(now_ms() - 1)
+        .bind(&job)
+        .execute(hub.pool())
+        .await
+        .unwrap();
+    // Attempt 2 reports success with nothing uploaded and nothing published: a failure, not a
+    // completion on the strength of attempt 1's publication.
+    let mut second = hub.worker("w2", &["linux"], 1).await;
+    assert_eq!(second.assignment().await["job_id"], job.as_str());
+    second
+        .send(json!({"type":"complete","job_id":job,"success":true,"duration_secs":1.0,"artifacts":[]}))
+        .await;
+    hub.wait_state(&job, "failed").await;
+    hub.stop().await;
+}
