@@ -139,7 +139,7 @@ enum Assign {
 
 #[tracing::instrument(skip_all, fields(job_id, target, attempt))]
 async fn assign(ctx: &AppState, target: &str, job_id: &str, attempt: i32) -> Assign {
-    let Some(reservation) = ctx.registry.reserve(target) else {
+    let Some(reservation) = ctx.registry.reserve(target, job_id) else {
         return Assign::Retry;
     };
     match assign_in_db(ctx, target, job_id, attempt, &reservation).await {

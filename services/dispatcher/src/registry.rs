@@ -161,13 +161,19 @@ impl Registry {
             .sum()
     }
 
-    /// Reserve a slot on the capable worker with the most free slots.
-    pub fn reserve(&self, target: &str) -> Option<Reservation> {
+    /// Reserve a slot for `job_id` on the capable worker with the most free slots. A
+    /// connection still holding an earlier attempt of the job is passed over: its `complete`
+    /// carries no attempt, so it would be taken for the new one.
+    pub fn reserve(&self, target: &str, job_id: &str) -> Option<Reservation> {
         let mut inner = self.lock();
         let w = inner
             .workers
             .values_mut()
-            .filter(|w| w.free() > 0 && w.capabilities.iter().any(|c| c == target))
+            .filter(|w| {
+                w.free() > 0
+                    && w.capabilities.iter().any(|c| c == target)
+                    && !w.jobs.contains_key(job_id)
+            })
             .max_by_key(|w| w.free())?;
         w.reserved += 1;
         Some(Reservation {

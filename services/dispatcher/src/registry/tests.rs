@@ -28,7 +28,7 @@ fn slots_are_reserved_held_and_freed_once() {
     reg.add_worker(w);
     assert_eq!(reg.free_slots("linux"), 2);
     assert_eq!(reg.free_slots("macos"), 0);
-    let r = reg.reserve("linux").unwrap();
+    let r = reg.reserve("linux", "any").unwrap();
     assert_eq!(reg.free_slots("android"), 1);
     reg.settle(&r.worker_id, Some(("j1", 1)));
     assert_eq!(reg.held_attempt("w1", "j1"), Some(1));
@@ -46,7 +46,7 @@ fn updating_workers_take_no_jobs_and_busy_ones_update_when_idle() {
     let reg = Registry::default();
     let (w, _rx) = worker("w1", &["linux"], 1);
     reg.add_worker(w);
-    let r = reg.reserve("linux").unwrap();
+    let r = reg.reserve("linux", "any").unwrap();
     reg.settle(&r.worker_id, Some(("j1", 1)));
     assert!(reg.request_update(None).is_empty());
     assert!(reg.release("w1", "j1", 1).is_some());
@@ -61,13 +61,13 @@ fn removing_a_worker_returns_its_jobs() {
     let (w, _rx) = worker("w1", &["linux"], 3);
     reg.add_worker(w);
     for (j, a) in [("a", 1), ("b", 2)] {
-        let r = reg.reserve("linux").unwrap();
+        let r = reg.reserve("linux", "any").unwrap();
         reg.settle(&r.worker_id, Some((j, a)));
     }
     let mut jobs = reg.remove_worker("w1");
     jobs.sort();
     assert_eq!(jobs, vec![("a".to_owned(), 1), ("b".to_owned(), 2)]);
-    assert!(reg.reserve("linux").is_none());
+    assert!(reg.reserve("linux", "any").is_none());
 }
 
 #[test]
@@ -146,4 +146,16 @@ fn subscriptions_are_limited_per_address_and_per_job() {
     // Leaving frees both counts.
     reg.unsubscribe("j1", first.id);
     assert!(reg.subscribe("j1", Some(a), LIMITS).is_ok());
+}
+
+#[test]
+fn a_connection_holding_an_earlier_attempt_of_a_job_is_not_given_it_again() {
+    let reg = Registry::default();
+    let (w, _rx) = worker("w1", &["linux"], 2);
+    reg.add_worker(w);
+    let r = reg.reserve("linux", "j1").unwrap();
+    reg.settle(&r.worker_id, Some(("j1", 1)));
+    // j1 was requeued (its lease lapsed) while w1 still builds attempt 1.
+    assert!(reg.reserve("linux", "j1").is_none());
+    assert!(reg.reserve("linux", "j2").is_some(), "other jobs still fit");
 }
