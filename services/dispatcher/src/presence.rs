@@ -1,5 +1,6 @@
 //! This dispatcher's heartbeat in `dispatchers`: written every [`BEAT`], removed on shutdown.
-//! A worker connection on a dispatcher that has not beaten for [`STALE`] is gone (the process
+//! A worker connection on a dispatcher that has not beaten for
+//! [`job::transition::DISPATCHER_STALE_MS`] is gone (the process
 //! was killed or cut off), so the worker re-attaches its jobs wherever it reconnects without
 //! waiting out the silence window (DEC-19).
 
@@ -12,15 +13,13 @@ use crate::AppState;
 /// How often the heartbeat is written.
 pub const BEAT: Duration = Duration::from_secs(2);
 
-/// A dispatcher silent this long is gone (five missed beats).
-pub const STALE: Duration = Duration::from_secs(10);
-
 /// Heartbeats older than this are deleted (by any dispatcher).
 const FORGET: Duration = Duration::from_secs(24 * 3600);
 
-/// The oldest heartbeat (ms) of a dispatcher that is still alive at `now`.
+/// The oldest heartbeat (ms) of a dispatcher that is still alive at `now` (five missed beats
+/// make it gone).
 pub fn alive_since(now: i64) -> i64 {
-    now - i64::try_from(STALE.as_millis()).unwrap_or(i64::MAX)
+    now - job::transition::DISPATCHER_STALE_MS
 }
 
 /// Beat until shutdown, then remove this dispatcher's row.

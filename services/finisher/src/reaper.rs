@@ -81,10 +81,18 @@ pub async fn sweep(ctx: &AppState) -> anyhow::Result<Report> {
 /// retry, or fail after the last. A build that had already failed (the worker sent `error`)
 /// is never retried: it ends failed.
 async fn requeue_lost(ctx: &AppState, report: &mut Report) -> anyhow::Result<()> {
+    // A lease that lapsed while its worker is still connected to a live dispatcher (MySQL was
+    // unreachable longer than the lease, so nobody could renew it) is left for the dispatcher
+    // to renew: the build is healthy.
+    let now = now_ms();
     let expired: Vec<(String, i32)> = sqlx::query_as(
-        "SELECT id, attempt FROM jobs WHERE state IN ('assigned', 'running') AND lease_expires_ms < ? ORDER BY lease_expires_ms LIMIT ?",
+        "SELECT id, attempt FROM jobs WHERE state IN ('assigned', 'running') AND lease_expires_ms < ? \
+         AND NOT EXISTS (SELECT 1 FROM workers w JOIN dispatchers d ON d.id = w.dispatcher_id \
+                         WHERE w.id = jobs.worker_id AND w.disconnected_ms IS NULL AND d.last_seen_ms > ?) \
+         ORDER BY lease_expires_ms LIMIT ?",
     )
-    .bind(now_ms())
+    .bind(now)
+    .bind(now - job::transition::DISPATCHER_STALE_MS)
     .bind(BATCH)
     .fetch_all(&ctx.deps.pool)
     .await?;

@@ -175,6 +175,10 @@ pub async fn expire_lease(
     Ok(())
 }
 
+/// A dispatcher whose heartbeat (`dispatchers.last_seen_ms`, written every 2 s) is older than
+/// this is gone: killed, or cut off from MySQL. Its worker connections count as closed.
+pub const DISPATCHER_STALE_MS: i64 = 10_000;
+
 /// A reconnected worker (same name) claims a job it held before (A18): possible while the
 /// lease is valid and the previous connection is gone: closed, silent since `silent_since_ms`,
 /// or on a dispatcher whose heartbeat is older than `dispatcher_alive_since_ms` (killed or cut

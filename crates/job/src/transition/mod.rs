@@ -26,7 +26,7 @@ mod submit;
 
 pub use dispatch::{
     assign, expire_lease, reason, reattach, renew_leases, report_error, shorten_leases, start,
-    Assignment, MAX_REASON_CHARS,
+    Assignment, DISPATCHER_STALE_MS, MAX_REASON_CHARS,
 };
 pub use end::{
     cancel, complete, fail, fail_build, hand_over, queue_stage_two, Cancelled, StageTwo,

@@ -305,3 +305,33 @@ async fn what_a_lost_attempt_published_does_not_count_for_the_next_one() {
     hub.wait_state(&job, "failed").await;
     hub.stop().await;
 }
+
+#[tokio::test]
+async fn a_lease_that_lapsed_while_its_worker_is_still_connected_is_not_requeued() {
+    let hub = hub_without_finisher().await;
+    let (_, license) = hub.insert_license("pro").await;
+    let job = hub
+        .insert_job(license, "linux", 10, b"src", json!({}))
+        .await;
+    let mut worker = hub.worker("w1", &["linux"], 1).await;
+    worker.assignment().await;
+    // As after a MySQL outage longer than the lease: nobody could renew it.
+    sqlx::query("UPDATE jobs SET lease_expires_ms = ? WHERE id = ?")
+        .bind(now_ms() - 1)
+        .bind(&job)
+        .execute(hub.pool())
+        .await
+        .unwrap();
+    let ctx = finisher::AppState::new(&hub.deps, settings(&[]));
+    let report = reaper::sweep(&ctx).await.unwrap();
+    assert!(report.requeued.is_empty(), "{report:?}");
+    assert!(report.lost_failed.is_empty(), "{report:?}");
+    assert_eq!(hub.job_state(&job).await, "assigned");
+    // The healthy build goes on and ends with its own attempt.
+    hub.insert_artifact(&job, "app.tar.gz", "linux", b"x").await;
+    worker
+        .send(json!({"type":"complete","job_id":job,"success":true,"duration_secs":1.0,"artifacts":[]}))
+        .await;
+    hub.wait_state(&job, "completed").await;
+    hub.stop().await;
+}
