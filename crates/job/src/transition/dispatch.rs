@@ -134,15 +134,16 @@ pub async fn renew_leases(
 }
 
 /// A worker connection is gone: its jobs' leases end by `until_ms` at the latest (the re-attach
-/// window), unless already shorter.
+/// window), unless already shorter, and each job's subscribers are told it waits for the worker.
 pub async fn shorten_leases(
     conn: &mut MySqlConnection,
     worker_id: &str,
     held: &[(String, i32)],
     until_ms: i64,
-) -> Result<(), sqlx::Error> {
+) -> Result<()> {
+    let wait_secs = ((until_ms - now_ms()).max(0) + 999) / 1000;
     for (job_id, attempt) in held {
-        sqlx::query(
+        let shortened = sqlx::query(
             "UPDATE jobs SET lease_expires_ms = LEAST(COALESCE(lease_expires_ms, ?), ?) \
              WHERE id = ? AND attempt = ? AND worker_id = ? AND state IN ('assigned', 'running')",
         )
@@ -153,6 +154,19 @@ pub async fn shorten_leases(
         .bind(worker_id)
         .execute(&mut *conn)
         .await?;
+        if shortened.rows_affected() > 0 {
+            // The CLI would otherwise hear nothing until the job is re-attached or requeued.
+            let note = Outgoing::Log {
+                job_id: job_id.clone(),
+                stage: "build".into(),
+                line: format!(
+                    "The build worker disconnected; waiting up to {wait_secs} s for it to \
+                     reconnect before the build is retried"
+                ),
+                stream: "stderr".into(),
+            };
+            event::emit(conn, job_id, note).await?;
+        }
     }
     Ok(())
 }

@@ -56,12 +56,16 @@ impl Session<'_> {
             .bind(self.id)
             .execute(pool)
             .await;
-        let shortened = match pool.acquire().await {
-            Ok(mut conn) => {
-                transition::shorten_leases(&mut conn, self.id, &held, now + window).await
-            }
-            Err(e) => Err(e),
-        };
+        let shortened = async {
+            let mut tx = pool.begin().await?;
+            transition::shorten_leases(&mut tx, self.id, &held, now + window).await?;
+            tx.commit().await?;
+            Ok::<(), job::Error>(())
+        }
+        .await;
+        if !held.is_empty() {
+            self.ctx.deps.notify_outbox();
+        }
         if let Err(error) = shortened {
             tracing::warn!(%error, worker = %self.name, "cannot shorten the leases of a lost worker's jobs");
         }

@@ -28,6 +28,16 @@ async fn an_expired_lease_requeues_the_job_and_another_worker_gets_attempt_two()
             == 1
     })
     .await;
+    // The CLI hears at once that the build waits for its worker.
+    let note = cli.expect("log").await;
+    assert_eq!(note["stream"], "stderr");
+    assert!(
+        note["line"]
+            .as_str()
+            .unwrap()
+            .contains("disconnected; waiting up to 60 s for it to reconnect"),
+        "{note}"
+    );
     // Past the re-attach window.
     sqlx::query("UPDATE jobs SET lease_expires_ms = ? WHERE id = ?")
         .bind(now_ms() - 1)
