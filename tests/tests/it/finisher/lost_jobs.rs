@@ -291,20 +291,8 @@ async fn what_a_lost_attempt_published_does_not_count_for_the_next_one() {
             == 1
     })
     .await;
-    first.ws.close().await;
-    eventually("the disconnect", || async {
-        hub.db()
-            .count("workers", "disconnected_ms IS NOT NULL")
-            .await
-            == 1
-    })
-    .await;
-    sqlx::query("UPDATE jobs SET lease_expires_ms = ? WHERE id = ?")
-        .bind(now_ms() - 1)
-        .bind(&job)
-        .execute(hub.pool())
-        .await
-        .unwrap();
+    disconnect(&hub, first).await;
+    expire_lease(&hub, &job).await;
     // Attempt 2 reports success with nothing uploaded and nothing published: a failure, not a
     // completion on the strength of attempt 1's publication.
     let mut second = hub.worker("w2", &["linux"], 1).await;
@@ -326,12 +314,7 @@ async fn a_lease_that_lapsed_while_its_worker_is_still_connected_is_not_requeued
     let mut worker = hub.worker("w1", &["linux"], 1).await;
     worker.assignment().await;
     // As after a MySQL outage longer than the lease: nobody could renew it.
-    sqlx::query("UPDATE jobs SET lease_expires_ms = ? WHERE id = ?")
-        .bind(now_ms() - 1)
-        .bind(&job)
-        .execute(hub.pool())
-        .await
-        .unwrap();
+    expire_lease(&hub, &job).await;
     let ctx = finisher::AppState::new(&hub.deps, settings(&[]));
     let report = reaper::sweep(&ctx).await.unwrap();
     assert!(report.requeued.is_empty(), "{report:?}");

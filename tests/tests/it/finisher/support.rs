@@ -131,3 +131,25 @@ pub(super) async fn vm_row(hub: &TestHub) -> (String, i32, Option<String>, Optio
 pub(super) async fn blob_exists(hub: &TestHub, key: &str) -> bool {
     hub.deps.blob.size(key).await.expect("blob size").is_some()
 }
+
+/// Close a worker's socket and wait until the hub has recorded the disconnect.
+pub(super) async fn disconnect(hub: &TestHub, worker: perry_hub_tests::FakeWorker) {
+    worker.ws.close().await;
+    eventually("the disconnect", || async {
+        hub.db()
+            .count("workers", "disconnected_ms IS NOT NULL")
+            .await
+            >= 1
+    })
+    .await;
+}
+
+/// End a job's lease now (past the re-attach window).
+pub(super) async fn expire_lease(hub: &TestHub, job_id: &str) {
+    sqlx::query("UPDATE jobs SET lease_expires_ms = ? WHERE id = ?")
+        .bind(now_ms() - 1)
+        .bind(job_id)
+        .execute(hub.pool())
+        .await
+        .expect("expire the lease");
+}
