@@ -148,9 +148,20 @@ impl Default for Settings {
     }
 }
 
-/// Everything a session needs.
+/// Everything a session needs: one shared [`State`], so a connection holds a pointer to it
+/// (thousands of idle sockets each keep one).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<State>);
+
+impl std::ops::Deref for AppState {
+    type Target = State;
+    fn deref(&self) -> &State {
+        &self.0
+    }
+}
+
+/// What [`AppState`] points to.
+pub struct State {
     /// Process handles.
     pub deps: Deps,
     /// Local sockets.
@@ -164,6 +175,12 @@ pub struct AppState {
 }
 
 impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::fmt::Debug for State {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AppState")
             .field("instance_id", &self.instance_id)
@@ -203,13 +220,13 @@ pub fn validate(hub: &HubConfig, settings: &Settings) -> anyhow::Result<()> {
 /// Start the dispatcher's background tasks (pumps, fan-out, presence) and return its context.
 pub fn start(deps: &Deps, settings: Settings) -> anyhow::Result<AppState> {
     let key = deps.hub.credentials_key().context("credentials key")?;
-    let ctx = AppState {
+    let ctx = AppState(Arc::new(State {
         deps: deps.clone(),
         registry: Arc::new(registry::Registry::default()),
         settings: Arc::new(settings),
         cipher: CredentialCipher::new(&key),
         instance_id: uuid::Uuid::new_v4().to_string().into(),
-    };
+    }));
     pump::spawn_all(&ctx);
     fanout::spawn(&ctx);
     presence::spawn(&ctx);

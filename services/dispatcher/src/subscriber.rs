@@ -36,50 +36,9 @@ const POSITION_INTERVAL: Duration = Duration::from_secs(5);
 /// each await so the idle session (thousands of them) stays a small future.
 #[tracing::instrument(name = "subscriber_session", skip_all, fields(job_id = tracing::field::Empty))]
 pub async fn run(ctx: &AppState, conn: &mut Conn, job_id: String) {
-    let job = if uuid::Uuid::parse_str(&job_id).is_ok() {
-        // Only a well-formed id reaches the logs (the client chose it).
-        tracing::Span::current().record("job_id", job_id.as_str());
-        let loaded = match ctx.deps.pool.acquire().await {
-            Ok(mut c) => job::load(&mut c, &job_id).await,
-            Err(e) => Err(e),
-        };
-        match loaded {
-            Ok(job) => job,
-            Err(error) => {
-                // Never an `error` frame (fatal to the CLI) for a transient failure: close, and
-                // the CLI reconnects and subscribes again.
-                tracing::error!(%error, "database unavailable for subscribe");
-                conn.close(1011, "temporarily unavailable");
-                return;
-            }
-        }
-    } else {
-        None
-    };
-    let Some(job) = job else {
-        ignored("subscribe_unknown_job");
-        let allowed = conn
-            .addr
-            .is_none_or(|a| ctx.registry.note_failed_subscribe(a.ip()));
-        if !allowed {
-            // Guessing job ids (D35): slow down and answer nothing.
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            conn.close(CLOSE_POLICY, "too many subscriptions to unknown jobs");
-            return;
-        }
-        send_frame(
-            &conn.tx,
-            &Outgoing::ws_error(None, WsErrorCode::JobNotFound, "Job not found"),
-        );
-        conn.close(CLOSE_POLICY, "job not found");
+    let Some((job_id, waiting, position)) = Box::pin(open(ctx, conn, job_id)).await else {
         return;
     };
-    let position = match ctx.deps.pool.acquire().await {
-        Ok(mut c) => job::position(&mut c, &job).await.unwrap_or(0),
-        Err(_) => 0,
-    };
-    let job_id = job.id;
-    let waiting = job.state == JobState::Queued;
     // Register before reading the backlog so no live event can fall between the two.
     let limits = ctx.settings.subscribe_limits();
     let subscription = match ctx
@@ -108,6 +67,54 @@ pub async fn run(ctx: &AppState, conn: &mut Conn, job_id: String) {
     };
     Box::pin(sub.serve(conn, &subscription.inbox, position)).await;
     ctx.registry.unsubscribe(&sub.job_id, subscription.id);
+}
+
+/// Look the job up: its id, whether it waits in a queue, and its position. None (after
+/// answering the client) when it is unknown or the database is unreachable.
+async fn open(ctx: &AppState, conn: &mut Conn, job_id: String) -> Option<(String, bool, u64)> {
+    let job = if uuid::Uuid::parse_str(&job_id).is_ok() {
+        // Only a well-formed id reaches the logs (the client chose it).
+        tracing::Span::current().record("job_id", job_id.as_str());
+        let loaded = match ctx.deps.pool.acquire().await {
+            Ok(mut c) => job::load(&mut c, &job_id).await,
+            Err(e) => Err(e),
+        };
+        match loaded {
+            Ok(job) => job,
+            Err(error) => {
+                // Never an `error` frame (fatal to the CLI) for a transient failure: close, and
+                // the CLI reconnects and subscribes again.
+                tracing::error!(%error, "database unavailable for subscribe");
+                conn.close(1011, "temporarily unavailable");
+                return None;
+            }
+        }
+    } else {
+        None
+    };
+    let Some(job) = job else {
+        ignored("subscribe_unknown_job");
+        let allowed = conn
+            .addr
+            .is_none_or(|a| ctx.registry.note_failed_subscribe(a.ip()));
+        if !allowed {
+            // Guessing job ids (D35): slow down and answer nothing.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            conn.close(CLOSE_POLICY, "too many subscriptions to unknown jobs");
+            return None;
+        }
+        send_frame(
+            &conn.tx,
+            &Outgoing::ws_error(None, WsErrorCode::JobNotFound, "Job not found"),
+        );
+        conn.close(CLOSE_POLICY, "job not found");
+        return None;
+    };
+    let position = match ctx.deps.pool.acquire().await {
+        Ok(mut c) => job::position(&mut c, &job).await.unwrap_or(0),
+        Err(_) => 0,
+    };
+    Some((job.id, job.state == JobState::Queued, position))
 }
 
 struct Sub<'a> {

@@ -135,3 +135,15 @@ async fn identify(ctx: &AppState, conn: &mut Conn) -> Option<Incoming> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_connection_holds_the_shared_state_by_pointer() {
+        // Every idle socket's task keeps a copy (DEC-18).
+        assert_eq!(
+            std::mem::size_of::<crate::AppState>(),
+            std::mem::size_of::<usize>()
+        );
+    }
+}
