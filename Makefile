@@ -24,7 +24,7 @@ run: services $(HUB_ENV) ## Run the hub (all services, one process) on :3456 wit
 	@set -a; source "$(HUB_ENV)"; set +a; \
 	  $(CARGO) run --release -p standalone --bin perry-hub
 
-test: ## Run every test against real MariaDB, RabbitMQ and S3 (installs what is missing)
+test: ## Run every test against real MariaDB, RabbitMQ and S3, then compose-smoke (installs what is missing)
 	@scripts/test.sh
 
 lint: ## rustfmt check, clippy with warnings denied, and job state written only by crates/job

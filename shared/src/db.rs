@@ -15,7 +15,8 @@ pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 /// Why a connection to MySQL failed for good. Each variant has a stable [`ConnectError::code`].
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
-    /// Wrong user or password (MySQL error 1045), or no rights on the database (1044).
+    /// Wrong user or password (MySQL error 1045; 1698 when the account matched has no password,
+    /// such as an anonymous one), or no rights on the database (1044).
     #[error("DB_ACCESS_DENIED: MySQL refused user {user:?} (error {number}): check PERRY_DB_USER, PERRY_DB_PASSWORD and PERRY_DB_NAME (or DATABASE_URL) and the user's grants")]
     AccessDenied {
         /// The configured user.
@@ -55,7 +56,7 @@ impl ConnectError {
             .try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()?
             .number();
         match number {
-            1044 | 1045 => Some(Self::AccessDenied {
+            1044 | 1045 | 1698 => Some(Self::AccessDenied {
                 user: options.get_username().to_owned(),
                 number,
             }),
