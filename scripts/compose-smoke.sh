@@ -271,6 +271,16 @@ compose up -d --no-build --pull never --wait --wait-timeout 300 >/dev/null
 compose ps --format '    {{.Service}}: {{.Status}}'
 took
 
+step "the image: non-root, OCI labels, role symlinks; perry-hub <role> --check in the stack"
+[ "$(docker image inspect perry-hub:smoke --format '{{.Config.User}}')" = 10001:10001 ]
+docker image inspect perry-hub:smoke --format '{{index .Config.Labels "org.opencontainers.image.revision"}}' |
+    grep -qx "$(git rev-parse HEAD)"
+[ "$(docker run --rm --network none perry-hub:smoke ingest --version)" = "$(docker run --rm --network none perry-hub:smoke perry-hub ingest --version)" ]
+for role in ingest dispatcher download finisher; do
+    compose exec -T "$role" perry-hub "$role" --check | sed 's/^/    /'
+done
+took
+
 step "a build through the proxy (simulated CLI and worker; ingest restarted mid-flow)"
 cargo build --locked -p perry-hub-tests --test compose_smoke --quiet
 # Not exported into this shell: compose takes variables from the shell before --env-file.

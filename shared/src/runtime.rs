@@ -237,3 +237,47 @@ where
         Err(_) => tracing::warn!("no runtime to finish tracked work"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio_util::sync::CancellationToken;
+
+    use super::within_grace;
+
+    #[tokio::test]
+    async fn serving_that_outlives_the_grace_period_is_dropped_at_the_deadline() {
+        let cancel = CancellationToken::new();
+        let c = cancel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            c.cancel();
+        });
+        let started = tokio::time::Instant::now();
+        let (out, deadline) = within_grace(
+            std::future::pending::<()>(),
+            &cancel,
+            Duration::from_millis(200),
+        )
+        .await;
+        assert!(out.is_none());
+        let waited = started.elapsed();
+        assert!(waited >= Duration::from_millis(250), "{waited:?}");
+        assert!(waited < Duration::from_secs(5), "{waited:?}");
+        assert!(tokio::time::Instant::now() >= deadline);
+    }
+
+    #[tokio::test]
+    async fn serving_that_drains_in_time_returns_its_output_before_the_deadline() {
+        let cancel = CancellationToken::new();
+        cancel.cancel();
+        let drains = async {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            7
+        };
+        let (out, deadline) = within_grace(drains, &cancel, Duration::from_secs(20)).await;
+        assert_eq!(out, Some(7));
+        assert!(deadline > tokio::time::Instant::now() + Duration::from_secs(10));
+    }
+}

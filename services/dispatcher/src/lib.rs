@@ -190,9 +190,9 @@ pub async fn run(
     .await
 }
 
-/// `dispatcher` as a process (`perry-hub dispatcher`, worker and CLI WebSockets): with `--check`, check the
-/// configuration and the backing services and exit; otherwise bind `PERRY_DISPATCHER_PORT` and [`run`] until
-/// SIGTERM.
+/// The `perry-hub dispatcher` role (worker and CLI WebSockets) as a process: with `--check`, check
+/// the configuration and the backing services and exit; otherwise bind `PERRY_DISPATCHER_PORT` and
+/// [`run`] until SIGTERM.
 pub async fn launch(config: Config) -> anyhow::Result<()> {
     config.common.amqp.validate()?;
     config.common.blob.validate()?;

@@ -136,9 +136,9 @@ pub async fn run(
     .await
 }
 
-/// `download` as a process (`perry-hub download`, artifact links and worker tarballs): with `--check`, check the
-/// configuration and the backing services and exit; otherwise bind `PERRY_DOWNLOAD_PORT` and [`run`] until
-/// SIGTERM.
+/// The `perry-hub download` role (artifact links and worker tarballs) as a process: with `--check`,
+/// check the configuration and the backing services and exit; otherwise bind `PERRY_DOWNLOAD_PORT`
+/// and [`run`] until SIGTERM.
 pub async fn launch(config: Config) -> anyhow::Result<()> {
     validate(&config)?;
     let args = config.common.clone();

@@ -128,9 +128,9 @@ pub async fn run(
     .await
 }
 
-/// `finisher` as a process (`perry-hub finisher`, stage 2, signing VM, reaper, retention): with `--check`, check the
-/// configuration and the backing services and exit; otherwise bind `PERRY_FINISHER_PORT` and [`run`] until
-/// SIGTERM.
+/// The `perry-hub finisher` role (stage 2, signing VM, reaper, retention) as a process: with
+/// `--check`, check the configuration and the backing services and exit; otherwise bind
+/// `PERRY_FINISHER_PORT` and [`run`] until SIGTERM.
 pub async fn launch(config: Config) -> anyhow::Result<()> {
     config.common.amqp.validate()?;
     config.common.blob.validate()?;

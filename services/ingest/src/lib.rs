@@ -260,9 +260,9 @@ pub async fn run(
     .await
 }
 
-/// `ingest` as a process (`perry-hub ingest`, builds, uploads, licences, accounts, admin): with `--check`, check the
-/// configuration and the backing services and exit; otherwise bind `PERRY_INGEST_PORT` and [`run`] until
-/// SIGTERM.
+/// The `perry-hub ingest` role (builds, uploads, licences, accounts, admin) as a process: with
+/// `--check`, check the configuration and the backing services and exit; otherwise bind
+/// `PERRY_INGEST_PORT` and [`run`] until SIGTERM.
 pub async fn launch(config: Config) -> anyhow::Result<()> {
     validate(&config)?;
     let args = config.common.clone();

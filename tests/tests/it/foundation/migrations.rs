@@ -85,3 +85,29 @@ async fn the_test_server_is_supported_and_fully_migrated() {
         shared::MIGRATOR.iter().count()
     );
 }
+
+#[tokio::test]
+async fn check_reports_every_backing_service_and_fails_on_a_wrong_password() {
+    let db = TestDb::new().await;
+    let dir = perry_hub_tests::tempdir::TempDir::new("perry-check");
+    let mut args = shared::config::ServiceArgs {
+        bind: "127.0.0.1".into(),
+        shutdown_grace_secs: 5,
+        check: true,
+        hub: shared::testing::hub_config("http://127.0.0.1"),
+        db: db.config.clone(),
+        amqp: shared::testing::amqp_config(),
+        blob: perry_hub_tests::fs_blob_config(&dir.0),
+    };
+    shared::check::run("test", &args, shared::check::Needs::ALL)
+        .await
+        .expect("every backing service is usable");
+
+    args.db.password = shared::config::Secret::new("not-the-password");
+    let started = std::time::Instant::now();
+    let error = shared::check::run("test", &args, shared::check::Needs::ALL)
+        .await
+        .expect_err("a wrong password fails the check");
+    assert!(error.to_string().starts_with("CHECK_FAILED"), "{error}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+}
