@@ -9,7 +9,7 @@ export PERRY_DB_USER ?= perry
 export PERRY_DB_PASSWORD ?= perry
 export PERRY_DB_NAME ?= perry_hub
 
-.PHONY: help run test lint fmt bench services up down migrate build clean-data deploy-check
+.PHONY: help run test lint fmt bench services up down migrate build clean-data deploy-check compose-smoke compose-env
 
 help: ## List targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -24,7 +24,7 @@ run: services $(HUB_ENV) ## Run the hub (all services, one process) on :3456 wit
 	@set -a; source "$(HUB_ENV)"; set +a; \
 	  $(CARGO) run --release -p standalone --bin perry-hub
 
-test: ## Run every test against real MariaDB, RabbitMQ and S3 (installs what is missing)
+test: ## Run every test against real MariaDB, RabbitMQ and S3, then compose-smoke (installs what is missing)
 	@scripts/test.sh
 
 lint: ## rustfmt check, clippy with warnings denied, and job state written only by crates/job
@@ -35,6 +35,12 @@ lint: ## rustfmt check, clippy with warnings denied, and job state written only 
 deploy-check: ## Validate Dockerfile, docker-compose.yml and k8s/ offline
 	@scripts/validate-deploy.sh
 
+compose-smoke: ## Build the image, start docker-compose.yml, push a build through the proxy, tear down (~2 min warm)
+	@scripts/compose-smoke.sh
+
+compose-env: ## Write .env with generated secrets for docker compose (kept if it exists)
+	@scripts/compose-env.sh
+
 fmt: ## Format the code
 	$(CARGO) fmt --all
 
@@ -42,10 +48,10 @@ bench: ## Throughput and memory figures (streaming, WebSocket connections, live 
 	@scripts/ensure-services.sh --s3
 	$(CARGO) bench -p perry-hub-tests --bench bench --locked
 
-migrate: services ## Apply database migrations
+migrate: services $(HUB_ENV) ## Apply database migrations
 	@set -a; source "$(HUB_ENV)"; set +a; $(CARGO) run --release -p standalone --bin perry-hub -- migrate
 
-up: ## docker compose up (MySQL, RabbitMQ, S3, the four services, a proxy)
+up: compose-env ## docker compose up (MySQL, RabbitMQ, S3, the four services, a proxy)
 	docker compose up --build
 
 down: ## docker compose down

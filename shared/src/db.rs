@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use sqlx::{
     migrate::Migrator,
-    mysql::{MySqlConnection, MySqlPool, MySqlPoolOptions},
+    mysql::{MySqlConnectOptions, MySqlConnection, MySqlPool, MySqlPoolOptions},
 };
 
 use crate::{clock::now_ms, config::DbConfig};
@@ -12,7 +12,64 @@ use crate::{clock::now_ms, config::DbConfig};
 /// The schema, embedded from `shared/migrations`.
 pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
-/// Connect a pool, retrying for up to `wait` while the server comes up.
+/// Why a connection to MySQL failed for good. Each variant has a stable [`ConnectError::code`].
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// Wrong user or password (MySQL error 1045; 1698 when the account matched has no password,
+    /// such as an anonymous one), or no rights on the database (1044).
+    #[error("DB_ACCESS_DENIED: MySQL refused user {user:?} (error {number}): check PERRY_DB_USER, PERRY_DB_PASSWORD and PERRY_DB_NAME (or DATABASE_URL) and the user's grants")]
+    AccessDenied {
+        /// The configured user.
+        user: String,
+        /// The server's error number.
+        number: u16,
+    },
+    /// The database does not exist (MySQL error 1049).
+    #[error("DB_UNKNOWN_DATABASE: MySQL has no database {database:?} (error 1049): create it or fix PERRY_DB_NAME (or DATABASE_URL)")]
+    UnknownDatabase {
+        /// The configured database.
+        database: String,
+    },
+    /// The server is too old: no `SKIP LOCKED`.
+    #[error("DB_UNSUPPORTED_VERSION: {version} is not supported: Perry Hub needs MySQL >= 8.0.1 or MariaDB >= 10.6 (SELECT ... SKIP LOCKED)")]
+    UnsupportedVersion {
+        /// What `SELECT VERSION()` answered.
+        version: String,
+    },
+}
+
+impl ConnectError {
+    /// The stable code (the message starts with it).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::AccessDenied { .. } => "DB_ACCESS_DENIED",
+            Self::UnknownDatabase { .. } => "DB_UNKNOWN_DATABASE",
+            Self::UnsupportedVersion { .. } => "DB_UNSUPPORTED_VERSION",
+        }
+    }
+
+    /// The permanent failure `error` stands for, if it is one: waiting will not fix a wrong
+    /// password or a missing database, so the connect loop gives up at once.
+    pub fn classify(error: &sqlx::Error, options: &MySqlConnectOptions) -> Option<Self> {
+        let number = error
+            .as_database_error()?
+            .try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()?
+            .number();
+        match number {
+            1044 | 1045 | 1698 => Some(Self::AccessDenied {
+                user: options.get_username().to_owned(),
+                number,
+            }),
+            1049 => Some(Self::UnknownDatabase {
+                database: options.get_database().unwrap_or_default().to_owned(),
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// Connect a pool, retrying for up to `wait` while the server comes up. A wrong password or an
+/// unknown database fails at once with a [`ConnectError`].
 pub async fn connect(config: &DbConfig, wait: Duration) -> anyhow::Result<MySqlPool> {
     let options = config.connect_options()?;
     let deadline = tokio::time::Instant::now() + wait;
@@ -25,17 +82,107 @@ pub async fn connect(config: &DbConfig, wait: Duration) -> anyhow::Result<MySqlP
             .await;
         match attempt {
             Ok(pool) => return Ok(pool),
-            Err(error) if tokio::time::Instant::now() < deadline => {
+            Err(error) => {
+                if let Some(permanent) = ConnectError::classify(&error, &options) {
+                    return Err(permanent.into());
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(anyhow::Error::new(error).context("connecting to MySQL"));
+                }
                 tracing::warn!(%error, "database not reachable yet; retrying");
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
-            Err(error) => return Err(anyhow::Error::new(error).context("connecting to MySQL")),
         }
     }
 }
 
-/// Apply pending migrations. Idempotent.
+/// A server's `SELECT VERSION()`, parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerVersion {
+    /// The raw answer, e.g. `10.11.6-MariaDB-0+deb12u1` or `8.4.3`.
+    pub raw: String,
+    /// Whether the server is MariaDB.
+    pub mariadb: bool,
+    /// Major, minor, patch.
+    pub number: (u32, u32, u32),
+}
+
+impl ServerVersion {
+    /// Parse a `VERSION()` answer.
+    pub fn parse(raw: &str) -> Self {
+        // MariaDB 10.x in replication setups may answer `5.5.5-10.11.6-MariaDB`.
+        let trimmed = raw.strip_prefix("5.5.5-").unwrap_or(raw);
+        let mut parts = trimmed
+            .split(|c: char| !c.is_ascii_digit())
+            .map(|p| p.parse::<u32>().unwrap_or(0));
+        let number = (
+            parts.next().unwrap_or(0),
+            parts.next().unwrap_or(0),
+            parts.next().unwrap_or(0),
+        );
+        Self {
+            raw: raw.to_owned(),
+            mariadb: raw.to_ascii_lowercase().contains("mariadb"),
+            number,
+        }
+    }
+
+    /// Whether the server has `SKIP LOCKED`: MySQL >= 8.0.1, MariaDB >= 10.6.
+    pub fn supported(&self) -> bool {
+        let minimum = if self.mariadb { (10, 6, 0) } else { (8, 0, 1) };
+        self.number >= minimum
+    }
+
+    /// `Ok` when supported, else [`ConnectError::UnsupportedVersion`].
+    pub fn require_supported(&self) -> Result<(), ConnectError> {
+        if self.supported() {
+            Ok(())
+        } else {
+            Err(ConnectError::UnsupportedVersion {
+                version: self.to_string(),
+            })
+        }
+    }
+}
+
+impl std::fmt::Display for ServerVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let product = if self.mariadb { "MariaDB" } else { "MySQL" };
+        write!(f, "{product} {}", self.raw)
+    }
+}
+
+/// The server's version.
+pub async fn server_version(pool: &MySqlPool) -> Result<ServerVersion, sqlx::Error> {
+    let raw: String = sqlx::query_scalar("SELECT VERSION()")
+        .fetch_one(pool)
+        .await?;
+    Ok(ServerVersion::parse(&raw))
+}
+
+/// How many of the embedded migrations the database has applied (0 when it was never migrated).
+pub async fn applied_migrations(pool: &MySqlPool) -> Result<usize, sqlx::Error> {
+    let exists: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = '_sqlx_migrations'",
+    )
+    .fetch_one(pool)
+    .await?;
+    if exists == 0 {
+        return Ok(0);
+    }
+    let applied: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations WHERE success")
+        .fetch_one(pool)
+        .await?;
+    Ok(usize::try_from(applied).unwrap_or(0))
+}
+
+/// Apply pending migrations. Idempotent; refuses a server without `SKIP LOCKED`. sqlx holds a
+/// lock while it migrates, so concurrent callers (one init container per pod) take turns.
 pub async fn migrate(pool: &MySqlPool) -> anyhow::Result<()> {
+    server_version(pool)
+        .await
+        .map_err(|e| anyhow::anyhow!("reading the server version: {e}"))?
+        .require_supported()?;
     MIGRATOR
         .run(pool)
         .await
@@ -81,3 +228,41 @@ pub async fn set_setting(
 
 /// Name of the setting holding the expected worker compiler version.
 pub const SETTING_EXPECTED_VERSION: &str = "expected_version";
+
+#[cfg(test)]
+mod tests {
+    use super::ServerVersion;
+
+    #[test]
+    fn server_version_parses_mysql_and_mariadb_answers_and_knows_the_minimum() {
+        let cases = [
+            ("8.4.3", false, (8, 4, 3), true),
+            ("8.0.0-dmr", false, (8, 0, 0), false),
+            ("8.0.1", false, (8, 0, 1), true),
+            ("5.7.44-log", false, (5, 7, 44), false),
+            ("10.11.6-MariaDB-0+deb12u1", true, (10, 11, 6), true),
+            ("10.5.23-MariaDB", true, (10, 5, 23), false),
+            ("5.5.5-10.6.16-MariaDB", true, (10, 6, 16), true),
+            ("11.4.2-MariaDB-ubu2404", true, (11, 4, 2), true),
+        ];
+        for (raw, mariadb, number, supported) in cases {
+            let v = ServerVersion::parse(raw);
+            assert_eq!(
+                (v.mariadb, v.number, v.supported()),
+                (mariadb, number, supported),
+                "{raw}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_unsupported_server_is_refused_with_a_stable_code() {
+        let error = ServerVersion::parse("10.5.23-MariaDB")
+            .require_supported()
+            .unwrap_err();
+        assert_eq!(error.code(), "DB_UNSUPPORTED_VERSION");
+        assert!(error
+            .to_string()
+            .starts_with("DB_UNSUPPORTED_VERSION: MariaDB 10.5.23"));
+    }
+}

@@ -6,9 +6,13 @@
 //! - [`auth`]: random tokens stored hashed, constant-time comparison, AES-GCM credentials.
 //! - [`http`]: the JSON error envelope, health/readiness/metrics routes and serving helpers.
 //! - [`runtime`]: the handles one process shares (pool, blob store, brokers, relay, shutdown).
+//! - [`cli`]: the skeleton of every binary and role; [`check`]: `--check`, the backing
+//!   services' versions.
 //! - [`telemetry`], [`shutdown`], [`clock`].
 
 pub mod auth;
+pub mod check;
+pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod db;

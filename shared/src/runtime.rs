@@ -112,7 +112,8 @@ impl Deps {
     }
 
     /// Serve `app` plus the health routes (`checks` for `/readyz`) on `listener` until the
-    /// shutdown token fires, then stop background work and close connections. The body of
+    /// shutdown token fires, then give open requests and WebSockets up to `grace` to finish,
+    /// stop background work within what is left of it, and close connections. The body of
     /// every service's `run`.
     pub async fn serve(
         &self,
@@ -120,18 +121,25 @@ impl Deps {
         app: axum::Router,
         checks: Vec<Arc<dyn ReadyCheck>>,
         service: &'static str,
+        grace: Duration,
     ) -> anyhow::Result<()> {
         let app = crate::http::finish_router(app.merge(crate::http::health_router(checks)));
         tracing::info!(addr = %listener.local_addr()?, public_url = %self.hub.public_url(), "{service} listening");
         let cancel = self.cancel.clone();
-        let served =
-            crate::http::serve(listener, app, async move { cancel.cancelled().await }).await;
-        self.shutdown(Duration::from_secs(10)).await;
-        served.map_err(|e| anyhow::anyhow!("serving HTTP: {e}"))
+        let serving = crate::http::serve(listener, app, async move { cancel.cancelled().await });
+        let (served, deadline) = within_grace(serving, &self.cancel, grace).await;
+        self.shutdown(deadline.saturating_duration_since(tokio::time::Instant::now()))
+            .await;
+        match served {
+            Some(served) => served.map_err(|e| anyhow::anyhow!("serving HTTP: {e}")),
+            None => Ok(()),
+        }
     }
 
     /// Cancel background work and wait (up to `grace`) for it to finish; close connections.
     pub async fn shutdown(&self, grace: Duration) {
+        // Never less than a moment: tasks that were told to stop usually need only that.
+        let grace = grace.max(Duration::from_secs(1));
         self.cancel.cancel();
         self.tracker.close();
         if tokio::time::timeout(grace, self.tracker.wait())
@@ -153,9 +161,12 @@ pub struct Service<'a> {
     pub name: &'static str,
     /// Bind address and the hub, MySQL, RabbitMQ and blob store fragments.
     pub args: &'a ServiceArgs,
-    /// Whether the service publishes through RabbitMQ: then the outbox relay runs and `/readyz`
-    /// checks the broker. A service that never talks to it stays ready during a broker outage.
+    /// Whether the service publishes through RabbitMQ: then the outbox relay runs.
     pub uses_broker: bool,
+    /// Whether `/readyz` checks the broker. A service that only publishes through the outbox
+    /// (ingest) or never talks to it (download) stays ready during a broker outage; one that
+    /// consumes (dispatcher, finisher) does not.
+    pub ready_needs_broker: bool,
 }
 
 /// The body of every service's `run`: connect to MySQL and the blob store, start the outbox
@@ -181,9 +192,36 @@ where
     let checks = deps
         .ready_checks()
         .into_iter()
-        .filter(|check| service.uses_broker || check.name() != "rabbitmq")
+        .filter(|check| service.ready_needs_broker || check.name() != "rabbitmq")
         .collect();
-    deps.serve(listener, app, checks, service.name).await
+    deps.serve(listener, app, checks, service.name, args.shutdown_grace())
+        .await
+}
+
+/// Drive `serving` until it ends; once `cancel` fires, give it at most `grace` more. Returns its
+/// output (`None` when the grace period ran out and it was dropped) and the deadline by which
+/// the rest of the shutdown should be done.
+pub async fn within_grace<F: std::future::Future>(
+    serving: F,
+    cancel: &CancellationToken,
+    grace: Duration,
+) -> (Option<F::Output>, tokio::time::Instant) {
+    tokio::pin!(serving);
+    tokio::select! {
+        out = &mut serving => return (Some(out), tokio::time::Instant::now() + grace),
+        () = cancel.cancelled() => {}
+    }
+    let deadline = tokio::time::Instant::now() + grace;
+    match tokio::time::timeout_at(deadline, serving).await {
+        Ok(out) => (Some(out), deadline),
+        Err(_) => {
+            tracing::warn!(
+                grace_secs = grace.as_secs(),
+                "connections still open when the shutdown grace period ended; closing them"
+            );
+            (None, deadline)
+        }
+    }
 }
 
 /// Run `fut` on the current runtime, tracked so that shutdown waits for it. Outside a runtime
@@ -197,5 +235,49 @@ where
             handle.spawn(tracker.track_future(fut));
         }
         Err(_) => tracing::warn!("no runtime to finish tracked work"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio_util::sync::CancellationToken;
+
+    use super::within_grace;
+
+    #[tokio::test]
+    async fn serving_that_outlives_the_grace_period_is_dropped_at_the_deadline() {
+        let cancel = CancellationToken::new();
+        let c = cancel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            c.cancel();
+        });
+        let started = tokio::time::Instant::now();
+        let (out, deadline) = within_grace(
+            std::future::pending::<()>(),
+            &cancel,
+            Duration::from_millis(200),
+        )
+        .await;
+        assert!(out.is_none());
+        let waited = started.elapsed();
+        assert!(waited >= Duration::from_millis(250), "{waited:?}");
+        assert!(waited < Duration::from_secs(5), "{waited:?}");
+        assert!(tokio::time::Instant::now() >= deadline);
+    }
+
+    #[tokio::test]
+    async fn serving_that_drains_in_time_returns_its_output_before_the_deadline() {
+        let cancel = CancellationToken::new();
+        cancel.cancel();
+        let drains = async {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            7
+        };
+        let (out, deadline) = within_grace(drains, &cancel, Duration::from_secs(20)).await;
+        assert_eq!(out, Some(7));
+        assert!(deadline > tokio::time::Instant::now() + Duration::from_secs(10));
     }
 }

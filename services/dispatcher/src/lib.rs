@@ -260,9 +260,29 @@ pub async fn run(
         name: "dispatcher",
         args: &config.common,
         uses_broker: true,
+        ready_needs_broker: true,
     };
     run_service(service, listener, cancel, |deps| {
         Ok(router(start(deps, config.settings.clone())?))
+    })
+    .await
+}
+
+/// The `perry-hub dispatcher` role (worker and CLI WebSockets) as a process: with `--check`, check
+/// the configuration and the backing services and exit; otherwise bind `PERRY_DISPATCHER_PORT` and
+/// [`run`] until SIGTERM.
+pub async fn launch(config: Config) -> anyhow::Result<()> {
+    config.common.amqp.validate()?;
+    config.common.blob.validate()?;
+    validate(&config.common.hub, &config.settings)?;
+    let args = config.common.clone();
+    let role = shared::cli::Role {
+        name: "dispatcher",
+        args: &args,
+        needs: shared::check::Needs::ALL,
+    };
+    shared::cli::launch(role, config.port, |listener, cancel| {
+        run(config, listener, cancel)
     })
     .await
 }

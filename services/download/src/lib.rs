@@ -127,10 +127,32 @@ pub async fn run(
         name: "download",
         args: &config.common,
         uses_broker: false,
+        ready_needs_broker: false,
     };
     run_service(service, listener, cancel, |deps| {
         let state = AppState::new(deps).with_trust_forwarded_for(config.trust_forwarded_for);
         Ok(router(state))
+    })
+    .await
+}
+
+/// The `perry-hub download` role (artifact links and worker tarballs) as a process: with `--check`,
+/// check the configuration and the backing services and exit; otherwise bind `PERRY_DOWNLOAD_PORT`
+/// and [`run`] until SIGTERM.
+pub async fn launch(config: Config) -> anyhow::Result<()> {
+    validate(&config)?;
+    let args = config.common.clone();
+    let role = shared::cli::Role {
+        name: "download",
+        args: &args,
+        needs: shared::check::Needs {
+            db: true,
+            broker: false,
+            blob: true,
+        },
+    };
+    shared::cli::launch(role, config.port, |listener, cancel| {
+        run(config, listener, cancel)
     })
     .await
 }

@@ -122,10 +122,30 @@ pub async fn run(
         name: "finisher (health and metrics)",
         args: &config.common,
         uses_broker: true,
+        ready_needs_broker: true,
     };
     run_service(service, listener, cancel, |deps| {
         start(deps, config.settings.clone())?;
         Ok(axum::Router::new())
+    })
+    .await
+}
+
+/// The `perry-hub finisher` role (stage 2, signing VM, reaper, retention) as a process: with
+/// `--check`, check the configuration and the backing services and exit; otherwise bind
+/// `PERRY_FINISHER_PORT` and [`run`] until SIGTERM.
+pub async fn launch(config: Config) -> anyhow::Result<()> {
+    config.common.amqp.validate()?;
+    config.common.blob.validate()?;
+    config.settings.validate()?;
+    let args = config.common.clone();
+    let role = shared::cli::Role {
+        name: "finisher",
+        args: &args,
+        needs: shared::check::Needs::ALL,
+    };
+    shared::cli::launch(role, config.port, |listener, cancel| {
+        run(config, listener, cancel)
     })
     .await
 }

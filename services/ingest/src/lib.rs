@@ -252,9 +252,27 @@ pub async fn run(
         name: "ingest",
         args: &config.common,
         uses_broker: true,
+        ready_needs_broker: false,
     };
     run_service(service, listener, cancel, |deps| {
         Ok(router(AppState::new(deps, config.settings.clone())?))
+    })
+    .await
+}
+
+/// The `perry-hub ingest` role (builds, uploads, licences, accounts, admin) as a process: with
+/// `--check`, check the configuration and the backing services and exit; otherwise bind
+/// `PERRY_INGEST_PORT` and [`run`] until SIGTERM.
+pub async fn launch(config: Config) -> anyhow::Result<()> {
+    validate(&config)?;
+    let args = config.common.clone();
+    let role = shared::cli::Role {
+        name: "ingest",
+        args: &args,
+        needs: shared::check::Needs::ALL,
+    };
+    shared::cli::launch(role, config.port, |listener, cancel| {
+        run(config, listener, cancel)
     })
     .await
 }

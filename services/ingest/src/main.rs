@@ -1,11 +1,7 @@
-//! `ingest`: the ingest service alone (builds, artifact uploads, licences, accounts, admin).
+//! `ingest`: the ingest service alone, the same as `perry-hub ingest`.
 
 use clap::Parser;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let config = ingest::Config::parse();
-    shared::telemetry::init(shared::telemetry::DEFAULT_FILTER);
-    let listener = config.common.listen(config.port).await?;
-    ingest::run(config, listener, shared::shutdown::token_from_signal()).await
+fn main() -> anyhow::Result<()> {
+    shared::cli::start(ingest::Config::parse, ingest::launch)
 }

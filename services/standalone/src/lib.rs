@@ -7,8 +7,7 @@
 //!   into one [`App`]. The test harness calls it too, so tests run the real composition.
 //! - [`serve`]: serve an [`App`] on its [`Listeners`] until cancelled.
 //! - [`run`]: validate, connect, migrate, [`start`], [`serve`], shut down.
-
-use std::time::Duration;
+//! - [`launch`]: the `all` role of the `perry-hub` binary (`--check`, or bind and [`run`]).
 
 use anyhow::Context as _;
 use axum::Router;
@@ -194,8 +193,22 @@ pub async fn run(
         public_url = %deps.hub.public_url(),
         "perry-hub listening (HTTP + /ws)"
     );
-    let served = serve(app, listeners, cancel).await;
-    deps.shutdown(Duration::from_secs(10)).await;
+    let grace = config.common.shutdown_grace();
+    let (served, deadline) =
+        shared::runtime::within_grace(serve(app, listeners, cancel.clone()), &cancel, grace).await;
+    deps.shutdown(deadline.saturating_duration_since(tokio::time::Instant::now()))
+        .await;
     tracing::info!("perry-hub stopped");
-    served
+    served.unwrap_or(Ok(()))
+}
+
+/// `perry-hub all` as a process: with `--check`, check the configuration and every backing
+/// service and exit; otherwise bind both ports and [`run`] until SIGTERM.
+pub async fn launch(config: Config) -> anyhow::Result<()> {
+    config.validate()?;
+    if config.common.check {
+        return shared::check::run("perry-hub", &config.common, shared::check::Needs::ALL).await;
+    }
+    let listeners = config.listen().await?;
+    run(config, listeners, shared::shutdown::token_from_signal()).await
 }

@@ -1,9 +1,17 @@
-//! `perry-hub`: ingest, dispatcher, finisher and download in one process, on one port (3456,
-//! with `/ws`), plus the legacy WebSocket port (3457, any path). Runs migrations on start.
-//! `perry-hub migrate` applies migrations and exits (for a deployment's migration job);
-//! `perry-hub import-legacy --from mysql://…` imports the original server's data (crate `legacy`).
+//! `perry-hub`: the one binary of the image. It runs any role:
+//!
+//! - `perry-hub` or `perry-hub all`: ingest, dispatcher, finisher and download in one process,
+//!   on one port (3456, with `/ws`) plus the legacy WebSocket port (3457). Migrates on start.
+//! - `perry-hub ingest|dispatcher|finisher|download`: one service, as in a split deployment.
+//! - `perry-hub migrate`: apply database migrations and exit (compose's one-shot service, the
+//!   Kubernetes init containers).
+//! - `perry-hub check` (or `--check` after any service role): check the configuration and the
+//!   backing services, print their versions, exit.
+//! - `perry-hub import-legacy --from mysql://…`: import the original server's data.
+//!
+//! Invoked under another name (a symlink `ingest` → `perry-hub`), the name is the role.
 
-use std::time::Duration;
+use std::{ffi::OsString, path::Path, time::Duration};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -12,52 +20,140 @@ use clap::{Parser, Subcommand};
 #[command(
     name = "perry-hub",
     version,
-    about = "Perry Hub: the build server behind `perry publish`, all services in one process"
+    propagate_version = true,
+    about = "Perry Hub: the build server behind `perry publish`",
+    after_help = "Without a role, `perry-hub` runs `all`. Every role prints its settings with \
+                  `perry-hub <role> --help`. Each secret variable (PERRY_DB_PASSWORD, AMQP_URL, \
+                  PERRY_HUB_WORKER_SECRET, …) may instead be read from the file named by \
+                  <NAME>_FILE."
 )]
 struct Cli {
     #[command(subcommand)]
-    command: Option<Command>,
-    #[command(flatten)]
-    config: standalone::Config,
+    role: Role,
 }
 
 #[derive(Debug, Subcommand)]
-enum Command {
-    /// Apply database migrations and exit.
-    Migrate,
+enum Role {
+    /// All four services in one process, on PERRY_HUB_HTTP_PORT (3456) and the legacy
+    /// WebSocket port PERRY_HUB_WS_PORT (3457); applies migrations first (the default role)
+    All(standalone::Config),
+    /// Builds, artifact uploads, licences, accounts, admin, on PERRY_INGEST_PORT (3456)
+    Ingest(ingest::Config),
+    /// Worker and CLI WebSockets (`/ws`) and dispatch, on PERRY_DISPATCHER_PORT (3458)
+    Dispatcher(dispatcher::Config),
+    /// Stage 2, the signing VM, lost-job requeue, retention; health on PERRY_FINISHER_PORT (3460)
+    Finisher(finisher::Config),
+    /// Single-use artifact links and worker tarballs, on PERRY_DOWNLOAD_PORT (3459)
+    Download(download::Config),
+    /// Apply database migrations and exit; safe to run concurrently (sqlx takes a lock)
+    Migrate(Migrate),
+    /// Check the configuration and every backing service (same as `all --check`), print their
+    /// versions, and exit
+    Check(standalone::Config),
     /// Import licences, accounts, API tokens and usage (optionally builds) from the original
-    /// server's MySQL database; safe to run more than once.
-    ImportLegacy(legacy::Args),
+    /// server's MySQL database; safe to run more than once
+    ImportLegacy(ImportLegacy),
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let Cli { command, config } = Cli::parse();
-    shared::telemetry::init(shared::telemetry::DEFAULT_FILTER);
-    if let Some(Command::Migrate) = command {
-        let pool = shared::db::connect(&config.common.db, Duration::from_secs(60)).await?;
-        shared::db::migrate(&pool).await?;
-        tracing::info!("migrations applied");
-        return Ok(());
+/// `perry-hub migrate`: only the database settings.
+#[derive(Debug, clap::Args)]
+struct Migrate {
+    /// How long to wait for the database to accept connections, in seconds.
+    #[arg(long, env = "PERRY_MIGRATE_WAIT_SECS", default_value_t = 60)]
+    wait_secs: u64,
+    #[command(flatten)]
+    db: shared::config::DbConfig,
+}
+
+/// `perry-hub import-legacy`: the hub's database and the import's options.
+#[derive(Debug, clap::Args)]
+struct ImportLegacy {
+    #[command(flatten)]
+    args: legacy::Args,
+    #[command(flatten)]
+    db: shared::config::DbConfig,
+}
+
+/// The roles, by the names a symlink to the binary may carry.
+const ROLES: &[&str] = &[
+    "all",
+    "ingest",
+    "dispatcher",
+    "finisher",
+    "download",
+    "migrate",
+    "check",
+    "import-legacy",
+];
+
+/// The command line with the role made explicit: from the program name when it is a role (a
+/// symlink), else `all` when the first argument is not a role or help.
+fn with_role(args: Vec<OsString>) -> Vec<OsString> {
+    let mut args = args.into_iter();
+    let program = args.next().unwrap_or_else(|| "perry-hub".into());
+    let rest: Vec<OsString> = args.collect();
+    let invoked_as = Path::new(&program)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .filter(|n| ROLES.contains(n) && *n != "all");
+    let role: Option<OsString> = match (invoked_as, rest.first().and_then(|a| a.to_str())) {
+        (Some(name), _) => Some(name.into()),
+        (None, Some(first)) if ROLES.contains(&first) || first == "help" => None,
+        (None, Some("-h" | "--help" | "-V" | "--version")) => None,
+        (None, _) => Some("all".into()),
+    };
+    std::iter::once("perry-hub".into())
+        .chain(role)
+        .chain(rest)
+        .collect()
+}
+
+fn main() -> anyhow::Result<()> {
+    shared::cli::start(
+        || Cli::parse_from(with_role(std::env::args_os().collect())),
+        |cli: Cli| run(cli.role),
+    )
+}
+
+async fn run(role: Role) -> anyhow::Result<()> {
+    match role {
+        Role::All(config) => standalone::launch(config).await,
+        Role::Check(mut config) => {
+            config.common.check = true;
+            standalone::launch(config).await
+        }
+        Role::Ingest(config) => ingest::launch(config).await,
+        Role::Dispatcher(config) => dispatcher::launch(config).await,
+        Role::Finisher(config) => finisher::launch(config).await,
+        Role::Download(config) => download::launch(config).await,
+        Role::Migrate(Migrate { wait_secs, db }) => {
+            let pool = shared::db::connect(&db, Duration::from_secs(wait_secs)).await?;
+            shared::db::migrate(&pool).await?;
+            tracing::info!("migrations applied");
+            pool.close().await;
+            Ok(())
+        }
+        Role::ImportLegacy(ImportLegacy { args, db }) => {
+            let pool = shared::db::connect(&db, Duration::from_secs(60)).await?;
+            shared::db::migrate(&pool).await?;
+            let report = legacy::run(&args, &pool).await.context("import-legacy")?;
+            println!("{report}");
+            anyhow::ensure!(report.succeeded(args.allow_skips), "rows were skipped");
+            Ok(())
+        }
     }
-    if let Some(Command::ImportLegacy(args)) = &command {
-        let pool = shared::db::connect(&config.common.db, Duration::from_secs(60)).await?;
-        shared::db::migrate(&pool).await?;
-        let report = legacy::run(args, &pool).await.context("import-legacy")?;
-        println!("{report}");
-        anyhow::ensure!(report.succeeded(args.allow_skips), "rows were skipped");
-        return Ok(());
-    }
-    config.validate()?;
-    let listeners = config.listen().await?;
-    standalone::run(config, listeners, shared::shutdown::token_from_signal()).await
 }
 
 #[cfg(test)]
 mod tests {
-    use clap::CommandFactory;
+    use clap::{CommandFactory, Parser};
 
-    use super::Cli;
+    use super::{with_role, Cli, Role};
+
+    fn parse(args: &[&str]) -> Role {
+        let args = args.iter().map(Into::into).collect();
+        Cli::try_parse_from(with_role(args)).expect("parses").role
+    }
 
     #[test]
     fn every_setting_has_a_unique_name() {
@@ -65,14 +161,81 @@ mod tests {
     }
 
     #[test]
-    fn help_lists_the_settings_of_every_fragment_under_their_variable_names() {
-        let help = Cli::command().render_long_help().to_string();
+    fn no_role_means_all_and_flags_alone_go_to_all() {
+        assert!(matches!(parse(&["perry-hub"]), Role::All(_)));
+        let Role::All(config) = parse(&["perry-hub", "--http-port", "4000", "--check"]) else {
+            panic!("expected all");
+        };
+        assert_eq!(config.http_port, 4000);
+        assert!(config.common.check);
+    }
+
+    #[test]
+    fn each_role_parses_with_its_own_settings() {
+        assert!(
+            matches!(parse(&["perry-hub", "ingest", "--check"]), Role::Ingest(c) if c.common.check)
+        );
+        assert!(
+            matches!(parse(&["perry-hub", "dispatcher"]), Role::Dispatcher(c) if c.port == 3458)
+        );
+        assert!(matches!(parse(&["perry-hub", "finisher"]), Role::Finisher(c) if c.port == 3460));
+        assert!(matches!(parse(&["perry-hub", "download"]), Role::Download(c) if c.port == 3459));
+        assert!(matches!(parse(&["perry-hub", "migrate"]), Role::Migrate(_)));
+        assert!(matches!(parse(&["perry-hub", "check"]), Role::Check(_)));
+        assert!(matches!(
+            parse(&["perry-hub", "import-legacy", "--from", "mysql://u:p@h/db", "--dry-run"]),
+            Role::ImportLegacy(i) if i.args.dry_run
+        ));
+    }
+
+    #[test]
+    fn a_symlink_named_after_a_role_runs_that_role() {
+        assert!(matches!(parse(&["/usr/local/bin/ingest"]), Role::Ingest(_)));
+        assert!(matches!(parse(&["download", "--port", "1"]), Role::Download(c) if c.port == 1));
+        assert!(matches!(parse(&["migrate"]), Role::Migrate(_)));
+    }
+
+    #[test]
+    fn every_role_has_its_own_help_and_version() {
+        for role in [
+            "all",
+            "ingest",
+            "dispatcher",
+            "finisher",
+            "download",
+            "migrate",
+            "check",
+        ] {
+            for flag in ["--help", "--version"] {
+                let args = ["perry-hub", role, flag].iter().map(Into::into).collect();
+                let err = Cli::try_parse_from(with_role(args)).unwrap_err();
+                assert!(
+                    matches!(
+                        err.kind(),
+                        clap::error::ErrorKind::DisplayHelp
+                            | clap::error::ErrorKind::DisplayVersion
+                    ),
+                    "{role} {flag}: {err}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn help_of_all_lists_the_settings_of_every_fragment_under_their_variable_names() {
+        let mut cli = Cli::command();
+        let help = cli
+            .find_subcommand_mut("all")
+            .expect("all")
+            .render_long_help()
+            .to_string();
         for variable in [
             "PERRY_HUB_BIND",
             "PERRY_HUB_HTTP_PORT",
             "PERRY_HUB_WS_PORT",
             "PERRY_HUB_PUBLIC_URL",
             "PERRY_HUB_CREDENTIALS_KEY",
+            "PERRY_HUB_SHUTDOWN_GRACE_SECS",
             "PERRY_DB_HOST",
             "DATABASE_URL",
             "AMQP_URL",

@@ -54,7 +54,8 @@ pub struct BlobConfig {
         default_value = "us-east-1"
     )]
     pub s3_region: String,
-    /// S3 access key id.
+    /// S3 access key id. Leave both keys empty to use the standard AWS credential chain
+    /// (`AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`, web identity on EKS, the instance role).
     #[arg(
         id = "s3-access-key-id",
         long = "s3-access-key-id",
@@ -99,10 +100,11 @@ impl BlobConfig {
                     "required with PERRY_BLOB_BACKEND=s3",
                 ));
             }
-            if self.s3_access_key_id.is_empty() || self.s3_secret_access_key.is_empty() {
+            // Both keys, or neither (then the standard AWS credential chain applies).
+            if self.s3_access_key_id.is_empty() != self.s3_secret_access_key.is_empty() {
                 return Err(ConfigError::new(
                     "PERRY_S3_ACCESS_KEY_ID",
-                    "PERRY_S3_ACCESS_KEY_ID and PERRY_S3_SECRET_ACCESS_KEY are required with PERRY_BLOB_BACKEND=s3",
+                    "set both PERRY_S3_ACCESS_KEY_ID and PERRY_S3_SECRET_ACCESS_KEY, or neither to use the AWS credential chain (AWS_* variables, web identity, instance role)",
                 ));
             }
         }
@@ -118,7 +120,7 @@ impl BlobConfig {
                     .with_context(|| format!("opening blob directory {}", self.dir.display()))?,
             ),
             BlobBackend::S3 => std::sync::Arc::new(
-                blob::S3BlobStore::new(blob::S3Settings {
+                blob::S3BlobStore::from_settings(blob::S3Settings {
                     bucket: self.s3_bucket.clone(),
                     endpoint: self.s3_endpoint.clone(),
                     region: self.s3_region.clone(),
@@ -127,6 +129,7 @@ impl BlobConfig {
                     key_prefix: self.s3_key_prefix.clone(),
                     checksum_when_required: self.s3_checksum_when_required,
                 })
+                .await
                 .context("configuring the S3 client")?,
             ),
         })

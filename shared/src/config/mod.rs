@@ -3,7 +3,8 @@
 //! Each service flattens the fragments it needs into its own `Config` (so `--help` lists every
 //! variable) and calls `validate` before doing anything else. Seed variable names
 //! (`PERRY_HUB_*`, `PERRY_DB_*`, `AZURE_*`) are kept; URL forms (`DATABASE_URL`, `AMQP_URL`) are
-//! accepted in addition. Secrets are [`Secret`]s: redacted in `Debug`, compared in constant time.
+//! accepted in addition. Secrets are [`Secret`]s: redacted in `Debug`, compared in constant time;
+//! each can also be read from a file named by `<NAME>_FILE` ([`secret_files`]).
 
 mod amqp;
 mod blob;
@@ -11,6 +12,7 @@ mod db;
 mod hub;
 mod polar;
 mod secret;
+pub mod secret_files;
 mod service;
 #[cfg(test)]
 mod tests;

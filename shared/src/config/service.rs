@@ -12,6 +12,15 @@ pub struct ServiceArgs {
     /// Address to bind.
     #[arg(long, env = "PERRY_HUB_BIND", default_value = "0.0.0.0")]
     pub bind: String,
+    /// On SIGTERM, how long open requests and WebSockets may take to finish before the process
+    /// exits anyway, in seconds. Keep it below Kubernetes' `terminationGracePeriodSeconds` (and
+    /// compose's `stop_grace_period`).
+    #[arg(long, env = "PERRY_HUB_SHUTDOWN_GRACE_SECS", default_value_t = 25)]
+    pub shutdown_grace_secs: u64,
+    /// Check the configuration and every backing service this role needs (print their
+    /// versions), then exit: 0 when all are usable.
+    #[arg(long)]
+    pub check: bool,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub hub: HubConfig,
@@ -27,6 +36,11 @@ pub struct ServiceArgs {
 }
 
 impl ServiceArgs {
+    /// The shutdown grace period.
+    pub fn shutdown_grace(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.shutdown_grace_secs)
+    }
+
     /// Bind `port` on the configured address.
     pub async fn listen(&self, port: u16) -> anyhow::Result<tokio::net::TcpListener> {
         use anyhow::Context;

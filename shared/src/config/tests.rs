@@ -135,10 +135,22 @@ fn amqp_url_gets_heartbeat_and_bad_values_fail() {
 }
 
 #[test]
-fn s3_backend_requires_bucket_and_keys() {
+fn s3_backend_requires_a_bucket_and_both_keys_or_neither() {
     let c = parse(&["--blob-backend", "s3"]);
     assert_eq!(c.blob.validate().unwrap_err().variable, "PERRY_S3_BUCKET");
-    let c = parse(&["--blob-backend", "s3", "--s3-bucket", "b"]);
+    // Neither key: the standard AWS credential chain.
+    parse(&["--blob-backend", "s3", "--s3-bucket", "b"])
+        .blob
+        .validate()
+        .unwrap();
+    let c = parse(&[
+        "--blob-backend",
+        "s3",
+        "--s3-bucket",
+        "b",
+        "--s3-access-key-id",
+        "k",
+    ]);
     assert_eq!(
         c.blob.validate().unwrap_err().variable,
         "PERRY_S3_ACCESS_KEY_ID"

@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use aws_sdk_s3::config::{
     BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
+    SharedCredentialsProvider,
 };
 use aws_sdk_s3::error::{DisplayErrorContext, SdkError};
 use aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration};
@@ -68,15 +69,41 @@ fn http_status<E>(err: &SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -> 
 }
 
 impl S3BlobStore {
-    /// Builds the client from static settings. No network traffic happens here; see
-    /// [`S3BlobStore::ensure_bucket`] and [`BlobStore::check`](crate::BlobStore::check).
+    /// Builds the client with the static keys of `settings`. No network traffic happens here;
+    /// see [`S3BlobStore::ensure_bucket`] and [`BlobStore::check`](crate::BlobStore::check).
     pub fn new(settings: S3Settings) -> Result<Self> {
+        let credentials = Credentials::new(
+            settings.access_key_id.clone(),
+            settings.secret_access_key.clone(),
+            None,
+            None,
+            "perry-hub-static",
+        );
+        Self::with_provider(settings, SharedCredentialsProvider::new(credentials))
+    }
+
+    /// Builds the client with the static keys of `settings` when it has them, otherwise with
+    /// the standard AWS credential chain: `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`, the
+    /// shared config files, web identity (EKS service accounts), ECS task roles and the EC2
+    /// instance role. Credentials are fetched (and refreshed) when first needed.
+    pub async fn from_settings(settings: S3Settings) -> Result<Self> {
+        if !settings.access_key_id.is_empty() || !settings.secret_access_key.is_empty() {
+            return Self::new(settings);
+        }
+        let chain = aws_config::default_provider::credentials::DefaultCredentialsChain::builder()
+            .region(Region::new(settings.region.clone()))
+            .build()
+            .await;
+        Self::with_provider(settings, SharedCredentialsProvider::new(chain))
+    }
+
+    fn with_provider(settings: S3Settings, credentials: SharedCredentialsProvider) -> Result<Self> {
         let S3Settings {
             bucket,
             endpoint,
             region,
-            access_key_id,
-            secret_access_key,
+            access_key_id: _,
+            secret_access_key: _,
             key_prefix,
             checksum_when_required,
         } = settings;
@@ -86,13 +113,6 @@ impl S3BlobStore {
         if region.is_empty() {
             return Err(BlobError::Backend("S3 region is empty".into()));
         }
-        let credentials = Credentials::new(
-            access_key_id,
-            secret_access_key,
-            None,
-            None,
-            "perry-hub-static",
-        );
         let mut builder = aws_sdk_s3::config::Builder::new()
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new(region.clone()))

@@ -19,6 +19,8 @@ async fn the_download_service_runs_alone_without_rabbitmq_audits_the_proxied_cli
         trust_forwarded_for: true,
         common: shared::config::ServiceArgs {
             bind: "127.0.0.1".into(),
+            shutdown_grace_secs: 5,
+            check: false,
             hub: shared::testing::hub_config("http://127.0.0.1"),
             db: db.config.clone(),
             amqp,

@@ -3,6 +3,7 @@
 
 mod accounts;
 mod admin;
+mod alone;
 mod artifacts;
 mod builds;
 mod jobs;

@@ -21,6 +21,8 @@ fn config(db: &TestDb, public_url: &str, blobs: &TempDir) -> standalone::Config 
     let mut config = Cli::parse_from(["perry-hub"]).config;
     config.common = ServiceArgs {
         bind: "127.0.0.1".into(),
+        shutdown_grace_secs: 5,
+        check: false,
         hub: testing::hub_config(public_url),
         db: db.config.clone(),
         amqp: testing::amqp_config(),
