@@ -12,8 +12,14 @@ use std::{
 use perry_hub_tests::{sim, HubOptions, TestHub};
 use serde_json::json;
 
-/// Log lines in the saturating run.
-const LINES: usize = 20_000;
+/// Log lines in the saturating run (`PERRY_BENCH_LINES` sets another count, e.g. a longer run
+/// to profile).
+fn lines() -> usize {
+    std::env::var("PERRY_BENCH_LINES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000)
+}
 /// Log lines in the paced run, and the pause between them.
 const PACED_LINES: usize = 500;
 const PACE: Duration = Duration::from_millis(10);
@@ -140,7 +146,8 @@ async fn log_stream() -> Vec<Row> {
 
 /// The saturated and the paced log run, worker on `hub`, CLI on `cli_hub`.
 async fn log_runs(hub: &TestHub, cli_hub: &TestHub, name: &str, suffix: &str) -> Vec<Row> {
-    let (mut tally, lost) = one_log_run(hub, cli_hub, &format!("{name}-1"), LINES, None).await;
+    let lines = lines();
+    let (mut tally, lost) = one_log_run(hub, cli_hub, &format!("{name}-1"), lines, None).await;
     let rate = tally.span.map_or(0.0, |(first, last)| {
         tally.seqs.len() as f64 / (last - first).as_secs_f64()
     });
@@ -150,7 +157,7 @@ async fn log_runs(hub: &TestHub, cli_hub: &TestHub, name: &str, suffix: &str) ->
             &format!("Log lines/s worker → subscribed CLI{suffix}"),
             format!("{rate:.0}"),
             &format!(
-                "{LINES} `log` frames sent back to back by one worker; first sent → last received"
+                "{lines} `log` frames sent back to back by one worker; first sent → last received"
             ),
         ),
         row(
@@ -164,7 +171,7 @@ async fn log_runs(hub: &TestHub, cli_hub: &TestHub, name: &str, suffix: &str) ->
         ),
         row(
             &format!("Log lines lost{suffix}"),
-            format!("{lost} of {LINES}"),
+            format!("{lost} of {lines}"),
             &format!(
                 "{} received in {}, gave up after {} s",
                 tally.seqs.len(),
