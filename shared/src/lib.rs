@@ -5,6 +5,7 @@
 //! - [`queue`]: RabbitMQ topology, the outbox relay and a typed consumer.
 //! - [`auth`]: random tokens stored hashed, constant-time comparison, AES-GCM credentials.
 //! - [`http`]: the JSON error envelope, health/readiness/metrics routes and serving helpers.
+//! - [`serve`]: HTTP listeners with connection caps and header, body and write timeouts.
 //! - [`runtime`]: the handles one process shares (pool, blob store, brokers, relay, shutdown).
 //! - [`telemetry`], [`shutdown`], [`clock`].
 
@@ -16,6 +17,7 @@ pub mod http;
 pub mod metrics;
 pub mod queue;
 pub mod runtime;
+pub mod serve;
 pub mod shutdown;
 pub mod telemetry;
 #[cfg(feature = "testing")]

@@ -124,8 +124,10 @@ impl Deps {
         let app = crate::http::finish_router(app.merge(crate::http::health_router(checks)));
         tracing::info!(addr = %listener.local_addr()?, public_url = %self.hub.public_url(), "{service} listening");
         let cancel = self.cancel.clone();
-        let served =
-            crate::http::serve(listener, app, async move { cancel.cancelled().await }).await;
+        let served = crate::http::serve(listener, app, &self.hub.http, async move {
+            cancel.cancelled().await
+        })
+        .await;
         self.shutdown(Duration::from_secs(10)).await;
         served.map_err(|e| anyhow::anyhow!("serving HTTP: {e}"))
     }

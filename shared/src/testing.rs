@@ -185,6 +185,7 @@ pub fn hub_config(public_url: &str) -> HubConfig {
         artifact_ttl_secs: 600,
         self_hosted: false,
         expected_version: String::new(),
+        http: crate::config::HttpLimits::default(),
     }
 }
 

@@ -22,6 +22,7 @@ pub mod artifacts;
 pub mod body;
 pub mod builds;
 pub mod errors;
+pub mod inflight;
 pub mod jobs;
 pub mod licenses;
 pub mod limits;
@@ -35,6 +36,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use axum::{
     extract::DefaultBodyLimit,
+    middleware::from_fn_with_state,
     routing::{get, post},
     Router,
 };
@@ -115,6 +117,22 @@ pub struct Settings {
     /// sets it).
     #[arg(long = "trust-forwarded-for", env = "PERRY_HUB_TRUST_FORWARDED_FOR", value_parser = clap::builder::BoolishValueParser::new(), default_value = "false")]
     pub trust_forwarded_for: bool,
+    /// Build submissions without an API token (the licence-key path) that one client address
+    /// may have in flight at once on this process (0: no cap).
+    #[arg(
+        long = "anonymous-uploads-per-addr",
+        env = "PERRY_HUB_ANONYMOUS_UPLOADS_PER_ADDR",
+        default_value_t = 2
+    )]
+    pub anonymous_uploads_per_addr: u32,
+    /// Build submissions without an API token in flight at once on this process, from every
+    /// address together (0: no cap).
+    #[arg(
+        long = "anonymous-uploads-global",
+        env = "PERRY_HUB_ANONYMOUS_UPLOADS_GLOBAL",
+        default_value_t = 32
+    )]
+    pub anonymous_uploads_global: u32,
 }
 
 impl Settings {
@@ -162,6 +180,8 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     /// Seals signing credentials at rest.
     pub cipher: CredentialCipher,
+    /// Anonymous uploads in flight.
+    pub uploads: Arc<inflight::UploadSlots>,
 }
 
 impl AppState {
@@ -170,6 +190,10 @@ impl AppState {
         let key = deps.hub.credentials_key().context("credentials key")?;
         Ok(Self {
             deps: deps.clone(),
+            uploads: inflight::UploadSlots::new(
+                settings.anonymous_uploads_per_addr,
+                settings.anonymous_uploads_global,
+            ),
             settings: Arc::new(settings),
             cipher: CredentialCipher::new(&key),
         })
@@ -184,9 +208,12 @@ impl AppState {
     }
 }
 
-/// Every ingest route (no fallback: the caller adds `shared::http::finish_router`).
+/// Every ingest route (no fallback: the caller adds `shared::http::finish_router`). The small
+/// endpoints answer within the request timeout; the two uploads stream for as long as their
+/// bytes keep coming (the idle timeout of `shared::serve` bounds their pauses).
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let timeout = state.deps.hub.http.request_timeout();
+    let small = Router::new()
         .route("/api/v1/status", get(status::get_status))
         .route("/api/v1/license/register", post(licenses::register_license))
         .route("/api/v1/license/verify", post(licenses::verify_license))
@@ -195,13 +222,20 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/account/update", post(accounts::update_account))
         .route("/api/v1/admin/update-perry", post(admin::update_perry))
         .route("/api/v1/admin/workers", get(admin::list_workers))
+        .route("/api/v1/jobs/{job_id}", get(jobs::get_job))
+        .route("/api/v1/openapi.json", get(openapi::get_document))
+        .route_layer(from_fn_with_state(
+            timeout,
+            shared::serve::body::request_timeout,
+        ));
+    let uploads = Router::new()
         .route("/api/v1/build", post(builds::create_build))
         .route(
             "/api/v1/artifact/upload/{job_id}",
             post(artifacts::upload_artifact),
-        )
-        .route("/api/v1/jobs/{job_id}", get(jobs::get_job))
-        .route("/api/v1/openapi.json", get(openapi::get_document))
+        );
+    small
+        .merge(uploads)
         // Applies to the JSON extractors only; the streaming routes count their own bytes.
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
         .with_state(state)

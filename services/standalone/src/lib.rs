@@ -106,6 +106,8 @@ pub struct App {
     pub legacy_ws: Router,
     /// The dispatcher's context (who is connected here).
     pub dispatcher: dispatcher::AppState,
+    /// Connection caps and timeouts of both listeners.
+    pub limits: shared::config::HttpLimits,
 }
 
 /// Where the hub listens.
@@ -137,6 +139,7 @@ pub fn start(deps: &Deps, services: Services) -> anyhow::Result<App> {
         http: shared::http::finish_router(http),
         legacy_ws: dispatcher::legacy_router(dispatch.clone()),
         dispatcher: dispatch,
+        limits: deps.hub.http.clone(),
     })
 }
 
@@ -149,15 +152,22 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let mut servers = tokio::task::JoinSet::new();
     let c = cancel.clone();
-    servers.spawn(shared::http::serve(listeners.http, app.http, async move {
-        c.cancelled().await
-    }));
+    let App {
+        http,
+        legacy_ws,
+        limits,
+        ..
+    } = app;
+    let http_limits = limits.clone();
+    servers.spawn(async move {
+        shared::http::serve(listeners.http, http, &http_limits, c.cancelled_owned()).await
+    });
     if let Some(legacy) = listeners.legacy_ws {
         tracing::info!(addr = %legacy.local_addr()?, "legacy WebSocket listener (any path)");
         let c = cancel.clone();
-        servers.spawn(shared::http::serve(legacy, app.legacy_ws, async move {
-            c.cancelled().await
-        }));
+        servers.spawn(async move {
+            shared::http::serve(legacy, legacy_ws, &limits, c.cancelled_owned()).await
+        });
     }
     while let Some(result) = servers.join_next().await {
         if let Err(error) = result.context("server task")? {

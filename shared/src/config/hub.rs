@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::{parse_bool_flag, ConfigError, Secret};
+use super::{parse_bool_flag, ConfigError, HttpLimits, Secret};
 
 /// Settings every hub service shares: public URL, secrets, limits.
 #[derive(Debug, Clone, Args)]
@@ -69,6 +69,9 @@ pub struct HubConfig {
         default_value = ""
     )]
     pub expected_version: String,
+    /// Timeouts and connection caps of the HTTP listeners.
+    #[command(flatten)]
+    pub http: HttpLimits,
 }
 
 /// The public URL used when none is configured (development only).
@@ -140,6 +143,7 @@ impl HubConfig {
             ));
         }
         self.credentials_key()?;
+        self.http.validate()?;
         Ok(())
     }
 

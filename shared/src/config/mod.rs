@@ -8,6 +8,7 @@
 mod amqp;
 mod blob;
 mod db;
+mod http;
 mod hub;
 mod polar;
 mod secret;
@@ -18,6 +19,7 @@ mod tests;
 pub use amqp::AmqpConfig;
 pub use blob::{BlobBackend, BlobConfig};
 pub use db::DbConfig;
+pub use http::HttpLimits;
 pub use hub::{HubConfig, DEFAULT_PUBLIC_URL};
 pub use polar::PolarConfig;
 pub use secret::Secret;

@@ -319,6 +319,11 @@ async fn idle_websockets(n: usize) {
     let hub = TestHub::start_with(HubOptions {
         fs_blobs: true,
         no_finisher: true,
+        // Every client connects from 127.0.0.1: lift the connection caps.
+        hub: Some(Box::new(|h| {
+            h.http.max_connections = 0;
+            h.http.max_connections_per_addr = 0;
+        })),
         ..HubOptions::default()
     })
     .await;

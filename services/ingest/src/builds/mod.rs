@@ -18,6 +18,9 @@
 //! credentials, the project binding, the rate hit and the outbox row in one transaction. Any
 //! failure deletes the stored tarball: nothing is left behind.
 //!
+//! A multipart submission without a Bearer token holds one of the anonymous upload slots
+//! ([`crate::inflight`], DEC-18) while it runs, since its tarball streams before its key.
+//!
 //! An `Idempotency-Key` header (per licence) makes a retry answer the first submission's
 //! `job_id`, `ws_url` and current `position` without creating anything.
 
@@ -61,6 +64,19 @@ pub async fn create_build(
             Some(access::principal_from_bearer(&mut conn, token).await)
         }
         None => None,
+    };
+    // The key path streams the tarball before its key arrives: hold a slot while it does.
+    let _slot = match (&kind, &bearer) {
+        (BodyKind::Multipart(_), None) => {
+            let peer = parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| c.0.ip());
+            let addr =
+                crate::licenses::client_addr(peer, headers, state.settings.trust_forwarded_for);
+            Some(state.uploads.acquire(&addr)?)
+        }
+        _ => None,
     };
     let job_id = uuid::Uuid::new_v4().to_string();
     let mut intake = Intake {
