@@ -183,6 +183,7 @@ pub fn hub_config(public_url: &str) -> HubConfig {
         admin_secret: Secret::new("test-admin-secret-0123456789"),
         credentials_key: Secret::new("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="),
         artifact_ttl_secs: 600,
+        download_max_attempts: 5,
         self_hosted: false,
         expected_version: String::new(),
         http: crate::config::HttpLimits::default(),

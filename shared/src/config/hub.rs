@@ -58,6 +58,15 @@ pub struct HubConfig {
         default_value_t = 600
     )]
     pub artifact_ttl_secs: u64,
+    /// Reads a download link allows before it is spent, complete or not (an incomplete read
+    /// gives the link back for another try, until this many).
+    #[arg(
+        id = "download-max-attempts",
+        long = "download-max-attempts",
+        env = "PERRY_HUB_DOWNLOAD_MAX_ATTEMPTS",
+        default_value_t = 5
+    )]
+    pub download_max_attempts: u32,
     /// Self-hosted: no monthly or hourly limits.
     #[arg(id = "self-hosted", long = "self-hosted", env = "PERRY_HUB_SELF_HOSTED", value_parser = parse_bool_flag, action = clap::ArgAction::Set, default_value = "false")]
     pub self_hosted: bool,
@@ -140,6 +149,12 @@ impl HubConfig {
             return Err(ConfigError::new(
                 "PERRY_HUB_ARTIFACT_TTL_SECS",
                 "must be between 1 and 604800",
+            ));
+        }
+        if self.download_max_attempts == 0 {
+            return Err(ConfigError::new(
+                "PERRY_HUB_DOWNLOAD_MAX_ATTEMPTS",
+                "must be at least 1",
             ));
         }
         self.credentials_key()?;
