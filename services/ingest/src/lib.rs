@@ -24,6 +24,7 @@ pub mod builds;
 pub mod errors;
 pub mod inflight;
 pub mod jobs;
+pub mod keyguard;
 pub mod licenses;
 pub mod limits;
 pub mod manifest;
@@ -133,6 +134,21 @@ pub struct Settings {
         default_value_t = 32
     )]
     pub anonymous_uploads_global: u32,
+    /// Failed licence-key lookups (unknown keys) one client address may make within the key
+    /// failure window before every key lookup from it is refused (0: no limit).
+    #[arg(
+        long = "key-failures-per-addr",
+        env = "PERRY_HUB_KEY_FAILURES_PER_ADDR",
+        default_value_t = 20
+    )]
+    pub key_failures_per_addr: u32,
+    /// Length of the key failure window, in seconds.
+    #[arg(
+        long = "key-failure-window-secs",
+        env = "PERRY_HUB_KEY_FAILURE_WINDOW_SECS",
+        default_value_t = 3600
+    )]
+    pub key_failure_window_secs: u64,
 }
 
 impl Settings {
@@ -162,6 +178,10 @@ impl Settings {
         anyhow::ensure!(
             self.free_tarball_cap_bytes > 0 && self.pro_tarball_cap_bytes > 0,
             "invalid configuration: PERRY_HUB_FREE_TARBALL_CAP_BYTES / PERRY_HUB_PRO_TARBALL_CAP_BYTES: must be positive"
+        );
+        anyhow::ensure!(
+            self.key_failure_window_secs > 0,
+            "invalid configuration: PERRY_HUB_KEY_FAILURE_WINDOW_SECS: must be positive"
         );
         anyhow::ensure!(
             self.register_window_secs > 0,

@@ -41,6 +41,7 @@ use shared::http::{ApiError, ApiResult};
 use crate::{
     access::{self, Principal},
     body,
+    keyguard::KeyGuard,
     manifest::BuildManifest,
     AppState,
 };
@@ -65,16 +66,21 @@ pub async fn create_build(
         }
         None => None,
     };
-    // The key path streams the tarball before its key arrives: hold a slot while it does.
+    let peer = parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    let client = crate::licenses::client_addr(peer, headers, state.settings.trust_forwarded_for);
+    let key_guard = KeyGuard::new(&state, &client);
+    // The key path streams the tarball before its key arrives: hold a slot while it does, and
+    // refuse at once an address that has used up its key failures.
     let _slot = match (&kind, &bearer) {
         (BodyKind::Multipart(_), None) => {
-            let peer = parts
-                .extensions
-                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-                .map(|c| c.0.ip());
-            let addr =
-                crate::licenses::client_addr(peer, headers, state.settings.trust_forwarded_for);
-            Some(state.uploads.acquire(&addr)?)
+            let slot = state.uploads.acquire(&client)?;
+            key_guard
+                .check(&mut *state.deps.pool.acquire().await?)
+                .await?;
+            Some(slot)
         }
         _ => None,
     };
@@ -83,6 +89,7 @@ pub async fn create_build(
         state: &state,
         job_id: &job_id,
         idempotency_key: idempotency_key.as_deref(),
+        key_guard,
         tarball: BlobGuard::new(
             state.deps.blob.clone(),
             job::artifacts::tarball_key(&job_id),
@@ -112,6 +119,8 @@ pub struct Intake<'a> {
     pub job_id: &'a str,
     /// The request's `Idempotency-Key`.
     pub idempotency_key: Option<&'a str>,
+    /// The client address's key-failure throttle.
+    pub key_guard: KeyGuard,
     /// The stored tarball, deleted unless the job is created.
     pub tarball: BlobGuard,
 }

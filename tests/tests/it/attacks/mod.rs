@@ -3,5 +3,6 @@
 //! (`perry_hub_tests::attacks`).
 
 mod connections;
+mod licences;
 mod support;
 mod uploads;
