@@ -11,6 +11,7 @@
 pub mod billing;
 pub mod completion;
 pub mod conn;
+pub mod credentials;
 pub mod fanout;
 pub mod pump;
 pub mod registry;

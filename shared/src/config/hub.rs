@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::{parse_bool_flag, ConfigError, HttpLimits, Secret};
+use super::{parse_bool_flag, ConfigError, HttpLimits, Secret, WorkerSecrets};
 
 /// Settings every hub service shares: public URL, secrets, limits.
 #[derive(Debug, Clone, Args)]
@@ -30,6 +30,17 @@ pub struct HubConfig {
         hide_default_value = true
     )]
     pub worker_secret: Secret,
+    /// Individual worker secrets bound to capabilities: `name:secret:cap1,cap2;name2:…`. A
+    /// worker holding one may claim only its capabilities; the shared secret keeps working.
+    #[arg(
+        id = "worker-secrets",
+        long = "worker-secrets",
+        env = "PERRY_HUB_WORKER_SECRETS",
+        default_value = "",
+        hide_env_values = true,
+        hide_default_value = true
+    )]
+    pub worker_secrets: WorkerSecrets,
     /// Bearer secret of the admin endpoints.
     #[arg(
         id = "admin-secret",
@@ -162,8 +173,13 @@ impl HubConfig {
         Ok(())
     }
 
-    /// Require the worker secret (dispatcher).
+    /// Require a worker secret (dispatcher): the shared one, or individual ones
+    /// (`PERRY_HUB_WORKER_SECRETS`), or both.
     pub fn validate_worker_secret(&self) -> Result<(), ConfigError> {
+        self.worker_secrets.validate(crate::queue::TARGETS)?;
+        if self.worker_secret.is_empty() && !self.worker_secrets.is_empty() {
+            return Ok(());
+        }
         check_secret(
             "PERRY_HUB_WORKER_SECRET",
             &self.worker_secret,

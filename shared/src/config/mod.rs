@@ -15,6 +15,7 @@ mod secret;
 mod service;
 #[cfg(test)]
 mod tests;
+mod workers;
 
 pub use amqp::AmqpConfig;
 pub use blob::{BlobBackend, BlobConfig};
@@ -24,6 +25,7 @@ pub use hub::{HubConfig, DEFAULT_PUBLIC_URL};
 pub use polar::PolarConfig;
 pub use secret::Secret;
 pub use service::ServiceArgs;
+pub use workers::{WorkerSecret, WorkerSecrets};
 
 /// A configuration error naming the variable at fault.
 #[derive(Debug, thiserror::Error)]

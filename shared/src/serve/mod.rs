@@ -123,9 +123,9 @@ async fn connection(
 }
 
 /// The answer to a connection over the listener's cap.
-const FULL: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: 87\r\n\r\n{\"error\":{\"code\":\"UNAVAILABLE\",\"message\":\"Too many connections; try again in a moment\"}}";
+const FULL: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: 88\r\n\r\n{\"error\":{\"code\":\"UNAVAILABLE\",\"message\":\"Too many connections; try again in a moment\"}}";
 /// The answer to a connection over its address's cap.
-const ADDRESS_FULL: &[u8] = b"HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: 90\r\n\r\n{\"error\":{\"code\":\"RATE_LIMITED\",\"message\":\"Too many connections from your address\"}}";
+const ADDRESS_FULL: &[u8] = b"HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: 84\r\n\r\n{\"error\":{\"code\":\"RATE_LIMITED\",\"message\":\"Too many connections from your address\"}}";
 
 /// Answer a refused connection with a fixed response (one non-blocking write into the fresh
 /// socket's buffer) and close it.

@@ -6,3 +6,4 @@ mod connections;
 mod licences;
 mod support;
 mod uploads;
+mod workers;
