@@ -4,6 +4,7 @@
 //! - [`db`]: MySQL pool, the embedded [`MIGRATOR`] and small query helpers.
 //! - [`queue`]: RabbitMQ topology, the outbox relay and a typed consumer.
 //! - [`auth`]: random tokens stored hashed, constant-time comparison, AES-GCM credentials.
+//! - [`license_hash`]: licence keys stored with a keyed hash (server pepper).
 //! - [`http`]: the JSON error envelope, health/readiness/metrics routes and serving helpers.
 //! - [`serve`]: HTTP listeners with connection caps and header, body and write timeouts.
 //! - [`runtime`]: the handles one process shares (pool, blob store, brokers, relay, shutdown).
@@ -14,6 +15,7 @@ pub mod clock;
 pub mod config;
 pub mod db;
 pub mod http;
+pub mod license_hash;
 pub mod metrics;
 pub mod queue;
 pub mod runtime;

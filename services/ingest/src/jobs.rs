@@ -88,16 +88,17 @@ pub async fn get_job(
     let guard = KeyGuard::new(&state, &addr);
     let mut conn = state.deps.pool.acquire().await?;
     guard.check(&mut conn).await?;
-    let (license_id, account_id) = match access::license_by_key(&mut conn, secret).await? {
-        Some(l) => (Some(l.id), None),
-        None => match access::account_by_token(&mut conn, secret).await? {
-            Some(a) => (None, Some(a.id)),
-            None => {
-                guard.failed(&mut conn).await?;
-                return Err(errors::auth_invalid());
-            }
-        },
-    };
+    let (license_id, account_id) =
+        match access::license_by_key(&mut conn, &state.hashing, secret).await? {
+            Some(l) => (Some(l.id), None),
+            None => match access::account_by_token(&mut conn, secret).await? {
+                Some(a) => (None, Some(a.id)),
+                None => {
+                    guard.failed(&mut conn).await?;
+                    return Err(errors::auth_invalid());
+                }
+            },
+        };
     let owner: Option<(i64, Option<String>)> = sqlx::query_as(
         "SELECT j.license_id, l.account_id FROM jobs j JOIN licenses l ON l.id = j.license_id WHERE j.id = ?",
     )

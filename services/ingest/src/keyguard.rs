@@ -5,7 +5,7 @@
 //! (`rate_events`), and an address at its limit is refused every key lookup, right or wrong,
 //! with 429 `RATE_LIMITED` until its failures age out.
 
-use shared::{clock::now_ms, http::ApiResult};
+use shared::{clock::now_ms, http::ApiResult, license_hash::LicenseHashing};
 use sqlx::MySqlConnection;
 
 use crate::{
@@ -16,6 +16,7 @@ use crate::{
 /// The throttle of one client address.
 #[derive(Debug, Clone)]
 pub struct KeyGuard {
+    hashing: LicenseHashing,
     bucket: String,
     limit: u32,
     window_ms: i64,
@@ -26,6 +27,7 @@ impl KeyGuard {
     pub fn new(state: &AppState, addr: &str) -> Self {
         let settings = &state.settings;
         Self {
+            hashing: state.hashing.clone(),
             bucket: format!("keyfail:{addr}"),
             limit: settings.key_failures_per_addr,
             window_ms: i64::try_from(settings.key_failure_window_secs.saturating_mul(1000))
@@ -64,7 +66,7 @@ impl KeyGuard {
         key: &str,
     ) -> ApiResult<Principal> {
         self.check(conn).await?;
-        let found = access::principal_from_key(conn, key).await;
+        let found = access::principal_from_key(conn, &self.hashing, key).await;
         if matches!(&found, Err(e) if e.code == shared::http::ErrorCode::LicenseInvalid) {
             self.failed(conn).await?;
         }

@@ -46,6 +46,7 @@ use protocol::Tier;
 use shared::{
     auth::CredentialCipher,
     config::ServiceArgs,
+    license_hash::LicenseHashing,
     runtime::{run_service, Deps, Service},
 };
 use tokio::net::TcpListener;
@@ -202,6 +203,8 @@ pub struct AppState {
     pub cipher: CredentialCipher,
     /// Anonymous uploads in flight.
     pub uploads: Arc<inflight::UploadSlots>,
+    /// How licence keys are stored (DEC-22).
+    pub hashing: LicenseHashing,
 }
 
 impl AppState {
@@ -216,6 +219,7 @@ impl AppState {
             ),
             settings: Arc::new(settings),
             cipher: CredentialCipher::new(&key),
+            hashing: LicenseHashing::new(&deps.hub.license_pepper),
         })
     }
 
@@ -308,7 +312,15 @@ pub async fn run(
         uses_broker: true,
     };
     run_service(service, listener, cancel, |deps| {
-        Ok(router(AppState::new(deps, config.settings.clone())?))
+        let state = AppState::new(deps, config.settings.clone())?;
+        // Convert bare licence hashes in the background; lookups find both forms meanwhile.
+        let (pool, hashing) = (deps.pool.clone(), state.hashing.clone());
+        deps.tracker.spawn(async move {
+            if let Err(error) = shared::license_hash::seal_all(&pool, &hashing).await {
+                tracing::error!(%error, "licence keys not converted to the keyed hash");
+            }
+        });
+        Ok(router(state))
     })
     .await
 }

@@ -100,9 +100,10 @@ async fn try_register(
     }
     let (key, hash) = auth::new_license_key("FREE");
     let res = sqlx::query(
-        "INSERT INTO licenses (key_hash, tier, device_bound, github_username, created_ms) VALUES (?, 'free', TRUE, ?, ?)",
+        "INSERT INTO licenses (key_hash, key_hash_kind, tier, device_bound, github_username, created_ms) VALUES (?, ?, 'free', TRUE, ?, ?)",
     )
-    .bind(&hash[..])
+    .bind(&state.hashing.from_sha(&hash)[..])
+    .bind(state.hashing.kind())
     .bind(username)
     .bind(now)
     .execute(&mut *tx)
@@ -130,7 +131,9 @@ pub async fn verify_license(
     let guard = KeyGuard::new(&state, &addr);
     let mut conn = state.deps.pool.acquire().await?;
     guard.check(&mut conn).await?;
-    let Some(license) = access::license_by_key(&mut conn, &request.license_key).await? else {
+    let Some(license) =
+        access::license_by_key(&mut conn, &state.hashing, &request.license_key).await?
+    else {
         guard.failed(&mut conn).await?;
         return Ok(Json(VerifyResponse::invalid()));
     };

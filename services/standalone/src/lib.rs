@@ -197,6 +197,13 @@ pub async fn run(
     .await
     .context("connecting to MySQL and the blob store")?;
     shared::db::migrate(&deps.pool).await?;
+    let hashing = shared::license_hash::LicenseHashing::new(&common.hub.license_pepper);
+    shared::license_hash::seal_all(&deps.pool, &hashing).await?;
+    if !hashing.peppered() {
+        tracing::warn!(
+            "PERRY_HUB_LICENSE_PEPPER is not set: licence keys are stored as bare SHA-256 hashes"
+        );
+    }
     deps.spawn_relay();
     let app = start(&deps, config.services())?;
     tracing::info!(

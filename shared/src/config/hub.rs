@@ -51,6 +51,17 @@ pub struct HubConfig {
         hide_default_value = true
     )]
     pub admin_secret: Secret,
+    /// Server pepper of stored licence keys (HMAC-SHA256); empty keeps bare SHA-256 hashes.
+    /// Keep it out of the database and never change it.
+    #[arg(
+        id = "license-pepper",
+        long = "license-pepper",
+        env = "PERRY_HUB_LICENSE_PEPPER",
+        default_value = "",
+        hide_env_values = true,
+        hide_default_value = true
+    )]
+    pub license_pepper: Secret,
     /// Base64 of 32 random bytes: the AES-256-GCM key for signing credentials at rest.
     #[arg(
         id = "credentials-key",
@@ -166,6 +177,12 @@ impl HubConfig {
             return Err(ConfigError::new(
                 "PERRY_HUB_DOWNLOAD_MAX_ATTEMPTS",
                 "must be at least 1",
+            ));
+        }
+        if !self.license_pepper.is_empty() && self.license_pepper.expose().len() < 16 {
+            return Err(ConfigError::new(
+                "PERRY_HUB_LICENSE_PEPPER",
+                "must be at least 16 characters (e.g. `openssl rand -base64 32`)",
             ));
         }
         self.credentials_key()?;

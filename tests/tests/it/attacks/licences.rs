@@ -110,3 +110,58 @@ async fn an_address_guessing_licence_keys_is_refused_every_lookup_after_its_fail
     );
     hub.stop().await;
 }
+
+#[tokio::test]
+async fn licence_keys_are_stored_with_the_server_pepper_and_bare_rows_convert_on_use() {
+    use shared::{config::Secret, license_hash::LicenseHashing};
+    const PEPPER: &str = "attack-test-pepper-0123456789";
+    let hub = perry_hub_tests::TestHub::start_with(perry_hub_tests::HubOptions {
+        hub: Some(Box::new(|h| h.license_pepper = Secret::new(PEPPER))),
+        ..perry_hub_tests::HubOptions::default()
+    })
+    .await;
+    let before = attacks::rss_kib();
+    let hashing = LicenseHashing::new(&Secret::new(PEPPER));
+    let stored = |key: &str| hex::encode(hashing.hashes(key).1);
+    let bare = |key: &str| hex::encode(shared::auth::hash_token(key));
+    // A new key is stored keyed: its bare SHA-256 is nowhere in the table.
+    let (status, body) = hub.register_license(&json!({}), &[]).await;
+    assert_eq!(status, 200, "{body}");
+    let key = body["license_key"].as_str().expect("key").to_owned();
+    let db = hub.db();
+    assert_eq!(
+        db.count("licenses", &format!("key_hash = UNHEX('{}')", bare(&key)))
+            .await,
+        0
+    );
+    assert_eq!(
+        db.count(
+            "licenses",
+            &format!("key_hash = UNHEX('{}') AND key_hash_kind = 1", stored(&key))
+        )
+        .await,
+        1
+    );
+    // A row stored bare (before the pepper) still works, and is converted by its first use.
+    let (old, _) = hub.insert_license("pro").await;
+    let (status, body) = verify(&hub, "127.0.0.1", &old).await;
+    assert_eq!((status, &body["valid"]), (200, &json!(true)), "{body}");
+    assert_eq!(
+        db.count("licenses", &format!("key_hash = UNHEX('{}')", bare(&old)))
+            .await,
+        0
+    );
+    assert_eq!(db.count("licenses", "key_hash_kind = 0").await, 0);
+    let (status, body) = verify(&hub, "127.0.0.1", &old).await;
+    assert_eq!((status, &body["valid"]), (200, &json!(true)), "{body}");
+    attacks::record(
+        &Attack {
+            slug: "licence-table-leak",
+            request: "a copy of the `licenses` table, to brute-force the 48-bit keys offline",
+            limit: "`PERRY_HUB_LICENSE_PEPPER`: `key_hash` = HMAC-SHA256(pepper, SHA-256(key)); bare rows converted at start and on use",
+            response: "no bare SHA-256 of any key left in the table; guessing needs the pepper, which is not in the database",
+        },
+        before,
+    );
+    hub.stop().await;
+}
