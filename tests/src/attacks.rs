@@ -54,3 +54,21 @@ pub fn record(attack: &Attack<'_>, before_kib: u64) {
         let _ = std::fs::write(dir.join(format!("{}.md", attack.slug)), row);
     }
 }
+
+/// The memory before an attack, measured after a warm-up (a fresh client's first request, a
+/// licence check and the hub's first answers) so that one-time allocations of the process are
+/// not counted as the attack's.
+pub async fn baseline(hub: &crate::TestHub) -> u64 {
+    let client = reqwest::Client::new();
+    let _ = client.get(hub.url("/api/v1/status")).send().await;
+    let _ = client
+        .post(hub.url("/api/v1/license/verify"))
+        .json(&serde_json::json!({"license_key": "FREE-0000-0000-0000"}))
+        .send()
+        .await;
+    // Warm-up failures must not count against the scenario's own key-failure budget.
+    let _ = sqlx::query("DELETE FROM rate_events WHERE bucket LIKE 'keyfail:%'")
+        .execute(hub.pool())
+        .await;
+    rss_kib()
+}

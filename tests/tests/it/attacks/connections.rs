@@ -11,7 +11,7 @@ use super::support::{connect_from, hub_with, read_until_closed, status_line, OTH
 #[tokio::test]
 async fn a_client_dribbling_its_headers_is_cut_off_after_the_header_timeout() {
     let hub = hub_with(|h| h.header_timeout_secs = 1, |_| {}).await;
-    let before = attacks::rss_kib();
+    let before = attacks::baseline(&hub).await;
     let (mut rd, mut wr) = connect_from(&hub, "127.0.0.1").await.into_split();
     wr.write_all(b"GET /api/v1/status HTTP/1.1\r\nHost: hub\r\n")
         .await
@@ -79,6 +79,7 @@ async fn served_connection(hub: &perry_hub_tests::TestHub, from: &str) -> tokio:
 #[tokio::test]
 async fn connections_beyond_the_per_address_cap_are_refused_while_another_address_is_served() {
     let hub = hub_with(|h| h.max_connections_per_addr = 4, |_| {}).await;
+    // No warm-up: its connection would take one of the few places.
     let before = attacks::rss_kib();
     let mut held = Vec::new();
     for _ in 0..4 {
@@ -129,6 +130,7 @@ async fn connections_beyond_the_per_address_cap_are_refused_while_another_addres
 #[tokio::test]
 async fn connections_beyond_the_global_cap_are_refused_with_503() {
     let hub = hub_with(|h| h.max_connections = 3, |_| {}).await;
+    // No warm-up: its connection would take one of the few places.
     let before = attacks::rss_kib();
     let _a = served_connection(&hub, "127.0.0.1").await;
     let _b = served_connection(&hub, "127.0.0.3").await;
@@ -153,7 +155,7 @@ async fn connections_beyond_the_global_cap_are_refused_with_503() {
 #[tokio::test]
 async fn a_request_body_that_stops_arriving_gets_408_and_the_connection_closes() {
     let hub = hub_with(|h| h.idle_timeout_secs = 1, |_| {}).await;
-    let before = attacks::rss_kib();
+    let before = attacks::baseline(&hub).await;
     let mut sock = connect_from(&hub, "127.0.0.1").await;
     sock.write_all(
         b"POST /api/v1/license/verify HTTP/1.1\r\nHost: hub\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"license_key\":",
@@ -173,6 +175,63 @@ async fn a_request_body_that_stops_arriving_gets_408_and_the_connection_closes()
             response: &format!(
                 "`408 REQUEST_TIMEOUT` after {:.1} s, closed",
                 took.as_secs_f64()
+            ),
+        },
+        before,
+    );
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn a_flood_of_silent_connections_from_one_address_holds_at_most_its_cap() {
+    const FLOOD: usize = 1000;
+    const CAP: u32 = 100;
+    let hub = hub_with(
+        |h| {
+            h.max_connections_per_addr = CAP;
+            h.header_timeout_secs = 2;
+        },
+        |_| {},
+    )
+    .await;
+    let before = attacks::baseline(&hub).await;
+    let mut socks = Vec::with_capacity(FLOOD);
+    for _ in 0..FLOOD {
+        socks.push(connect_from(&hub, "127.0.0.1").await);
+    }
+    // Each socket either gets the refusal at once or is held until the header timeout closes
+    // it; none stays open.
+    let outcomes = futures_util::future::join_all(
+        socks
+            .iter_mut()
+            .map(|s| async move { read_until_closed(s).await }),
+    )
+    .await;
+    let peak = attacks::rss_kib();
+    let refused = outcomes
+        .iter()
+        .filter(|(answer, _)| answer.starts_with(b"HTTP/1.1 429"))
+        .count();
+    let held = FLOOD - refused;
+    assert!(held <= CAP as usize, "{held} connections held");
+    assert!(refused >= FLOOD - CAP as usize, "{refused} refused");
+    let longest = outcomes.iter().map(|(_, t)| *t).max().unwrap_or_default();
+    assert!(longest < Duration::from_secs(10), "{longest:?}");
+    drop(socks);
+    // The hub is usable afterwards.
+    let (status, _) = hub.get_status().await;
+    assert_eq!(status, 200);
+    attacks::record(
+        &Attack {
+            slug: "connection-flood",
+            request: &format!("{FLOOD} TCP connections from one address that never send a byte"),
+            limit: &format!(
+                "`PERRY_HUB_MAX_CONNECTIONS_PER_ADDR` ({CAP} in the test) and the header timeout (2 s in the test)"
+            ),
+            response: &format!(
+                "{refused} refused at once with `429 RATE_LIMITED`, {held} held and closed within {:.1} s; peak RSS {:.1} MiB",
+                longest.as_secs_f64(),
+                peak as f64 / 1024.0
             ),
         },
         before,

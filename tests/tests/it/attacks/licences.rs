@@ -60,7 +60,7 @@ async fn job_with_key(hub: &TestHub, from: &str, key: &str) -> u16 {
 async fn an_address_guessing_licence_keys_is_refused_every_lookup_after_its_failures() {
     let hub = hub_with(|_| {}, |s| s.key_failures_per_addr = 3).await;
     let (real, _) = hub.insert_license("pro").await;
-    let before = attacks::rss_kib();
+    let before = attacks::baseline(&hub).await;
     // Verify: three wrong guesses are answered as before, the fourth lookup is refused even
     // with the right key.
     for i in 0..3 {
@@ -120,7 +120,7 @@ async fn licence_keys_are_stored_with_the_server_pepper_and_bare_rows_convert_on
         ..perry_hub_tests::HubOptions::default()
     })
     .await;
-    let before = attacks::rss_kib();
+    let before = attacks::baseline(&hub).await;
     let hashing = LicenseHashing::new(&Secret::new(PEPPER));
     let stored = |key: &str| hex::encode(hashing.hashes(key).1);
     let bare = |key: &str| hex::encode(shared::auth::hash_token(key));

@@ -102,7 +102,7 @@ async fn anonymous_uploads_in_flight_are_capped_per_address_and_in_all() {
         },
     )
     .await;
-    let before = attacks::rss_kib();
+    let before = attacks::baseline(&hub).await;
     let (tx_a, rx_a) = mpsc::channel(4);
     tx_a.send(Bytes::from(form_head())).await.expect("head");
     let held_a = streamed_submit(&hub, "127.0.0.1", rx_a);
@@ -148,7 +148,7 @@ async fn anonymous_uploads_in_flight_are_capped_per_address_and_in_all() {
 #[tokio::test]
 async fn an_upload_that_stalls_mid_tarball_gets_408_and_leaves_nothing() {
     let hub = hub_with(|h| h.idle_timeout_secs = 1, |_| {}).await;
-    let before = attacks::rss_kib();
+    let before = attacks::baseline(&hub).await;
     let (tx, rx) = mpsc::channel(4);
     tx.send(Bytes::from(form_head())).await.expect("head");
     let started = tokio::time::Instant::now();

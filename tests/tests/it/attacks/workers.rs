@@ -48,7 +48,7 @@ fn all_credentials() -> Value {
 async fn a_build_box_secret_cannot_claim_signing_and_jobs_carry_only_their_credentials() {
     let logs = shared::testing::capture_logs();
     let hub = hub().await;
-    let before = attacks::rss_kib();
+    let before = attacks::baseline(&hub).await;
     let (_, license) = hub.insert_license("pro").await;
     // The build box's secret, leaked, tries to take signing jobs: refused and closed.
     let mut evil = connect(&hub, "linux-box", LINUX_SECRET, &["linux", "ios-sign"]).await;
@@ -106,7 +106,7 @@ async fn a_build_box_secret_cannot_claim_signing_and_jobs_carry_only_their_crede
             slug: "worker-secret-escalation",
             request: "`worker_hello` with the Linux build box's own secret claiming `ios-sign`",
             limit: "`PERRY_HUB_WORKER_SECRETS` (`name:secret:linux,android`)",
-            response: "`error AUTH_FAILED` \"…does not allow the capability 'ios-sign'\", close 1008; a `linux` job_assign carries only `android_*`/`google_play_*` fields",
+            response: "`error AUTH_FAILED` \"…does not allow the capability 'ios-sign'\", close 1008; a `linux` job_assign carries only `android_*`/`google_play_*` fields; no secret in the logs (the test keeps every TRACE line in memory to check)",
         },
         before,
     );

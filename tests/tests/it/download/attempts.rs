@@ -26,7 +26,7 @@ async fn a_link_read_partially_again_and_again_is_spent_after_its_attempts() {
     let art = store_artifact(&hub, "app.tar.gz", bytes(16 << 20, 11)).await;
     let token = mint(&hub, &art.id).await;
     let url = dl(&hub.base_url, &token);
-    let before = attacks::rss_kib();
+    let before = attacks::baseline(&hub).await;
     for attempt in 1..=3 {
         let mut resp = get(&hub, &url, &[]).await;
         assert_eq!(resp.status(), StatusCode::OK, "attempt {attempt}");
@@ -65,7 +65,7 @@ async fn a_download_whose_reader_stops_is_cut_off_and_its_link_given_back() {
     // Far more than the socket buffers hold, so the hub's writes stall.
     let art = store_artifact(&hub, "big.tar.gz", bytes(16 << 20, 12)).await;
     let token = mint(&hub, &art.id).await;
-    let before = attacks::rss_kib();
+    let before = attacks::baseline(&hub).await;
     let addr = hub.base_url.trim_start_matches("http://").to_owned();
     let mut sock = tokio::net::TcpStream::connect(&addr)
         .await
