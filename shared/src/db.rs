@@ -15,6 +15,7 @@ pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 /// Connect a pool, retrying for up to `wait` while the server comes up.
 pub async fn connect(config: &DbConfig, wait: Duration) -> anyhow::Result<MySqlPool> {
     let options = config.connect_options()?;
+    crate::install_tls_provider();
     let deadline = tokio::time::Instant::now() + wait;
     loop {
         let attempt = MySqlPoolOptions::new()

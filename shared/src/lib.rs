@@ -26,3 +26,10 @@ pub mod telemetry;
 pub mod testing;
 
 pub use db::MIGRATOR;
+
+/// Choose rustls's crypto provider for the process (aws-lc-rs, which the S3 client uses too):
+/// with more than one compiled in, rustls cannot pick one itself. Idempotent; called before
+/// every TLS connection to MySQL or RabbitMQ.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
