@@ -21,7 +21,7 @@ by hand. Each scenario runs the hub in process (the standalone composition on a 
 MariaDB, RabbitMQ, S3 or the filesystem store) with the limit under test lowered so the test
 runs in seconds; the defaults are named. Memory is the resident set of the test process (hub
 and attacking clients together) before the attack and after it; see issue 15 and DEC-17 to
-DEC-22.
+DEC-26.
 
 | request | limit hit | response | memory before → after |
 |---|---|---|---|

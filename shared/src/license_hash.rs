@@ -1,4 +1,4 @@
-//! How licence keys are stored (issue 15 item 8, DEC-22): `HMAC-SHA256(pepper, SHA-256(key))`
+//! How licence keys are stored (issue 15 item 8, DEC-26): `HMAC-SHA256(pepper, SHA-256(key))`
 //! when `PERRY_HUB_LICENSE_PEPPER` is set, the bare SHA-256 otherwise. A key carries only 48
 //! random bits, so a leaked table of bare hashes gives up every key to a brute force; with the
 //! pepper (kept out of the database) it gives up nothing.

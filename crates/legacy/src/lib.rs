@@ -51,7 +51,7 @@ pub struct Args {
     /// Exit successfully even when rows were skipped.
     #[arg(long)]
     pub allow_skips: bool,
-    /// The hub's licence-key pepper (`PERRY_HUB_LICENSE_PEPPER`, DEC-22): imported keys are
+    /// The hub's licence-key pepper (`PERRY_HUB_LICENSE_PEPPER`, DEC-26): imported keys are
     /// stored keyed with it, as the hub stores them. Required once the hub uses one.
     #[arg(
         long = "license-pepper",

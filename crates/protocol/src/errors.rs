@@ -32,7 +32,7 @@ pub enum ErrorCode {
     /// 405: wrong method on a known route.
     MethodNotAllowed,
     /// 408: *new*: the request's headers or body stopped arriving, or a small request took
-    /// longer than the request timeout (DEC-18).
+    /// longer than the request timeout (DEC-22).
     RequestTimeout,
     /// 409: upload while the job is not `assigned`/`running`.
     JobNotRunning,

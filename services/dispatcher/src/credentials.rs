@@ -1,4 +1,4 @@
-//! Least privilege for workers (issue 15 item 10, DEC-21): a `job_assign` carries only the
+//! Least privilege for workers (issue 15 item 10, DEC-25): a `job_assign` carries only the
 //! credentials its target uses. The CLI sends one object of every signing secret it knows;
 //! each worker reads only its own fields (builder-linux `BuildCredentials`: the Android keystore
 //! and the Google Play service account; builder-macos: Apple; builder-windows: the PFX and

@@ -72,7 +72,7 @@ pub async fn run(ctx: &AppState, conn: &mut Conn, hello: Hello) {
         return;
     };
     let capabilities = normalize_capabilities(hello.capabilities);
-    // An individual secret allows only its capabilities (DEC-21): claiming another one is an
+    // An individual secret allows only its capabilities (DEC-25): claiming another one is an
     // authentication failure, so a build box can never receive signing credentials.
     if let Some(denied) = grant.denied(&capabilities) {
         if let Grant::Only { secret_name, .. } = &grant {

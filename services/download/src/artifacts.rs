@@ -4,7 +4,7 @@
 //! |---|---|
 //! | malformed, unknown or used token | 404 `ARTIFACT_NOT_FOUND`, one fixed message |
 //! | unused but expired token | 410 `GONE` |
-//! | unused token whose attempts ran out (DEC-19) | 410 `GONE` |
+//! | unused token whose attempts ran out (DEC-23) | 410 `GONE` |
 //! | artifact or its bytes gone (retention) | 410 `GONE`; the token is not consumed |
 //! | unsatisfiable `Range` (raw only) | 416 `RANGE_NOT_SATISFIABLE` + `Content-Range: bytes */size` |
 //! | store or database failure | 500 `INTERNAL_ERROR`; the token stays valid (D29) |

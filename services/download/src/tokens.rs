@@ -5,7 +5,7 @@
 //! ([`TokenClaim::commit`]: the token is consumed) or fails ([`TokenClaim::release`], or the
 //! drop of an armed claim, which releases from a spawned task): then `used_ms` goes back to
 //! `NULL`, conditional on still holding this claim's stamp, and the link stays usable, for at
-//! most `PERRY_HUB_DOWNLOAD_MAX_ATTEMPTS` claims in all (DEC-19).
+//! most `PERRY_HUB_DOWNLOAD_MAX_ATTEMPTS` claims in all (DEC-23).
 
 use shared::clock::now_ms;
 use sqlx::MySqlPool;

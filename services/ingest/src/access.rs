@@ -119,7 +119,7 @@ pub async fn account_by_id(
 }
 
 /// The licence with this key, stored keyed or (not converted yet) bare; a bare row found with
-/// a pepper configured is converted on the spot (DEC-22).
+/// a pepper configured is converted on the spot (DEC-26).
 pub async fn license_by_key(
     conn: &mut MySqlConnection,
     hashing: &LicenseHashing,

@@ -102,7 +102,7 @@ pub fn too_large(what: &str, limit: u64) -> ApiError {
     )
 }
 
-/// 408 `REQUEST_TIMEOUT`: the body stopped arriving (DEC-18).
+/// 408 `REQUEST_TIMEOUT`: the body stopped arriving (DEC-22).
 pub fn body_idle() -> ApiError {
     ApiError::new(
         ErrorCode::RequestTimeout,
@@ -111,7 +111,7 @@ pub fn body_idle() -> ApiError {
 }
 
 /// 429 `RATE_LIMITED` / 503 `UNAVAILABLE`: too many uploads without an API token in flight,
-/// from this address or in all (DEC-18).
+/// from this address or in all (DEC-22).
 pub fn uploads_in_flight(per_address: bool, limit: u32) -> ApiError {
     if per_address {
         rate_limited(format!(

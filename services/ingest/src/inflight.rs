@@ -1,5 +1,5 @@
 //! Uploads in flight without an API token, limited per client address and in all (issue 15
-//! item 3, DEC-18). The CLI sends its `license_key` part after the tarball, so a submission on
+//! item 3, DEC-22). The CLI sends its `license_key` part after the tarball, so a submission on
 //! the key path streams into the store before anything identifies it: these slots bound how
 //! many such streams one address, and everyone together, can hold open on this replica.
 

@@ -1,4 +1,4 @@
-//! Failed licence-key lookups, throttled per client address (issue 15 item 7, DEC-20). A key
+//! Failed licence-key lookups, throttled per client address (issue 15 item 7, DEC-24). A key
 //! is 48 random bits (`FREE-XXXX-XXXX-XXXX`), too few to face unlimited guessing: every lookup
 //! that finds no key (`license/verify`, a build's `license_key`, a key used as the Bearer of
 //! `GET /jobs/{id}`) counts in the address's bucket of the rolling window kept in MySQL

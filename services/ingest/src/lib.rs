@@ -203,7 +203,7 @@ pub struct AppState {
     pub cipher: CredentialCipher,
     /// Anonymous uploads in flight.
     pub uploads: Arc<inflight::UploadSlots>,
-    /// How licence keys are stored (DEC-22).
+    /// How licence keys are stored (DEC-26).
     pub hashing: LicenseHashing,
 }
 

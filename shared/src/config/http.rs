@@ -1,4 +1,4 @@
-//! [`HttpLimits`]: what every HTTP listener enforces on its connections (issue 15, DEC-18).
+//! [`HttpLimits`]: what every HTTP listener enforces on its connections (issue 15, DEC-22).
 
 use std::time::Duration;
 

@@ -1,5 +1,5 @@
 //! [`WorkerSecrets`]: individual worker secrets, each bound to the capabilities it may claim
-//! (`PERRY_HUB_WORKER_SECRETS`, issue 15 item 10, DEC-21).
+//! (`PERRY_HUB_WORKER_SECRETS`, issue 15 item 10, DEC-25).
 
 use std::fmt;
 

@@ -1,4 +1,4 @@
-//! Serving HTTP on a listener with the limits a public hub needs (issue 15 item 3, DEC-18):
+//! Serving HTTP on a listener with the limits a public hub needs (issue 15 item 3, DEC-22):
 //!
 //! - a connection cap in all and per client address ([`conns`]); a connection over a cap is
 //!   answered with a fixed 503 `UNAVAILABLE` or 429 `RATE_LIMITED` and closed at once;

@@ -19,7 +19,7 @@
 //! failure deletes the stored tarball: nothing is left behind.
 //!
 //! A multipart submission without a Bearer token holds one of the anonymous upload slots
-//! ([`crate::inflight`], DEC-18) while it runs, since its tarball streams before its key.
+//! ([`crate::inflight`], DEC-22) while it runs, since its tarball streams before its key.
 //!
 //! An `Idempotency-Key` header (per licence) makes a retry answer the first submission's
 //! `job_id`, `ws_url` and current `position` without creating anything.

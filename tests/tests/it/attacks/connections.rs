@@ -1,5 +1,5 @@
 //! Slowloris, stalled bodies and connection floods against the standalone composition
-//! (`shared::serve`, DEC-18).
+//! (`shared::serve`, DEC-22).
 
 use std::time::Duration;
 

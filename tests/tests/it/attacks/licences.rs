@@ -1,4 +1,4 @@
-//! Guessing licence keys (DEC-20): failed lookups are counted per address and cut off.
+//! Guessing licence keys (DEC-24): failed lookups are counted per address and cut off.
 
 use perry_hub_tests::{
     api::{cli_form, manifest, BOUNDARY},

@@ -1,4 +1,4 @@
-//! Uploads that stall, and anonymous uploads held open in numbers (DEC-18).
+//! Uploads that stall, and anonymous uploads held open in numbers (DEC-22).
 
 use std::time::Duration;
 

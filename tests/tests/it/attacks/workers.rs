@@ -1,4 +1,4 @@
-//! Least privilege for workers (DEC-21): individual secrets bound to capabilities, and each
+//! Least privilege for workers (DEC-25): individual secrets bound to capabilities, and each
 //! job sent only the credentials its target uses.
 
 use perry_hub_tests::{

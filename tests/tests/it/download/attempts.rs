@@ -1,4 +1,4 @@
-//! A link cannot be kept alive by partial reads (issue 15 item 6, DEC-19): every claim counts
+//! A link cannot be kept alive by partial reads (issue 15 item 6, DEC-23): every claim counts
 //! an attempt, and a reader that stops taking bytes is cut off after the idle timeout.
 
 use perry_hub_tests::{

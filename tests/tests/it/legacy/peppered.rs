@@ -1,4 +1,4 @@
-//! Importing into a hub whose licence keys are keyed with a pepper (DEC-22): imported keys are
+//! Importing into a hub whose licence keys are keyed with a pepper (DEC-26): imported keys are
 //! stored keyed, repeat imports find them, and an import without the pepper is refused.
 
 use perry_hub_tests::{HubOptions, TestHub};
