@@ -72,6 +72,7 @@ impl ConnectError {
 /// unknown database fails at once with a [`ConnectError`].
 pub async fn connect(config: &DbConfig, wait: Duration) -> anyhow::Result<MySqlPool> {
     let options = config.connect_options()?;
+    crate::install_tls_provider();
     let deadline = tokio::time::Instant::now() + wait;
     loop {
         let attempt = MySqlPoolOptions::new()

@@ -240,7 +240,7 @@ pub async fn envelope_errors(req: Request, next: Next) -> Response {
         StatusCode::NOT_FOUND => (ErrorCode::NotFound, "Not found"),
         StatusCode::METHOD_NOT_ALLOWED => (ErrorCode::MethodNotAllowed, "Method not allowed"),
         StatusCode::PAYLOAD_TOO_LARGE => (ErrorCode::UploadTooLarge, "Request body too large"),
-        StatusCode::REQUEST_TIMEOUT => (ErrorCode::BadRequest, "Request timed out"),
+        StatusCode::REQUEST_TIMEOUT => (ErrorCode::RequestTimeout, "Request timed out"),
         StatusCode::UNAUTHORIZED => (ErrorCode::AuthRequired, "Authentication required"),
         StatusCode::FORBIDDEN => (ErrorCode::Forbidden, "Forbidden"),
         StatusCode::SERVICE_UNAVAILABLE => (ErrorCode::Unavailable, "Service unavailable"),
@@ -365,17 +365,18 @@ pub fn finish_router(router: Router) -> Router {
         )
 }
 
-/// Serve `router` on `listener` until `shutdown` resolves, then drain in-flight requests.
-pub async fn serve<F>(listener: TcpListener, router: Router, shutdown: F) -> std::io::Result<()>
+/// Serve `router` on `listener` with the connection caps and timeouts of `limits` until
+/// `shutdown` resolves, then drain in-flight requests (see [`crate::serve`]).
+pub async fn serve<F>(
+    listener: TcpListener,
+    router: Router,
+    limits: &crate::config::HttpLimits,
+    shutdown: F,
+) -> std::io::Result<()>
 where
     F: Future<Output = ()> + Send + 'static,
 {
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    crate::serve::serve(listener, router, limits, shutdown).await
 }
 
 #[cfg(test)]

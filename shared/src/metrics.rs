@@ -42,6 +42,8 @@ pub struct Metrics {
     pub downloads: Family<Labels, Counter>,
     /// Jobs reaching a terminal state, by state.
     pub jobs_finished: Family<Labels, Counter>,
+    /// HTTP connections refused at accept, by reason (`full`, `address_full`).
+    pub connections_refused: Family<Labels, Counter>,
 }
 
 /// One-label helper.
@@ -69,6 +71,7 @@ impl Metrics {
             azure_calls: Family::default(),
             downloads: Family::default(),
             jobs_finished: Family::default(),
+            connections_refused: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -117,6 +120,11 @@ impl Metrics {
             "frames_ignored",
             "Ignored WebSocket frames by reason",
             m.frames_ignored.clone(),
+        );
+        registry.register(
+            "connections_refused",
+            "HTTP connections refused at accept by reason",
+            m.connections_refused.clone(),
         );
         registry.register(
             "azure_calls",

@@ -126,7 +126,9 @@ impl Deps {
         let app = crate::http::finish_router(app.merge(crate::http::health_router(checks)));
         tracing::info!(addr = %listener.local_addr()?, public_url = %self.hub.public_url(), "{service} listening");
         let cancel = self.cancel.clone();
-        let serving = crate::http::serve(listener, app, async move { cancel.cancelled().await });
+        let serving = crate::http::serve(listener, app, &self.hub.http, async move {
+            cancel.cancelled().await
+        });
         let (served, deadline) = within_grace(serving, &self.cancel, grace).await;
         self.shutdown(deadline.saturating_duration_since(tokio::time::Instant::now()))
             .await;

@@ -180,11 +180,15 @@ pub fn hub_config(public_url: &str) -> HubConfig {
         dev_mode: false,
         public_url: public_url.to_owned(),
         worker_secret: Secret::new("test-worker-secret-0123456789"),
+        worker_secrets: crate::config::WorkerSecrets::default(),
         admin_secret: Secret::new("test-admin-secret-0123456789"),
+        license_pepper: Secret::default(),
         credentials_key: Secret::new("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="),
         artifact_ttl_secs: 600,
+        download_max_attempts: 5,
         self_hosted: false,
         expected_version: String::new(),
+        http: crate::config::HttpLimits::default(),
     }
 }
 

@@ -7,6 +7,7 @@
 //! for Azure (token endpoint and VM start/deallocate) with a configurable boot time.
 
 pub mod api;
+pub mod attacks;
 pub mod fake_azure;
 mod process;
 pub mod sim;

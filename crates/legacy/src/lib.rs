@@ -21,7 +21,10 @@ pub mod report;
 pub mod source;
 pub mod write;
 
-use shared::config::Secret;
+use shared::{
+    config::Secret,
+    license_hash::{self, LicenseHashing},
+};
 use sqlx::MySqlPool;
 
 pub use report::Report;
@@ -48,6 +51,16 @@ pub struct Args {
     /// Exit successfully even when rows were skipped.
     #[arg(long)]
     pub allow_skips: bool,
+    /// The hub's licence-key pepper (`PERRY_HUB_LICENSE_PEPPER`, DEC-26): imported keys are
+    /// stored keyed with it, as the hub stores them. Required once the hub uses one.
+    #[arg(
+        long = "license-pepper",
+        env = "PERRY_HUB_LICENSE_PEPPER",
+        default_value = "",
+        hide_env_values = true,
+        hide_default_value = true
+    )]
+    pub license_pepper: Secret,
 }
 
 /// Errors that stop an import (a row that cannot be imported is skipped, not an error).
@@ -65,6 +78,9 @@ pub enum Error {
     /// The hub changed under the import (a concurrent writer took a key or id first).
     #[error("the hub changed during the import; nothing was written, run it again: {0}")]
     Conflict(#[source] sqlx::Error),
+    /// The pepper does not fit the hub's stored keys.
+    #[error("{0}")]
+    Pepper(#[source] license_hash::SealError),
     /// Reading or writing the hub's database failed.
     #[error("hub database: {0}")]
     Target(#[from] sqlx::Error),
@@ -84,9 +100,17 @@ pub async fn run(args: &Args, target: &MySqlPool) -> Result<Report> {
         builds = data.builds.as_ref().map(Vec::len),
         "original server's data read"
     );
-    let plan = plan::build(&data, target, args.update).await?;
+    let hashing = LicenseHashing::new(&args.license_pepper);
+    license_hash::check(target, &hashing)
+        .await
+        .map_err(Error::Pepper)?;
+    let plan = plan::build(&data, target, args.update, &hashing).await?;
     if !args.dry_run {
-        write::apply(target, &plan.writes).await?;
+        // Every hub licence keyed first, so the writes can find licences by the keyed hash.
+        license_hash::seal_all(target, &hashing)
+            .await
+            .map_err(Error::Pepper)?;
+        write::apply(target, &plan.writes, &hashing).await?;
     }
     Ok(Report::new(&data, plan, args.dry_run))
 }

@@ -2,6 +2,7 @@
 //! created in the same run are found again by their key hash. No queued work is ever created:
 //! imported jobs are terminal and nothing is put in the outbox.
 
+use shared::license_hash::LicenseHashing;
 use sqlx::{MySqlConnection, MySqlPool};
 
 use crate::{
@@ -11,10 +12,10 @@ use crate::{
 };
 
 /// Apply `writes` in order, in one transaction.
-pub async fn apply(hub: &MySqlPool, writes: &[Write]) -> Result<()> {
+pub async fn apply(hub: &MySqlPool, writes: &[Write], hashing: &LicenseHashing) -> Result<()> {
     let mut tx = hub.begin().await?;
     for write in writes {
-        one(&mut tx, write).await.map_err(|e| match e {
+        one(&mut tx, write, hashing).await.map_err(|e| match e {
             sqlx::Error::Database(ref d) if d.is_unique_violation() => Error::Conflict(e),
             other => Error::Target(other),
         })?;
@@ -24,7 +25,11 @@ pub async fn apply(hub: &MySqlPool, writes: &[Write]) -> Result<()> {
     Ok(())
 }
 
-async fn one(conn: &mut MySqlConnection, write: &Write) -> Result<(), sqlx::Error> {
+async fn one(
+    conn: &mut MySqlConnection,
+    write: &Write,
+    hashing: &LicenseHashing,
+) -> Result<(), sqlx::Error> {
     match write {
         Write::InsertAccount(a) => insert_account(conn, a).await,
         Write::UpdateAccount(a) => update_account(conn, a).await,
@@ -45,10 +50,11 @@ async fn one(conn: &mut MySqlConnection, write: &Write) -> Result<(), sqlx::Erro
             license: l,
             account_id,
         } => sqlx::query(
-            "INSERT INTO licenses (key_hash, tier, account_id, device_bound, bound_project, \
-             github_username, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO licenses (key_hash, key_hash_kind, tier, account_id, device_bound, \
+             bound_project, github_username, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         )
-        .bind(&l.key_hash[..])
+        .bind(&hashing.from_sha(&l.key_hash)[..])
+        .bind(hashing.kind())
         .bind(l.tier.as_str())
         .bind(account_id)
         .bind(l.device_bound)
@@ -75,9 +81,9 @@ async fn one(conn: &mut MySqlConnection, write: &Write) -> Result<(), sqlx::Erro
         .execute(conn)
         .await
         .map(drop),
-        Write::InsertUsage(u) => insert_usage(conn, u).await,
-        Write::RaiseUsage(u) => raise_usage(conn, u).await,
-        Write::InsertJob(job) => insert_job(conn, job).await,
+        Write::InsertUsage(u) => insert_usage(conn, u, hashing).await,
+        Write::RaiseUsage(u) => raise_usage(conn, u, hashing).await,
+        Write::InsertJob(job) => insert_job(conn, job, hashing).await,
     }
 }
 
@@ -124,28 +130,36 @@ async fn update_account(conn: &mut MySqlConnection, a: &Account) -> Result<(), s
 }
 
 /// A month of usage for a licence found by key hash (an error when it matched nothing).
-async fn insert_usage(conn: &mut MySqlConnection, u: &Usage) -> Result<(), sqlx::Error> {
+async fn insert_usage(
+    conn: &mut MySqlConnection,
+    u: &Usage,
+    hashing: &LicenseHashing,
+) -> Result<(), sqlx::Error> {
     let done = sqlx::query(
         "INSERT INTO license_usage (license_id, period, publishes) \
          SELECT id, ?, ? FROM licenses WHERE key_hash = ?",
     )
     .bind(&u.period)
     .bind(u.publishes)
-    .bind(&u.key_hash[..])
+    .bind(&hashing.from_sha(&u.key_hash)[..])
     .execute(conn)
     .await?;
     one_row(done.rows_affected())
 }
 
 /// Raise a month's count to the original's; a count never goes down.
-async fn raise_usage(conn: &mut MySqlConnection, u: &Usage) -> Result<(), sqlx::Error> {
+async fn raise_usage(
+    conn: &mut MySqlConnection,
+    u: &Usage,
+    hashing: &LicenseHashing,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE license_usage SET publishes = GREATEST(publishes, ?) \
          WHERE period = ? AND license_id = (SELECT id FROM licenses WHERE key_hash = ?)",
     )
     .bind(u.publishes)
     .bind(&u.period)
-    .bind(&u.key_hash[..])
+    .bind(&hashing.from_sha(&u.key_hash)[..])
     .execute(conn)
     .await
     .map(drop)
@@ -158,10 +172,15 @@ fn one_row(affected: u64) -> Result<(), sqlx::Error> {
     }
 }
 
-async fn insert_job(conn: &mut MySqlConnection, j: &Job) -> Result<(), sqlx::Error> {
+async fn insert_job(
+    conn: &mut MySqlConnection,
+    j: &Job,
+    hashing: &LicenseHashing,
+) -> Result<(), sqlx::Error> {
+    let key_hash = hashing.from_sha(&j.key_hash);
     let finished = job::transition::FinishedJob {
         id: &j.id,
-        license_key_hash: &j.key_hash,
+        license_key_hash: &key_hash,
         target: &j.target,
         state: j.state,
         priority: j.priority,

@@ -31,6 +31,9 @@ pub enum ErrorCode {
     ArtifactNotFound,
     /// 405: wrong method on a known route.
     MethodNotAllowed,
+    /// 408: *new*: the request's headers or body stopped arriving, or a small request took
+    /// longer than the request timeout (DEC-22).
+    RequestTimeout,
     /// 409: upload while the job is not `assigned`/`running`.
     JobNotRunning,
     /// 410: expired download link.
@@ -58,6 +61,7 @@ impl ErrorCode {
             Self::Forbidden | Self::AccountRequired => 403,
             Self::NotFound | Self::JobNotFound | Self::ArtifactNotFound => 404,
             Self::MethodNotAllowed => 405,
+            Self::RequestTimeout => 408,
             Self::JobNotRunning => 409,
             Self::Gone => 410,
             Self::UploadTooLarge => 413,
@@ -81,6 +85,7 @@ impl ErrorCode {
             Self::JobNotFound => "JOB_NOT_FOUND",
             Self::ArtifactNotFound => "ARTIFACT_NOT_FOUND",
             Self::MethodNotAllowed => "METHOD_NOT_ALLOWED",
+            Self::RequestTimeout => "REQUEST_TIMEOUT",
             Self::JobNotRunning => "JOB_NOT_RUNNING",
             Self::Gone => "GONE",
             Self::UploadTooLarge => "UPLOAD_TOO_LARGE",

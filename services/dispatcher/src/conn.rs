@@ -114,6 +114,10 @@ impl Conn {
     /// Write what is queued, as far as the peer takes it.
     fn poll_writes(&mut self, cx: &mut Context<'_>) -> Writes {
         loop {
+            // Dropped (a peer that does not read): stop even while a flush is pending.
+            if self.tx.phase() == Phase::Dead {
+                return Writes::Over;
+            }
             if self.flushing {
                 match Pin::new(&mut self.socket).poll_flush(cx) {
                     Poll::Pending => {
@@ -129,9 +133,6 @@ impl Conn {
                         }
                     }
                 }
-            }
-            if self.tx.phase() == Phase::Dead {
-                return Writes::Over;
             }
             if self.tx.queued() == 0 {
                 return Writes::Idle;

@@ -13,6 +13,7 @@
 pub mod billing;
 pub mod completion;
 pub mod conn;
+pub mod credentials;
 pub mod fanout;
 pub mod presence;
 pub mod pump;

@@ -226,7 +226,7 @@ async fn assign_in_db(
         job_id: job_id.to_owned(),
         auth_token: token.into(),
         manifest,
-        credentials: credentials.into(),
+        credentials: crate::credentials::scope(job.target.as_str(), credentials).into(),
         tarball_url: format!("{public}/api/v1/tarball/{job_id}"),
         artifact_upload_url: format!("{public}/api/v1/artifact/upload/{job_id}"),
     };

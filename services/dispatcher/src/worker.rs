@@ -23,9 +23,9 @@ mod lease;
 use burst::{collect_burst, relayable};
 use ending::Said;
 use hello::{
-    authorised, clean_text, expected_version, record_hello, worker_name, MAX_VERSION_CHARS,
+    authorise, clean_text, expected_version, record_hello, worker_name, MAX_VERSION_CHARS,
 };
-pub use hello::{clamp_concurrency, normalize_capabilities};
+pub use hello::{clamp_concurrency, normalize_capabilities, Grant};
 
 use crate::{
     conn::{decode, ignored, Conn, CLOSE_POLICY},
@@ -67,7 +67,7 @@ const REATTACH_LAST_PAUSE: std::time::Duration = std::time::Duration::from_milli
 /// Run a worker session until the socket closes.
 pub async fn run(ctx: &AppState, conn: &mut Conn, hello: Hello) {
     let name = worker_name(hello.name.as_deref());
-    if !authorised(ctx, hello.secret.as_deref()) {
+    let Some(grant) = authorise(ctx, hello.secret.as_deref()) else {
         tracing::warn!(worker = %name, addr = ?conn.addr, "worker authentication failed");
         send_frame(
             &conn.tx,
@@ -75,10 +75,24 @@ pub async fn run(ctx: &AppState, conn: &mut Conn, hello: Hello) {
         );
         conn.close(CLOSE_POLICY, "authentication failed");
         return;
+    };
+    let capabilities = normalize_capabilities(hello.capabilities);
+    // An individual secret allows only its capabilities (DEC-25): claiming another one is an
+    // authentication failure, so a build box can never receive signing credentials.
+    if let Some(denied) = grant.denied(&capabilities) {
+        if let Grant::Only { secret_name, .. } = &grant {
+            tracing::warn!(worker = %name, secret = %secret_name, capability = denied, "worker claimed a capability its secret does not allow");
+        }
+        let message = format!("This worker secret does not allow the capability '{denied}'");
+        send_frame(
+            &conn.tx,
+            &Outgoing::ws_error(None, WsErrorCode::AuthFailed, &message),
+        );
+        conn.close(CLOSE_POLICY, "capability not allowed");
+        return;
     }
     conn.limit = ctx.settings.max_worker_message_bytes;
     let id = uuid::Uuid::new_v4().to_string();
-    let capabilities = normalize_capabilities(hello.capabilities);
     let max_concurrent = clamp_concurrency(hello.max_concurrent);
     let version = clean_text(hello.perry_version.as_deref(), MAX_VERSION_CHARS);
     if let Err(error) = record_hello(

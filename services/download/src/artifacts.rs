@@ -4,6 +4,7 @@
 //! |---|---|
 //! | malformed, unknown or used token | 404 `ARTIFACT_NOT_FOUND`, one fixed message |
 //! | unused but expired token | 410 `GONE` |
+//! | unused token whose attempts ran out (DEC-23) | 410 `GONE` |
 //! | artifact or its bytes gone (retention) | 410 `GONE`; the token is not consumed |
 //! | unsatisfiable `Range` (raw only) | 416 `RANGE_NOT_SATISFIABLE` + `Content-Range: bytes */size` |
 //! | store or database failure | 500 `INTERNAL_ERROR`; the token stays valid (D29) |
@@ -87,8 +88,10 @@ async fn serve(
     headers: &HeaderMap,
 ) -> Result<Response, Refusal> {
     let deps = &state.deps;
-    let artifact = check_token(&deps.pool, &hash).await?;
-    let Some(claim) = TokenClaim::acquire(&deps.pool, &deps.tracker, hash).await? else {
+    let max_attempts = deps.hub.download_max_attempts;
+    let artifact = check_token(&deps.pool, &hash, max_attempts).await?;
+    let Some(claim) = TokenClaim::acquire(&deps.pool, &deps.tracker, hash, max_attempts).await?
+    else {
         // Another request claimed it between the check and now.
         return Err(not_found("used"));
     };
@@ -122,18 +125,31 @@ async fn serve(
 }
 
 /// The artifact of a usable token, or why the token cannot be used.
-async fn check_token(pool: &MySqlPool, hash: &[u8; 32]) -> Result<Artifact, Refusal> {
-    let token: Option<(i64, Option<i64>, String)> = sqlx::query_as(
-        "SELECT expires_ms, used_ms, artifact_id FROM download_tokens WHERE token_hash = ?",
+async fn check_token(
+    pool: &MySqlPool,
+    hash: &[u8; 32],
+    max_attempts: u32,
+) -> Result<Artifact, Refusal> {
+    let token: Option<(i64, Option<i64>, String, i32)> = sqlx::query_as(
+        "SELECT expires_ms, used_ms, artifact_id, attempts FROM download_tokens WHERE token_hash = ?",
     )
     .bind(&hash[..])
     .fetch_optional(pool)
     .await?;
-    let Some((expires_ms, used_ms, artifact_id)) = token else {
+    let Some((expires_ms, used_ms, artifact_id, attempts)) = token else {
         return Err(not_found("unknown"));
     };
     if used_ms.is_some() {
         return Err(not_found("used"));
+    }
+    if i64::from(attempts) >= i64::from(max_attempts) {
+        return Err(Refusal::new(
+            "attempts_exhausted",
+            ApiError::new(
+                ErrorCode::Gone,
+                format!("Download link used up: {attempts} incomplete downloads"),
+            ),
+        ));
     }
     let now = now_ms();
     if expires_ms <= now {

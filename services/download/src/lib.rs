@@ -102,9 +102,16 @@ impl AppState {
 
 /// Every download route.
 pub fn router(state: AppState) -> Router {
+    // The timeout bounds the handler (lookup, claim, opening the object), not the streamed body,
+    // which `shared::serve`'s write-stall timeout bounds.
+    let timeout = state.deps.hub.http.request_timeout();
     Router::new()
         .route("/api/v1/dl/{token}", get(artifacts::download_artifact))
         .route("/api/v1/tarball/{job_id}", get(tarballs::get_tarball))
+        .route_layer(axum::middleware::from_fn_with_state(
+            timeout,
+            shared::serve::body::request_timeout,
+        ))
         .with_state(state)
 }
 

@@ -4,7 +4,8 @@
 //! exactly one sets `used_ms`. The claim stays *armed* until the read it guards either completes
 //! ([`TokenClaim::commit`]: the token is consumed) or fails ([`TokenClaim::release`], or the
 //! drop of an armed claim, which releases from a spawned task): then `used_ms` goes back to
-//! `NULL`, conditional on still holding this claim's stamp, and the link stays usable.
+//! `NULL`, conditional on still holding this claim's stamp, and the link stays usable, for at
+//! most `PERRY_HUB_DOWNLOAD_MAX_ATTEMPTS` claims in all (DEC-23).
 
 use shared::clock::now_ms;
 use sqlx::MySqlPool;
@@ -36,21 +37,24 @@ pub(crate) struct TokenClaim {
 }
 
 impl TokenClaim {
-    /// Claim the token if it is unused and unexpired; `None` when another request has it, it
-    /// was used, or it expired in the meantime.
+    /// Claim the token if it is unused, unexpired and has attempts left, counting one attempt;
+    /// `None` when another request has it, it was used, it expired or its attempts ran out in
+    /// the meantime.
     pub(crate) async fn acquire(
         pool: &MySqlPool,
         tracker: &TaskTracker,
         hash: [u8; 32],
+        max_attempts: u32,
     ) -> Result<Option<Self>, sqlx::Error> {
         let stamp = now_ms();
         let done = sqlx::query(
-            "UPDATE download_tokens SET used_ms = ? \
-             WHERE token_hash = ? AND used_ms IS NULL AND expires_ms > ?",
+            "UPDATE download_tokens SET used_ms = ?, attempts = attempts + 1 \
+             WHERE token_hash = ? AND used_ms IS NULL AND expires_ms > ? AND attempts < ?",
         )
         .bind(stamp)
         .bind(&hash[..])
         .bind(stamp)
+        .bind(max_attempts)
         .execute(pool)
         .await?;
         Ok((done.rows_affected() == 1).then(|| Self {

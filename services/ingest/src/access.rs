@@ -9,6 +9,7 @@ use protocol::Tier;
 use shared::{
     auth,
     http::{ApiError, ApiResult},
+    license_hash::{self, LicenseHashing},
 };
 use sqlx::MySqlConnection;
 
@@ -117,16 +118,39 @@ pub async fn account_by_id(
     sqlx::query_as(&sql).bind(id).fetch_optional(conn).await
 }
 
-/// The licence with this key.
+/// The licence with this key, stored keyed or (not converted yet) bare; a bare row found with
+/// a pepper configured is converted on the spot (DEC-26).
 pub async fn license_by_key(
     conn: &mut MySqlConnection,
+    hashing: &LicenseHashing,
     key: &str,
 ) -> Result<Option<LicenseRow>, sqlx::Error> {
-    let sql = format!("SELECT {LICENSE_COLUMNS} FROM licenses WHERE key_hash = ?");
-    sqlx::query_as(&sql)
-        .bind(&auth::hash_token(key.trim())[..])
-        .fetch_optional(conn)
-        .await
+    let (bare, stored) = hashing.hashes(key);
+    let sql = format!(
+        "SELECT {LICENSE_COLUMNS}, key_hash_kind FROM licenses \
+         WHERE (key_hash = ? AND key_hash_kind = ?) OR (key_hash = ? AND key_hash_kind = 0) LIMIT 1"
+    );
+    let found: Option<(LicenseRow, i8)> = sqlx::query_as::<_, LicenseWithKind>(&sql)
+        .bind(&stored[..])
+        .bind(hashing.kind())
+        .bind(&bare[..])
+        .fetch_optional(&mut *conn)
+        .await?
+        .map(|r| (r.license, r.key_hash_kind));
+    let Some((license, kind)) = found else {
+        return Ok(None);
+    };
+    if kind == license_hash::BARE {
+        license_hash::seal_row(&mut *conn, license.id, &bare, hashing).await?;
+    }
+    Ok(Some(license))
+}
+
+#[derive(sqlx::FromRow)]
+struct LicenseWithKind {
+    #[sqlx(flatten)]
+    license: LicenseRow,
+    key_hash_kind: i8,
 }
 
 /// The account's licence: its oldest linked one (A12).
@@ -190,9 +214,13 @@ pub async fn principal_from_bearer(
 
 /// Check 5 of §3.7: a licence key (`LICENSE_INVALID` when unknown). An API token saved as the
 /// key takes the Bearer path (A10).
-pub async fn principal_from_key(conn: &mut MySqlConnection, key: &str) -> ApiResult<Principal> {
+pub async fn principal_from_key(
+    conn: &mut MySqlConnection,
+    hashing: &LicenseHashing,
+    key: &str,
+) -> ApiResult<Principal> {
     let key = key.trim();
-    if let Some(license) = license_by_key(conn, key).await? {
+    if let Some(license) = license_by_key(conn, hashing, key).await? {
         return Ok(Principal::Key(license));
     }
     match account_by_token(conn, key).await? {

@@ -102,6 +102,26 @@ pub fn too_large(what: &str, limit: u64) -> ApiError {
     )
 }
 
+/// 408 `REQUEST_TIMEOUT`: the body stopped arriving (DEC-22).
+pub fn body_idle() -> ApiError {
+    ApiError::new(
+        ErrorCode::RequestTimeout,
+        "Request timed out: the request body stopped arriving",
+    )
+}
+
+/// 429 `RATE_LIMITED` / 503 `UNAVAILABLE`: too many uploads without an API token in flight,
+/// from this address or in all (DEC-22).
+pub fn uploads_in_flight(per_address: bool, limit: u32) -> ApiError {
+    if per_address {
+        rate_limited(format!(
+            "Too many uploads in flight from your address ({limit}); wait for one to finish, or sign in with `perry login`"
+        ))
+    } else {
+        ApiError::unavailable("The hub is busy receiving uploads; try again in a moment")
+    }
+}
+
 /// A marker carried inside an `io::Error` when a request body goes over its byte limit.
 #[derive(Debug, thiserror::Error)]
 #[error("request body exceeds {limit} bytes")]
@@ -140,6 +160,9 @@ pub fn classify_put_error(error: BlobError, what: &str) -> UploadError {
             "SHA-256 of the received {what} does not match the declared one"
         ))),
         BlobError::Source(source) => {
+            if shared::serve::body::is_body_idle(&source) {
+                return UploadError::Api(body_idle());
+            }
             if blob::b64::is_decode_error(&source) {
                 return UploadError::Api(ApiError::bad_request(format!(
                     "Invalid base64 in {what}: {source}"
@@ -168,6 +191,11 @@ pub fn multipart_error(error: &multer::Error) -> UploadError {
     match error {
         multer::Error::StreamSizeExceeded { limit } => UploadError::BodyTooLarge(*limit),
         multer::Error::FieldSizeExceeded { limit, .. } => UploadError::OverCap(*limit),
+        multer::Error::StreamReadFailed(source)
+            if shared::serve::body::is_body_idle(source.as_ref()) =>
+        {
+            UploadError::Api(body_idle())
+        }
         multer::Error::StreamReadFailed(source) if overhead(source.as_ref()).is_some() => {
             let limit = overhead(source.as_ref()).map_or(0, |o| o.limit);
             UploadError::Api(too_large("The multipart preamble and part headers", limit))

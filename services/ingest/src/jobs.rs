@@ -11,9 +11,12 @@ use axum::{
     Json,
 };
 use serde::Serialize;
-use shared::{clock::now_ms, http::ApiResult};
+use shared::{
+    clock::now_ms,
+    http::{ApiResult, PeerAddr},
+};
 
-use crate::{access, errors, AppState};
+use crate::{access, errors, keyguard::KeyGuard, AppState};
 
 /// The answer of `GET /api/v1/jobs/{job_id}`.
 #[derive(Debug, Clone, Serialize)]
@@ -73,17 +76,29 @@ struct ArtifactRow {
 pub async fn get_job(
     State(state): State<AppState>,
     Path(job_id): Path<String>,
+    PeerAddr(peer): PeerAddr,
     headers: HeaderMap,
 ) -> ApiResult<Json<JobStatus>> {
     let secret = access::bearer_token(&headers).ok_or_else(errors::auth_required)?;
+    let addr = crate::licenses::client_addr(
+        peer.map(|p| p.ip()),
+        &headers,
+        state.settings.trust_forwarded_for,
+    );
+    let guard = KeyGuard::new(&state, &addr);
     let mut conn = state.deps.pool.acquire().await?;
-    let (license_id, account_id) = match access::license_by_key(&mut conn, secret).await? {
-        Some(l) => (Some(l.id), None),
-        None => match access::account_by_token(&mut conn, secret).await? {
-            Some(a) => (None, Some(a.id)),
-            None => return Err(errors::auth_invalid()),
-        },
-    };
+    guard.check(&mut conn).await?;
+    let (license_id, account_id) =
+        match access::license_by_key(&mut conn, &state.hashing, secret).await? {
+            Some(l) => (Some(l.id), None),
+            None => match access::account_by_token(&mut conn, secret).await? {
+                Some(a) => (None, Some(a.id)),
+                None => {
+                    guard.failed(&mut conn).await?;
+                    return Err(errors::auth_invalid());
+                }
+            },
+        };
     let owner: Option<(i64, Option<String>)> = sqlx::query_as(
         "SELECT j.license_id, l.account_id FROM jobs j JOIN licenses l ON l.id = j.license_id WHERE j.id = ?",
     )

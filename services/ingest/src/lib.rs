@@ -22,7 +22,9 @@ pub mod artifacts;
 pub mod body;
 pub mod builds;
 pub mod errors;
+pub mod inflight;
 pub mod jobs;
+pub mod keyguard;
 pub mod licenses;
 pub mod limits;
 pub mod manifest;
@@ -35,6 +37,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use axum::{
     extract::DefaultBodyLimit,
+    middleware::from_fn_with_state,
     routing::{get, post},
     Router,
 };
@@ -43,6 +46,7 @@ use protocol::Tier;
 use shared::{
     auth::CredentialCipher,
     config::ServiceArgs,
+    license_hash::LicenseHashing,
     runtime::{run_service, Deps, Service},
 };
 use tokio::net::TcpListener;
@@ -115,6 +119,37 @@ pub struct Settings {
     /// sets it).
     #[arg(long = "trust-forwarded-for", env = "PERRY_HUB_TRUST_FORWARDED_FOR", value_parser = clap::builder::BoolishValueParser::new(), default_value = "false")]
     pub trust_forwarded_for: bool,
+    /// Build submissions without an API token (the licence-key path) that one client address
+    /// may have in flight at once on this process (0: no cap).
+    #[arg(
+        long = "anonymous-uploads-per-addr",
+        env = "PERRY_HUB_ANONYMOUS_UPLOADS_PER_ADDR",
+        default_value_t = 2
+    )]
+    pub anonymous_uploads_per_addr: u32,
+    /// Build submissions without an API token in flight at once on this process, from every
+    /// address together (0: no cap).
+    #[arg(
+        long = "anonymous-uploads-global",
+        env = "PERRY_HUB_ANONYMOUS_UPLOADS_GLOBAL",
+        default_value_t = 32
+    )]
+    pub anonymous_uploads_global: u32,
+    /// Failed licence-key lookups (unknown keys) one client address may make within the key
+    /// failure window before every key lookup from it is refused (0: no limit).
+    #[arg(
+        long = "key-failures-per-addr",
+        env = "PERRY_HUB_KEY_FAILURES_PER_ADDR",
+        default_value_t = 20
+    )]
+    pub key_failures_per_addr: u32,
+    /// Length of the key failure window, in seconds.
+    #[arg(
+        long = "key-failure-window-secs",
+        env = "PERRY_HUB_KEY_FAILURE_WINDOW_SECS",
+        default_value_t = 3600
+    )]
+    pub key_failure_window_secs: u64,
 }
 
 impl Settings {
@@ -146,6 +181,10 @@ impl Settings {
             "invalid configuration: PERRY_HUB_FREE_TARBALL_CAP_BYTES / PERRY_HUB_PRO_TARBALL_CAP_BYTES: must be positive"
         );
         anyhow::ensure!(
+            self.key_failure_window_secs > 0,
+            "invalid configuration: PERRY_HUB_KEY_FAILURE_WINDOW_SECS: must be positive"
+        );
+        anyhow::ensure!(
             self.register_window_secs > 0,
             "invalid configuration: PERRY_HUB_REGISTER_WINDOW_SECS: must be positive"
         );
@@ -162,6 +201,10 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     /// Seals signing credentials at rest.
     pub cipher: CredentialCipher,
+    /// Anonymous uploads in flight.
+    pub uploads: Arc<inflight::UploadSlots>,
+    /// How licence keys are stored (DEC-26).
+    pub hashing: LicenseHashing,
 }
 
 impl AppState {
@@ -170,8 +213,13 @@ impl AppState {
         let key = deps.hub.credentials_key().context("credentials key")?;
         Ok(Self {
             deps: deps.clone(),
+            uploads: inflight::UploadSlots::new(
+                settings.anonymous_uploads_per_addr,
+                settings.anonymous_uploads_global,
+            ),
             settings: Arc::new(settings),
             cipher: CredentialCipher::new(&key),
+            hashing: LicenseHashing::new(&deps.hub.license_pepper),
         })
     }
 
@@ -184,9 +232,12 @@ impl AppState {
     }
 }
 
-/// Every ingest route (no fallback: the caller adds `shared::http::finish_router`).
+/// Every ingest route (no fallback: the caller adds `shared::http::finish_router`). The small
+/// endpoints answer within the request timeout; the two uploads stream for as long as their
+/// bytes keep coming (the idle timeout of `shared::serve` bounds their pauses).
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let timeout = state.deps.hub.http.request_timeout();
+    let small = Router::new()
         .route("/api/v1/status", get(status::get_status))
         .route("/api/v1/license/register", post(licenses::register_license))
         .route("/api/v1/license/verify", post(licenses::verify_license))
@@ -195,13 +246,20 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/account/update", post(accounts::update_account))
         .route("/api/v1/admin/update-perry", post(admin::update_perry))
         .route("/api/v1/admin/workers", get(admin::list_workers))
+        .route("/api/v1/jobs/{job_id}", get(jobs::get_job))
+        .route("/api/v1/openapi.json", get(openapi::get_document))
+        .route_layer(from_fn_with_state(
+            timeout,
+            shared::serve::body::request_timeout,
+        ));
+    let uploads = Router::new()
         .route("/api/v1/build", post(builds::create_build))
         .route(
             "/api/v1/artifact/upload/{job_id}",
             post(artifacts::upload_artifact),
-        )
-        .route("/api/v1/jobs/{job_id}", get(jobs::get_job))
-        .route("/api/v1/openapi.json", get(openapi::get_document))
+        );
+    small
+        .merge(uploads)
         // Applies to the JSON extractors only; the streaming routes count their own bytes.
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
         .with_state(state)
@@ -255,7 +313,15 @@ pub async fn run(
         ready_needs_broker: false,
     };
     run_service(service, listener, cancel, |deps| {
-        Ok(router(AppState::new(deps, config.settings.clone())?))
+        let state = AppState::new(deps, config.settings.clone())?;
+        // Convert bare licence hashes in the background; lookups find both forms meanwhile.
+        let (pool, hashing) = (deps.pool.clone(), state.hashing.clone());
+        deps.tracker.spawn(async move {
+            if let Err(error) = shared::license_hash::seal_all(&pool, &hashing).await {
+                tracing::error!(%error, "licence keys not converted to the keyed hash");
+            }
+        });
+        Ok(router(state))
     })
     .await
 }

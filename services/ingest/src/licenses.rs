@@ -14,7 +14,7 @@ use shared::{
     http::{ApiError, ApiJson, ApiResult, PeerAddr},
 };
 
-use crate::{access, body, errors, limits, AppState};
+use crate::{access, body, errors, keyguard::KeyGuard, limits, AppState};
 
 /// The bucket every registration counts in (`PERRY_HUB_REGISTER_LIMIT_GLOBAL`).
 const GLOBAL_BUCKET: &str = "register:all";
@@ -100,9 +100,10 @@ async fn try_register(
     }
     let (key, hash) = auth::new_license_key("FREE");
     let res = sqlx::query(
-        "INSERT INTO licenses (key_hash, tier, device_bound, github_username, created_ms) VALUES (?, 'free', TRUE, ?, ?)",
+        "INSERT INTO licenses (key_hash, key_hash_kind, tier, device_bound, github_username, created_ms) VALUES (?, ?, 'free', TRUE, ?, ?)",
     )
-    .bind(&hash[..])
+    .bind(&state.hashing.from_sha(&hash)[..])
+    .bind(state.hashing.kind())
     .bind(username)
     .bind(now)
     .execute(&mut *tx)
@@ -115,12 +116,25 @@ async fn try_register(
 }
 
 /// `POST /api/v1/license/verify`: `{"valid":true,"tier","platforms"}` or the invalid answer.
+/// Unknown keys count toward the address's key failures ([`crate::keyguard`]).
 pub async fn verify_license(
     State(state): State<AppState>,
+    PeerAddr(peer): PeerAddr,
+    headers: HeaderMap,
     ApiJson(request): ApiJson<VerifyRequest>,
 ) -> ApiResult<Json<VerifyResponse>> {
+    let addr = client_addr(
+        peer.map(|p| p.ip()),
+        &headers,
+        state.settings.trust_forwarded_for,
+    );
+    let guard = KeyGuard::new(&state, &addr);
     let mut conn = state.deps.pool.acquire().await?;
-    let Some(license) = access::license_by_key(&mut conn, &request.license_key).await? else {
+    guard.check(&mut conn).await?;
+    let Some(license) =
+        access::license_by_key(&mut conn, &state.hashing, &request.license_key).await?
+    else {
+        guard.failed(&mut conn).await?;
         return Ok(Json(VerifyResponse::invalid()));
     };
     let tier = license.tier();

@@ -105,6 +105,8 @@ pub struct App {
     pub legacy_ws: Router,
     /// The dispatcher's context (who is connected here).
     pub dispatcher: dispatcher::AppState,
+    /// Connection caps and timeouts of both listeners.
+    pub limits: shared::config::HttpLimits,
 }
 
 /// Where the hub listens.
@@ -136,6 +138,7 @@ pub fn start(deps: &Deps, services: Services) -> anyhow::Result<App> {
         http: shared::http::finish_router(http),
         legacy_ws: dispatcher::legacy_router(dispatch.clone()),
         dispatcher: dispatch,
+        limits: deps.hub.http.clone(),
     })
 }
 
@@ -148,15 +151,22 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let mut servers = tokio::task::JoinSet::new();
     let c = cancel.clone();
-    servers.spawn(shared::http::serve(listeners.http, app.http, async move {
-        c.cancelled().await
-    }));
+    let App {
+        http,
+        legacy_ws,
+        limits,
+        ..
+    } = app;
+    let http_limits = limits.clone();
+    servers.spawn(async move {
+        shared::http::serve(listeners.http, http, &http_limits, c.cancelled_owned()).await
+    });
     if let Some(legacy) = listeners.legacy_ws {
         tracing::info!(addr = %legacy.local_addr()?, "legacy WebSocket listener (any path)");
         let c = cancel.clone();
-        servers.spawn(shared::http::serve(legacy, app.legacy_ws, async move {
-            c.cancelled().await
-        }));
+        servers.spawn(async move {
+            shared::http::serve(legacy, legacy_ws, &limits, c.cancelled_owned()).await
+        });
     }
     while let Some(result) = servers.join_next().await {
         if let Err(error) = result.context("server task")? {
@@ -186,6 +196,13 @@ pub async fn run(
     .await
     .context("connecting to MySQL and the blob store")?;
     shared::db::migrate(&deps.pool).await?;
+    let hashing = shared::license_hash::LicenseHashing::new(&common.hub.license_pepper);
+    shared::license_hash::seal_all(&deps.pool, &hashing).await?;
+    if !hashing.peppered() {
+        tracing::warn!(
+            "PERRY_HUB_LICENSE_PEPPER is not set: licence keys are stored as bare SHA-256 hashes"
+        );
+    }
     deps.spawn_relay();
     let app = start(&deps, config.services())?;
     tracing::info!(

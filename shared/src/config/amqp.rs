@@ -32,6 +32,14 @@ pub struct AmqpConfig {
         default_value_t = 15
     )]
     pub heartbeat_secs: u16,
+    /// PEM file of the CA that signed the broker's certificate, for an `amqps://` URL whose
+    /// certificate is not from a public CA.
+    #[arg(
+        id = "amqp-tls-ca-file",
+        long = "amqp-tls-ca-file",
+        env = "PERRY_AMQP_TLS_CA_FILE"
+    )]
+    pub tls_ca_file: Option<std::path::PathBuf>,
 }
 
 impl AmqpConfig {
@@ -53,6 +61,20 @@ impl AmqpConfig {
                 "AMQP_URL",
                 "must start with amqp:// or amqps://",
             ));
+        }
+        if let Some(ca) = &self.tls_ca_file {
+            if !url.starts_with("amqps://") {
+                return Err(ConfigError::new(
+                    "PERRY_AMQP_TLS_CA_FILE",
+                    "is only used with an amqps:// AMQP_URL",
+                ));
+            }
+            if !ca.is_file() {
+                return Err(ConfigError::new(
+                    "PERRY_AMQP_TLS_CA_FILE",
+                    "is not a readable file",
+                ));
+            }
         }
         if self.prefix.is_empty()
             || !self

@@ -65,9 +65,52 @@ pub struct DbConfig {
         default_value_t = 20
     )]
     pub max_connections: u32,
+    /// TLS to MySQL: `disabled`, `preferred`, `required`, `verify_ca` or `verify_identity`
+    /// (empty: the URL's `ssl-mode`, else `preferred`).
+    #[arg(
+        id = "db-ssl-mode",
+        long = "db-ssl-mode",
+        env = "PERRY_DB_SSL_MODE",
+        default_value = ""
+    )]
+    pub ssl_mode: String,
+    /// PEM file of the CA that signed MySQL's certificate (for `verify_ca`/`verify_identity`).
+    #[arg(id = "db-ssl-ca", long = "db-ssl-ca", env = "PERRY_DB_SSL_CA")]
+    pub ssl_ca: Option<std::path::PathBuf>,
 }
 
 impl DbConfig {
+    /// Apply `PERRY_DB_SSL_MODE` and `PERRY_DB_SSL_CA` on top of `options`.
+    fn with_tls(
+        &self,
+        mut options: sqlx::mysql::MySqlConnectOptions,
+    ) -> Result<sqlx::mysql::MySqlConnectOptions, ConfigError> {
+        let mode = self.ssl_mode.trim();
+        if !mode.is_empty() {
+            let parsed = mode
+                .to_ascii_lowercase()
+                .replace('-', "_")
+                .parse()
+                .map_err(|_| {
+                    ConfigError::new(
+                        "PERRY_DB_SSL_MODE",
+                        "use disabled, preferred, required, verify_ca or verify_identity",
+                    )
+                })?;
+            options = options.ssl_mode(parsed);
+        }
+        if let Some(ca) = &self.ssl_ca {
+            if !ca.is_file() {
+                return Err(ConfigError::new(
+                    "PERRY_DB_SSL_CA",
+                    "is not a readable file",
+                ));
+            }
+            options = options.ssl_ca(ca);
+        }
+        Ok(options)
+    }
+
     /// Connection options for sqlx.
     pub fn connect_options(&self) -> Result<sqlx::mysql::MySqlConnectOptions, ConfigError> {
         use sqlx::mysql::MySqlConnectOptions;
@@ -80,10 +123,11 @@ impl DbConfig {
                     "must start with mysql:// or mariadb://",
                 ));
             }
-            return url
+            let options = url
                 .expose()
                 .parse::<MySqlConnectOptions>()
-                .map_err(|e| ConfigError::new("DATABASE_URL", format!("not a MySQL URL: {e}")));
+                .map_err(|e| ConfigError::new("DATABASE_URL", format!("not a MySQL URL: {e}")))?;
+            return self.with_tls(options);
         }
         if self.name.is_empty() {
             return Err(ConfigError::new("PERRY_DB_NAME", "must not be empty"));
@@ -94,13 +138,15 @@ impl DbConfig {
         } else {
             &self.host
         };
-        Ok(MySqlConnectOptions::new()
-            .host(host)
-            .port(self.port)
-            .username(&self.user)
-            .password(self.password.expose())
-            .database(&self.name)
-            .charset("utf8mb4"))
+        self.with_tls(
+            MySqlConnectOptions::new()
+                .host(host)
+                .port(self.port)
+                .username(&self.user)
+                .password(self.password.expose())
+                .database(&self.name)
+                .charset("utf8mb4"),
+        )
     }
 
     /// Settings for a test database on the same server.

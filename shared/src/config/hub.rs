@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::{parse_bool_flag, ConfigError, Secret};
+use super::{parse_bool_flag, ConfigError, HttpLimits, Secret, WorkerSecrets};
 
 /// Settings every hub service shares: public URL, secrets, limits.
 #[derive(Debug, Clone, Args)]
@@ -30,6 +30,17 @@ pub struct HubConfig {
         hide_default_value = true
     )]
     pub worker_secret: Secret,
+    /// Individual worker secrets bound to capabilities: `name:secret:cap1,cap2;name2:…`. A
+    /// worker holding one may claim only its capabilities; the shared secret keeps working.
+    #[arg(
+        id = "worker-secrets",
+        long = "worker-secrets",
+        env = "PERRY_HUB_WORKER_SECRETS",
+        default_value = "",
+        hide_env_values = true,
+        hide_default_value = true
+    )]
+    pub worker_secrets: WorkerSecrets,
     /// Bearer secret of the admin endpoints.
     #[arg(
         id = "admin-secret",
@@ -40,6 +51,17 @@ pub struct HubConfig {
         hide_default_value = true
     )]
     pub admin_secret: Secret,
+    /// Server pepper of stored licence keys (HMAC-SHA256); empty keeps bare SHA-256 hashes.
+    /// Keep it out of the database and never change it.
+    #[arg(
+        id = "license-pepper",
+        long = "license-pepper",
+        env = "PERRY_HUB_LICENSE_PEPPER",
+        default_value = "",
+        hide_env_values = true,
+        hide_default_value = true
+    )]
+    pub license_pepper: Secret,
     /// Base64 of 32 random bytes: the AES-256-GCM key for signing credentials at rest.
     #[arg(
         id = "credentials-key",
@@ -58,6 +80,15 @@ pub struct HubConfig {
         default_value_t = 600
     )]
     pub artifact_ttl_secs: u64,
+    /// Reads a download link allows before it is spent, complete or not (an incomplete read
+    /// gives the link back for another try, until this many).
+    #[arg(
+        id = "download-max-attempts",
+        long = "download-max-attempts",
+        env = "PERRY_HUB_DOWNLOAD_MAX_ATTEMPTS",
+        default_value_t = 5
+    )]
+    pub download_max_attempts: u32,
     /// Self-hosted: no monthly or hourly limits.
     #[arg(id = "self-hosted", long = "self-hosted", env = "PERRY_HUB_SELF_HOSTED", value_parser = parse_bool_flag, action = clap::ArgAction::Set, default_value = "false")]
     pub self_hosted: bool,
@@ -69,6 +100,9 @@ pub struct HubConfig {
         default_value = ""
     )]
     pub expected_version: String,
+    /// Timeouts and connection caps of the HTTP listeners.
+    #[command(flatten)]
+    pub http: HttpLimits,
 }
 
 /// The public URL used when none is configured (development only).
@@ -139,12 +173,30 @@ impl HubConfig {
                 "must be between 1 and 604800",
             ));
         }
+        if self.download_max_attempts == 0 {
+            return Err(ConfigError::new(
+                "PERRY_HUB_DOWNLOAD_MAX_ATTEMPTS",
+                "must be at least 1",
+            ));
+        }
+        if !self.license_pepper.is_empty() && self.license_pepper.expose().len() < 16 {
+            return Err(ConfigError::new(
+                "PERRY_HUB_LICENSE_PEPPER",
+                "must be at least 16 characters (e.g. `openssl rand -base64 32`)",
+            ));
+        }
         self.credentials_key()?;
+        self.http.validate()?;
         Ok(())
     }
 
-    /// Require the worker secret (dispatcher).
+    /// Require a worker secret (dispatcher): the shared one, or individual ones
+    /// (`PERRY_HUB_WORKER_SECRETS`), or both.
     pub fn validate_worker_secret(&self) -> Result<(), ConfigError> {
+        self.worker_secrets.validate(crate::queue::TARGETS)?;
+        if self.worker_secret.is_empty() && !self.worker_secrets.is_empty() {
+            return Ok(());
+        }
         check_secret(
             "PERRY_HUB_WORKER_SECRET",
             &self.worker_secret,

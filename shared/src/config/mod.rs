@@ -9,6 +9,7 @@
 mod amqp;
 mod blob;
 mod db;
+mod http;
 mod hub;
 mod polar;
 mod secret;
@@ -16,14 +17,17 @@ pub mod secret_files;
 mod service;
 #[cfg(test)]
 mod tests;
+mod workers;
 
 pub use amqp::AmqpConfig;
 pub use blob::{BlobBackend, BlobConfig};
 pub use db::DbConfig;
+pub use http::HttpLimits;
 pub use hub::{HubConfig, DEFAULT_PUBLIC_URL};
 pub use polar::PolarConfig;
 pub use secret::Secret;
 pub use service::ServiceArgs;
+pub use workers::{WorkerSecret, WorkerSecrets};
 
 /// A configuration error naming the variable at fault.
 #[derive(Debug, thiserror::Error)]

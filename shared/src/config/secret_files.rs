@@ -11,6 +11,8 @@ use super::ConfigError;
 /// Every variable that holds a secret, and so also has a `_FILE` form.
 pub const SECRET_VARIABLES: &[&str] = &[
     "PERRY_HUB_WORKER_SECRET",
+    "PERRY_HUB_WORKER_SECRETS",
+    "PERRY_HUB_LICENSE_PEPPER",
     "PERRY_HUB_ADMIN_SECRET",
     "PERRY_HUB_CREDENTIALS_KEY",
     "PERRY_DB_PASSWORD",

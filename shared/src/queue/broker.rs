@@ -45,6 +45,31 @@ impl Broker {
         &self.topology
     }
 
+    /// Open a connection: plain for `amqp://`, TLS (rustls) for `amqps://`, trusting the CA of
+    /// `PERRY_AMQP_TLS_CA_FILE` when set, else the public web roots.
+    async fn open(&self, props: ConnectionProperties) -> Result<Connection> {
+        use lapin::{tcp::OwnedTLSConfig, Connect as _};
+        crate::install_tls_provider();
+        let url = self.config.url_with_heartbeat();
+        let cert_chain = match &self.config.tls_ca_file {
+            Some(path) => Some(
+                tokio::fs::read_to_string(path)
+                    .await
+                    .map_err(|e| Error::Tls(format!("reading PERRY_AMQP_TLS_CA_FILE: {e}")))?,
+            ),
+            None => None,
+        };
+        let tls = OwnedTLSConfig {
+            identity: None,
+            cert_chain,
+        };
+        let runtime = lapin::runtime::default_runtime()?;
+        Ok(url
+            .as_str()
+            .connect_with_config(props, tls, runtime)
+            .await?)
+    }
+
     /// The live connection, connecting (and declaring the topology) if needed.
     pub async fn connection(&self) -> Result<Arc<Connection>> {
         let mut guard = self.conn.lock().await;
@@ -55,12 +80,9 @@ impl Broker {
         }
         let props = ConnectionProperties::default()
             .with_connection_name(format!("perry-hub-{}", self.name).into());
-        let conn = tokio::time::timeout(
-            BROKER_TIMEOUT,
-            Connection::connect(&self.config.url_with_heartbeat(), props),
-        )
-        .await
-        .map_err(|_| Error::Timeout("connecting to RabbitMQ"))??;
+        let conn = tokio::time::timeout(BROKER_TIMEOUT, self.open(props))
+            .await
+            .map_err(|_| Error::Timeout("connecting to RabbitMQ"))??;
         let conn = Arc::new(conn);
         let ch = conn.create_channel().await?;
         self.topology.declare(&ch).await?;

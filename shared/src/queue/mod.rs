@@ -33,6 +33,9 @@ pub enum Error {
     /// An operation timed out.
     #[error("timed out: {0}")]
     Timeout(&'static str),
+    /// The TLS settings could not be used.
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 /// Result alias for queue operations.

@@ -70,9 +70,17 @@ fn render(rows: &[Row], took: Duration) -> String {
 
 /// A hub as the section uses it: filesystem blobs, limits lifted so hundreds of builds fit.
 pub async fn hub() -> TestHub {
+    // Every simulated CLI and worker connects from 127.0.0.1: lift the per-address caps.
+    let mut ingest = perry_hub_tests::ingest_settings();
+    ingest.anonymous_uploads_per_addr = 0;
+    ingest.anonymous_uploads_global = 0;
     TestHub::start_with(HubOptions {
         fs_blobs: true,
-        hub: Some(Box::new(|h| h.self_hosted = true)),
+        hub: Some(Box::new(|h| {
+            h.self_hosted = true;
+            h.http.max_connections_per_addr = 0;
+        })),
+        ingest: Some(ingest),
         ..HubOptions::default()
     })
     .await

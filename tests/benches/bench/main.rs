@@ -332,6 +332,11 @@ async fn idle_websockets(n: usize) {
             max_subscribers_per_job: n,
             ..dispatcher::Settings::default()
         }),
+        // Every client connects from 127.0.0.1: lift the connection caps.
+        hub: Some(Box::new(|h| {
+            h.http.max_connections = 0;
+            h.http.max_connections_per_addr = 0;
+        })),
         ..HubOptions::default()
     })
     .await;

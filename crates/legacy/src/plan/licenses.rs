@@ -1,6 +1,7 @@
 //! Licences (by key hash) and their monthly usage. A binding the hub made after an earlier import
 //! is not a difference: the original having none means it has no opinion.
 
+use shared::license_hash::LicenseHashing;
 use sqlx::MySqlPool;
 
 use super::{differs, join, Links, Outcome, Plan, TablePlan, Write};
@@ -36,6 +37,7 @@ pub(super) async fn plan_licenses(
     hub: &MySqlPool,
     update: bool,
     now: i64,
+    hashing: &LicenseHashing,
     links: &mut Links,
     plan: &mut Plan,
 ) -> Result<()> {
@@ -70,9 +72,10 @@ pub(super) async fn plan_licenses(
         });
         let found: Option<HubLicense> = sqlx::query_as(
             "SELECT id, tier, account_id, device_bound, bound_project, github_username \
-             FROM licenses WHERE key_hash = ?",
+             FROM licenses WHERE key_hash IN (?, ?) LIMIT 1",
         )
         .bind(&license.key_hash[..])
+        .bind(&hashing.from_sha(&license.key_hash)[..])
         .fetch_optional(hub)
         .await?;
         let (outcome, extra) = match found {

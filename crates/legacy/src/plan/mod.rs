@@ -11,7 +11,7 @@ mod licenses;
 
 use std::collections::HashMap;
 
-use shared::clock::now_ms;
+use shared::{clock::now_ms, license_hash::LicenseHashing};
 use sqlx::MySqlPool;
 
 use crate::{
@@ -130,12 +130,17 @@ struct Links {
 }
 
 /// Plan the import of `data` into the hub at `hub`.
-pub async fn build(data: &LegacyData, hub: &MySqlPool, update: bool) -> Result<Plan> {
+pub async fn build(
+    data: &LegacyData,
+    hub: &MySqlPool,
+    update: bool,
+    hashing: &LicenseHashing,
+) -> Result<Plan> {
     let now = now_ms();
     let mut plan = Plan::default();
     let mut links = Links::default();
     accounts::plan(data, hub, update, now, &mut links, &mut plan).await?;
-    licenses::plan_licenses(data, hub, update, now, &mut links, &mut plan).await?;
+    licenses::plan_licenses(data, hub, update, now, hashing, &mut links, &mut plan).await?;
     licenses::plan_usage(data, hub, update, &links, &mut plan).await?;
     if let Some(rows) = &data.builds {
         builds::plan(rows, hub, &links, now, &mut plan).await?;

@@ -115,6 +115,7 @@ pub async fn read(url: &str, with_builds: bool) -> Result<LegacyData> {
         .ok()
         .filter(|_| scheme_ok)
         .ok_or(Error::SourceUrl)?;
+    shared::install_tls_provider();
     let mut conn = options.connect().await.map_err(Error::Source)?;
     sqlx::raw_sql("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
         .execute(&mut conn)

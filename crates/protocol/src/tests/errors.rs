@@ -55,6 +55,7 @@ fn error_code_statuses_match_table() {
         (ErrorCode::Gone, "GONE", 410),
         (ErrorCode::UploadTooLarge, "UPLOAD_TOO_LARGE", 413),
         (ErrorCode::RangeNotSatisfiable, "RANGE_NOT_SATISFIABLE", 416),
+        (ErrorCode::RequestTimeout, "REQUEST_TIMEOUT", 408),
         (ErrorCode::PublishLimitReached, "PUBLISH_LIMIT_REACHED", 429),
         (ErrorCode::RateLimited, "RATE_LIMITED", 429),
         (ErrorCode::InternalError, "INTERNAL_ERROR", 500),

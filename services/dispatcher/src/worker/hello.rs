@@ -47,13 +47,52 @@ pub fn clamp_concurrency(v: Option<i64>) -> usize {
     usize::try_from(v.unwrap_or(1).clamp(1, 16)).unwrap_or(1)
 }
 
-pub(super) fn authorised(ctx: &AppState, presented: Option<&str>) -> bool {
-    let secret = &ctx.deps.hub.worker_secret;
-    if secret.is_empty() {
-        // Only reachable in development mode (validated at start).
-        return ctx.deps.hub.dev_mode;
+/// What a worker's secret allows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Grant {
+    /// The shared secret (or development mode without one): any capability.
+    Any,
+    /// An individual secret (`PERRY_HUB_WORKER_SECRETS`): its entry's name and capabilities.
+    Only {
+        /// The entry's name (for logs).
+        secret_name: String,
+        /// Capabilities it may claim.
+        capabilities: Vec<String>,
+    },
+}
+
+impl Grant {
+    /// The first claimed capability this grant does not allow.
+    pub fn denied<'a>(&self, claimed: &'a [String]) -> Option<&'a str> {
+        match self {
+            Self::Any => None,
+            Self::Only { capabilities, .. } => claimed
+                .iter()
+                .find(|c| !capabilities.contains(c))
+                .map(String::as_str),
+        }
     }
-    presented.is_some_and(|p| secret.matches(p))
+}
+
+/// What the presented secret allows, or `None` when it matches no secret. Every configured
+/// secret is compared, in constant time.
+pub(super) fn authorise(ctx: &AppState, presented: Option<&str>) -> Option<Grant> {
+    let hub = &ctx.deps.hub;
+    let presented = presented.unwrap_or_default();
+    let shared = hub.worker_secret.matches(presented);
+    let individual = hub.worker_secrets.find(presented);
+    if shared {
+        return Some(Grant::Any);
+    }
+    if let Some(entry) = individual {
+        return Some(Grant::Only {
+            secret_name: entry.name.clone(),
+            capabilities: entry.capabilities.clone(),
+        });
+    }
+    // No secret at all is only reachable in development mode (validated at start).
+    (hub.worker_secret.is_empty() && hub.worker_secrets.is_empty() && hub.dev_mode)
+        .then_some(Grant::Any)
 }
 
 pub(super) async fn record_hello(
@@ -119,6 +158,21 @@ mod tests {
             Some(64)
         );
         assert_eq!(clean_text(Some(""), MAX_VERSION_CHARS), None);
+    }
+
+    #[test]
+    fn an_individual_grant_denies_capabilities_outside_it() {
+        let grant = Grant::Only {
+            secret_name: "linux-1".into(),
+            capabilities: vec!["linux".into(), "android".into()],
+        };
+        let claim = |caps: &[&str]| caps.iter().map(|c| (*c).to_owned()).collect::<Vec<_>>();
+        assert_eq!(grant.denied(&claim(&["linux", "android"])), None);
+        assert_eq!(
+            grant.denied(&claim(&["linux", "ios-sign"])),
+            Some("ios-sign")
+        );
+        assert_eq!(Grant::Any.denied(&claim(&["windows-sign"])), None);
     }
 
     #[test]

@@ -15,7 +15,7 @@ use shared::http::{ApiError, ApiResult};
 
 use super::{framing::Framing, submit, Intake, Outcome, Parsed, Tarball};
 use crate::{
-    access::{self, Principal},
+    access::Principal,
     errors::{self, UploadError},
     manifest::{self, BuildManifest},
 };
@@ -171,7 +171,8 @@ impl Form {
                 self.principal = Some(result?);
             } else if let Some(key) = &self.license_key {
                 let mut conn = intake.state.deps.pool.acquire().await?;
-                self.principal = Some(access::principal_from_key(&mut conn, key).await?);
+                let principal = intake.key_guard.principal_from_key(&mut conn, key).await?;
+                self.principal = Some(principal);
             }
         }
         Ok(self.principal.as_ref())

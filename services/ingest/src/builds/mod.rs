@@ -18,6 +18,9 @@
 //! credentials, the project binding, the rate hit and the outbox row in one transaction. Any
 //! failure deletes the stored tarball: nothing is left behind.
 //!
+//! A multipart submission without a Bearer token holds one of the anonymous upload slots
+//! ([`crate::inflight`], DEC-22) while it runs, since its tarball streams before its key.
+//!
 //! An `Idempotency-Key` header (per licence) makes a retry answer the first submission's
 //! `job_id`, `ws_url` and current `position` without creating anything.
 
@@ -38,6 +41,7 @@ use shared::http::{ApiError, ApiResult};
 use crate::{
     access::{self, Principal},
     body,
+    keyguard::KeyGuard,
     manifest::BuildManifest,
     AppState,
 };
@@ -62,11 +66,30 @@ pub async fn create_build(
         }
         None => None,
     };
+    let peer = parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    let client = crate::licenses::client_addr(peer, headers, state.settings.trust_forwarded_for);
+    let key_guard = KeyGuard::new(&state, &client);
+    // The key path streams the tarball before its key arrives: hold a slot while it does, and
+    // refuse at once an address that has used up its key failures.
+    let _slot = match (&kind, &bearer) {
+        (BodyKind::Multipart(_), None) => {
+            let slot = state.uploads.acquire(&client)?;
+            key_guard
+                .check(&mut *state.deps.pool.acquire().await?)
+                .await?;
+            Some(slot)
+        }
+        _ => None,
+    };
     let job_id = uuid::Uuid::new_v4().to_string();
     let mut intake = Intake {
         state: &state,
         job_id: &job_id,
         idempotency_key: idempotency_key.as_deref(),
+        key_guard,
         tarball: BlobGuard::new(
             state.deps.blob.clone(),
             job::artifacts::tarball_key(&job_id),
@@ -96,6 +119,8 @@ pub struct Intake<'a> {
     pub job_id: &'a str,
     /// The request's `Idempotency-Key`.
     pub idempotency_key: Option<&'a str>,
+    /// The client address's key-failure throttle.
+    pub key_guard: KeyGuard,
     /// The stored tarball, deleted unless the job is created.
     pub tarball: BlobGuard,
 }

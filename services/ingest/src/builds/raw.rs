@@ -18,7 +18,7 @@ use shared::http::{ApiError, ApiResult, ErrorCode};
 
 use super::{submit, Intake, Outcome, Parsed, Tarball};
 use crate::{
-    access::{self, Principal},
+    access::Principal,
     body, errors,
     manifest::{self, BuildManifest},
 };
@@ -124,7 +124,7 @@ async fn check(
                     )
                 })?;
             let mut conn = intake.state.deps.pool.acquire().await?;
-            access::principal_from_key(&mut conn, key).await?
+            intake.key_guard.principal_from_key(&mut conn, key).await?
         }
     };
     if let Some(answer) = submit::gate(intake, &principal, &manifest).await? {

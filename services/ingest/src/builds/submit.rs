@@ -12,6 +12,7 @@ use job::{
     Priority,
 };
 use protocol::{BuildResponse, Tier};
+use shared::license_hash::LicenseHashing;
 use shared::{
     auth,
     clock::{self, now_ms},
@@ -82,7 +83,7 @@ pub async fn accept(intake: &Intake<'_>, parsed: Parsed) -> ApiResult<BuildRespo
         }
     };
     let mut tx = state.deps.pool.begin().await?;
-    let (license, tier) = lock_license(&mut tx, &parsed.principal).await?;
+    let (license, tier) = lock_license(&mut tx, &state.hashing, &parsed.principal).await?;
     if let Some(key) = intake.idempotency_key {
         if let Some(answer) = replay(&mut tx, license.id, key).await? {
             return Ok(answer);
@@ -196,6 +197,7 @@ async fn replay(
 /// account's licence and sync its tier. Returns the licence and the tier that applies.
 async fn lock_license(
     tx: &mut MySqlConnection,
+    hashing: &LicenseHashing,
     principal: &Principal,
 ) -> ApiResult<(LicenseRow, Tier)> {
     let by_id = format!("SELECT {LICENSE_COLUMNS} FROM licenses WHERE id = ? FOR UPDATE");
@@ -225,7 +227,8 @@ async fn lock_license(
             let mut license = match existing {
                 Some(l) => l,
                 None => {
-                    create_account_license(tx, &account.id, &account.github_username, tier).await?
+                    create_account_license(tx, hashing, &account.id, &account.github_username, tier)
+                        .await?
                 }
             };
             if license.tier() != tier {
@@ -245,6 +248,7 @@ async fn lock_license(
 /// API token).
 async fn create_account_license(
     tx: &mut MySqlConnection,
+    hashing: &LicenseHashing,
     account_id: &str,
     username: &str,
     tier: Tier,
@@ -252,9 +256,10 @@ async fn create_account_license(
     let prefix = if tier == Tier::Pro { "PRO" } else { "FREE" };
     let (_key, hash) = auth::new_license_key(prefix);
     let res = sqlx::query(
-        "INSERT INTO licenses (key_hash, tier, account_id, device_bound, github_username, created_ms) VALUES (?, ?, ?, FALSE, ?, ?)",
+        "INSERT INTO licenses (key_hash, key_hash_kind, tier, account_id, device_bound, github_username, created_ms) VALUES (?, ?, ?, ?, FALSE, ?, ?)",
     )
-    .bind(&hash[..])
+    .bind(&hashing.from_sha(&hash)[..])
+    .bind(hashing.kind())
     .bind(tier.as_str())
     .bind(account_id)
     .bind(username)

@@ -4,6 +4,7 @@
 //! dispatcher would, so these tests depend on nothing but the download service.
 
 mod alone;
+mod attempts;
 mod failures;
 mod links;
 mod single_use;

@@ -269,9 +269,10 @@ pub(super) async fn presigning_server(hub: &TestHub) -> (String, CancellationTok
     let base = format!("http://{}", listener.local_addr().expect("addr"));
     let cancel = CancellationToken::new();
     let c = cancel.clone();
-    tokio::spawn(shared::http::serve(listener, app, async move {
-        c.cancelled().await
-    }));
+    let limits = hub.deps.hub.http.clone();
+    tokio::spawn(
+        async move { shared::http::serve(listener, app, &limits, c.cancelled_owned()).await },
+    );
     (base, cancel)
 }
 

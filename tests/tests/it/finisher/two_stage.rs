@@ -26,6 +26,8 @@ async fn a_windows_build_is_signed_in_stage_two_and_the_cli_follows_one_job_to_o
     let mut builder = hub.worker("linux-1", &["windows"], 1).await;
     let first = builder.assignment().await;
     assert_eq!(first["job_id"], job.as_str());
+    // Stage one cross-compiles: no signing material on the Linux builder (DEC-25).
+    assert_eq!(first["credentials"], json!({}));
     let bundle = b"perry-precompiled/metadata.json and objects".to_vec();
     hub.insert_artifact(&job, "bundle.tar.gz", "windows-precompiled", &bundle)
         .await;

@@ -4,3 +4,4 @@
 mod blob_streams;
 mod migrations;
 mod outbox;
+mod tls;

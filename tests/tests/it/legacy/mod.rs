@@ -5,6 +5,7 @@
 mod history;
 mod import;
 mod layouts;
+mod peppered;
 
 use base64::Engine as _;
 use perry_hub_tests::TestHub;
@@ -88,6 +89,7 @@ impl LegacyDb {
             update: false,
             dry_run: false,
             allow_skips: false,
+            license_pepper: shared::config::Secret::default(),
         }
     }
 
