@@ -32,6 +32,11 @@ export PERRY_DB_NAME="${PERRY_DB_NAME:-perry_hub}"
 export PERRY_TEST_S3_ENDPOINT="${PERRY_TEST_S3_ENDPOINT:-http://127.0.0.1:${PERRY_TEST_S3_PORT:-8014}}"
 export RUST_BACKTRACE=1
 
+# TLS-only MariaDB (3310) and RabbitMQ (5671) beside the plain ones, for the TLS scenarios;
+# with PERRY_TEST_REQUIRE_TLS they fail rather than pass when these are missing.
+eval "$(scripts/tls-services.sh)"
+export PERRY_TEST_REQUIRE_TLS=1
+
 # Only the job crate writes a job's lifecycle columns.
 scripts/check-job-writes.sh
 

@@ -46,7 +46,8 @@ fi
 mariadb --no-defaults --socket="$dir/mysql.sock" -uroot <<'SQL'
 DROP USER IF EXISTS ''@'localhost';
 DROP USER IF EXISTS ''@'127.0.0.1';
-CREATE DATABASE IF NOT EXISTS perry_tls;
+DROP DATABASE IF EXISTS perry_tls;
+CREATE DATABASE perry_tls;
 CREATE USER IF NOT EXISTS 'perry'@'%' IDENTIFIED BY 'perry' REQUIRE SSL;
 CREATE USER IF NOT EXISTS 'perry'@'localhost' IDENTIFIED BY 'perry' REQUIRE SSL;
 GRANT ALL ON *.* TO 'perry'@'%';

@@ -1,7 +1,8 @@
 //! TLS to MySQL and RabbitMQ (issue 15 item 11), against the TLS-only servers that
 //! `scripts/tls-services.sh` starts (MariaDB on 3310 with `require_secure_transport`, RabbitMQ
-//! with only an amqps listener on 5671) and its throw-away CA. Without the variables that script
-//! prints, these scenarios say so and pass without checking anything.
+//! with only an amqps listener on 5671) and its throw-away CA. `make test` starts them and sets
+//! `PERRY_TEST_REQUIRE_TLS`, so a missing server fails the run; a bare `cargo nextest` without
+//! the variables says so and checks nothing.
 
 use std::{path::PathBuf, time::Duration};
 
@@ -20,6 +21,12 @@ fn tls_env() -> Option<(String, String, PathBuf)> {
     ) {
         (Some(mysql), Some(amqps), Some(ca)) => Some((mysql, amqps, PathBuf::from(ca))),
         _ => {
+            // `make test` starts the servers and requires them; a bare `cargo nextest` run
+            // without them says so.
+            assert!(
+                std::env::var_os("PERRY_TEST_REQUIRE_TLS").is_none(),
+                "TLS servers not configured: scripts/tls-services.sh prints the variables"
+            );
             eprintln!(
                 "TLS servers not configured: run scripts/tls-services.sh and export what it prints"
             );
