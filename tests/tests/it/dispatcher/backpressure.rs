@@ -49,8 +49,22 @@ async fn a_cli_that_stops_reading_is_dropped_while_the_worker_streams_on() {
         assert!(tokio::time::Instant::now() < deadline, "lines not stored");
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    // The stalled CLI was dropped: it reads what was in flight, then the end, far short of
-    // the whole log.
+    // The hub drops the stalled CLI once its writes have waited past the write timeout (each
+    // test runs in its own process, so the counter is this hub's).
+    let dropped = || {
+        shared::metrics::get()
+            .frames_ignored
+            .get_or_create(&shared::metrics::label("reason", "write_timeout"))
+            .get()
+    };
+    while dropped() == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the stalled CLI was never dropped"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // It reads what was in flight, then the end, far short of the whole log.
     let mut received = 0;
     while let Some(frame) = stalled.recv().await {
         if frame["type"] == "log" {
