@@ -5,16 +5,11 @@
 use std::collections::HashMap;
 
 use axum::extract::ws::Message as WsMessage;
-use job::{
-    event::ArtifactRecord,
-    transition::{self, Assignment},
-    Event, Job, JobState,
-};
+use job::{event::ArtifactRecord, transition, Event, JobState};
 use protocol::{Incoming, Outgoing, WsErrorCode};
-use shared::clock::now_ms;
-use sqlx::MySqlConnection;
 use tracing::Instrument;
 
+mod attach;
 mod burst;
 mod ending;
 mod hello;
@@ -58,11 +53,6 @@ const MAX_DRAIN: usize = 8 * 1024;
 /// A worker told to update that never answers `update_result` (builder-macos and
 /// builder-windows ignore `update_perry`) takes jobs again after this long.
 const UPDATE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
-
-/// First and last pause while a reconnected worker's old session records its disconnect
-/// (50 ms doubling to 800 ms: 1.5 s in all).
-const REATTACH_FIRST_PAUSE: std::time::Duration = std::time::Duration::from_millis(50);
-const REATTACH_LAST_PAUSE: std::time::Duration = std::time::Duration::from_millis(800);
 
 /// Run a worker session until the socket closes.
 pub async fn run(ctx: &AppState, conn: &mut Conn, hello: Hello) {
@@ -263,70 +253,6 @@ impl Session<'_> {
     fn report(&self, result: anyhow::Result<()>) {
         if let Err(error) = result {
             tracing::error!(%error, worker = %self.name, "handling worker frame failed");
-        }
-    }
-
-    /// The attempt this connection holds for `job_id`, re-attaching a job this worker (by name)
-    /// held before a reconnect if its lease is still valid.
-    async fn held(&self, job_id: &str) -> job::Result<Option<i32>> {
-        if let Some(a) = self.ctx.registry.held_attempt(self.id, job_id) {
-            return Ok(Some(a));
-        }
-        // Only a job whose previous connection is gone (closed, silent past the silence window,
-        // or on a dispatcher that stopped beating) can be re-attached; a live connection keeps
-        // its job (D8).
-        let silence_ms =
-            i64::try_from(self.ctx.settings.silence_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
-        let to = self.assignment();
-        let mut conn = self.ctx.deps.pool.acquire().await?;
-        let mut pause = REATTACH_FIRST_PAUSE;
-        let attempt = loop {
-            let now = now_ms();
-            let reattached = transition::reattach(
-                &mut conn,
-                job_id,
-                &to,
-                now - silence_ms,
-                crate::presence::alive_since(now),
-            )
-            .await?;
-            if let Some(attempt) = reattached {
-                break attempt;
-            }
-            // A worker that reconnects at once can be faster than its old session's record of
-            // the disconnect: while this worker's name holds the job, wait a little for it
-            // rather than drop the frame.
-            if pause > REATTACH_LAST_PAUSE
-                || !job::held_by_name(&mut conn, job_id, self.name).await?
-            {
-                ignored("job_not_held");
-                return Ok(None);
-            }
-            tokio::time::sleep(pause).await;
-            pause *= 2;
-        };
-        self.ctx.registry.attach(self.id, job_id, attempt);
-        tracing::info!(worker = %self.name, job_id, attempt, "worker re-attached to its job");
-        Ok(Some(attempt))
-    }
-
-    /// Lock the job and check it is still at `attempt` and active.
-    async fn lock_current(
-        conn: &mut MySqlConnection,
-        job_id: &str,
-        attempt: i32,
-    ) -> Result<Option<Job>, sqlx::Error> {
-        let job = job::lock(conn, job_id).await?;
-        Ok(job.filter(|j| j.holds(attempt)))
-    }
-
-    /// This connection as the holder of a job.
-    fn assignment(&self) -> Assignment<'_> {
-        Assignment {
-            worker_id: self.id,
-            worker_name: self.name,
-            dispatcher_id: &self.ctx.instance_id,
-            lease_ms: self.ctx.settings.lease_ms(),
         }
     }
 
