@@ -34,7 +34,9 @@ export RUST_BACKTRACE=1
 
 # TLS-only MariaDB (3310) and RabbitMQ (5671) beside the plain ones, for the TLS scenarios;
 # with PERRY_TEST_REQUIRE_TLS they fail rather than pass when these are missing.
-eval "$(scripts/tls-services.sh)"
+# A failure here stops the run with the servers' logs, rather than as two failing tests.
+tls_vars="$(scripts/tls-services.sh)"
+eval "$tls_vars"
 export PERRY_TEST_REQUIRE_TLS=1
 
 # Only the job crate writes a job's lifecycle columns.
