@@ -196,12 +196,15 @@ pub async fn check(pool: &MySqlPool) -> Result<(), sqlx::Error> {
 }
 
 /// Whether a transaction failed only because it lost a race for locks (a deadlock, SQLSTATE
-/// 40001) and can simply be run again.
+/// 40001, or a lock wait that timed out, error 1205) and can simply be run again.
 pub fn is_deadlock(error: &sqlx::Error) -> bool {
-    error
-        .as_database_error()
-        .and_then(|e| e.code())
-        .is_some_and(|code| code == "40001")
+    let Some(db) = error.as_database_error() else {
+        return false;
+    };
+    db.code().is_some_and(|code| code == "40001")
+        || db
+            .try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
+            .is_some_and(|e| e.number() == 1205)
 }
 
 /// Read a setting.

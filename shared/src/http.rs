@@ -31,6 +31,8 @@ pub struct ApiError {
     pub usage: Option<UsageInfo>,
     /// Where to log in (`ACCOUNT_REQUIRED`).
     pub login_url: Option<String>,
+    /// The transaction behind it lost a race for locks and can be run again as it is.
+    pub lock_conflict: bool,
 }
 
 /// Result alias for handlers.
@@ -44,6 +46,7 @@ impl ApiError {
             message: message.into(),
             usage: None,
             login_url: None,
+            lock_conflict: false,
         }
     }
     /// 400 `BAD_REQUEST`.
@@ -113,6 +116,14 @@ impl From<sqlx::Error> for ApiError {
             tracing::warn!(error = %e, "database unavailable");
             return Self::unavailable("The database is unavailable; try again shortly");
         }
+        if crate::db::is_deadlock(&e) {
+            // Contention, not a bug: the caller may run its transaction again; if it does not,
+            // the client is asked to.
+            tracing::debug!(error = %e, "transaction lost a lock race");
+            let mut busy = Self::unavailable("The hub is busy; try again shortly");
+            busy.lock_conflict = true;
+            return busy;
+        }
         Self::internal(&e)
     }
 }
@@ -139,7 +150,10 @@ pub fn database_unreachable(e: &sqlx::Error) -> bool {
 
 impl From<crate::queue::Error> for ApiError {
     fn from(e: crate::queue::Error) -> Self {
-        Self::internal(&e)
+        match e {
+            crate::queue::Error::Db(db) => db.into(),
+            other => Self::internal(&other),
+        }
     }
 }
 

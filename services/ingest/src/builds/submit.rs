@@ -67,10 +67,17 @@ pub async fn gate(
     Ok(None)
 }
 
+/// How often the job's transaction runs before a lost lock race is answered with 503.
+const LOCK_RACE_TRIES: u32 = 4;
+
 /// Create the job (or answer a replay, or refuse with checks 6–8).
+///
+/// Submissions of one licence serialise on its row and share the rate buckets' rows, so under
+/// load InnoDB may pick the transaction as a deadlock victim: it is rolled back whole and run
+/// again, after a short random pause, rather than answered with an error.
 pub async fn accept(intake: &Intake<'_>, parsed: Parsed) -> ApiResult<BuildResponse> {
     let state = intake.state;
-    let put = match parsed.tarball {
+    let put = match &parsed.tarball {
         Tarball::Stored(put) => put,
         Tarball::OverCap => {
             if let Some(answer) = gate(intake, &parsed.principal, &parsed.manifest).await? {
@@ -82,6 +89,31 @@ pub async fn accept(intake: &Intake<'_>, parsed: Parsed) -> ApiResult<BuildRespo
             ));
         }
     };
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match create(intake, &parsed, put).await {
+            Err(e) if e.lock_conflict && tries < LOCK_RACE_TRIES => {
+                tracing::debug!(
+                    job_id = intake.job_id,
+                    tries,
+                    "submission lost a lock race; running it again"
+                );
+                let pause_ms = 5 * u64::from(tries) + u64::from(rand::random::<u8>() % 20);
+                tokio::time::sleep(std::time::Duration::from_millis(pause_ms)).await;
+            }
+            done => return done,
+        }
+    }
+}
+
+/// One run of the job's transaction.
+async fn create(
+    intake: &Intake<'_>,
+    parsed: &Parsed,
+    put: &blob::PutResult,
+) -> ApiResult<BuildResponse> {
+    let state = intake.state;
     let mut tx = state.deps.pool.begin().await?;
     let (license, tier) = lock_license(&mut tx, &state.hashing, &parsed.principal).await?;
     if let Some(key) = intake.idempotency_key {

@@ -6,6 +6,7 @@ mod admin;
 mod alone;
 mod artifacts;
 mod builds;
+mod contention;
 mod jobs;
 mod licenses;
 mod logs;
