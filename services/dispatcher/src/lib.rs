@@ -60,8 +60,9 @@ pub struct Settings {
     /// Lease of an assigned job; renewed while its worker's socket is alive.
     #[arg(long, env = "PERRY_HUB_LEASE_SECS", default_value_t = 90)]
     pub lease_secs: u64,
-    /// How long a disconnected worker's jobs wait for it to reconnect and re-attach.
-    #[arg(long, env = "PERRY_HUB_REATTACH_SECS", default_value_t = 60)]
+    /// How long a disconnected worker's jobs wait for it to reconnect and re-attach before they
+    /// are requeued (two reconnect periods of builder-linux/-windows, DEC-32).
+    #[arg(long, env = "PERRY_HUB_REATTACH_SECS", default_value_t = 10)]
     pub reattach_secs: u64,
     /// Interval of hub pings (and lease renewal).
     #[arg(long, env = "PERRY_HUB_PING_SECS", default_value_t = 25)]
@@ -109,6 +110,11 @@ impl Settings {
         ms(self.lease_secs)
     }
 
+    /// Re-attach window in milliseconds.
+    pub fn reattach_ms(&self) -> i64 {
+        ms(self.reattach_secs)
+    }
+
     /// Socket liveness timing.
     pub fn liveness(&self) -> conn::sweep::Timing {
         conn::sweep::Timing {
@@ -135,7 +141,7 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             lease_secs: 90,
-            reattach_secs: 60,
+            reattach_secs: 10,
             ping_secs: 25,
             silence_secs: 90,
             identify_secs: 30,

@@ -28,6 +28,7 @@ pub fn spawn(ctx: &AppState) {
     let id = ctx.instance_id.clone();
     let cancel = ctx.deps.cancel.clone();
     let started = now_ms();
+    let reattach_ms = ctx.settings.reattach_ms();
     ctx.deps.tracker.spawn(async move {
         let mut tick = tokio::time::interval(BEAT);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -39,12 +40,13 @@ pub fn spawn(ctx: &AppState) {
             }
             let now = now_ms();
             let beat = sqlx::query(
-                "INSERT INTO dispatchers (id, started_ms, last_seen_ms) VALUES (?, ?, ?) \
-                 ON DUPLICATE KEY UPDATE last_seen_ms = VALUES(last_seen_ms)",
+                "INSERT INTO dispatchers (id, started_ms, last_seen_ms, reattach_ms) VALUES (?, ?, ?, ?) \
+                 ON DUPLICATE KEY UPDATE last_seen_ms = VALUES(last_seen_ms), reattach_ms = VALUES(reattach_ms)",
             )
             .bind(&*id)
             .bind(started)
             .bind(now)
+            .bind(reattach_ms)
             .execute(&pool)
             .await;
             if let Err(error) = beat {

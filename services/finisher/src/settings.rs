@@ -19,7 +19,7 @@ pub struct Settings {
         id = "sweep-secs",
         long = "sweep-secs",
         env = "PERRY_FINISHER_SWEEP_SECS",
-        default_value_t = 5
+        default_value_t = 2
     )]
     pub sweep_secs: u64,
     /// Seconds between retention sweeps (expired tarballs, artifacts, tokens, old events).

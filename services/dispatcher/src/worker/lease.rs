@@ -48,8 +48,7 @@ impl Session<'_> {
     pub(super) async fn disconnected(&self) {
         let held = self.ctx.registry.remove_worker(self.id);
         let now = now_ms();
-        let window =
-            i64::try_from(self.ctx.settings.reattach_secs.saturating_mul(1000)).unwrap_or(0);
+        let window = self.ctx.settings.reattach_ms();
         let pool = &self.ctx.deps.pool;
         let _ = sqlx::query("UPDATE workers SET disconnected_ms = ? WHERE id = ?")
             .bind(now)

@@ -4,15 +4,25 @@ use std::collections::HashSet;
 
 use super::support::*;
 use finisher::reaper;
+use perry_hub_tests::TestHub;
 use serde_json::json;
 use shared::{
     clock::now_ms,
     queue::{outbox, Message},
 };
 
+/// With the default re-attach window (two of builder-linux's 5 s reconnect periods) and the
+/// default reaper period, a worker that does not come back has its job requeued within 15 s.
 #[tokio::test]
-async fn an_expired_lease_requeues_the_job_and_another_worker_gets_attempt_two() {
-    let hub = hub_with(&[]).await;
+async fn a_worker_that_does_not_come_back_has_its_job_requeued_within_15_s_and_another_worker_gets_attempt_two(
+) {
+    let mut finisher = settings(&[]);
+    finisher.sweep_secs = 2;
+    let hub = TestHub::start_with(perry_hub_tests::HubOptions {
+        finisher: Some(finisher),
+        ..Default::default()
+    })
+    .await;
     let (_, license) = hub.insert_license("pro").await;
     let job = hub
         .insert_job(license, "linux", 10, b"src", json!({}))
@@ -21,13 +31,7 @@ async fn an_expired_lease_requeues_the_job_and_another_worker_gets_attempt_two()
     let mut first = hub.worker("w1", &["linux"], 1).await;
     let a1 = first.assignment().await;
     first.ws.close().await;
-    eventually("the disconnect", || async {
-        hub.db()
-            .count("workers", "disconnected_ms IS NOT NULL")
-            .await
-            == 1
-    })
-    .await;
+    let gone = std::time::Instant::now();
     // The CLI hears at once that the build waits for its worker.
     let note = cli.expect("log").await;
     assert_eq!(note["stream"], "stderr");
@@ -35,23 +39,20 @@ async fn an_expired_lease_requeues_the_job_and_another_worker_gets_attempt_two()
         note["line"]
             .as_str()
             .unwrap()
-            .contains("disconnected; waiting up to 60 s for it to reconnect"),
+            .contains("disconnected; waiting up to 10 s for it to reconnect"),
         "{note}"
     );
-    // Past the re-attach window.
-    sqlx::query("UPDATE jobs SET lease_expires_ms = ? WHERE id = ?")
-        .bind(now_ms() - 1)
-        .bind(&job)
-        .execute(hub.pool())
-        .await
-        .unwrap();
-
     loop {
         let update = cli.expect("queue_update").await;
         if update["message"] == "Builder disconnected, re-queued (attempt 2)" {
             break;
         }
     }
+    let waited = gone.elapsed();
+    assert!(
+        waited >= std::time::Duration::from_secs(9) && waited <= std::time::Duration::from_secs(15),
+        "requeued after {waited:?}"
+    );
     let mut second = hub.worker("w2", &["linux"], 1).await;
     let a2 = second.assignment().await;
     assert_eq!(a2["job_id"], job.as_str());
@@ -326,5 +327,77 @@ async fn a_lease_that_lapsed_while_its_worker_is_still_connected_is_not_requeued
         .send(json!({"type":"complete","job_id":job,"success":true,"duration_secs":1.0,"artifacts":[]}))
         .await;
     hub.wait_state(&job, "completed").await;
+    hub.stop().await;
+}
+
+/// Move a worker's connection row onto a dispatcher that last beat `silent_ms` ago with a
+/// `reattach_ms` window, as if the process holding the socket had been killed then.
+async fn strand_on_dead_dispatcher(hub: &TestHub, worker: &str, silent_ms: i64, reattach_ms: i64) {
+    let dead = format!("dead-{}", uuid::Uuid::new_v4().simple());
+    sqlx::query(
+        "INSERT INTO dispatchers (id, started_ms, last_seen_ms, reattach_ms) VALUES (?, ?, ?, ?)",
+    )
+    .bind(&dead)
+    .bind(now_ms() - 3_600_000)
+    .bind(now_ms() - silent_ms)
+    .bind(reattach_ms)
+    .execute(hub.pool())
+    .await
+    .unwrap();
+    sqlx::query("UPDATE workers SET dispatcher_id = ? WHERE name = ? AND disconnected_ms IS NULL")
+        .bind(&dead)
+        .bind(worker)
+        .execute(hub.pool())
+        .await
+        .unwrap();
+}
+
+/// A dispatcher that dies never shortens its workers' leases; once it has been silent for the
+/// stale window plus its re-attach window, its jobs are requeued without waiting out the lease.
+#[tokio::test]
+async fn a_job_held_on_a_dead_dispatcher_is_requeued_after_its_reattach_window_not_its_lease() {
+    let hub = hub_without_finisher().await;
+    let (_, license) = hub.insert_license("pro").await;
+    let recent = hub
+        .insert_job(license, "linux", 10, b"src", json!({}))
+        .await;
+    let mut w1 = hub.worker("w1", &["linux"], 1).await;
+    w1.assignment().await;
+    let old = hub
+        .insert_job(license, "linux", 10, b"src", json!({}))
+        .await;
+    let mut w2 = hub.worker("w2", &["linux"], 1).await;
+    w2.assignment().await;
+    let mut cli = hub.cli(&old).await;
+    // Silent 15 s with a 10 s window: still within stale (10 s) + re-attach. Silent 25 s: past.
+    strand_on_dead_dispatcher(&hub, "w1", 15_000, 10_000).await;
+    strand_on_dead_dispatcher(&hub, "w2", 25_000, 10_000).await;
+    let ctx = finisher::AppState::new(&hub.deps, settings(&[]));
+    let report = reaper::sweep(&ctx).await.unwrap();
+    assert_eq!(report.requeued, vec![old.clone()], "{report:?}");
+    assert_eq!(hub.job_state(&recent).await, "assigned");
+    loop {
+        let update = cli.expect("queue_update").await;
+        if update["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("attempt 2"))
+        {
+            assert!(
+                update["message"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("The build server holding the builder's connection stopped"),
+                "{update}"
+            );
+            break;
+        }
+    }
+    let (state, retries): (String, i32) =
+        sqlx::query_as("SELECT state, retries FROM jobs WHERE id = ?")
+            .bind(&old)
+            .fetch_one(hub.pool())
+            .await
+            .unwrap();
+    assert_eq!((state.as_str(), retries), ("queued", 1));
     hub.stop().await;
 }
