@@ -18,6 +18,8 @@ pub enum Ending {
     Completed(Option<String>),
     /// Failed or cancelled.
     Failed,
+    /// Queued again: what the worker built never reached the hub.
+    Requeued,
 }
 
 /// Decide how an attempt ends (§5.1) and write it: stage-1 hand-off, completion (usage counted
@@ -55,11 +57,10 @@ pub async fn end_attempt(
         let bundle = artifacts::bundle(tx, &job.id, job.attempt, &platform.bundle_target()).await?;
         if bundle.is_none() {
             let msg = format!(
-                "Stage 1 finished without uploading the {} bundle",
+                "Stage 1 finished, but its {} bundle never reached the hub",
                 platform.bundle_target()
             );
-            transition::fail(tx, job, Unsuccessful::Failed, &msg).await?;
-            return Ok(Ending::Failed);
+            return build_again(tx, job, &msg).await;
         }
         transition::hand_over(tx, job, platform).await?;
         return Ok(Ending::Finishing);
@@ -80,20 +81,37 @@ pub async fn end_attempt(
         let bill = complete_job(tx, job, artifacts).await?;
         return Ok(Ending::Completed(bill));
     }
-    let note = if reported_artifacts > 0 {
-        "Build reported artifacts but none was uploaded to the hub"
-    } else {
-        "Build reported success but no artifact was uploaded"
-    };
+    if reported_artifacts > 0 {
+        // The worker built and tried to upload; the uploads failed (the hub answered 5xx or
+        // was unreachable) and workers do not retry them.
+        return build_again(tx, job, "The build's artifacts never reached the hub").await;
+    }
+    let note = "Build reported success but no artifact was uploaded";
+    stderr_line(tx, job, note).await?;
+    transition::fail(tx, job, Unsuccessful::Failed, note).await?;
+    Ok(Ending::Failed)
+}
+
+/// What the worker built never reached the hub: say so, then build it again within the
+/// attempt cap (the job fails after the last attempt).
+async fn build_again(tx: &mut MySqlConnection, job: &Job, why: &str) -> anyhow::Result<Ending> {
+    stderr_line(tx, job, why).await?;
+    Ok(match transition::retry_lost_upload(tx, job, why).await? {
+        transition::LostOutcome::Requeued => Ending::Requeued,
+        transition::LostOutcome::Failed | transition::LostOutcome::Unchanged => Ending::Failed,
+    })
+}
+
+/// A line on the job's stderr for the CLI.
+async fn stderr_line(tx: &mut MySqlConnection, job: &Job, line: &str) -> anyhow::Result<()> {
     let log = Outgoing::Log {
         job_id: job.id.clone(),
         stage: "complete".into(),
-        line: note.into(),
+        line: line.into(),
         stream: "stderr".into(),
     };
     job::event::emit(tx, &job.id, log).await?;
-    transition::fail(tx, job, Unsuccessful::Failed, note).await?;
-    Ok(Ending::Failed)
+    Ok(())
 }
 
 /// The reason kept with a job whose worker's `complete` could not be read.

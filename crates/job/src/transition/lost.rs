@@ -53,12 +53,39 @@ pub async fn requeue_lost(
         fail(conn, &job, Unsuccessful::Failed, &msg).await?;
         return Ok(LostOutcome::Failed);
     }
+    let exhausted = format!(
+        "Build failed after {} attempts (workers kept disconnecting)",
+        job.retries + 1
+    );
+    requeue_locked(conn, &job, why, &exhausted).await
+}
+
+/// The worker reported a successful build with artifacts (or a stage-1 bundle), but none
+/// reached the hub: its uploads failed on the way or on the hub's side, and workers do not
+/// retry them. Build it again within the attempt cap rather than failing a healthy build for
+/// an infrastructure fault; a worker that never uploads ends failed after the last attempt.
+/// Runs with the job locked at the attempt that just ended.
+#[tracing::instrument(skip_all, fields(job_id = %job.id, attempt = job.attempt))]
+pub async fn retry_lost_upload(
+    conn: &mut MySqlConnection,
+    job: &crate::Job,
+    what: &str,
+) -> Result<LostOutcome> {
+    let exhausted = format!("{what} in {} attempts: build failed", job.retries + 1);
+    requeue_locked(conn, job, what, &exhausted).await
+}
+
+/// Queue a locked job's attempt again with one more retry, or fail it with `exhausted` after
+/// [`MAX_RETRIES`].
+async fn requeue_locked(
+    conn: &mut MySqlConnection,
+    job: &crate::Job,
+    why: &str,
+    exhausted: &str,
+) -> Result<LostOutcome> {
+    let job_id = job.id.as_str();
     if job.retries >= MAX_RETRIES {
-        let msg = format!(
-            "Build failed after {} attempts (workers kept disconnecting)",
-            job.retries + 1
-        );
-        fail(conn, &job, Unsuccessful::Failed, &msg).await?;
+        fail(conn, job, Unsuccessful::Failed, exhausted).await?;
         return Ok(LostOutcome::Failed);
     }
     sqlx::query(

@@ -13,7 +13,7 @@
 //! | running | finishing | [`hand_over`] |
 //! | finishing | queued (stage 2) | [`queue_stage_two`] |
 //! | running | completed | [`complete`] |
-//! | assigned/running | queued or failed | [`requeue_lost`] |
+//! | assigned/running | queued or failed | [`requeue_lost`], [`retry_lost_upload`] |
 //! | assigned/running | failed (past the stage's time limit) | [`time_out`] |
 //! | queued/finishing, assigned/running | cancelled, flagged | [`cancel`] |
 //! | any active | failed or cancelled | [`fail`] |
@@ -32,6 +32,6 @@ pub use end::{
     cancel, complete, fail, fail_build, hand_over, queue_stage_two, Cancelled, StageTwo,
     Unsuccessful,
 };
-pub use lost::{requeue_lost, LostOutcome};
+pub use lost::{requeue_lost, retry_lost_upload, LostOutcome};
 pub use overdue::time_out;
 pub use submit::{announce_again, announce_queued, record_finished, submit, FinishedJob, NewJob};

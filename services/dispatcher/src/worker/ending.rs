@@ -48,6 +48,12 @@ impl Session<'_> {
                 }
             }
             Ok(Some(Ending::Failed)) => tracing::info!(job_id, "job ended unsuccessfully"),
+            Ok(Some(Ending::Requeued)) => {
+                tracing::warn!(
+                    job_id,
+                    "the attempt's uploads never reached the hub; job queued again"
+                )
+            }
             Ok(None) => ignored("stale_attempt"),
             Err(error) => {
                 // The outcome could not be recorded: expire the lease so the finisher requeues

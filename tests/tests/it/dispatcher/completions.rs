@@ -110,3 +110,71 @@ async fn an_unreadable_complete_without_job_id_after_a_burst_ends_the_workers_on
     assert_eq!(worker.assignment().await["job_id"], next.as_str());
     hub.stop().await;
 }
+
+/// A successful `complete` listing artifacts none of which reached the hub (the uploads got a
+/// 5xx or no answer, and workers do not retry them) builds the job again within the attempt
+/// cap instead of failing a healthy build; after the last attempt it fails with the reason.
+#[tokio::test]
+async fn a_success_whose_uploads_never_arrived_is_built_again_until_the_attempt_cap() {
+    let hub = TestHub::start().await;
+    let (_, license) = hub.insert_license("pro").await;
+    let (job, mut worker, mut cli) = held_job(&hub, license).await;
+    let lost_upload = json!({"type":"complete","job_id":job,"success":true,"duration_secs":2.0,
+        "artifacts":[{"name":"app.tar.gz","size":3,"sha256":"00"}]});
+
+    worker.send(lost_upload.clone()).await;
+
+    let note = cli.expect("log").await;
+    assert_eq!(note["stream"], "stderr");
+    assert_eq!(note["line"], "The build's artifacts never reached the hub");
+    let update = cli.expect("queue_update").await;
+    assert_eq!(
+        update["message"],
+        "The build's artifacts never reached the hub, re-queued (attempt 2)"
+    );
+    // The slot is free again, and the same worker may take the new attempt.
+    let again = worker.assignment().await;
+    assert_eq!(again["job_id"], job.as_str());
+    let (attempt, retries): (i32, i32) =
+        sqlx::query_as("SELECT attempt, retries FROM jobs WHERE id = ?")
+            .bind(&job)
+            .fetch_one(hub.pool())
+            .await
+            .unwrap();
+    assert_eq!((attempt, retries), (2, 1));
+
+    // The attempt that uploads completes as usual.
+    hub.insert_artifact(&job, "app.tar.gz", "linux", b"bin")
+        .await;
+    worker.send(lost_upload.clone()).await;
+    let frames = until_complete(&mut cli).await;
+    assert_eq!(frames.last().unwrap()["success"], true, "{frames:?}");
+    hub.wait_state(&job, "completed").await;
+    worker.ws.close().await;
+
+    // A job already on its last attempt fails, saying why.
+    let (last, mut worker2, mut cli2) = held_job(&hub, license).await;
+    sqlx::query("UPDATE jobs SET retries = ? WHERE id = ?")
+        .bind(job::MAX_RETRIES)
+        .bind(&last)
+        .execute(hub.pool())
+        .await
+        .unwrap();
+    let mut lost_upload = lost_upload;
+    lost_upload["job_id"] = json!(last);
+    worker2.send(lost_upload).await;
+    let frames = until_complete(&mut cli2).await;
+    assert_eq!(frames.last().unwrap()["success"], false, "{frames:?}");
+    hub.wait_state(&last, "failed").await;
+    assert_eq!(
+        error_message(&hub, &last).await.as_deref(),
+        Some(
+            format!(
+                "The build's artifacts never reached the hub in {} attempts: build failed",
+                job::MAX_RETRIES + 1
+            )
+            .as_str()
+        )
+    );
+    hub.stop().await;
+}
