@@ -109,10 +109,70 @@ impl Relay {
         Ok(ch)
     }
 
+    /// Publish one outbox row. Job messages are mandatory: a job queue that is missing (deleted
+    /// by hand, or a broker that lost its definitions) returns them instead of dropping them.
+    async fn publish(
+        &self,
+        ch: &Channel,
+        exchange: Exchange,
+        (id, _, routing_key, payload, priority): &OutboxRow,
+    ) -> Result<lapin::PublisherConfirm> {
+        let props = BasicProperties::default()
+            .with_message_id(id.to_string().into())
+            .with_content_type("application/json".into())
+            // Persistent: job messages must survive a broker restart.
+            .with_delivery_mode(2)
+            .with_priority(u8::try_from(*priority).unwrap_or(0));
+        let options = BasicPublishOptions {
+            // Events go to whichever dispatchers are running, possibly none.
+            mandatory: exchange == Exchange::Jobs,
+            ..BasicPublishOptions::default()
+        };
+        Ok(ch
+            .basic_publish(
+                self.broker.topology().exchange(exchange).into(),
+                routing_key.as_str().into(),
+                options,
+                payload.as_bytes(),
+                props,
+            )
+            .await?)
+    }
+
+    /// Job messages the broker returned as unroutable: declare the topology again (which
+    /// recreates missing queues) and publish them once more. One that still finds no queue has
+    /// a routing key no queue is declared for: it is logged, counted and dropped, and a queued
+    /// job it announced is announced again by the reaper's sweep (DEC-20).
+    async fn route_again(
+        &self,
+        ch: &Channel,
+        rows: &[OutboxRow],
+        returned: &[usize],
+    ) -> Result<()> {
+        tracing::warn!(
+            count = returned.len(),
+            "job messages returned unroutable; declaring the queues again"
+        );
+        self.broker.topology().declare(ch).await?;
+        for &index in returned {
+            let row = &rows[index];
+            let confirm = self.publish(ch, Exchange::Jobs, row).await?;
+            if await_confirm(confirm).await? {
+                crate::metrics::get().outbox_errors.inc();
+                tracing::error!(
+                    id = row.0,
+                    routing_key = row.2,
+                    "job message unroutable even after declaring the queues; dropped"
+                );
+            }
+        }
+        Ok(())
+    }
+
     /// Publish one batch of pending rows. Returns how many were published.
     async fn relay_batch(&self, channel: &mut Option<Channel>) -> Result<usize> {
         let mut tx = self.pool.begin().await?;
-        let rows: Vec<(i64, String, String, String, i8)> = sqlx::query_as(
+        let rows: Vec<OutboxRow> = sqlx::query_as(
             "SELECT id, exchange, routing_key, payload, priority FROM outbox \
              WHERE sent_ms IS NULL ORDER BY id LIMIT ? FOR UPDATE SKIP LOCKED",
         )
@@ -124,41 +184,26 @@ impl Relay {
             return Ok(0);
         }
         let ch = self.confirm_channel(channel).await?;
-        let topology = self.broker.topology();
         let mut confirms = Vec::with_capacity(rows.len());
-        for (id, exchange, routing_key, payload, priority) in &rows {
-            let Some(exchange) = Exchange::parse(exchange) else {
+        for (index, row) in rows.iter().enumerate() {
+            let Some(exchange) = Exchange::parse(&row.1) else {
                 tracing::error!(
-                    id,
-                    exchange,
+                    id = row.0,
+                    exchange = row.1,
                     "outbox row with unknown exchange; marking it sent"
                 );
                 continue;
             };
-            let props = BasicProperties::default()
-                .with_message_id(id.to_string().into())
-                .with_content_type("application/json".into())
-                // Persistent: job messages must survive a broker restart.
-                .with_delivery_mode(2)
-                .with_priority(u8::try_from(*priority).unwrap_or(0));
-            let confirm = ch
-                .basic_publish(
-                    topology.exchange(exchange).into(),
-                    routing_key.as_str().into(),
-                    BasicPublishOptions::default(),
-                    payload.as_bytes(),
-                    props,
-                )
-                .await?;
-            confirms.push(confirm);
+            confirms.push((index, self.publish(&ch, exchange, row).await?));
         }
-        for confirm in confirms {
-            let confirmation = tokio::time::timeout(BROKER_TIMEOUT, confirm)
-                .await
-                .map_err(|_| Error::Timeout("publisher confirm"))??;
-            if confirmation.is_nack() {
-                return Err(Error::NotConfirmed("broker nacked a message".into()));
+        let mut returned = Vec::new();
+        for (index, confirm) in confirms {
+            if await_confirm(confirm).await? {
+                returned.push(index);
             }
+        }
+        if !returned.is_empty() {
+            self.route_again(&ch, &rows, &returned).await?;
         }
         let ids: Vec<String> = rows.iter().map(|r| r.0.to_string()).collect();
         // The ids are integers from our own SELECT, so building the IN list is safe.
@@ -173,6 +218,21 @@ impl Relay {
             .inc_by(rows.len() as u64);
         Ok(rows.len())
     }
+}
+
+/// An outbox row as the relay reads it: id, exchange, routing key, payload, priority.
+type OutboxRow = (i64, String, String, String, i8);
+
+/// Wait for the broker's confirm of one publish. Returns whether the message came back
+/// unroutable; a nack or no confirm in time is an error (the batch is published again).
+async fn await_confirm(confirm: lapin::PublisherConfirm) -> Result<bool> {
+    let confirmation = tokio::time::timeout(BROKER_TIMEOUT, confirm)
+        .await
+        .map_err(|_| Error::Timeout("publisher confirm"))??;
+    if confirmation.is_nack() {
+        return Err(Error::NotConfirmed("broker nacked a message".into()));
+    }
+    Ok(matches!(confirmation, lapin::Confirmation::Ack(Some(_))))
 }
 
 /// Decode a delivered message and its outbox id.

@@ -120,3 +120,67 @@ async fn restart_broker() {
         .expect("run restart command");
     assert!(status.success(), "broker restart command failed: {cmd}");
 }
+
+/// A job queue deleted behind the hub's back (by hand, or a broker that lost its definitions):
+/// the relay publishes job messages as mandatory, so the broker returns them instead of
+/// dropping them, and the relay declares the queues again and publishes them once more.
+#[tokio::test]
+async fn a_job_message_for_a_deleted_queue_comes_back_and_is_routed_after_redeclaring() {
+    let db = TestDb::new().await;
+    let amqp = testing::amqp_config();
+    let cancel = CancellationToken::new();
+    let broker = Broker::new(&amqp, "test-publisher");
+    let queue = broker.topology().target_queue("linux");
+    let relay = Relay::new(db.pool.clone(), broker.clone());
+    let wake = relay.notifier();
+    tokio::spawn(relay.run(cancel.clone()));
+    let enqueue = |i: usize| {
+        let pool = db.pool.clone();
+        async move {
+            let mut tx = pool.begin().await.unwrap();
+            let msg = Message::JobQueued {
+                job_id: format!("job-{i}"),
+                target: "linux".into(),
+                attempt: 1,
+                priority: 1,
+            };
+            outbox::enqueue(&mut tx, &msg).await.unwrap();
+            tx.commit().await.unwrap();
+        }
+    };
+    let all_sent = || async {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while db.count("outbox", "sent_ms IS NULL").await > 0 {
+            assert!(tokio::time::Instant::now() < deadline, "outbox not drained");
+            wake.notify_one();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    enqueue(0).await;
+    wake.notify_one();
+    all_sent().await;
+    assert_eq!(broker.ready_messages(&queue).await.unwrap(), 1);
+
+    // The queue (and the message in it) disappears; the relay's connection stays up.
+    let ch = broker.channel().await.unwrap();
+    ch.queue_delete(
+        queue.as_str().into(),
+        lapin::options::QueueDeleteOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert!(broker.ready_messages(&queue).await.is_err(), "queue gone");
+
+    enqueue(1).await;
+    enqueue(2).await;
+    wake.notify_one();
+    all_sent().await;
+    assert_eq!(
+        broker.ready_messages(&queue).await.unwrap(),
+        2,
+        "both messages routed to the declared-again queue"
+    );
+    cancel.cancel();
+    testing::cleanup_amqp(&amqp).await;
+    db.drop_db().await;
+}
