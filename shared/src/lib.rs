@@ -25,6 +25,7 @@ pub mod queue;
 pub mod runtime;
 pub mod serve;
 pub mod shutdown;
+pub mod sweep;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -147,7 +147,12 @@ impl TestHub {
         deps.spawn_relay();
         let services = standalone::Services {
             ingest: opts.ingest.unwrap_or_else(ingest_settings),
-            dispatcher: opts.dispatcher.unwrap_or_default(),
+            // Without a finisher nothing requeues lost jobs unless a test asks for it: tests
+            // that run the reaper's sweeps by hand expect to be the only ones.
+            dispatcher: opts.dispatcher.unwrap_or_else(|| dispatcher::Settings {
+                reap_lost_jobs: !opts.no_finisher,
+                ..dispatcher::Settings::default()
+            }),
             finisher: (!opts.no_finisher).then(|| opts.finisher.unwrap_or_else(finisher_settings)),
         };
         let app = standalone::start(&deps, services).expect("compose the hub");

@@ -11,12 +11,14 @@
 //!   from, so a repeat is harmless.
 //! - [`event`]: the job's ordered event log ([`Event`]: what subscribers are sent, stored typed).
 //! - [`artifacts`]: a job's artifacts, their storage keys and download links.
+//! - [`reap`]: finding jobs whose worker is gone and queueing them again, from any service.
 //!
 //! No other crate writes `jobs.state`, `attempt`, the lease or the token columns; `make lint`
 //! checks that (`scripts/check-job-writes.sh`).
 
 pub mod artifacts;
 pub mod event;
+pub mod reap;
 mod row;
 mod state;
 mod target;

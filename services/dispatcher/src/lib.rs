@@ -6,6 +6,7 @@
 //! - [`pump`]: one consumer per target queue, with prefetch equal to the free slots here.
 //! - [`fanout`]: this instance's queue of job events and control messages.
 //! - [`presence`]: this instance's heartbeat, so its workers can re-attach elsewhere if it dies.
+//! - [`reaping`]: jobs whose worker is gone are requeued from here too, not only by the finisher.
 //! - [`registry`]: who is connected to this process (workers with their slots, subscribers).
 //! - [`conn`]: one connection after the handshake (frames in, bounded frames out), and the
 //!   liveness sweep of every socket (pings, silence, stalled writes).
@@ -17,6 +18,7 @@ pub mod credentials;
 pub mod fanout;
 pub mod presence;
 pub mod pump;
+pub mod reaping;
 pub mod registry;
 pub mod subscriber;
 pub mod worker;
@@ -99,6 +101,15 @@ pub struct Settings {
         default_value_t = 64
     )]
     pub max_subscribers_per_job: usize,
+    /// Requeue jobs whose worker is gone from this dispatcher too, not only from the finisher
+    /// (DEC-32), so recovery never waits for one service.
+    #[arg(
+        long,
+        env = "PERRY_HUB_DISPATCHER_REAPS",
+        default_value_t = true,
+        action = clap::ArgAction::Set
+    )]
+    pub reap_lost_jobs: bool,
     /// Overage billing.
     #[command(flatten)]
     pub polar: shared::config::PolarConfig,
@@ -150,6 +161,7 @@ impl Default for Settings {
             write_timeout_secs: 30,
             max_subscriptions_per_address: 256,
             max_subscribers_per_job: 64,
+            reap_lost_jobs: true,
             polar: shared::config::PolarConfig::default(),
         }
     }
@@ -237,6 +249,9 @@ pub fn start(deps: &Deps, settings: Settings) -> anyhow::Result<AppState> {
     pump::spawn_all(&ctx);
     fanout::spawn(&ctx);
     presence::spawn(&ctx);
+    if ctx.settings.reap_lost_jobs {
+        reaping::spawn(&ctx);
+    }
     conn::sweep::spawn(
         ctx.registry.sockets.clone(),
         ctx.settings.liveness(),

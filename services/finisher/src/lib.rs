@@ -12,7 +12,7 @@
 //! - [`reannounce`]: announces again queued jobs whose broker message was lost (a step of the
 //!   reaper).
 //! - [`retention`]: deletes expired tarballs, artifacts, tokens and old events (D18).
-//! - [`sweep`]: the periodic loop and the sweep lock; [`settings`]: every knob.
+//! - [`settings`]: every knob (the periodic loop and the sweep lock are `shared::sweep`).
 
 pub mod azure;
 pub mod reannounce;
@@ -20,7 +20,6 @@ pub mod reaper;
 pub mod retention;
 pub mod settings;
 pub mod stage2;
-pub mod sweep;
 pub mod vm;
 
 use std::sync::Arc;

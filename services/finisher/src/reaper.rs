@@ -37,7 +37,7 @@ pub struct Report {
 pub fn spawn(ctx: &AppState) {
     let c = ctx.clone();
     let period = ctx.settings.sweep_interval();
-    ctx.deps.tracker.spawn(crate::sweep::every(
+    ctx.deps.tracker.spawn(shared::sweep::every(
         "reaper",
         period,
         ctx.deps.cancel.clone(),
@@ -46,7 +46,7 @@ pub fn spawn(ctx: &AppState) {
             let c = c.clone();
             async move {
                 let gap = period / 2;
-                crate::sweep::locked(&c.deps.pool, "reaper", gap, || sweep(&c)).await
+                shared::sweep::locked(&c.deps.pool, "reaper", gap, || sweep(&c)).await
             }
         },
     ));
@@ -76,100 +76,16 @@ pub async fn sweep(ctx: &AppState) -> anyhow::Result<Report> {
     Ok(report)
 }
 
-/// Re-attach window assumed for a dispatcher that has not recorded its own.
-const DEFAULT_REATTACH_MS: i64 = 10_000;
-
-/// A job the reaper found lost.
-#[derive(sqlx::FromRow)]
-struct Lost {
-    id: String,
-    attempt: i32,
-    worker_id: Option<String>,
-    /// Its worker's dispatcher stopped beating longer ago than its re-attach window: nobody is
-    /// left to shorten or renew the lease (DEC-32).
-    abandoned: bool,
-}
-
-/// Jobs whose worker is gone. Leases that expired (the dispatcher renews leases while it is
-/// connected and keeps a disconnected worker's jobs for the re-attach window), and jobs held on
-/// a dispatcher that died: its worker has had the stale window plus its re-attach window to
-/// come back through another replica. Requeue with one more retry, or fail after the last. A
-/// build that had already failed (the worker sent `error`) is never retried: it ends failed.
+/// Jobs whose worker is gone, requeued or failed ([`job::reap`]; the dispatchers run it too).
 async fn requeue_lost(ctx: &AppState, report: &mut Report) -> anyhow::Result<()> {
-    // A lease that lapsed while its worker is still connected to a live dispatcher (MySQL was
-    // unreachable longer than the lease, so nobody could renew it) is left for the dispatcher
-    // to renew: the build is healthy.
-    let now = now_ms();
-    let alive_since = now - job::transition::DISPATCHER_STALE_MS;
-    let lost: Vec<Lost> = sqlx::query_as(
-        "SELECT j.id, j.attempt, j.worker_id, \
-                COALESCE(w.disconnected_ms IS NULL AND d.last_seen_ms < ? - COALESCE(d.reattach_ms, ?), FALSE) AS abandoned \
-         FROM jobs j \
-         LEFT JOIN workers w ON w.id = j.worker_id \
-         LEFT JOIN dispatchers d ON d.id = w.dispatcher_id \
-         WHERE j.state IN ('assigned', 'running') AND ( \
-             (j.lease_expires_ms < ? AND NOT (w.disconnected_ms IS NULL AND COALESCE(d.last_seen_ms, 0) > ?)) \
-             OR (w.disconnected_ms IS NULL AND d.last_seen_ms < ? - COALESCE(d.reattach_ms, ?))) \
-         ORDER BY j.lease_expires_ms LIMIT ?",
-    )
-    .bind(alive_since)
-    .bind(DEFAULT_REATTACH_MS)
-    .bind(now)
-    .bind(alive_since)
-    .bind(alive_since)
-    .bind(DEFAULT_REATTACH_MS)
-    .bind(BATCH)
-    .fetch_all(&ctx.deps.pool)
-    .await?;
-    for job in lost {
-        // Replicas requeueing neighbouring jobs can deadlock on index locks: run it again.
-        let mut tries = 0;
-        let done = loop {
-            tries += 1;
-            match requeue_one(ctx, &job).await {
-                Err(job::Error::Db(e)) if tries < 3 && shared::db::is_deadlock(&e) => continue,
-                other => break other?,
-            }
-        };
-        let Some((outcome, row)) = done else {
-            continue;
-        };
-        let (id, attempt, abandoned) = (job.id, job.attempt, job.abandoned);
-        match outcome {
-            LostOutcome::Requeued => {
-                tracing::info!(job_id = %id, attempt, abandoned, retries = row.retries + 1, "worker gone; job requeued");
-                report.requeued.push(id);
-            }
-            LostOutcome::Failed => {
-                tracing::warn!(job_id = %id, attempt, abandoned, retries = row.retries, "worker gone; job failed");
-                report.lost_failed.push(id);
-            }
+    for reaped in job::reap::requeue_lost(&ctx.deps.pool).await? {
+        match reaped.outcome {
+            LostOutcome::Requeued => report.requeued.push(reaped.lost.id),
+            LostOutcome::Failed => report.lost_failed.push(reaped.lost.id),
             LostOutcome::Unchanged => {}
         }
     }
     Ok(())
-}
-
-/// Requeue (or fail) one lost job, unless another replica has it right now or it changed
-/// meanwhile (renewed, or re-attached by its worker on a live dispatcher).
-async fn requeue_one(ctx: &AppState, lost: &Lost) -> job::Result<Option<(LostOutcome, job::Job)>> {
-    let mut tx = ctx.deps.pool.begin().await?;
-    let claimed = job::claim(&mut tx, &lost.id).await?;
-    let Some(job) = claimed.filter(|j| {
-        j.holds(lost.attempt)
-            && j.worker_id == lost.worker_id
-            && (lost.abandoned || j.lease_expires_ms.is_some_and(|l| l < now_ms()))
-    }) else {
-        return Ok(None);
-    };
-    let why = if lost.abandoned {
-        "The build server holding the builder's connection stopped"
-    } else {
-        "Builder disconnected"
-    };
-    let outcome = transition::requeue_lost(&mut tx, &lost.id, lost.attempt, why).await?;
-    tx.commit().await?;
-    Ok(Some((outcome, job)))
 }
 
 /// DEC-16: a job a worker has held longer than its stage's timeout, counted from the

@@ -50,7 +50,7 @@ pub struct Report {
 pub fn spawn(ctx: &AppState) {
     let c = ctx.clone();
     let period = std::time::Duration::from_secs(ctx.settings.retention_secs);
-    ctx.deps.tracker.spawn(crate::sweep::every(
+    ctx.deps.tracker.spawn(shared::sweep::every(
         "retention",
         period,
         ctx.deps.cancel.clone(),
@@ -59,7 +59,7 @@ pub fn spawn(ctx: &AppState) {
             let c = c.clone();
             async move {
                 let report =
-                    crate::sweep::locked(&c.deps.pool, "retention", period / 2, || sweep(&c))
+                    shared::sweep::locked(&c.deps.pool, "retention", period / 2, || sweep(&c))
                         .await?;
                 if let Some(r) = report.filter(|r| *r != Report::default()) {
                     tracing::info!(?r, "retention sweep");

@@ -288,6 +288,6 @@ pub fn spawn(ctx: &AppState, controller: VmController) {
     let wake = ctx.vm_wake.clone();
     let period = ctx.settings.sweep_interval();
     ctx.deps.tracker.spawn(async move {
-        crate::sweep::every("vm", period, cancel, Some(wake), || controller.tick()).await;
+        shared::sweep::every("vm", period, cancel, Some(wake), || controller.tick()).await;
     });
 }

@@ -401,3 +401,40 @@ async fn a_job_held_on_a_dead_dispatcher_is_requeued_after_its_reattach_window_n
     assert_eq!((state.as_str(), retries), ("queued", 1));
     hub.stop().await;
 }
+
+/// With no finisher running, the dispatchers requeue a lost job themselves: recovery does not
+/// wait for one service to come back.
+#[tokio::test]
+async fn with_the_finisher_down_a_dispatcher_requeues_a_lost_job() {
+    let hub = TestHub::start_with(perry_hub_tests::HubOptions {
+        no_finisher: true,
+        dispatcher: Some(dispatcher::Settings::default()),
+        ..Default::default()
+    })
+    .await;
+    let (_, license) = hub.insert_license("pro").await;
+    let job = hub
+        .insert_job(license, "linux", 10, b"src", json!({}))
+        .await;
+    let mut cli = hub.cli(&job).await;
+    let mut first = hub.worker("w1", &["linux"], 1).await;
+    first.assignment().await;
+    first.ws.close().await;
+    eventually("the disconnect", || async {
+        hub.db()
+            .count("workers", "disconnected_ms IS NOT NULL")
+            .await
+            == 1
+    })
+    .await;
+    expire_lease(&hub, &job).await;
+    loop {
+        let update = cli.expect("queue_update").await;
+        if update["message"] == "Builder disconnected, re-queued (attempt 2)" {
+            break;
+        }
+    }
+    let mut second = hub.worker("w2", &["linux"], 1).await;
+    assert_eq!(second.assignment().await["job_id"], job.as_str());
+    hub.stop().await;
+}

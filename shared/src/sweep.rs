@@ -8,7 +8,7 @@
 
 use std::{future::Future, sync::Arc, time::Duration};
 
-use shared::clock::now_ms;
+use crate::clock::now_ms;
 use sqlx::MySqlPool;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
