@@ -39,15 +39,22 @@ tls_vars="$(scripts/tls-services.sh)"
 eval "$tls_vars"
 export PERRY_TEST_REQUIRE_TLS=1
 
+# A private RabbitMQ node (5673) for the fault suite, which stops and starts its broker.
+fault_vars="$(scripts/fault-services.sh)"
+eval "$fault_vars"
+export PERRY_TEST_REQUIRE_FAULT_BROKER=1
+
 # Only the job crate writes a job's lifecycle columns.
 scripts/check-job-writes.sh
 
 # Static checks of the container and Kubernetes files (offline validators from PyPI).
 scripts/validate-deploy.sh
 
-# Tests that restart RabbitMQ run on their own afterwards, so they never disturb the others.
-cargo nextest run --workspace --locked --no-fail-fast -E 'not test(/broker_restart/)' "$@"
-cargo nextest run --workspace --locked --no-fail-fast -E 'test(/broker_restart/)' "$@"
+# Tests that restart RabbitMQ, and the fault suite's load runs, go on their own afterwards, so
+# they never disturb the others.
+alone='test(/broker_restart/) | test(/^faults::/)'
+cargo nextest run --workspace --locked --no-fail-fast -E "not ($alone)" "$@"
+cargo nextest run --workspace --locked --no-fail-fast --test-threads 1 -E "$alone" "$@"
 
 # The image and both compose stacks for real: about 2 minutes when its images are cached, 6 on a
 # new machine. PERRY_SKIP_COMPOSE_SMOKE=1 leaves it out.

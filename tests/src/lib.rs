@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod attacks;
+pub mod chaos;
 pub mod fake_azure;
 mod process;
 pub mod sim;
@@ -54,6 +55,8 @@ pub struct HubOptions {
     pub hub: Option<HubAdjust>,
     /// Ingest settings (None: [`ingest_settings`]).
     pub ingest: Option<ingest::Settings>,
+    /// A RabbitMQ other than the shared one (the fault suite's private node).
+    pub amqp_url: Option<String>,
 }
 
 /// A running in-process hub.
@@ -128,7 +131,11 @@ impl TestHub {
                     let (_, settings) = testing::s3_store().await;
                     testing::s3_blob_config(&settings)
                 };
-                (Some(db), cfg, testing::amqp_config(), blob)
+                let mut amqp = testing::amqp_config();
+                if let Some(url) = opts.amqp_url {
+                    amqp.url = shared::config::Secret::new(url);
+                }
+                (Some(db), cfg, amqp, blob)
             }
         };
         let cancel = CancellationToken::new();

@@ -22,6 +22,11 @@ impl HubProcess {
     /// Start `exe` (the `perry-hub-process` binary: `env!("CARGO_BIN_EXE_perry-hub-process")`
     /// in a test) as a replica of `primary` (S3 blobs), and wait until it is ready.
     pub async fn start(primary: &TestHub, exe: &str) -> Self {
+        Self::start_with(primary, exe, &[]).await
+    }
+
+    /// [`HubProcess::start`] with `extra` settings in its environment.
+    pub async fn start_with(primary: &TestHub, exe: &str, extra: &[(&str, &str)]) -> Self {
         let port = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
             l.local_addr().expect("addr").port()
@@ -68,6 +73,7 @@ impl HubProcess {
                 "PERRY_S3_SECRET_ACCESS_KEY",
                 blob.s3_secret_access_key.expose(),
             )
+            .envs(extra.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());

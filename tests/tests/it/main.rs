@@ -4,6 +4,7 @@ mod attacks;
 mod blob;
 mod dispatcher;
 mod download;
+mod faults;
 mod finisher;
 mod foundation;
 mod ingest;

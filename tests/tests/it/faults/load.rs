@@ -1,0 +1,257 @@
+//! 500 builds from 50 CLIs onto 20 workers while a replica (its ingest and dispatcher) is
+//! SIGKILLed and restarted and the broker is restarted: every accepted build ends exactly once,
+//! every artifact is the one built for it, and every subscriber sees each job's events once,
+//! in order.
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use perry_hub_tests::{
+    chaos::{self, CliOutcome, Endpoints},
+    ingest_settings, HubOptions, HubProcess, TestHub,
+};
+use serde_json::Value;
+use shared::config::HubConfig;
+use tokio_util::sync::CancellationToken;
+
+const BUILDS: usize = 500;
+const CLIS: usize = 50;
+const WORKERS: usize = 20;
+
+/// The private broker, or None (then the scenario says why and checks nothing, unless
+/// `make test` requires it).
+fn private_broker() -> Option<(String, String)> {
+    let url = std::env::var("PERRY_TEST_FAULT_AMQP_URL").ok();
+    let node = std::env::var("PERRY_TEST_FAULT_RABBITMQ_NODE").ok();
+    match (url, node) {
+        (Some(url), Some(node)) => Some((url, node)),
+        _ => {
+            assert!(
+                std::env::var_os("PERRY_TEST_REQUIRE_FAULT_BROKER").is_none(),
+                "private RabbitMQ not configured: scripts/fault-services.sh prints the variables"
+            );
+            eprintln!("private RabbitMQ not configured: run scripts/fault-services.sh and export what it prints");
+            None
+        }
+    }
+}
+
+async fn rabbitmqctl(node: &str, args: &[&str]) {
+    let status = tokio::process::Command::new("rabbitmqctl")
+        .args(["-q", "-n", node])
+        .args(args)
+        .status()
+        .await
+        .expect("run rabbitmqctl");
+    assert!(status.success(), "rabbitmqctl {args:?} failed");
+}
+
+async fn completed(hub: &TestHub) -> i64 {
+    sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE state = 'completed'")
+        .fetch_one(hub.pool())
+        .await
+        .unwrap_or(0)
+}
+
+async fn wait_completed(hub: &TestHub, n: i64) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(240);
+    while completed(hub).await < n {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "stuck before {n} completions"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_hundred_builds_survive_a_killed_replica_and_a_broker_restart() {
+    let Some((amqp_url, node)) = private_broker() else {
+        return;
+    };
+    // Every client comes from one address: lift the anonymous in-flight caps; self-hosted, so
+    // the licence's quotas do not refuse the load.
+    let mut ingest = ingest_settings();
+    ingest.anonymous_uploads_per_addr = 0;
+    ingest.anonymous_uploads_global = 0;
+    let primary = Arc::new(
+        TestHub::start_with(HubOptions {
+            ingest: Some(ingest),
+            amqp_url: Some(amqp_url),
+            hub: Some(Box::new(|h: &mut HubConfig| h.self_hosted = true)),
+            ..HubOptions::default()
+        })
+        .await,
+    );
+    let exe = env!("CARGO_BIN_EXE_perry-hub-process");
+    let uncapped = [
+        ("PERRY_HUB_ANONYMOUS_UPLOADS_PER_ADDR", "0"),
+        ("PERRY_HUB_ANONYMOUS_UPLOADS_GLOBAL", "0"),
+    ];
+    let replica = HubProcess::start_with(&primary, exe, &uncapped).await;
+    let endpoints = Endpoints::new(vec![primary.url(""), replica.base_url.clone()]);
+    let (key, license_id) = primary.insert_license("pro").await;
+
+    let stop = CancellationToken::new();
+    let workers: Vec<_> = (0..WORKERS)
+        .map(|i| {
+            chaos::spawn_worker(
+                endpoints.clone(),
+                primary.worker_secret(),
+                format!("builder-{i}"),
+                2,
+                stop.clone(),
+            )
+        })
+        .collect();
+    let http = reqwest::Client::new();
+    let clis: Vec<_> = (0..CLIS)
+        .map(|_| {
+            let (endpoints, http, key) = (endpoints.clone(), http.clone(), key.clone());
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                for _ in 0..BUILDS / CLIS {
+                    seen.push(chaos::cli_build(&endpoints, &http, &key).await);
+                }
+                seen
+            })
+        })
+        .collect();
+
+    // A fifth of the way in: SIGKILL the replica (its ingest, dispatcher and finisher), and
+    // start a new one a moment later, as an orchestrator would.
+    wait_completed(&primary, (BUILDS / 5) as i64).await;
+    let dead = replica.base_url.clone();
+    replica.kill();
+    endpoints.remove(&dead);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let replica = HubProcess::start_with(&primary, exe, &uncapped).await;
+    endpoints.add(replica.base_url.clone());
+    // Half way: restart the broker.
+    wait_completed(&primary, (BUILDS / 2) as i64).await;
+    rabbitmqctl(&node, &["stop_app"]).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    rabbitmqctl(&node, &["start_app"]).await;
+    rabbitmqctl(&node, &["await_startup"]).await;
+
+    let mut outcomes = Vec::new();
+    for cli in clis {
+        let seen = tokio::time::timeout(Duration::from_secs(300), cli)
+            .await
+            .expect("every CLI finishes")
+            .expect("CLI task");
+        outcomes.extend(seen);
+    }
+    stop.cancel();
+    for w in workers {
+        let _ = w.await;
+    }
+
+    let mut refused = Vec::new();
+    let mut followed = HashMap::new();
+    let mut resubscribed = 0;
+    for outcome in outcomes {
+        match outcome {
+            CliOutcome::Refused(why) => refused.push(why),
+            CliOutcome::Followed {
+                job_id,
+                success,
+                frames,
+                resubscribed: r,
+                artifact,
+            } => {
+                resubscribed += r;
+                assert!(success, "{job_id} did not succeed: {frames:?}");
+                if let Err(why) = artifact {
+                    panic!("{job_id}: the downloaded artifact is not the one built: {why}");
+                }
+                assert!(followed.insert(job_id, frames).is_none(), "a job id twice");
+            }
+        }
+    }
+    println!(
+        "faults load: {} accepted, {} refused ({refused:?}), {resubscribed} re-subscriptions",
+        followed.len(),
+        refused.len()
+    );
+    // The CLI exits on an HTTP error; only submissions that reached a dying replica may fail.
+    assert!(
+        refused.len() <= BUILDS / 10,
+        "too many refused: {refused:?}"
+    );
+
+    // Every accepted build ends exactly once, and usage is counted once per build. A
+    // submission the dying replica committed but never answered is a build nobody follows: it
+    // still ends once, and there can be no more of those than refusals.
+    let states: Vec<(String, String)> =
+        sqlx::query_as("SELECT id, state FROM jobs WHERE license_id = ?")
+            .bind(license_id)
+            .fetch_all(primary.pool())
+            .await
+            .unwrap();
+    for (id, state) in &states {
+        assert_eq!(state, "completed", "{id}");
+    }
+    for id in followed.keys() {
+        assert!(states.iter().any(|(j, _)| j == id), "{id} has no job row");
+    }
+    let unanswered = states.len() - followed.len();
+    assert!(
+        unanswered <= refused.len(),
+        "{unanswered} jobs nobody submitted"
+    );
+    let completes: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM job_events e JOIN jobs j ON j.id = e.job_id WHERE j.license_id = ? AND e.kind = 'complete'",
+    )
+    .bind(license_id)
+    .fetch_one(primary.pool())
+    .await
+    .unwrap();
+    assert_eq!(completes as usize, states.len(), "one complete per build");
+    let publishes: Option<i64> = sqlx::query_scalar(
+        "SELECT CAST(SUM(publishes) AS SIGNED) FROM license_usage WHERE license_id = ?",
+    )
+    .bind(license_id)
+    .fetch_one(primary.pool())
+    .await
+    .unwrap();
+    assert_eq!(
+        publishes.unwrap_or(0) as usize,
+        states.len(),
+        "usage counted once"
+    );
+
+    // What each CLI's last subscription saw is the job's stored events, once each, in order.
+    // `job_created` opens every subscription and a waiting CLI gets `queue_update`s of its
+    // position: neither is a stored event, so the comparison leaves queue updates out.
+    let shown = |kind: &str| kind != "job_created" && kind != "queue_update";
+    for (job_id, frames) in &followed {
+        let stored: Vec<(String, String)> =
+            sqlx::query_as("SELECT kind, payload FROM job_events WHERE job_id = ? ORDER BY seq")
+                .bind(job_id)
+                .fetch_all(primary.pool())
+                .await
+                .unwrap();
+        let stored: Vec<(String, String)> = stored
+            .into_iter()
+            .filter(|(kind, _)| shown(kind))
+            .map(|(kind, payload)| {
+                let p: Value = serde_json::from_str(&payload).unwrap_or_default();
+                (kind, p["line"].as_str().unwrap_or_default().to_owned())
+            })
+            .collect();
+        let seen: Vec<(String, String)> = frames
+            .iter()
+            .map(|f: &Value| {
+                (
+                    f["type"].as_str().unwrap_or_default().to_owned(),
+                    f["line"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .filter(|(kind, _)| shown(kind))
+            .collect();
+        assert_eq!(seen, stored, "events of {job_id}");
+        let lines = seen.iter().filter(|(kind, _)| kind == "log").count();
+        assert!(lines >= chaos::LOG_LINES, "{job_id}: {lines} log lines");
+    }
+    drop(replica);
+}
