@@ -9,7 +9,7 @@ export PERRY_DB_USER ?= perry
 export PERRY_DB_PASSWORD ?= perry
 export PERRY_DB_NAME ?= perry_hub
 
-.PHONY: help run test lint fmt bench attacks services up down migrate build clean-data deploy-check compose-smoke compose-env
+.PHONY: help run test lint fmt bench attacks faults services up down migrate build clean-data deploy-check compose-smoke compose-env
 
 help: ## List targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -54,6 +54,10 @@ attacks: ## Run the attack scenarios (issue 15) and render docs/attacks.md from 
 	PERRY_TEST_S3_ENDPOINT="$${PERRY_TEST_S3_ENDPOINT:-http://127.0.0.1:$${PERRY_TEST_S3_PORT:-8014}}" \
 	  $(CARGO) nextest run -p perry-hub-tests --locked -E 'test(/^attacks::/) | test(/^download::attempts::/)'
 	scripts/attacks-report.sh
+
+faults: ## Run the fault scenarios (issue 12) and render docs/faults.md from what they saw
+	@scripts/ensure-services.sh --s3
+	@scripts/faults-report.sh --run
 
 migrate: services $(HUB_ENV) ## Apply database migrations
 	@set -a; source "$(HUB_ENV)"; set +a; $(CARGO) run --release -p standalone --bin perry-hub -- migrate

@@ -10,6 +10,7 @@ pub mod api;
 pub mod attacks;
 pub mod chaos;
 pub mod fake_azure;
+pub mod fault_log;
 mod process;
 pub mod sim;
 mod ws;

@@ -89,6 +89,12 @@ async fn a_cli_that_stops_reading_is_dropped_while_the_worker_streams_on() {
         .collect();
     assert_eq!(logs.len(), 1000);
     assert!(logs.last().unwrap().starts_with(&format!("{} ", LINES - 1)));
+    perry_hub_tests::fault_log::record(&perry_hub_tests::fault_log::Fault {
+        slug: "12-cli-stops-reading",
+        fault: "A CLI stops reading its socket",
+        outcome: "Its bounded queue filled, the connection was dropped after the write timeout and the worker streamed on; the CLI replays from storage when it reconnects (DEC-18).".to_owned(),
+        test: "dispatcher::backpressure::a_cli_that_stops_reading_is_dropped_while_the_worker_streams_on",
+    });
     hub.stop().await;
 }
 

@@ -291,4 +291,10 @@ async fn a_cli_resubscribing_after_the_workers_hub_process_was_killed_mid_burst_
             .is_err(),
         "nothing after the stored frames"
     );
+    perry_hub_tests::fault_log::record(&perry_hub_tests::fault_log::Fault {
+        slug: "04-dispatcher-killed-mid-burst",
+        fault: "Hub process SIGKILLed while a worker streams logs",
+        outcome: "Every stored frame was a gap-free prefix of what the worker sent; a CLI that subscribed again on another replica got it once, in order. Frames of the unflushed group-commit batch are lost (DEC-14).".to_owned(),
+        test: "dispatcher::bursts::a_cli_resubscribing_after_the_workers_hub_process_was_killed_mid_burst_gets_every_stored_frame_once_in_order",
+    });
 }

@@ -176,5 +176,11 @@ async fn a_success_whose_uploads_never_arrived_is_built_again_until_the_attempt_
             .as_str()
         )
     );
+    perry_hub_tests::fault_log::record(&perry_hub_tests::fault_log::Fault {
+        slug: "14-upload-lost",
+        fault: "An artifact upload fails on the hub's side (5xx, ingest restarting, MySQL away)",
+        outcome: "The worker's successful complete listed an artifact that never arrived: the job was built again (attempt 2, which completed); on its last attempt it failed saying why (DEC-34).".to_owned(),
+        test: "dispatcher::completions::a_success_whose_uploads_never_arrived_is_built_again_until_the_attempt_cap",
+    });
     hub.stop().await;
 }

@@ -69,5 +69,11 @@ async fn a_worker_whose_dispatcher_was_killed_reattaches_its_job_elsewhere_witho
         (1, 0),
         "the build was not started again"
     );
+    perry_hub_tests::fault_log::record(&perry_hub_tests::fault_log::Fault {
+        slug: "02-dispatcher-killed-reattach",
+        fault: "Dispatcher SIGKILLed mid-build; the worker reconnects to another replica",
+        outcome: "The dead dispatcher's heartbeat went stale after 10 s and the worker re-attached its job with the same attempt: no rebuild (DEC-19).".to_owned(),
+        test: "dispatcher::faults::a_worker_whose_dispatcher_was_killed_reattaches_its_job_elsewhere_without_a_rebuild",
+    });
     hub.stop().await;
 }

@@ -37,6 +37,12 @@ async fn a_worker_that_reconnects_within_the_lease_reattaches_its_job() {
     hub.insert_artifact(&job, "a.tar.gz", "linux", b"x").await;
     again.send(json!({"type":"complete","job_id":job,"success":true,"duration_secs":2.0,"artifacts":[]})).await;
     hub.wait_state(&job, "completed").await;
+    perry_hub_tests::fault_log::record(&perry_hub_tests::fault_log::Fault {
+        slug: "05-worker-fast-reconnect",
+        fault: "Worker reconnects before its old session has noticed the disconnect",
+        outcome: "The new session waited for the old one to let go and re-attached the job with the same attempt and token (DEC-19).".to_owned(),
+        test: "dispatcher::sessions::a_worker_that_reconnects_within_the_lease_reattaches_its_job",
+    });
     hub.stop().await;
 }
 

@@ -64,6 +64,12 @@ async fn a_worker_that_does_not_come_back_has_its_job_requeued_within_15_s_and_a
             .await
             .unwrap();
     assert_eq!((attempt, retries), (2, 1));
+    perry_hub_tests::fault_log::record(&perry_hub_tests::fault_log::Fault {
+        slug: "01-worker-gone",
+        fault: "Worker disconnects mid-build and does not come back",
+        outcome: format!("The CLI got a stderr line at once; the job was requeued {:.1} s after the disconnect (re-attach window 10 s, reaper every 2 s) and another worker built attempt 2 (DEC-32).", waited.as_secs_f64()),
+        test: "finisher::lost_jobs::a_worker_that_does_not_come_back_has_its_job_requeued_within_15_s_and_another_worker_gets_attempt_two",
+    });
     hub.stop().await;
 }
 
@@ -265,6 +271,12 @@ async fn a_queued_job_whose_broker_message_was_purged_is_announced_again_and_bui
     let mut worker = hub.worker("w1", &["linux"], 1).await;
     let assign = worker.assignment().await;
     assert_eq!(assign["job_id"], job.as_str());
+    perry_hub_tests::fault_log::record(&perry_hub_tests::fault_log::Fault {
+        slug: "10-queue-message-purged",
+        fault: "A queued job's broker message is lost (queue purged)",
+        outcome: "The reaper saw the queue short of its queued jobs, announced the job again and a worker built it (DEC-20).".to_owned(),
+        test: "finisher::lost_jobs::a_queued_job_whose_broker_message_was_purged_is_announced_again_and_built",
+    });
     hub.stop().await;
 }
 
@@ -327,6 +339,12 @@ async fn a_lease_that_lapsed_while_its_worker_is_still_connected_is_not_requeued
         .send(json!({"type":"complete","job_id":job,"success":true,"duration_secs":1.0,"artifacts":[]}))
         .await;
     hub.wait_state(&job, "completed").await;
+    perry_hub_tests::fault_log::record(&perry_hub_tests::fault_log::Fault {
+        slug: "08-mysql-outage-longer-than-lease",
+        fault: "MySQL away longer than the lease (no lease renewed)",
+        outcome: "The reaper left the job whose worker was still connected to a live dispatcher; the build went on and completed with its own attempt (DEC-19).".to_owned(),
+        test: "finisher::lost_jobs::a_lease_that_lapsed_while_its_worker_is_still_connected_is_not_requeued",
+    });
     hub.stop().await;
 }
 
@@ -399,6 +417,12 @@ async fn a_job_held_on_a_dead_dispatcher_is_requeued_after_its_reattach_window_n
             .await
             .unwrap();
     assert_eq!((state.as_str(), retries), ("queued", 1));
+    perry_hub_tests::fault_log::record(&perry_hub_tests::fault_log::Fault {
+        slug: "03-dispatcher-killed-worker-gone",
+        fault: "Dispatcher SIGKILLed and its worker does not come back",
+        outcome: "The job was requeued once the dispatcher had been silent for the stale window plus its re-attach window (about 20 s), not after the 90 s lease; a job within that window was left alone (DEC-32).".to_owned(),
+        test: "finisher::lost_jobs::a_job_held_on_a_dead_dispatcher_is_requeued_after_its_reattach_window_not_its_lease",
+    });
     hub.stop().await;
 }
 
@@ -436,5 +460,11 @@ async fn with_the_finisher_down_a_dispatcher_requeues_a_lost_job() {
     }
     let mut second = hub.worker("w2", &["linux"], 1).await;
     assert_eq!(second.assignment().await["job_id"], job.as_str());
+    perry_hub_tests::fault_log::record(&perry_hub_tests::fault_log::Fault {
+        slug: "06-finisher-down",
+        fault: "Finisher down while a worker is lost",
+        outcome: "A dispatcher requeued the lost job itself and another worker built attempt 2; stage-2 hand-overs, build timeouts and re-announcements wait for a finisher (DEC-32).".to_owned(),
+        test: "finisher::lost_jobs::with_the_finisher_down_a_dispatcher_requeues_a_lost_job",
+    });
     hub.stop().await;
 }

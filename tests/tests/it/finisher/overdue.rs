@@ -70,6 +70,12 @@ async fn a_build_held_past_its_timeout_fails_its_worker_is_cancelled_and_its_com
         1,
         "the CLI saw one error"
     );
+    perry_hub_tests::fault_log::record(&perry_hub_tests::fault_log::Fault {
+        slug: "13-worker-never-finishes",
+        fault: "A worker stays connected but never finishes",
+        outcome: "The build failed at its stage's timeout, the worker was told to cancel, and its late complete freed the slot (DEC-16).".to_owned(),
+        test: "finisher::overdue::a_build_held_past_its_timeout_fails_its_worker_is_cancelled_and_its_complete_frees_the_slot",
+    });
     hub.stop().await;
 }
 

@@ -103,6 +103,14 @@ async fn outbox_relay_delivers_every_row_once_across_a_broker_restart() {
         .collect();
     assert_eq!(ids, expected, "exactly the outbox ids were delivered");
     println!("broker restart: {TOTAL} delivered, {dups} duplicates dropped by the consumer");
+    perry_hub_tests::fault_log::record(&perry_hub_tests::fault_log::Fault {
+        slug: "09-broker-restart",
+        fault: "RabbitMQ restarted while 1 000 messages are published",
+        outcome: format!(
+            "The outbox kept every message until the broker confirmed it: all {TOTAL} reached the consumer once ({dups} redeliveries dropped by outbox id), none left unsent."
+        ),
+        test: "foundation::outbox::outbox_relay_delivers_every_row_once_across_a_broker_restart",
+    });
     cancel.cancel();
     testing::cleanup_amqp(&amqp).await;
     db.drop_db().await;
@@ -183,4 +191,10 @@ async fn a_job_message_for_a_deleted_queue_comes_back_and_is_routed_after_redecl
     cancel.cancel();
     testing::cleanup_amqp(&amqp).await;
     db.drop_db().await;
+    perry_hub_tests::fault_log::record(&perry_hub_tests::fault_log::Fault {
+        slug: "11-queue-deleted",
+        fault: "A job queue deleted while the hub runs",
+        outcome: "Job messages are mandatory: the broker returned them, the relay declared the queues again and both messages reached the new queue (DEC-20).".to_owned(),
+        test: "foundation::outbox::a_job_message_for_a_deleted_queue_comes_back_and_is_routed_after_redeclaring",
+    });
 }

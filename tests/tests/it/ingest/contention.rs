@@ -208,4 +208,10 @@ async fn a_submission_chosen_as_deadlock_victim_is_run_again_and_accepted_once()
         .await
         .expect("hits");
     assert_eq!(hits, 1, "the rolled-back run left no rate hit behind");
+    perry_hub_tests::fault_log::record(&perry_hub_tests::fault_log::Fault {
+        slug: "15-deadlock",
+        fault: "A submission chosen as an InnoDB deadlock victim",
+        outcome: "The submission's transaction ran again and was accepted once (one job, one rate hit); a lost race elsewhere answers 503 with Retry-After, never 500 (DEC-33).".to_owned(),
+        test: "ingest::contention::a_submission_chosen_as_deadlock_victim_is_run_again_and_accepted_once",
+    });
 }

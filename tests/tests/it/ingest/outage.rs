@@ -40,5 +40,11 @@ async fn with_the_database_unreachable_the_api_answers_503_with_retry_after() {
             .and_then(|v| v.to_str().ok()),
         Some("5")
     );
+    perry_hub_tests::fault_log::record(&perry_hub_tests::fault_log::Fault {
+        slug: "07-mysql-unreachable",
+        fault: "MySQL unreachable",
+        outcome: "Submissions, /status and other API requests answered 503 UNAVAILABLE with Retry-After: 5 at once; /readyz answered 503.".to_owned(),
+        test: "ingest::outage::with_the_database_unreachable_the_api_answers_503_with_retry_after",
+    });
     hub.stop().await;
 }
