@@ -65,6 +65,29 @@ impl Endpoints {
     }
 }
 
+/// Where a proxy sends each kind of request: the API to ingest, `/ws` to dispatchers, links and
+/// tarballs to download. One replica running every service serves all three.
+#[derive(Debug, Clone)]
+pub struct Routes {
+    /// `POST /api/v1/build` and artifact uploads.
+    pub ingest: Arc<Endpoints>,
+    /// `/ws`.
+    pub ws: Arc<Endpoints>,
+    /// `/api/v1/dl/…` and `/api/v1/tarball/…`.
+    pub download: Arc<Endpoints>,
+}
+
+impl Routes {
+    /// Every request to the same replicas.
+    pub fn same(endpoints: &Arc<Endpoints>) -> Self {
+        Self {
+            ingest: endpoints.clone(),
+            ws: endpoints.clone(),
+            download: endpoints.clone(),
+        }
+    }
+}
+
 /// The artifact a simulated worker builds for `job_id` (distinct per job, so a mix-up shows).
 pub fn artifact_for(job_id: &str) -> Vec<u8> {
     format!("artifact of {job_id}\n").repeat(64).into_bytes()
@@ -99,9 +122,9 @@ async fn recv(ws: &mut Ws) -> Option<Value> {
     }
 }
 
-/// A linux worker named `name` with `slots` slots, connected through `endpoints` until `stop`.
+/// A linux worker named `name` with `slots` slots, connected through `routes` until `stop`.
 pub fn spawn_worker(
-    endpoints: Arc<Endpoints>,
+    routes: Routes,
     secret: String,
     name: String,
     slots: u32,
@@ -116,7 +139,7 @@ pub fn spawn_worker(
         let hello = json!({"type":"worker_hello","name":name,"secret":secret,
             "capabilities":["linux"],"max_concurrent":slots,"perry_version":"0.5.0"});
         while !stop.is_cancelled() {
-            let Some(base) = endpoints.pick() else {
+            let Some(base) = routes.ws.pick() else {
                 tokio::time::sleep(WORKER_RECONNECT).await;
                 continue;
             };
@@ -136,9 +159,9 @@ pub fn spawn_worker(
                     () = stop.cancelled() => return,
                     frame = recv(&mut ws) => match frame {
                         Some(f) if f["type"] == "job_assign" => {
-                            let (endpoints, http, done_tx) = (endpoints.clone(), http.clone(), done_tx.clone());
+                            let (routes, http, done_tx) = (routes.clone(), http.clone(), done_tx.clone());
                             tokio::spawn(async move {
-                                build(&endpoints, &http, &f, &done_tx).await;
+                                build(&routes, &http, &f, &done_tx).await;
                             });
                         }
                         Some(_) => {}
@@ -163,17 +186,17 @@ pub const LOG_LINES: usize = 3;
 /// One build as builder-linux runs it: fetch the tarball (a few tries), print [`LOG_LINES`]
 /// lines, upload the artifact once, and say `complete`. Frames go to `out`, in order.
 async fn build(
-    endpoints: &Endpoints,
+    routes: &Routes,
     http: &reqwest::Client,
     assign: &Value,
     out: &mpsc::UnboundedSender<Value>,
 ) {
-    let complete = build_frames(endpoints, http, assign, out).await;
+    let complete = build_frames(routes, http, assign, out).await;
     let _ = out.send(complete);
 }
 
 async fn build_frames(
-    endpoints: &Endpoints,
+    routes: &Routes,
     http: &reqwest::Client,
     assign: &Value,
     out: &mpsc::UnboundedSender<Value>,
@@ -185,7 +208,7 @@ async fn build_frames(
     );
     let mut fetched = false;
     for _ in 0..5 {
-        let Some(base) = endpoints.pick() else {
+        let Some(base) = routes.download.pick() else {
             tokio::time::sleep(Duration::from_secs(1)).await;
             continue;
         };
@@ -217,7 +240,7 @@ async fn build_frames(
     let artifact = artifact_for(&job_id);
     let sha256 = hex::encode(Sha256::digest(&artifact));
     let name = "app-linux.tar.gz";
-    if let Some(base) = endpoints.pick() {
+    if let Some(base) = routes.ingest.pick() {
         // One try, as the real workers do: a failed upload is the hub's to recover from.
         let _ = http
             .post(format!("{base}/api/v1/artifact/upload/{job_id}"))
@@ -254,13 +277,9 @@ pub enum CliOutcome {
     },
 }
 
-/// One `perry publish` of a linux build through `endpoints` with `license_key`.
-pub async fn cli_build(
-    endpoints: &Endpoints,
-    http: &reqwest::Client,
-    license_key: &str,
-) -> CliOutcome {
-    let Some(base) = endpoints.pick() else {
+/// One `perry publish` of a linux build through `routes` with `license_key`.
+pub async fn cli_build(routes: &Routes, http: &reqwest::Client, license_key: &str) -> CliOutcome {
+    let Some(base) = routes.ingest.pick() else {
         return CliOutcome::Refused("no replica up".into());
     };
     let form = cli_form(
@@ -289,7 +308,7 @@ pub async fn cli_build(
     let mut resubscribed = 0;
     let (success, frames) = loop {
         let mut frames = Vec::new();
-        let subscribed = match endpoints.pick() {
+        let subscribed = match routes.ws.pick() {
             Some(base) => connect(&base).await,
             None => None,
         };
@@ -326,7 +345,9 @@ pub async fn cli_build(
             .to_owned();
         // A download cut off by a dying replica is tried again (its claim on the link lapses).
         for _ in 0..DOWNLOAD_TRIES {
-            let Some(base) = endpoints.pick() else { break };
+            let Some(base) = routes.download.pick() else {
+                break;
+            };
             match http.get(format!("{base}{path}")).send().await {
                 Ok(resp) if resp.status().is_success() => {
                     artifact = match resp.text().await {

@@ -27,6 +27,17 @@ impl HubProcess {
 
     /// [`HubProcess::start`] with `extra` settings in its environment.
     pub async fn start_with(primary: &TestHub, exe: &str, extra: &[(&str, &str)]) -> Self {
+        Self::start_role(primary, exe, None, extra).await
+    }
+
+    /// One service (`ingest`, `dispatcher`, `finisher` or `download`) of `primary`'s hub in its
+    /// own process, or every service when `role` is None.
+    pub async fn start_role(
+        primary: &TestHub,
+        exe: &str,
+        role: Option<&str>,
+        extra: &[(&str, &str)],
+    ) -> Self {
         let port = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
             l.local_addr().expect("addr").port()
@@ -40,6 +51,13 @@ impl HubProcess {
             "a hub process shares the S3 store"
         );
         let mut cmd = Command::new(exe);
+        let port_setting = match role {
+            Some(role) => {
+                cmd.arg(role);
+                format!("PERRY_{}_PORT", role.to_uppercase())
+            }
+            None => "PERRY_HUB_HTTP_PORT".to_owned(),
+        };
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env(
@@ -47,7 +65,7 @@ impl HubProcess {
                 std::env::var("RUST_LOG").unwrap_or("warn".into()),
             )
             .env("PERRY_HUB_BIND", "127.0.0.1")
-            .env("PERRY_HUB_HTTP_PORT", port.to_string())
+            .env(port_setting, port.to_string())
             .env("PERRY_HUB_WS_PORT", "0")
             .env("PERRY_HUB_PUBLIC_URL", &base_url)
             .env("PERRY_HUB_WORKER_SECRET", hub.worker_secret.expose())

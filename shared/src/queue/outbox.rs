@@ -20,16 +20,26 @@ use crate::clock::now_ms;
 
 /// Write `msg` to the outbox inside the caller's transaction. Returns the outbox id.
 pub async fn enqueue(conn: &mut MySqlConnection, msg: &Message) -> Result<u64> {
+    enqueue_at(conn, msg, None).await
+}
+
+/// [`enqueue`], published no earlier than `not_before_ms` when it is given.
+pub async fn enqueue_at(
+    conn: &mut MySqlConnection,
+    msg: &Message,
+    not_before_ms: Option<i64>,
+) -> Result<u64> {
     let (exchange, routing_key, priority) = msg.route();
     let payload = serde_json::to_string(msg)?;
     let res = sqlx::query(
-        "INSERT INTO outbox (exchange, routing_key, payload, priority, created_ms) VALUES (?, ?, ?, ?, ?)",
+        "INSERT INTO outbox (exchange, routing_key, payload, priority, created_ms, not_before_ms) VALUES (?, ?, ?, ?, ?, ?)",
     )
     .bind(exchange.as_str())
     .bind(routing_key)
     .bind(payload)
     .bind(priority)
     .bind(now_ms())
+    .bind(not_before_ms)
     .execute(conn)
     .await?;
     Ok(res.last_insert_id())
@@ -174,8 +184,10 @@ impl Relay {
         let mut tx = self.pool.begin().await?;
         let rows: Vec<OutboxRow> = sqlx::query_as(
             "SELECT id, exchange, routing_key, payload, priority FROM outbox \
-             WHERE sent_ms IS NULL ORDER BY id LIMIT ? FOR UPDATE SKIP LOCKED",
+             WHERE sent_ms IS NULL AND (not_before_ms IS NULL OR not_before_ms <= ?) \
+             ORDER BY id LIMIT ? FOR UPDATE SKIP LOCKED",
         )
+        .bind(now_ms())
         .bind(self.batch)
         .fetch_all(&mut *tx)
         .await?;

@@ -6,7 +6,7 @@ use sqlx::MySqlConnection;
 
 use crate::{
     event, lock, position,
-    transition::{announce_queued, fail, Unsuccessful},
+    transition::{fail, submit::announce_queued_at, Unsuccessful},
     JobState, Result, MAX_RETRIES,
 };
 
@@ -57,14 +57,17 @@ pub async fn requeue_lost(
         "Build failed after {} attempts (workers kept disconnecting)",
         job.retries + 1
     );
-    requeue_locked(conn, &job, why, &exhausted).await
+    requeue_locked(conn, &job, why, &exhausted, 0).await
 }
 
 /// The worker reported a successful build with artifacts (or a stage-1 bundle), but none
 /// reached the hub: its uploads failed on the way or on the hub's side, and workers do not
 /// retry them. Build it again within the attempt cap rather than failing a healthy build for
 /// an infrastructure fault; a worker that never uploads ends failed after the last attempt.
-/// Runs with the job locked at the attempt that just ended.
+/// The new attempt is offered after a pause that grows with each retry
+/// ([`LOST_UPLOAD_PAUSE_MS`] times the retry), so a short outage of ingest does not use up the
+/// attempts of a build that takes seconds. Runs with the job locked at the attempt that just
+/// ended.
 #[tracing::instrument(skip_all, fields(job_id = %job.id, attempt = job.attempt))]
 pub async fn retry_lost_upload(
     conn: &mut MySqlConnection,
@@ -72,16 +75,21 @@ pub async fn retry_lost_upload(
     what: &str,
 ) -> Result<LostOutcome> {
     let exhausted = format!("{what} in {} attempts: build failed", job.retries + 1);
-    requeue_locked(conn, job, what, &exhausted).await
+    let pause_ms = LOST_UPLOAD_PAUSE_MS * i64::from(job.retries + 1);
+    requeue_locked(conn, job, what, &exhausted, pause_ms).await
 }
 
-/// Queue a locked job's attempt again with one more retry, or fail it with `exhausted` after
-/// [`MAX_RETRIES`].
+/// The pause before a build whose uploads never arrived is offered again, per retry so far.
+pub const LOST_UPLOAD_PAUSE_MS: i64 = 5_000;
+
+/// Queue a locked job's attempt again with one more retry, offered to workers after `pause_ms`,
+/// or fail it with `exhausted` after [`MAX_RETRIES`].
 async fn requeue_locked(
     conn: &mut MySqlConnection,
     job: &crate::Job,
     why: &str,
     exhausted: &str,
+    pause_ms: i64,
 ) -> Result<LostOutcome> {
     let job_id = job.id.as_str();
     if job.retries >= MAX_RETRIES {
@@ -100,7 +108,10 @@ async fn requeue_locked(
     let mut requeued = job.clone();
     requeued.state = JobState::Queued;
     let pos = position(conn, &requeued).await?;
-    let message = format!("{why}, re-queued (attempt {})", job.retries + 2);
+    let mut message = format!("{why}, re-queued (attempt {})", job.retries + 2);
+    if pause_ms > 0 {
+        message.push_str(&format!(", offered to workers in {} s", pause_ms / 1000));
+    }
     let update = Outgoing::QueueUpdate {
         job_id: job_id.to_owned(),
         position: pos,
@@ -108,12 +119,14 @@ async fn requeue_locked(
         estimated_wait_secs: None,
     };
     event::emit(conn, job_id, update).await?;
-    announce_queued(
+    let not_before = (pause_ms > 0).then(|| now_ms() + pause_ms);
+    announce_queued_at(
         conn,
         job_id,
         &job.target,
         job.attempt,
         job.priority.requeued(),
+        not_before,
     )
     .await?;
     Ok(LostOutcome::Requeued)

@@ -66,13 +66,27 @@ pub async fn announce_queued(
     attempt: i32,
     priority: Priority,
 ) -> Result<()> {
+    announce_queued_at(conn, job_id, target, attempt, priority, None).await
+}
+
+/// [`announce_queued`], published no earlier than `not_before_ms` when it is given.
+pub(crate) async fn announce_queued_at(
+    conn: &mut MySqlConnection,
+    job_id: &str,
+    target: &Target,
+    attempt: i32,
+    priority: Priority,
+    not_before_ms: Option<i64>,
+) -> Result<()> {
     let msg = Message::JobQueued {
         job_id: job_id.to_owned(),
         target: target.as_str().to_owned(),
         attempt,
         priority: priority.0,
     };
-    outbox::enqueue(conn, &msg).await.map(|_| ())
+    outbox::enqueue_at(conn, &msg, not_before_ms)
+        .await
+        .map(|_| ())
 }
 
 /// Announce a `queued` job again, as it was announced (a requeued job keeps its place one

@@ -128,13 +128,20 @@ async fn a_success_whose_uploads_never_arrived_is_built_again_until_the_attempt_
     assert_eq!(note["stream"], "stderr");
     assert_eq!(note["line"], "The build's artifacts never reached the hub");
     let update = cli.expect("queue_update").await;
+    let requeued = std::time::Instant::now();
     assert_eq!(
         update["message"],
-        "The build's artifacts never reached the hub, re-queued (attempt 2)"
+        "The build's artifacts never reached the hub, re-queued (attempt 2), offered to workers in 5 s"
     );
-    // The slot is free again, and the same worker may take the new attempt.
+    // The slot is free again, and the same worker may take the new attempt once the pause is
+    // over.
     let again = worker.assignment().await;
     assert_eq!(again["job_id"], job.as_str());
+    assert!(
+        requeued.elapsed() >= std::time::Duration::from_millis(4_500),
+        "offered again after {:?}",
+        requeued.elapsed()
+    );
     let (attempt, retries): (i32, i32) =
         sqlx::query_as("SELECT attempt, retries FROM jobs WHERE id = ?")
             .bind(&job)
@@ -179,7 +186,7 @@ async fn a_success_whose_uploads_never_arrived_is_built_again_until_the_attempt_
     perry_hub_tests::fault_log::record(&perry_hub_tests::fault_log::Fault {
         slug: "14-upload-lost",
         fault: "An artifact upload fails on the hub's side (5xx, ingest restarting, MySQL away)",
-        outcome: "The worker's successful complete listed an artifact that never arrived: the job was built again (attempt 2, which completed); on its last attempt it failed saying why (DEC-34).".to_owned(),
+        outcome: "The worker's successful complete listed an artifact that never arrived: the job was offered again after a 5 s pause and built (attempt 2, which completed); on its last attempt it failed saying why (DEC-34).".to_owned(),
         test: "dispatcher::completions::a_success_whose_uploads_never_arrived_is_built_again_until_the_attempt_cap",
     });
     hub.stop().await;

@@ -1,12 +1,12 @@
-//! 500 builds from 50 CLIs onto 20 workers while a replica (its ingest and dispatcher) is
-//! SIGKILLed and restarted and the broker is restarted: every accepted build ends exactly once,
-//! every artifact is the one built for it, and every subscriber sees each job's events once,
-//! in order.
+//! 500 builds from 50 CLIs onto 20 workers while processes are SIGKILLed and restarted and the
+//! broker is restarted, on replicas running every service and on the four services as separate
+//! processes: every accepted build ends exactly once, every artifact is the one built for it,
+//! and every subscriber sees each job's events once, in order.
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{collections::HashMap, future::Future, sync::Arc, time::Duration};
 
 use perry_hub_tests::{
-    chaos::{self, CliOutcome, Endpoints},
+    chaos::{self, CliOutcome, Endpoints, Routes},
     ingest_settings, HubOptions, HubProcess, TestHub,
 };
 use serde_json::Value;
@@ -63,40 +63,51 @@ async fn wait_completed(hub: &TestHub, n: i64) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn five_hundred_builds_survive_a_killed_replica_and_a_broker_restart() {
-    let Some((amqp_url, node)) = private_broker() else {
-        return;
-    };
-    // Every client comes from one address: lift the anonymous in-flight caps; self-hosted, so
-    // the licence's quotas do not refuse the load.
+/// Every client comes from one address: lift the anonymous in-flight caps (in process and in
+/// the processes); self-hosted, so the licence's quotas do not refuse the load.
+const UNCAPPED: [(&str, &str); 2] = [
+    ("PERRY_HUB_ANONYMOUS_UPLOADS_PER_ADDR", "0"),
+    ("PERRY_HUB_ANONYMOUS_UPLOADS_GLOBAL", "0"),
+];
+
+async fn primary(amqp_url: String, no_finisher: bool) -> Arc<TestHub> {
     let mut ingest = ingest_settings();
     ingest.anonymous_uploads_per_addr = 0;
     ingest.anonymous_uploads_global = 0;
-    let primary = Arc::new(
+    Arc::new(
         TestHub::start_with(HubOptions {
             ingest: Some(ingest),
             amqp_url: Some(amqp_url),
+            no_finisher,
             hub: Some(Box::new(|h: &mut HubConfig| h.self_hosted = true)),
             ..HubOptions::default()
         })
         .await,
-    );
-    let exe = env!("CARGO_BIN_EXE_perry-hub-process");
-    let uncapped = [
-        ("PERRY_HUB_ANONYMOUS_UPLOADS_PER_ADDR", "0"),
-        ("PERRY_HUB_ANONYMOUS_UPLOADS_GLOBAL", "0"),
-    ];
-    let replica = HubProcess::start_with(&primary, exe, &uncapped).await;
-    let endpoints = Endpoints::new(vec![primary.url(""), replica.base_url.clone()]);
-    let (key, license_id) = primary.insert_license("pro").await;
+    )
+}
 
-    let started = std::time::Instant::now();
+const EXE: &str = env!("CARGO_BIN_EXE_perry-hub-process");
+
+/// Restart the private broker.
+async fn restart_broker(node: &str) {
+    rabbitmqctl(node, &["stop_app"]).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    rabbitmqctl(node, &["start_app"]).await;
+    rabbitmqctl(node, &["await_startup"]).await;
+}
+
+/// Run the load through `routes` while `faults` happen; what every CLI saw.
+async fn drive(
+    primary: &TestHub,
+    routes: &Routes,
+    key: &str,
+    faults: impl Future<Output = ()>,
+) -> Vec<CliOutcome> {
     let stop = CancellationToken::new();
     let workers: Vec<_> = (0..WORKERS)
         .map(|i| {
             chaos::spawn_worker(
-                endpoints.clone(),
+                routes.clone(),
                 primary.worker_secret(),
                 format!("builder-{i}"),
                 2,
@@ -107,33 +118,17 @@ async fn five_hundred_builds_survive_a_killed_replica_and_a_broker_restart() {
     let http = reqwest::Client::new();
     let clis: Vec<_> = (0..CLIS)
         .map(|_| {
-            let (endpoints, http, key) = (endpoints.clone(), http.clone(), key.clone());
+            let (routes, http, key) = (routes.clone(), http.clone(), key.to_owned());
             tokio::spawn(async move {
                 let mut seen = Vec::new();
                 for _ in 0..BUILDS / CLIS {
-                    seen.push(chaos::cli_build(&endpoints, &http, &key).await);
+                    seen.push(chaos::cli_build(&routes, &http, &key).await);
                 }
                 seen
             })
         })
         .collect();
-
-    // A fifth of the way in: SIGKILL the replica (its ingest, dispatcher and finisher), and
-    // start a new one a moment later, as an orchestrator would.
-    wait_completed(&primary, (BUILDS / 5) as i64).await;
-    let dead = replica.base_url.clone();
-    replica.kill();
-    endpoints.remove(&dead);
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let replica = HubProcess::start_with(&primary, exe, &uncapped).await;
-    endpoints.add(replica.base_url.clone());
-    // Half way: restart the broker.
-    wait_completed(&primary, (BUILDS / 2) as i64).await;
-    rabbitmqctl(&node, &["stop_app"]).await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    rabbitmqctl(&node, &["start_app"]).await;
-    rabbitmqctl(&node, &["await_startup"]).await;
-
+    faults.await;
     let mut outcomes = Vec::new();
     for cli in clis {
         let seen = tokio::time::timeout(Duration::from_secs(300), cli)
@@ -146,7 +141,36 @@ async fn five_hundred_builds_survive_a_killed_replica_and_a_broker_restart() {
     for w in workers {
         let _ = w.await;
     }
+    outcomes
+}
 
+/// What a load run showed, once its checks passed.
+struct Verdict {
+    accepted: usize,
+    refused: Vec<String>,
+    completed: usize,
+    resubscribed: u32,
+    lost_lines: usize,
+    printed_lines: usize,
+}
+
+impl Verdict {
+    fn outcome(&self, secs: f64) -> String {
+        format!(
+            "{BUILDS} submitted, {} accepted, {} refused (no answer from a killed process; the CLI exits), {} completed, 0 failed, 0 lost, 0 completed twice; every artifact's SHA-256 matched; every subscriber saw each job's stored events once, in order ({} re-subscriptions after dropped sockets); {} of {} log lines died in a killed dispatcher's unflushed batch (DEC-14); {secs:.0} s in all.",
+            self.accepted,
+            self.refused.len(),
+            self.completed,
+            self.resubscribed,
+            self.lost_lines,
+            self.printed_lines,
+        )
+    }
+}
+
+/// Check what the CLIs saw against MySQL: every build ended once, with its own artifact, its
+/// usage counted once, and each subscriber saw the job's stored events once, in order.
+async fn verify(primary: &TestHub, license_id: i64, outcomes: Vec<CliOutcome>) -> Verdict {
     let mut refused = Vec::new();
     let mut followed = HashMap::new();
     let mut resubscribed = 0;
@@ -280,19 +304,108 @@ async fn five_hundred_builds_survive_a_killed_replica_and_a_broker_restart() {
         lost_lines <= 2 * WORKERS * chaos::LOG_LINES,
         "{lost_lines} log lines lost"
     );
+    Verdict {
+        accepted: followed.len(),
+        refused,
+        completed: states.len(),
+        resubscribed,
+        lost_lines,
+        printed_lines,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_hundred_builds_survive_a_killed_replica_and_a_broker_restart() {
+    let Some((amqp_url, node)) = private_broker() else {
+        return;
+    };
+    let primary = primary(amqp_url, false).await;
+    let replica = HubProcess::start_with(&primary, EXE, &UNCAPPED).await;
+    let endpoints = Endpoints::new(vec![primary.url(""), replica.base_url.clone()]);
+    let routes = Routes::same(&endpoints);
+    let (key, license_id) = primary.insert_license("pro").await;
+    let started = std::time::Instant::now();
+    let mut replicas = vec![replica];
+    let faults = async {
+        // A fifth of the way in: SIGKILL the replica (its ingest, dispatcher, finisher and
+        // download), and start a new one a moment later, as an orchestrator would.
+        wait_completed(&primary, (BUILDS / 5) as i64).await;
+        let dead = replicas.pop().expect("replica");
+        endpoints.remove(&dead.base_url);
+        dead.kill();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let fresh = HubProcess::start_with(&primary, EXE, &UNCAPPED).await;
+        endpoints.add(fresh.base_url.clone());
+        replicas.push(fresh);
+        // Half way: restart the broker.
+        wait_completed(&primary, (BUILDS / 2) as i64).await;
+        restart_broker(&node).await;
+    };
+    let outcomes = drive(&primary, &routes, &key, faults).await;
+    let verdict = verify(&primary, license_id, outcomes).await;
     perry_hub_tests::fault_log::record(&perry_hub_tests::fault_log::Fault {
-        slug: "20-load-with-kills",
-        fault: "500 builds from 50 CLIs onto 20 workers (2 slots): one of two replicas SIGKILLed a fifth of the way in and restarted 2 s later, the broker restarted half way",
-        outcome: format!(
-            "{} submitted, {} accepted, {} refused (no answer from the killed replica; the CLI exits), {} completed, 0 failed, 0 lost, 0 completed twice; every artifact's SHA-256 matched; every subscriber saw each job's stored events once, in order ({resubscribed} re-subscriptions after dropped sockets); {lost_lines} of {} log lines died in the killed replica's unflushed batch (DEC-14); {:.0} s in all.",
-            BUILDS,
-            followed.len(),
-            refused.len(),
-            states.len(),
-            printed_lines,
-            started.elapsed().as_secs_f64()
-        ),
+        slug: "20-load-replica-killed",
+        fault: "500 builds from 50 CLIs onto 20 workers (2 slots) on two replicas running every service: one SIGKILLed a fifth of the way in and restarted 2 s later, the broker restarted half way",
+        outcome: verdict.outcome(started.elapsed().as_secs_f64()),
         test: "faults::load::five_hundred_builds_survive_a_killed_replica_and_a_broker_restart",
     });
-    drop(replica);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_hundred_builds_on_split_services_survive_a_killed_dispatcher_and_ingest_and_a_broker_restart(
+) {
+    let Some((amqp_url, node)) = private_broker() else {
+        return;
+    };
+    // The in-process hub only holds the database, prefix and bucket (and relays its outbox):
+    // nothing is routed to it, and it runs no finisher.
+    let primary = primary(amqp_url, true).await;
+    let start = |role: &'static str| {
+        let primary = primary.clone();
+        async move { HubProcess::start_role(&primary, EXE, Some(role), &UNCAPPED).await }
+    };
+    let ingests = vec![start("ingest").await, start("ingest").await];
+    let dispatchers = vec![start("dispatcher").await, start("dispatcher").await];
+    let finisher = start("finisher").await;
+    let download = start("download").await;
+    let routes = Routes {
+        ingest: Endpoints::new(ingests.iter().map(|i| i.base_url.clone()).collect()),
+        ws: Endpoints::new(dispatchers.iter().map(|d| d.base_url.clone()).collect()),
+        download: Endpoints::new(vec![download.base_url.clone()]),
+    };
+    let (key, license_id) = primary.insert_license("pro").await;
+    let started = std::time::Instant::now();
+    let (mut ingests, mut dispatchers) = (ingests, dispatchers);
+    let faults = async {
+        // A fifth of the way in: SIGKILL a dispatcher; its workers reconnect to the other one.
+        wait_completed(&primary, (BUILDS / 5) as i64).await;
+        let dead = dispatchers.remove(0);
+        routes.ws.remove(&dead.base_url);
+        dead.kill();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let fresh = start("dispatcher").await;
+        routes.ws.add(fresh.base_url.clone());
+        dispatchers.push(fresh);
+        // Two fifths: SIGKILL an ingest; what it was receiving fails, the other takes the rest.
+        wait_completed(&primary, (2 * BUILDS / 5) as i64).await;
+        let dead = ingests.remove(0);
+        routes.ingest.remove(&dead.base_url);
+        dead.kill();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let fresh = start("ingest").await;
+        routes.ingest.add(fresh.base_url.clone());
+        ingests.push(fresh);
+        // Three fifths: restart the broker.
+        wait_completed(&primary, (3 * BUILDS / 5) as i64).await;
+        restart_broker(&node).await;
+    };
+    let outcomes = drive(&primary, &routes, &key, faults).await;
+    let verdict = verify(&primary, license_id, outcomes).await;
+    perry_hub_tests::fault_log::record(&perry_hub_tests::fault_log::Fault {
+        slug: "21-load-split-services",
+        fault: "500 builds from 50 CLIs onto 20 workers (2 slots) on the four services as separate processes (two ingests, two dispatchers): a dispatcher SIGKILLed a fifth of the way in, an ingest at two fifths, each restarted 2 s later, the broker restarted at three fifths",
+        outcome: verdict.outcome(started.elapsed().as_secs_f64()),
+        test: "faults::load::five_hundred_builds_on_split_services_survive_a_killed_dispatcher_and_ingest_and_a_broker_restart",
+    });
+    drop((finisher, download, ingests, dispatchers));
 }
