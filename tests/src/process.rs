@@ -49,6 +49,10 @@ impl HubProcess {
             .env("PERRY_HUB_ADMIN_SECRET", hub.admin_secret.expose())
             .env("PERRY_HUB_CREDENTIALS_KEY", hub.credentials_key.expose())
             .env("PERRY_HUB_SELF_HOSTED", hub.self_hosted.to_string())
+            .env(
+                "PERRY_HUB_DOWNLOAD_CLAIM_SECS",
+                hub.download_claim_secs.to_string(),
+            )
             .env("PERRY_DB_HOST", &db.host)
             .env("PERRY_DB_PORT", db.port.to_string())
             .env("PERRY_DB_USER", &db.user)

@@ -84,7 +84,10 @@ pub async fn sweep(ctx: &AppState) -> anyhow::Result<Report> {
     let token_cutoff = now - ms(s.token_grace_secs);
     r.tokens = delete_batched(
         pool,
-        "DELETE FROM download_tokens WHERE expires_ms < ? OR used_ms < ? LIMIT ?",
+        // A consumed token goes after the grace; one whose claim lapsed unread lives until
+        // it expires (DEC-30).
+        "DELETE FROM download_tokens \
+         WHERE expires_ms < ? OR (used_ms < ? AND claim_until_ms IS NULL) LIMIT ?",
         &[token_cutoff, token_cutoff],
     )
     .await?;
