@@ -46,6 +46,8 @@ mod fs;
 mod key;
 mod meter;
 mod object;
+#[cfg(test)]
+mod props;
 mod range;
 mod s3;
 
