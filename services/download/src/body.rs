@@ -344,3 +344,6 @@ impl Drop for Tracked {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod props;
