@@ -11,5 +11,6 @@ mod licenses;
 mod logs;
 mod memory;
 mod outage;
+mod props;
 mod refusals;
 mod support;
