@@ -180,3 +180,38 @@ mod tests {
         assert!(c.open(&tampered, b"job-1").is_err());
     }
 }
+
+/// Property tests of `Authorization` parsing (issue 12 item 7): 2 × 1024 cases.
+#[cfg(test)]
+mod props {
+    use proptest::prelude::*;
+
+    use super::bearer;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1024))]
+
+        /// Any header: no panic, and a token found is non-empty, trimmed, and follows a
+        /// `Bearer` scheme.
+        #[test]
+        fn any_authorization_value_gives_a_clean_token_or_none(value in any::<String>()) {
+            if let Some(token) = bearer(Some(&value)) {
+                prop_assert!(!token.is_empty());
+                prop_assert_eq!(token, token.trim());
+                let scheme = value.trim().split_once(' ').map(|(s, _)| s);
+                prop_assert!(scheme.is_some_and(|s| s.eq_ignore_ascii_case("bearer")));
+            }
+        }
+
+        /// `Bearer <token>` with the scheme in any case gives the token back.
+        #[test]
+        fn a_bearer_header_gives_its_token_back(
+            scheme in "[bB][eE][aA][rR][eE][rR]",
+            token in "[!-~]{1,64}",
+            pad in " {0,3}",
+        ) {
+            let value = format!("{pad}{scheme} {pad}{token}{pad}");
+            prop_assert_eq!(bearer(Some(&value)), Some(token.as_str()));
+        }
+    }
+}

@@ -186,6 +186,7 @@ pub fn hub_config(public_url: &str) -> HubConfig {
         credentials_key: Secret::new("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="),
         artifact_ttl_secs: 600,
         download_max_attempts: 5,
+        download_claim_secs: 60,
         self_hosted: false,
         expected_version: String::new(),
         http: crate::config::HttpLimits::default(),

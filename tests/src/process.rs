@@ -20,7 +20,8 @@ pub struct HubProcess {
 
 impl HubProcess {
     /// Start `exe` (the `perry-hub-process` binary: `env!("CARGO_BIN_EXE_perry-hub-process")`
-    /// in a test) as a replica of `primary` (S3 blobs), and wait until it is ready.
+    /// in a test) as a replica of `primary` (its S3 bucket, or its blob directory), and wait
+    /// until it is ready.
     pub async fn start(primary: &TestHub, exe: &str) -> Self {
         Self::start_with(primary, exe, &[]).await
     }
@@ -46,10 +47,6 @@ impl HubProcess {
         let db = &primary.db().config;
         let hub = &primary.deps.hub;
         let blob = &primary.blob_config;
-        assert!(
-            matches!(blob.backend, BlobBackend::S3),
-            "a hub process shares the S3 store"
-        );
         let mut cmd = Command::new(exe);
         let port_setting = match role {
             Some(role) => {
@@ -72,6 +69,10 @@ impl HubProcess {
             .env("PERRY_HUB_ADMIN_SECRET", hub.admin_secret.expose())
             .env("PERRY_HUB_CREDENTIALS_KEY", hub.credentials_key.expose())
             .env("PERRY_HUB_SELF_HOSTED", hub.self_hosted.to_string())
+            .env(
+                "PERRY_HUB_DOWNLOAD_CLAIM_SECS",
+                hub.download_claim_secs.to_string(),
+            )
             .env("PERRY_DB_HOST", &db.host)
             .env("PERRY_DB_PORT", db.port.to_string())
             .env("PERRY_DB_USER", &db.user)
@@ -79,7 +80,14 @@ impl HubProcess {
             .env("PERRY_DB_NAME", &db.name)
             .env("AMQP_URL", primary.amqp.url.expose())
             .env("PERRY_AMQP_PREFIX", &primary.amqp.prefix)
-            .env("PERRY_BLOB_BACKEND", "s3")
+            .env(
+                "PERRY_BLOB_BACKEND",
+                match blob.backend {
+                    BlobBackend::S3 => "s3",
+                    BlobBackend::Fs => "fs",
+                },
+            )
+            .env("PERRY_BLOB_DIR", &blob.dir)
             .env("PERRY_S3_BUCKET", &blob.s3_bucket)
             .env(
                 "PERRY_S3_ENDPOINT",

@@ -31,6 +31,10 @@ pub enum BlobError {
     /// The S3 backend failed or answered unexpectedly.
     #[error("blob storage backend error: {0}")]
     Backend(String),
+    /// The backend does not implement an operation (an S3-compatible server without
+    /// `ListMultipartUploads`, for instance).
+    #[error("not supported by the blob storage backend: {0}")]
+    Unsupported(&'static str),
     /// The requested range selects no byte of the object (HTTP 416).
     #[error("requested range not satisfiable")]
     RangeNotSatisfiable,

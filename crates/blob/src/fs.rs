@@ -14,7 +14,7 @@ use crate::key::validate_prefix;
 use crate::meter::Meter;
 use crate::{
     validate_key, BlobError, BlobObject, BlobStore, ByteRange, ByteStream, PutOptions, PutResult,
-    Result, READ_BUF,
+    Result, PARTIAL_UPLOAD_AGE, READ_BUF,
 };
 
 /// Write buffer in front of the filesystem store's temporary file.
@@ -22,10 +22,6 @@ const FS_WRITE_BUF: usize = 256 * 1024;
 
 /// Name of the filesystem store's directory for in-flight uploads, under the root.
 const FS_TMP_DIR: &str = ".tmp";
-
-/// Temporary files older than this are considered abandoned (e.g. a crash) and removed when a
-/// [`FsBlobStore`] is opened.
-const FS_STALE_TMP_AGE: Duration = Duration::from_secs(24 * 3600);
 
 /// Blob store in a local directory: the object `a/b` is the file `<root>/a/b`.
 #[derive(Debug, Clone)]
@@ -59,13 +55,15 @@ impl Drop for TempFileGuard {
 
 impl FsBlobStore {
     /// Opens (creating if needed) a store rooted at `root`. Temporary files abandoned by a
-    /// crashed process (older than a day) are removed.
+    /// killed process (not written for [`PARTIAL_UPLOAD_AGE`]) are removed.
     pub fn new(root: PathBuf) -> Result<Self> {
         let tmp = root.join(FS_TMP_DIR);
         std::fs::create_dir_all(&tmp)?;
-        let store = Self { root, tmp };
-        store.sweep_stale_temp_files();
-        Ok(store)
+        let removed = remove_stale_temp_files(&tmp, PARTIAL_UPLOAD_AGE);
+        if removed > 0 {
+            tracing::info!(removed, "removed abandoned partial uploads");
+        }
+        Ok(Self { root, tmp })
     }
 
     /// The root directory.
@@ -73,28 +71,39 @@ impl FsBlobStore {
         &self.root
     }
 
-    fn sweep_stale_temp_files(&self) {
-        let Ok(entries) = std::fs::read_dir(&self.tmp) else {
-            return;
-        };
-        let now = SystemTime::now();
-        for entry in entries.flatten() {
-            let stale = entry
-                .metadata()
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|modified| now.duration_since(modified).ok())
-                .is_some_and(|age| age > FS_STALE_TMP_AGE);
-            if stale {
-                let _ = std::fs::remove_file(entry.path());
-            }
-        }
-    }
-
     fn path_of(&self, key: &str) -> Result<PathBuf> {
         validate_key(key)?;
         Ok(self.root.join(key))
     }
+}
+
+/// Remove the files of `tmp` last written more than `older_than` ago; how many were removed. A
+/// live upload writes its file continuously, so only abandoned ones are that old.
+fn remove_stale_temp_files(tmp: &Path, older_than: Duration) -> u64 {
+    let Ok(entries) = std::fs::read_dir(tmp) else {
+        return 0;
+    };
+    let now = SystemTime::now();
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let stale = entry
+            .metadata()
+            .ok()
+            .filter(std::fs::Metadata::is_file)
+            .and_then(|m| m.modified().ok())
+            .and_then(|modified| now.duration_since(modified).ok())
+            .is_some_and(|age| age > older_than);
+        if stale {
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => removed += 1,
+                Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+                Err(err) => {
+                    tracing::warn!(path = %entry.path().display(), error = %err, "could not remove a partial upload");
+                }
+            }
+        }
+    }
+    removed
 }
 
 fn not_found_as<T>(err: io::Error, value: T) -> Result<T> {
@@ -264,6 +273,13 @@ impl BlobStore for FsBlobStore {
         tokio::fs::write(&probe, b"ok").await?;
         drop(guard);
         Ok(())
+    }
+
+    async fn sweep_partial_uploads(&self, older_than: Duration) -> Result<u64> {
+        let tmp = self.tmp.clone();
+        tokio::task::spawn_blocking(move || remove_stale_temp_files(&tmp, older_than))
+            .await
+            .map_err(|e| BlobError::Backend(format!("partial upload sweep: {e}")))
     }
 
     fn backend(&self) -> &'static str {

@@ -3,6 +3,7 @@
 //! | case | answer |
 //! |---|---|
 //! | malformed, unknown or used token | 404 `ARTIFACT_NOT_FOUND`, one fixed message |
+//! | token held by a download in progress (DEC-30) | the same 404, with `Retry-After`: the seconds until its claim lapses unless renewed |
 //! | unused but expired token | 410 `GONE` |
 //! | unused token whose attempts ran out (DEC-23) | 410 `GONE` |
 //! | artifact or its bytes gone (retention) | 410 `GONE`; the token is not consumed |
@@ -27,7 +28,7 @@ use sqlx::MySqlPool;
 use crate::{
     audit::{self, Client, Completion},
     body::{self, Encoding, Meta, ARTIFACT_SHA256},
-    tokens::{self, TokenClaim},
+    tokens::{self, ClaimPolicy, TokenClaim},
     AppState, Refusal, PRESIGN_TTL,
 };
 
@@ -88,27 +89,37 @@ async fn serve(
     headers: &HeaderMap,
 ) -> Result<Response, Refusal> {
     let deps = &state.deps;
-    let max_attempts = deps.hub.download_max_attempts;
-    let artifact = check_token(&deps.pool, &hash, max_attempts).await?;
-    let Some(claim) = TokenClaim::acquire(&deps.pool, &deps.tracker, hash, max_attempts).await?
-    else {
+    let policy = ClaimPolicy::of(&deps.hub);
+    let artifact = check_token(&deps.pool, &hash, policy.max_attempts).await?;
+    let Some(claim) = TokenClaim::acquire(&deps.pool, &deps.tracker, hash, policy).await? else {
         // Another request claimed it between the check and now.
         return Err(not_found("used"));
     };
     let encoding = Encoding::negotiate(headers);
     match open(state, &artifact, encoding, client, headers).await {
         Ok(Opened::Redirect(resp)) => {
-            claim.commit();
+            if !claim.commit().await {
+                return Err(not_found("lapsed"));
+            }
             crate::count(KIND, "redirected");
             Ok(resp)
         }
         Ok(Opened::Body(object, audit_id)) => {
+            // An empty body has no last byte to hold back: consume the token first.
+            let claim = if body::length(&object, encoding) == 0 {
+                if !claim.commit().await {
+                    return Err(not_found("lapsed"));
+                }
+                None
+            } else {
+                Some(claim)
+            };
             let completion = Completion {
                 kind: KIND,
                 pool: deps.pool.clone(),
                 tracker: deps.tracker.clone(),
                 audit_id,
-                claim: Some(claim),
+                claim,
             };
             let meta = Meta {
                 kind: KIND,
@@ -124,23 +135,49 @@ async fn serve(
     }
 }
 
+/// A token's row, as [`check_token`] reads it.
+#[derive(Debug, sqlx::FromRow)]
+struct TokenRow {
+    expires_ms: i64,
+    used_ms: Option<i64>,
+    claim_until_ms: Option<i64>,
+    artifact_id: String,
+    attempts: i32,
+}
+
 /// The artifact of a usable token, or why the token cannot be used.
 async fn check_token(
     pool: &MySqlPool,
     hash: &[u8; 32],
     max_attempts: u32,
 ) -> Result<Artifact, Refusal> {
-    let token: Option<(i64, Option<i64>, String, i32)> = sqlx::query_as(
-        "SELECT expires_ms, used_ms, artifact_id, attempts FROM download_tokens WHERE token_hash = ?",
+    let token: Option<TokenRow> = sqlx::query_as(
+        "SELECT expires_ms, used_ms, claim_until_ms, artifact_id, attempts \
+         FROM download_tokens WHERE token_hash = ?",
     )
     .bind(&hash[..])
     .fetch_optional(pool)
     .await?;
-    let Some((expires_ms, used_ms, artifact_id, attempts)) = token else {
+    let Some(TokenRow {
+        expires_ms,
+        used_ms,
+        claim_until_ms,
+        artifact_id,
+        attempts,
+    }) = token
+    else {
         return Err(not_found("unknown"));
     };
-    if used_ms.is_some() {
-        return Err(not_found("used"));
+    let now = now_ms();
+    match (used_ms, claim_until_ms) {
+        (None, _) => {}
+        (Some(_), None) => return Err(not_found("used")),
+        (Some(_), Some(until)) if until > now => {
+            let secs = (until - now + 999).div_euclid(1_000);
+            return Err(not_found("in_use").retry_after(secs.unsigned_abs()));
+        }
+        // The claim lapsed: its download never completed (DEC-30).
+        (Some(_), Some(_)) => {}
     }
     if i64::from(attempts) >= i64::from(max_attempts) {
         return Err(Refusal::new(
@@ -151,7 +188,6 @@ async fn check_token(
             ),
         ));
     }
-    let now = now_ms();
     if expires_ms <= now {
         return Err(Refusal::new(
             "expired",

@@ -117,12 +117,19 @@ pub(crate) struct Completion {
 }
 
 impl Completion {
-    /// Every announced byte was handed to the connection: the token is consumed.
-    pub(crate) fn completed(self) {
-        if let Some(claim) = self.claim {
-            claim.commit();
+    /// The last announced byte is about to be handed over: consume the token first (DEC-30).
+    /// `true` when the read may complete; `false` when the token could not be consumed (this
+    /// read's claim was taken over after it lapsed, or the database failed), and the body must
+    /// end short. `sent` is what went out before the last chunk.
+    pub(crate) async fn complete(mut self, sent: u64) -> bool {
+        if let Some(claim) = self.claim.take() {
+            if !claim.commit().await {
+                self.interrupted(sent);
+                return false;
+            }
         }
         crate::count(self.kind, "completed");
+        true
     }
 
     /// The body ended early (client gone, store failed): record what was sent and make the

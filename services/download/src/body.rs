@@ -21,7 +21,7 @@ use axum::{
     response::Response,
 };
 use blob::{BlobObject, ByteRange, ByteStream};
-use futures_util::{Stream, StreamExt};
+use futures_util::{future::BoxFuture, Stream, StreamExt};
 
 use crate::audit::Completion;
 
@@ -210,14 +210,17 @@ fn build(
 }
 
 /// A body that counts the bytes it yields (`bytes_out` metric), fails rather than sending more
-/// or fewer bytes than announced, and settles its [`Completion`]: completed when the last
-/// announced byte is handed over, interrupted when dropped before that.
+/// or fewer bytes than announced, and settles its [`Completion`]: before the last announced
+/// byte is handed over it is completed (which consumes a download token, and may refuse: then
+/// the body fails instead of completing, DEC-30); when dropped before that, interrupted.
 struct Tracked {
     inner: ByteStream,
     labels: Vec<(String, String)>,
     sent: u64,
     expected: u64,
     completion: Option<Completion>,
+    /// The last chunk, held back until its completion settles.
+    finishing: Option<(bytes::Bytes, BoxFuture<'static, bool>)>,
     done: bool,
 }
 
@@ -234,19 +237,20 @@ impl Tracked {
             sent: 0,
             expected,
             completion,
+            finishing: None,
             done: false,
         };
         if expected == 0 {
-            // Nothing to send: the server may never poll an empty body.
-            tracked.settle_completed();
+            // Nothing to send or hold back: the server may never poll an empty body. (An empty
+            // artifact's token is consumed before its response is built.)
+            if let Some(completion) = tracked.completion.take() {
+                let tracker = completion.tracker.clone();
+                shared::runtime::spawn_tracked(&tracker, async move {
+                    completion.complete(0).await;
+                });
+            }
         }
         tracked
-    }
-
-    fn settle_completed(&mut self) {
-        if let Some(completion) = self.completion.take() {
-            completion.completed();
-        }
     }
 
     fn fail(&mut self, err: io::Error) -> Poll<Option<io::Result<bytes::Bytes>>> {
@@ -255,6 +259,33 @@ impl Tracked {
         self.done = true;
         Poll::Ready(Some(Err(err)))
     }
+
+    fn yield_chunk(&mut self, chunk: bytes::Bytes) -> Poll<Option<io::Result<bytes::Bytes>>> {
+        let len = chunk.len() as u64;
+        self.sent += len;
+        shared::metrics::get()
+            .bytes_out
+            .get_or_create(&self.labels)
+            .inc_by(len);
+        Poll::Ready(Some(Ok(chunk)))
+    }
+
+    /// Poll the completion of the held-back last chunk.
+    fn poll_finishing(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<bytes::Bytes>>> {
+        let Some((_, settle)) = self.finishing.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let completed = std::task::ready!(settle.as_mut().poll(cx));
+        let Some((chunk, _)) = self.finishing.take() else {
+            return Poll::Ready(None);
+        };
+        if completed {
+            self.yield_chunk(chunk)
+        } else {
+            let msg = "the download link could not be consumed";
+            self.fail(io::Error::other(msg))
+        }
+    }
 }
 
 impl Stream for Tracked {
@@ -262,6 +293,9 @@ impl Stream for Tracked {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
+        if this.finishing.is_some() {
+            return this.poll_finishing(cx);
+        }
         if this.done {
             return Poll::Ready(None);
         }
@@ -273,15 +307,17 @@ impl Stream for Tracked {
                     let msg = "the stored object is longer than announced";
                     return this.fail(io::Error::new(io::ErrorKind::InvalidData, msg));
                 }
-                this.sent += len;
-                shared::metrics::get()
-                    .bytes_out
-                    .get_or_create(&this.labels)
-                    .inc_by(len);
-                if this.sent == this.expected {
-                    this.settle_completed();
+                if this.sent + len < this.expected {
+                    return this.yield_chunk(chunk);
                 }
-                Poll::Ready(Some(Ok(chunk)))
+                match this.completion.take() {
+                    Some(completion) => {
+                        let settle = Box::pin(completion.complete(this.sent));
+                        this.finishing = Some((chunk, settle));
+                        this.poll_finishing(cx)
+                    }
+                    None => this.yield_chunk(chunk),
+                }
             }
             Poll::Ready(Some(Err(err))) => this.fail(err),
             Poll::Ready(None) if this.sent < this.expected => {
@@ -298,6 +334,8 @@ impl Stream for Tracked {
 
 impl Drop for Tracked {
     fn drop(&mut self) {
+        // A completion already moved into `finishing` is dropped with it: its claim, if the
+        // commit had not run, is released by the claim's own drop.
         if let Some(completion) = self.completion.take() {
             completion.interrupted(self.sent);
         }
@@ -306,3 +344,6 @@ impl Drop for Tracked {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod props;

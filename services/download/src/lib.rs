@@ -14,7 +14,9 @@
 //! **Single use.** A download token is claimed with one conditional `UPDATE` (so of concurrent
 //! requests exactly one wins) and is *consumed only by a read that completes*: when the blob
 //! cannot be opened, or the body stream fails or the client goes away before the last byte, the
-//! claim is released and the link stays usable until it expires (D29). A raw download that was
+//! claim is released and the link stays usable until it expires (D29). A claim whose process
+//! died mid-read lapses after `PERRY_HUB_DOWNLOAD_CLAIM_SECS`; a live read renews it, and
+//! consumes the token before its last byte goes out, so at most one read completes (DEC-30). A raw download that was
 //! interrupted can therefore be resumed with `Range: bytes=N-` on the same link; a ranged read
 //! that completes consumes the token like any other read. With the S3 store and
 //! `PERRY_S3_PRESIGN_DOWNLOADS`, a raw download is answered with a `307` to a presigned URL
@@ -181,8 +183,18 @@ pub(crate) fn count(kind: &'static str, outcome: &'static str) {
 pub(crate) struct Refusal {
     outcome: &'static str,
     error: ApiError,
+    /// A header the refusal carries besides the envelope.
+    header: Extra,
+}
+
+/// The header of a [`Refusal`], if any.
+#[derive(Debug, Clone, Copy)]
+enum Extra {
+    None,
     /// Object size for `Content-Range: bytes */size` on a 416.
-    range_size: Option<u64>,
+    RangeSize(u64),
+    /// Seconds for `Retry-After`.
+    RetryAfter(u64),
 }
 
 impl Refusal {
@@ -190,7 +202,15 @@ impl Refusal {
         Self {
             outcome,
             error,
-            range_size: None,
+            header: Extra::None,
+        }
+    }
+
+    /// The same refusal, telling the client when to try again.
+    pub(crate) fn retry_after(self, secs: u64) -> Self {
+        Self {
+            header: Extra::RetryAfter(secs),
+            ..self
         }
     }
 
@@ -209,7 +229,7 @@ impl Refusal {
                     ErrorCode::RangeNotSatisfiable,
                     "Requested range not satisfiable",
                 ),
-                range_size: size,
+                header: size.map_or(Extra::None, Extra::RangeSize),
             },
             other => Self::new("error", ApiError::internal(&other)),
         }
@@ -219,9 +239,16 @@ impl Refusal {
     pub(crate) fn respond(self, kind: &'static str) -> Response {
         count(kind, self.outcome);
         let mut resp = self.error.into_response();
-        if let Some(size) = self.range_size {
-            if let Ok(value) = HeaderValue::from_str(&format!("bytes */{size}")) {
-                resp.headers_mut().insert(header::CONTENT_RANGE, value);
+        match self.header {
+            Extra::None => {}
+            Extra::RangeSize(size) => {
+                if let Ok(value) = HeaderValue::from_str(&format!("bytes */{size}")) {
+                    resp.headers_mut().insert(header::CONTENT_RANGE, value);
+                }
+            }
+            Extra::RetryAfter(secs) => {
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(secs));
             }
         }
         resp

@@ -11,10 +11,12 @@
 //!   stage-2 message was lost, refreshes the queue-depth gauge.
 //! - [`reannounce`]: announces again queued jobs whose broker message was lost (a step of the
 //!   reaper).
-//! - [`retention`]: deletes expired tarballs, artifacts, tokens and old events (D18).
+//! - [`retention`]: deletes expired tarballs, artifacts, tokens and old events (D18), and with
+//!   [`partials`] the partial uploads of killed processes (DEC-31).
 //! - [`settings`]: every knob (the periodic loop and the sweep lock are `shared::sweep`).
 
 pub mod azure;
+pub mod partials;
 pub mod reannounce;
 pub mod reaper;
 pub mod retention;

@@ -7,7 +7,10 @@
 //! - download tokens expired or used more than a grace period ago (so a late request still
 //!   gets 410 rather than 404), and tokens of deleted artifacts;
 //! - events of jobs finished more than N days ago; published outbox rows; old rate-limit hits;
-//!   rows of workers gone for a day.
+//!   rows of workers gone for a day;
+//! - partial uploads a killed process left in the blob store (filesystem temporary files, S3
+//!   incomplete multipart uploads), once abandoned for `PERRY_FINISHER_PARTIAL_UPLOAD_AGE_SECS`
+//!   (DEC-31). A store that cannot list them is logged once, and the rest of the sweep runs.
 //!
 //! Order: the blob is deleted before the row that points at it. A crash in between leaves a
 //! row whose blob is already gone — the next sweep selects it again and finishes (deletes are
@@ -44,6 +47,8 @@ pub struct Report {
     pub rate_events: u64,
     /// Worker rows deleted.
     pub workers: u64,
+    /// Abandoned partial uploads removed from the blob store.
+    pub partial_uploads: u64,
 }
 
 /// Run the retention sweep every `retention_secs`.
@@ -79,12 +84,16 @@ pub async fn sweep(ctx: &AppState) -> anyhow::Result<Report> {
     let mut r = Report {
         tarballs: release_tarballs(ctx).await?,
         artifacts: delete_artifacts(ctx, now).await?,
+        partial_uploads: crate::partials::sweep(ctx).await,
         ..Report::default()
     };
     let token_cutoff = now - ms(s.token_grace_secs);
     r.tokens = delete_batched(
         pool,
-        "DELETE FROM download_tokens WHERE expires_ms < ? OR used_ms < ? LIMIT ?",
+        // A consumed token goes after the grace; one whose claim lapsed unread lives until
+        // it expires (DEC-30).
+        "DELETE FROM download_tokens \
+         WHERE expires_ms < ? OR (used_ms < ? AND claim_until_ms IS NULL) LIMIT ?",
         &[token_cutoff, token_cutoff],
     )
     .await?;

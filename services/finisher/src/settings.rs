@@ -105,6 +105,16 @@ pub struct Settings {
         default_value_t = 86_400
     )]
     pub worker_retention_secs: u64,
+    /// A partial upload (a filesystem temporary file not written, an S3 multipart upload that
+    /// got no part) for this many seconds was abandoned by a killed process and is removed by
+    /// the retention sweep (DEC-31).
+    #[arg(
+        id = "partial-upload-age-secs",
+        long = "partial-upload-age-secs",
+        env = "PERRY_FINISHER_PARTIAL_UPLOAD_AGE_SECS",
+        default_value_t = 900
+    )]
+    pub partial_upload_age_secs: u64,
     /// A worker row not refreshed for this many seconds is not counted as connected.
     #[arg(
         id = "worker-stale-secs",
@@ -138,6 +148,10 @@ impl Settings {
             ("PERRY_HUB_SIGNING_TIMEOUT_SECS", self.signing_timeout_secs),
             ("PERRY_FINISHER_WORKER_STALE_SECS", self.worker_stale_secs),
             ("PERRY_FINISHER_REANNOUNCE_SECS", self.reannounce_secs),
+            (
+                "PERRY_FINISHER_PARTIAL_UPLOAD_AGE_SECS",
+                self.partial_upload_age_secs,
+            ),
             (
                 "PERRY_AZURE_HTTP_TIMEOUT_SECS",
                 self.azure.http_timeout_secs,

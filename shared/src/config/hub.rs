@@ -89,6 +89,16 @@ pub struct HubConfig {
         default_value_t = 5
     )]
     pub download_max_attempts: u32,
+    /// Seconds an unfinished download holds its link. A live download renews its claim every
+    /// third of this; a claim whose download process died lapses after it, and the link can be
+    /// read again (DEC-30).
+    #[arg(
+        id = "download-claim-secs",
+        long = "download-claim-secs",
+        env = "PERRY_HUB_DOWNLOAD_CLAIM_SECS",
+        default_value_t = 60
+    )]
+    pub download_claim_secs: u64,
     /// Self-hosted: no monthly or hourly limits.
     #[arg(id = "self-hosted", long = "self-hosted", env = "PERRY_HUB_SELF_HOSTED", value_parser = parse_bool_flag, action = clap::ArgAction::Set, default_value = "false")]
     pub self_hosted: bool,
@@ -151,6 +161,11 @@ impl HubConfig {
         })
     }
 
+    /// How long an unfinished download holds its link (DEC-30).
+    pub fn download_claim(&self) -> Duration {
+        Duration::from_secs(self.download_claim_secs)
+    }
+
     /// Check the settings every service needs: public URL and credentials key.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let url = self.public_url.trim();
@@ -177,6 +192,12 @@ impl HubConfig {
             return Err(ConfigError::new(
                 "PERRY_HUB_DOWNLOAD_MAX_ATTEMPTS",
                 "must be at least 1",
+            ));
+        }
+        if self.download_claim_secs == 0 || self.download_claim_secs > 3_600 {
+            return Err(ConfigError::new(
+                "PERRY_HUB_DOWNLOAD_CLAIM_SECS",
+                "must be between 1 and 3600",
             ));
         }
         if !self.license_pepper.is_empty() && self.license_pepper.expose().len() < 16 {

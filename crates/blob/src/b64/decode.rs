@@ -118,6 +118,7 @@ impl Decoder {
             i += 1;
         }
         let data = &chunk[data_start..i];
+        let mut interior_ws = None;
         if i < chunk.len() {
             // A whitespace run after data: fine if nothing but whitespace follows, ever.
             let ws_start = i;
@@ -125,28 +126,54 @@ impl Decoder {
                 i += 1;
             }
             if i < chunk.len() {
-                return Err(Self::error(base + ws_start as u64, "unexpected whitespace"));
+                // Reported after the data before it, which may hold an earlier error: the
+                // offset must not depend on where the chunks were cut.
+                interior_ws = Some(base + ws_start as u64);
+            } else {
+                self.pending_ws = Some(base + ws_start as u64);
             }
-            self.pending_ws = Some(base + ws_start as u64);
         }
+        let out = self.consume(data, base + data_start as u64)?;
+        match interior_ws {
+            Some(at) => Err(Self::error(at, "unexpected whitespace")),
+            None => Ok(out),
+        }
+    }
 
-        // Validate characters and padding placement byte by byte.
-        let data_base = base + data_start as u64;
+    /// Validates and decodes `data` (no whitespace), which starts at `data_base` in the body.
+    fn consume(&mut self, data: &[u8], data_base: u64) -> io::Result<Vec<u8>> {
+        let (valid, invalid) = self.validate(data, data_base);
+        // The valid prefix is decoded first: a non-canonical padded quantum in it is an
+        // earlier error than the invalid byte after it.
+        let out = self.decode_valid(&data[..valid], data_base)?;
+        match invalid {
+            Some(err) => Err(err),
+            None => Ok(out),
+        }
+    }
+
+    /// Checks characters and padding placement byte by byte: the length of the valid prefix of
+    /// `data`, and the error of the byte after it, if any.
+    fn validate(&mut self, data: &[u8], data_base: u64) -> (usize, Option<io::Error>) {
         let mut quantum_pos = self.carry_len;
         for (k, &b) in data.iter().enumerate() {
             let at = data_base + k as u64;
-            if self.finished {
-                return Err(Self::error(at, "data after padding"));
+            let reason = if self.finished {
+                Some("data after padding")
+            } else if b == b'=' {
+                (quantum_pos < 2).then_some("misplaced padding")
+            } else if !is_b64_char(b) {
+                Some("invalid character")
+            } else if self.pad > 0 {
+                Some("data after padding")
+            } else {
+                None
+            };
+            if let Some(reason) = reason {
+                return (k, Some(Self::error(at, reason)));
             }
             if b == b'=' {
-                if quantum_pos < 2 {
-                    return Err(Self::error(at, "misplaced padding"));
-                }
                 self.pad += 1;
-            } else if !is_b64_char(b) {
-                return Err(Self::error(at, "invalid character"));
-            } else if self.pad > 0 {
-                return Err(Self::error(at, "data after padding"));
             }
             quantum_pos += 1;
             if quantum_pos == 4 {
@@ -156,7 +183,11 @@ impl Decoder {
                 }
             }
         }
+        (data.len(), None)
+    }
 
+    /// Decodes validated `data`, which starts at `data_base` in the body.
+    fn decode_valid(&mut self, data: &[u8], data_base: u64) -> io::Result<Vec<u8>> {
         // Decode the complete quanta: first the one that finishes the carry, then the rest.
         let mut out = Vec::with_capacity((self.carry_len + data.len()) / 4 * 3);
         let mut rest = data;

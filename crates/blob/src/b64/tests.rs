@@ -291,3 +291,32 @@ async fn input_errors_pass_through_and_end_the_stream() {
     let other = io::Error::new(io::ErrorKind::InvalidData, "something else");
     assert!(!is_decode_error(&other));
 }
+
+/// Found by `props::arbitrary_text_decodes_like_one_shot_and_like_the_reference`: an error
+/// before interior whitespace was reported at the whitespace when both were in one chunk, and
+/// at the error when a cut fell between them.
+#[tokio::test]
+async fn the_error_offset_is_the_first_offending_byte_wherever_the_chunks_are_cut() {
+    let text = b"AAAAAA=AAAAAA\x0eAAAAAAAAAAAAAAAAAAAAA AAA";
+    for cut in 0..=text.len() {
+        let err = decode_chunks(chunked(text, &[cut]))
+            .await
+            .expect_err("invalid");
+        let inner = err.get_ref().and_then(|e| e.downcast_ref::<DecodeError>());
+        assert_eq!(inner.map(DecodeError::offset), Some(7), "cut at {cut}");
+    }
+}
+
+/// Found by the same property: a non-canonical padded quantum (`AAF=`, trailing bits set)
+/// followed by more data was reported at the data after the padding unless a cut fell between.
+#[tokio::test]
+async fn a_non_canonical_quantum_is_reported_before_the_data_after_it() {
+    let text = b"AAAAAAAAAAAAAAF=A";
+    for cut in 0..=text.len() {
+        let err = decode_chunks(chunked(text, &[cut]))
+            .await
+            .expect_err("invalid");
+        let inner = err.get_ref().and_then(|e| e.downcast_ref::<DecodeError>());
+        assert_eq!(inner.map(DecodeError::offset), Some(14), "cut at {cut}");
+    }
+}

@@ -2,9 +2,11 @@
 //!
 //! - `settings` — [`S3Settings`], the static connection settings.
 //! - `multipart` — multipart uploads for objects larger than one part, aborted on any failure.
+//! - `partials` — the sweep of multipart uploads a killed process left incomplete.
 //! - `store` — the [`BlobStore`](crate::BlobStore) implementation, presigned GETs included.
 
 mod multipart;
+mod partials;
 mod settings;
 mod store;
 

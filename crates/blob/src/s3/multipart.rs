@@ -115,7 +115,7 @@ impl MultipartGuard {
     }
 }
 
-async fn abort_upload(
+pub(super) async fn abort_upload(
     client: &aws_sdk_s3::Client,
     bucket: &str,
     key: &str,

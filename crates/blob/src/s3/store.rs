@@ -186,6 +186,10 @@ impl BlobStore for S3BlobStore {
         Ok(())
     }
 
+    async fn sweep_partial_uploads(&self, older_than: Duration) -> Result<u64> {
+        self.sweep_multipart(older_than).await
+    }
+
     fn backend(&self) -> &'static str {
         "s3"
     }

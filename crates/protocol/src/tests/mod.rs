@@ -11,6 +11,7 @@ mod incoming;
 mod licensing;
 mod outgoing;
 mod parse;
+mod props;
 mod relay;
 
 fn parse_json(text: &str) -> Value {

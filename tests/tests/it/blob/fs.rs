@@ -359,12 +359,18 @@ async fn fs_sweeps_stale_temp_files_on_open() {
     let fresh = fx.dir.join(FS_TMP_DIR).join("fresh.part");
     std::fs::write(&stale, b"x").expect("write");
     std::fs::write(&fresh, b"x").expect("write");
-    let old = SystemTime::now() - Duration::from_secs(2 * 24 * 3600);
-    std::fs::File::options()
-        .write(true)
-        .open(&stale)
-        .and_then(|f| f.set_modified(old))
-        .expect("set mtime");
+    // Idle a minute past the partial-upload age (DEC-31), and a minute short of it.
+    let minute = Duration::from_secs(60);
+    for (path, idle) in [
+        (&stale, blob::PARTIAL_UPLOAD_AGE + minute),
+        (&fresh, blob::PARTIAL_UPLOAD_AGE - minute),
+    ] {
+        std::fs::File::options()
+            .write(true)
+            .open(path)
+            .and_then(|f| f.set_modified(SystemTime::now() - idle))
+            .expect("set mtime");
+    }
     let _again = FsBlobStore::new(fx.dir.clone()).expect("reopen");
     assert!(!stale.exists());
     assert!(

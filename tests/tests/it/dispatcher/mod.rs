@@ -10,5 +10,6 @@ mod handshake;
 mod limits;
 mod log_stream;
 mod ordering;
+mod props;
 mod sessions;
 mod support;

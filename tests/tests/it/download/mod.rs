@@ -6,6 +6,7 @@
 mod alone;
 mod attempts;
 mod failures;
+mod lapse;
 mod links;
 mod single_use;
 mod stores;

@@ -3,6 +3,7 @@
 
 mod lost_jobs;
 mod overdue;
+mod partials;
 mod prewarm;
 mod retention;
 mod signing_vm;

@@ -12,5 +12,6 @@ mod licenses;
 mod logs;
 mod memory;
 mod outage;
+mod props;
 mod refusals;
 mod support;
