@@ -301,8 +301,8 @@ impl ReadyCheck for BlobReady {
 }
 
 /// `/healthz` (liveness), `/readyz` (dependencies, 503 with the envelope when one fails) and
-/// `/metrics` (Prometheus text).
-pub fn health_router(checks: Vec<Arc<dyn ReadyCheck>>) -> Router {
+/// `/metrics` (OpenMetrics text; the gauges read from MySQL through `pool` are refreshed first).
+pub fn health_router(checks: Vec<Arc<dyn ReadyCheck>>, pool: sqlx::MySqlPool) -> Router {
     let checks = Arc::new(checks);
     Router::new()
         .route(
@@ -318,13 +318,17 @@ pub fn health_router(checks: Vec<Arc<dyn ReadyCheck>>) -> Router {
         )
         .route(
             "/metrics",
-            get(|| async {
-                let mut resp = crate::metrics::get().render().into_response();
-                resp.headers_mut().insert(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-                );
-                resp
+            get(move || {
+                let pool = pool.clone();
+                async move {
+                    crate::metrics::refresh::refresh(&pool).await;
+                    let mut resp = crate::metrics::get().render().into_response();
+                    resp.headers_mut().insert(
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
+                    );
+                    resp
+                }
             }),
         )
 }
@@ -354,6 +358,7 @@ pub fn finish_router(router: Router) -> Router {
     router
         .fallback(not_found)
         .layer(axum::middleware::from_fn(envelope_errors))
+        .layer(axum::middleware::from_fn(crate::metrics::http::track))
         .layer(
             tower_http::trace::TraceLayer::new_for_http().make_span_with(|req: &Request<Body>| {
                 let route = req

@@ -133,7 +133,10 @@ pub fn start(deps: &Deps, services: Services) -> anyhow::Result<App> {
     let http = ingest::router(ingest_state)
         .merge(download::router(download_state))
         .merge(dispatcher::router(dispatch.clone()))
-        .merge(shared::http::health_router(deps.ready_checks()));
+        .merge(shared::http::health_router(
+            deps.ready_checks(),
+            deps.pool.clone(),
+        ));
     Ok(App {
         http: shared::http::finish_router(http),
         legacy_ws: dispatcher::legacy_router(dispatch.clone()),

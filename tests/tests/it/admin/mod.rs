@@ -4,6 +4,7 @@
 mod fleet;
 mod jobs;
 mod licences;
+mod metrics;
 
 use perry_hub_tests::{api::Reply, TestHub};
 use serde_json::Value;
