@@ -8,6 +8,10 @@
 //! - [`serve`]: serve an [`App`] on its [`Listeners`] until cancelled.
 //! - [`run`]: validate, connect, migrate, [`start`], [`serve`], shut down.
 //! - [`launch`]: the `all` role of the `perry-hub` binary (`--check`, or bind and [`run`]).
+//! - [`admin`]: `perry-hub admin …`, the operator API from a terminal ([`admin_tables`]).
+
+pub mod admin;
+pub mod admin_tables;
 
 use anyhow::Context as _;
 use axum::Router;

@@ -1,6 +1,7 @@
 //! The operator API (issue 17): jobs, workers and drain, queues, the outbox and dead letters,
 //! licences and tokens, all behind the admin secret.
 
+mod cli;
 mod fleet;
 mod jobs;
 mod licences;
