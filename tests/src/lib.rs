@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod attacks;
+pub mod browser;
 pub mod fake_azure;
 mod process;
 pub mod sim;

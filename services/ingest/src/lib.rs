@@ -11,6 +11,7 @@
 //!   rolling-window rate limits kept in MySQL; [`manifest`]: what a submission must contain.
 //! - [`body`], [`errors`]: request-body helpers and the ingest error constructors.
 //! - [`openapi`]: `GET /api/v1/openapi.json`, the OpenAPI document of every route here.
+//! - [`dashboard`]: the operators' web pages at `/admin`, behind a session cookie.
 //!
 //! Secrets (licence keys, tokens, credentials, the admin secret) are compared by hash or in
 //! constant time and never logged; logs carry ids only.
@@ -21,6 +22,7 @@ pub mod admin;
 pub mod artifacts;
 pub mod body;
 pub mod builds;
+pub mod dashboard;
 pub mod errors;
 pub mod inflight;
 pub mod jobs;
@@ -279,6 +281,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/jobs/{job_id}", get(jobs::get_job))
         .route("/api/v1/openapi.json", get(openapi::get_document))
+        .merge(dashboard::router())
         .route_layer(from_fn_with_state(
             timeout,
             shared::serve::body::request_timeout,

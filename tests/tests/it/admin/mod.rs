@@ -2,6 +2,7 @@
 //! licences and tokens, all behind the admin secret.
 
 mod cli;
+mod dashboard;
 mod fleet;
 mod jobs;
 mod licences;
