@@ -270,6 +270,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/admin/outbox", get(admin::fleet::outbox_state))
         .route("/api/v1/admin/outbox/replay", post(admin::fleet::replay))
         .route("/api/v1/admin/licenses", get(admin::licences::list))
+        .route("/api/v1/admin/accounts", get(admin::licences::accounts))
         .route("/api/v1/admin/licenses/{id}", get(admin::licences::show))
         .route(
             "/api/v1/admin/licenses/{id}/tier",

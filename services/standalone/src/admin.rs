@@ -99,6 +99,12 @@ pub enum AdminCommand {
         #[arg(long, default_value_t = 50)]
         limit: u32,
     },
+    /// Accounts with their licences and live API tokens
+    Accounts {
+        /// Page size (1–200)
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
     /// Change a licence's tier
     Tier {
         /// Licence id
@@ -213,6 +219,7 @@ fn request(command: &AdminCommand) -> (Method, String) {
                 format!("/api/v1/admin/licenses?limit={limit}{tier}"),
             )
         }
+        C::Accounts { limit } => (Method::Get, format!("/api/v1/admin/accounts?limit={limit}")),
         C::Tier { id, tier } => (
             Method::PostBody(serde_json::json!({ "tier": tier })),
             format!("/api/v1/admin/licenses/{id}/tier"),

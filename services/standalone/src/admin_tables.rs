@@ -133,6 +133,22 @@ pub fn render(command: &AdminCommand, body: &Value) -> String {
                 ]
             }),
         ),
+        C::Accounts { .. } => table(
+            &[
+                "ACCOUNT", "USER", "EMAIL", "TIER", "LICENCES", "TOKENS", "AGE",
+            ],
+            rows(&body["accounts"], |a| {
+                vec![
+                    text(&a["id"]),
+                    text(&a["github_username"]),
+                    text(&a["email"]),
+                    text(&a["tier"]),
+                    text(&a["licenses"]),
+                    text(&a["active_tokens"]),
+                    age(&a["created_ms"]),
+                ]
+            }),
+        ),
         C::Tier { .. } => format!("licence {}: {}\n", text(&body["id"]), text(&body["tier"])),
         C::RevokeToken { .. } => format!(
             "token {}: revoked {}\n",

@@ -1,6 +1,6 @@
 //! Admin view of licences, accounts and API tokens (issue 17): list licences with this month's
-//! publishes, one licence with its usage history and tokens, change a licence's tier, revoke
-//! an API token.
+//! publishes, one licence with its usage history and tokens, change a licence's tier, list
+//! accounts, revoke an API token.
 
 use std::collections::HashMap;
 
@@ -88,6 +88,83 @@ pub async fn list(
     };
     Ok(Json(LicencePage {
         licenses,
+        next_cursor,
+    }))
+}
+
+/// An account in the admin list.
+#[derive(Debug, Serialize, sqlx::FromRow)]
+pub struct AccountSummary {
+    /// Account id.
+    pub id: String,
+    /// GitHub user name.
+    pub github_username: String,
+    /// E-mail address.
+    pub email: Option<String>,
+    /// `free` or `pro` (wins over its licences' for token builds).
+    pub tier: String,
+    /// Billing has a payment method.
+    pub has_payment_method: bool,
+    /// Creation time (epoch ms).
+    pub created_ms: i64,
+    /// Deletion time, if deleted.
+    pub deleted_ms: Option<i64>,
+    /// Linked licences.
+    pub licenses: i64,
+    /// API tokens not revoked.
+    pub active_tokens: i64,
+}
+
+/// A page of accounts.
+#[derive(Debug, Serialize)]
+pub struct AccountPage {
+    /// Newest first.
+    pub accounts: Vec<AccountSummary>,
+    /// Pass as `cursor` for the next page.
+    pub next_cursor: Option<String>,
+}
+
+/// `GET /api/v1/admin/accounts?limit=&cursor=`.
+pub async fn accounts(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Query(query): Query<HashMap<String, String>>,
+) -> ApiResult<Json<AccountPage>> {
+    let mut p = Params::new(query, &["limit", "cursor"])?;
+    let cursor = p
+        .take("cursor")
+        .map(|c| {
+            c.split_once('.')
+                .and_then(|(ms, id)| Some((ms.parse::<i64>().ok()?, id.to_owned())))
+                .ok_or_else(|| ApiError::bad_request("Invalid cursor: pass next_cursor unchanged"))
+        })
+        .transpose()?;
+    let limit = p.limit(50, super::jobs::MAX_PAGE)?;
+    let (ms, id) = cursor.map_or((None, None), |(ms, id)| (Some(ms), Some(id)));
+    let mut accounts: Vec<AccountSummary> = sqlx::query_as(
+        "SELECT a.id, a.github_username, a.email, a.tier, a.has_payment_method, a.created_ms, a.deleted_ms, \
+         (SELECT COUNT(*) FROM licenses l WHERE l.account_id = a.id) AS licenses, \
+         (SELECT COUNT(*) FROM api_tokens t WHERE t.account_id = a.id AND t.revoked_ms IS NULL) AS active_tokens \
+         FROM accounts a WHERE (? IS NULL OR a.created_ms < ? OR (a.created_ms = ? AND a.id < ?)) \
+         ORDER BY a.created_ms DESC, a.id DESC LIMIT ?",
+    )
+    .bind(ms)
+    .bind(ms)
+    .bind(ms)
+    .bind(&id)
+    .bind(i64::from(limit) + 1)
+    .fetch_all(&state.deps.pool)
+    .await?;
+    let next_cursor = if accounts.len() > limit as usize {
+        accounts.truncate(limit as usize);
+        accounts
+            .last()
+            .map(|a| format!("{}.{}", a.created_ms, a.id))
+    } else {
+        None
+    };
+    Ok(Json(AccountPage {
+        accounts,
         next_cursor,
     }))
 }

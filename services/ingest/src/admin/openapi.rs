@@ -63,6 +63,7 @@ pub fn paths() -> Map<String, Value> {
         "/api/v1/admin/outbox": {"get": admin_op("Outbox backlog, oldest unsent row and dead letters", &[], None, "AdminOutbox", &[])},
         "/api/v1/admin/outbox/replay": {"post": admin_op("Replay dead letters through the outbox", &[limit()], None, "AdminReplay", &[400, 503])},
         "/api/v1/admin/licenses": {"get": admin_op("Licences, newest first, with this month's publishes", &[query("tier", "free or pro"), query("account_id", "Account id"), limit(), cursor()], None, "AdminLicencePage", &[400])},
+        "/api/v1/admin/accounts": {"get": admin_op("Accounts, newest first, with their licences and live API tokens", &[limit(), cursor()], None, "AdminAccountPage", &[400])},
         "/api/v1/admin/licenses/{id}": {"get": admin_op("One licence with usage, jobs per state and its account's API tokens", &[path_param("id")], None, "AdminLicenceDetail", &[400, 404])},
         "/api/v1/admin/licenses/{id}/tier": {"post": admin_op("Change a licence's tier", &[path_param("id")], Some("AdminTierRequest"), "AdminTier", &[400, 404])},
         "/api/v1/admin/tokens/{id}/revoke": {"post": admin_op("Revoke an API token", &[path_param("id")], None, "AdminToken", &[400, 404])}
@@ -99,6 +100,7 @@ pub fn schemas() -> Map<String, Value> {
         "AdminReplay": o(json!({"replayed": i, "kept": i})),
         "AdminLicencePage": o(json!({"licenses": arr(o(json!({"id": i, "tier": s, "account_id": s, "github_username": s, "device_bound": b, "bound_project": s, "created_ms": i, "publishes_this_period": i}))), "next_cursor": s})),
         "AdminLicenceDetail": o(json!({"id": i, "tier": s, "usage": arr(o(json!({"period": s, "publishes": i}))), "jobs": {"type": "object", "additionalProperties": i}, "tokens": arr(o(json!({"id": i, "created_ms": i, "revoked_ms": ni})))})),
+        "AdminAccountPage": o(json!({"accounts": arr(o(json!({"id": s, "github_username": s, "email": s, "tier": s, "has_payment_method": b, "created_ms": i, "deleted_ms": ni, "licenses": i, "active_tokens": i}))), "next_cursor": s})),
         "AdminTierRequest": {"type": "object", "required": ["tier"], "properties": {"tier": {"type": "string", "enum": ["free", "pro"]}}},
         "AdminTier": o(json!({"id": i, "tier": s})),
         "AdminToken": o(json!({"id": i, "created_ms": i, "revoked_ms": ni}))

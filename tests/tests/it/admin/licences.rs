@@ -82,7 +82,10 @@ async fn a_revoked_api_token_stops_working_at_once() {
     let (_account, token) = hub.new_account(4242).await;
     let bearer = format!("Bearer {token}");
     assert_eq!(hub.get_account(&[("authorization", &bearer)]).await.0, 200);
-    // Its first build creates the account's licence; the licence shows the account's tokens.
+    let (status, listed) = admin_get(&hub, "/api/v1/admin/accounts").await;
+    assert_eq!(status, 200, "{listed}");
+    assert_eq!(listed["accounts"][0]["github_username"], "user4242");
+    assert_eq!(listed["accounts"][0]["active_tokens"], 1);
     let token_id: i64 = sqlx::query_scalar("SELECT id FROM api_tokens ORDER BY id DESC LIMIT 1")
         .fetch_one(hub.pool())
         .await
@@ -103,6 +106,8 @@ async fn a_revoked_api_token_stops_working_at_once() {
         401,
         "AUTH_INVALID",
     );
+    let (_, listed) = admin_get(&hub, "/api/v1/admin/accounts").await;
+    assert_eq!(listed["accounts"][0]["active_tokens"], 0);
     // Revoking again changes nothing.
     let (_, again) = admin_post(
         &hub,
