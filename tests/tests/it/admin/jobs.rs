@@ -72,6 +72,18 @@ async fn jobs_are_listed_newest_first_filtered_and_paged() {
     let (_, future) = admin_get(&hub, "/api/v1/admin/jobs?since_ms=99999999999999").await;
     assert!(ids(&future).is_empty());
 
+    let (account, _) = hub.new_account(77).await;
+    sqlx::query("UPDATE licenses SET account_id = ? WHERE id = ?")
+        .bind(&account)
+        .bind(lic_b)
+        .execute(hub.pool())
+        .await
+        .unwrap();
+    let (_, of_account) =
+        admin_get(&hub, &format!("/api/v1/admin/jobs?account_id={account}")).await;
+    assert_eq!(ids(&of_account), vec![b_job.clone()]);
+    assert_eq!(of_account["jobs"][0]["account_id"], account.as_str());
+
     // Bad filters are refused by name.
     assert_error(
         &admin_get(&hub, "/api/v1/admin/jobs?state=done").await,
@@ -276,6 +288,38 @@ async fn a_failed_job_whose_credentials_were_discarded_is_not_requeued() {
         .as_str()
         .unwrap()
         .contains("credentials"));
+    assert_eq!(hub.job_state(&job_id).await, "failed");
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn a_failed_job_whose_input_is_gone_is_not_requeued() {
+    let hub = TestHub::start().await;
+    let key = hub.registered_license().await;
+    let job_id = hub.submit_linux_build(&key).await;
+    let mut worker = hub.worker("linux-g", &["linux"], 1).await;
+    worker.assignment().await;
+    worker.send(json!({"type":"complete","job_id":job_id,"success":false,"duration_secs":0.1,"artifacts":[]})).await;
+    hub.wait_state(&job_id, "failed").await;
+    let input: String = sqlx::query_scalar("SELECT input_key FROM jobs WHERE id = ?")
+        .bind(&job_id)
+        .fetch_one(hub.pool())
+        .await
+        .unwrap();
+    hub.deps.blob.delete(&input).await.unwrap();
+
+    let refused = admin_post(
+        &hub,
+        &format!("/api/v1/admin/jobs/{job_id}/requeue"),
+        &json!({}),
+    )
+    .await;
+
+    assert_error(&refused, 409, "CONFLICT");
+    assert!(refused.1["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("input"));
     assert_eq!(hub.job_state(&job_id).await, "failed");
     hub.stop().await;
 }
