@@ -102,6 +102,16 @@ async fn an_operator_signs_in_follows_a_build_live_and_drains_a_worker() {
         .wait_text("#artifacts", |t| t.contains("app-linux.tar.gz"))
         .await;
     browser.keep_screenshot("build-done").await;
+    // The reloaded page replays the ended build and stays: no reload loop.
+    browser.eval("window.stayed = true; return null").await;
+    browser
+        .wait_text("#live", |t| t.eq_ignore_ascii_case("completed"))
+        .await;
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    assert_eq!(
+        browser.eval("return window.stayed === true").await,
+        json!(true)
+    );
 
     // The overview counts it.
     browser.goto(&hub.url("/admin")).await;

@@ -17,6 +17,9 @@
     var live = document.getElementById("live");
     var done = false;
     var tries = 0;
+    // A build that had ended when the page was rendered replays to its end: no reload then.
+    var initial = document.querySelector("#fact-state .badge");
+    var ended = initial && /^(completed|failed|cancelled)$/.test(initial.dataset.state);
 
     function status(text, cls) {
       live.textContent = text;
@@ -26,6 +29,7 @@
 
     // The server rendered the state at page load; keep it current while the build runs.
     function state(name) {
+      if (ended) return;
       var badge = document.querySelector("#fact-state .badge");
       if (!badge || badge.dataset.state === name) return;
       badge.textContent = name;
@@ -66,7 +70,8 @@
             state(f.success ? "completed" : "failed");
             line(f.success ? "== build succeeded" : "== build did not succeed", f.success ? "stage" : "stderr");
             status(f.success ? "completed" : "ended", f.success ? "ok" : "bad");
-            setTimeout(function () { location.reload(); }, 1500);
+            // Reload once, for the final state and artifacts from the database.
+            if (!ended) setTimeout(function () { location.reload(); }, 1500);
             break;
         }
       };
