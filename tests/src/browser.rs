@@ -12,6 +12,10 @@ use serde_json::{json, Value};
 
 use crate::{tempdir::TempDir, WAIT};
 
+/// How long a page may take to show what a scenario waits for: a browser on a loaded two-core
+/// machine renders far slower than the hub answers.
+const PAGE_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// The W3C key of an element reference.
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
@@ -144,7 +148,7 @@ impl Browser {
 
     /// The element matching `css`, waiting for it to appear.
     pub async fn wait_for(&self, css: &str) -> Element {
-        let deadline = tokio::time::Instant::now() + WAIT;
+        let deadline = tokio::time::Instant::now() + PAGE_WAIT;
         loop {
             if let Some(e) = self.find(css).await {
                 return e;
@@ -160,7 +164,7 @@ impl Browser {
 
     /// Wait until the text of `css` satisfies `pred`; returns it.
     pub async fn wait_text(&self, css: &str, pred: impl Fn(&str) -> bool) -> String {
-        let deadline = tokio::time::Instant::now() + WAIT;
+        let deadline = tokio::time::Instant::now() + PAGE_WAIT;
         loop {
             if let Some(e) = self.find(css).await {
                 let t = self.text(&e).await;
