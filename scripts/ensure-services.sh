@@ -2,7 +2,9 @@
 # Ensure the services the hub needs are running on this machine, idempotently.
 #
 #   scripts/ensure-services.sh          MariaDB + RabbitMQ (what `make run` needs)
-#   scripts/ensure-services.sh --s3     ... plus a local S3 server (what `make test` needs)
+#   scripts/ensure-services.sh --s3     ... plus a local S3 server, headless Chromium with
+#                                       chromium-driver (the dashboard's browser test) and
+#                                       promtool (the alert rules' tests): what `make test` needs
 #
 # Anything already listening on its usual port is used as it is. Otherwise the Debian package
 # is installed (apt-get) and started without systemd. The S3 server is s3s-fs from crates.io.
@@ -124,7 +126,25 @@ ensure_s3() {
   fi
 }
 
+# Debian's chromium and chromium-driver for the dashboard's browser test, and promtool (in
+# Debian's prometheus; only the binary is used, no server is started) for the alert rules.
+ensure_test_tools() {
+  local missing=()
+  command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+  command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+  command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+  if [ "${#missing[@]}" -eq 0 ]; then
+    log "chromium, chromedriver and promtool present"
+  else
+    log "installing ${missing[*]} (Debian)"
+    apt_install --no-install-recommends "${missing[@]}"
+  fi
+}
+
 ensure_mariadb
 ensure_rabbitmq
-if [ "$WANT_S3" -eq 1 ]; then ensure_s3; fi
+if [ "$WANT_S3" -eq 1 ]; then
+  ensure_s3
+  ensure_test_tools
+fi
 log "ready"

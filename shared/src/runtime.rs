@@ -123,7 +123,9 @@ impl Deps {
         service: &'static str,
         grace: Duration,
     ) -> anyhow::Result<()> {
-        let app = crate::http::finish_router(app.merge(crate::http::health_router(checks)));
+        let app = crate::http::finish_router(
+            app.merge(crate::http::health_router(checks, self.pool.clone())),
+        );
         tracing::info!(addr = %listener.local_addr()?, public_url = %self.hub.public_url(), "{service} listening");
         let cancel = self.cancel.clone();
         let serving = crate::http::serve(listener, app, &self.hub.http, async move {

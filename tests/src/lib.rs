@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod attacks;
+pub mod browser;
 pub mod chaos;
 pub mod fake_azure;
 pub mod fault_log;

@@ -36,6 +36,9 @@ pub enum ErrorCode {
     RequestTimeout,
     /// 409: upload while the job is not `assigned`/`running`.
     JobNotRunning,
+    /// 409: *new*: an admin action the target's current state does not allow (cancel an
+    /// ended job, requeue one that did not fail) (DEC-28).
+    Conflict,
     /// 410: expired download link.
     Gone,
     /// 413: over a size cap.
@@ -62,7 +65,7 @@ impl ErrorCode {
             Self::NotFound | Self::JobNotFound | Self::ArtifactNotFound => 404,
             Self::MethodNotAllowed => 405,
             Self::RequestTimeout => 408,
-            Self::JobNotRunning => 409,
+            Self::JobNotRunning | Self::Conflict => 409,
             Self::Gone => 410,
             Self::UploadTooLarge => 413,
             Self::RangeNotSatisfiable => 416,
@@ -87,6 +90,7 @@ impl ErrorCode {
             Self::MethodNotAllowed => "METHOD_NOT_ALLOWED",
             Self::RequestTimeout => "REQUEST_TIMEOUT",
             Self::JobNotRunning => "JOB_NOT_RUNNING",
+            Self::Conflict => "CONFLICT",
             Self::Gone => "GONE",
             Self::UploadTooLarge => "UPLOAD_TOO_LARGE",
             Self::RangeNotSatisfiable => "RANGE_NOT_SATISFIABLE",

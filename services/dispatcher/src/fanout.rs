@@ -112,6 +112,10 @@ fn handle(ctx: &AppState, message: Message) -> Disposition {
                 send_frame(&tx, &Outgoing::UpdatePerry);
             }
         }
+        Message::WorkerDrain { name, draining } => {
+            ctx.registry.set_draining(Some(&name), draining, None);
+            tracing::info!(worker = %name, draining, "worker drain changed");
+        }
         Message::CapacityChanged {} | Message::JobQueued { .. } | Message::StageFinished { .. } => {
         }
     }
@@ -134,6 +138,13 @@ async fn reconcile(ctx: &AppState) -> Result<(), sqlx::Error> {
             send_frame(&tx, &Outgoing::Cancel { job_id });
         }
     }
+    let drained: std::collections::HashSet<String> =
+        sqlx::query_scalar("SELECT name FROM worker_drains")
+            .fetch_all(pool)
+            .await?
+            .into_iter()
+            .collect();
+    ctx.registry.set_draining(None, false, Some(&drained));
     let expected = shared::db::get_setting(pool, shared::db::SETTING_EXPECTED_VERSION)
         .await?
         .unwrap_or_default();

@@ -51,6 +51,8 @@ pub struct WorkerEntry {
     pub update_pending: bool,
     /// When the worker was told to update.
     pub updating_since: Option<std::time::Instant>,
+    /// Drained by an operator: keeps what it holds, is given nothing new.
+    pub draining: bool,
     /// The socket.
     pub tx: SocketTx,
     /// The session's notices.
@@ -59,7 +61,7 @@ pub struct WorkerEntry {
 
 impl WorkerEntry {
     fn free(&self) -> usize {
-        if self.updating {
+        if self.updating || self.draining {
             return 0;
         }
         self.max_concurrent
@@ -341,6 +343,21 @@ impl Registry {
     /// The socket of a connected worker.
     pub fn worker_tx(&self, worker_id: &str) -> Option<SocketTx> {
         self.lock().workers.get(worker_id).map(|w| w.tx.clone())
+    }
+
+    /// Drain (or undrain) every local connection of the worker called `name`; with `only`,
+    /// set every local worker: drained when its name is in the set, else undrained.
+    pub fn set_draining(&self, name: Option<&str>, draining: bool, only: Option<&HashSet<String>>) {
+        let mut inner = self.lock();
+        for w in inner.workers.values_mut() {
+            match (name, only) {
+                (Some(n), _) if w.name == n => w.draining = draining,
+                (None, Some(set)) => w.draining = set.contains(&w.name),
+                _ => {}
+            }
+        }
+        drop(inner);
+        self.capacity_changed();
     }
 
     /// Targets that have at least one capable worker here.

@@ -18,7 +18,7 @@ mod lease;
 use burst::{collect_burst, relayable};
 use ending::Said;
 use hello::{
-    authorise, clean_text, expected_version, record_hello, worker_name, MAX_VERSION_CHARS,
+    authorise, clean_text, drained, expected_version, record_hello, worker_name, MAX_VERSION_CHARS,
 };
 pub use hello::{clamp_concurrency, normalize_capabilities, Grant};
 
@@ -102,6 +102,14 @@ pub async fn run(ctx: &AppState, conn: &mut Conn, hello: Hello) {
     let expected = expected_version(ctx).await;
     let needs_update = !expected.is_empty() && version.as_deref() != Some(expected.as_str());
     tracing::info!(worker = %name, ?capabilities, max_concurrent, version = ?version, "worker connected");
+    let draining = match drained(ctx, &name).await {
+        Ok(drained) => drained,
+        Err(error) => {
+            tracing::error!(%error, worker = %name, "cannot read the drain list; closing");
+            conn.close(1011, "internal error");
+            return;
+        }
+    };
     let (notice_tx, mut notices) = tokio::sync::mpsc::unbounded_channel();
     ctx.registry.add_worker(WorkerEntry {
         id: id.clone(),
@@ -113,6 +121,7 @@ pub async fn run(ctx: &AppState, conn: &mut Conn, hello: Hello) {
         updating: needs_update,
         update_pending: false,
         updating_since: needs_update.then(std::time::Instant::now),
+        draining,
         tx: conn.tx.clone(),
         notices: notice_tx,
     });

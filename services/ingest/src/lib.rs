@@ -11,6 +11,7 @@
 //!   rolling-window rate limits kept in MySQL; [`manifest`]: what a submission must contain.
 //! - [`body`], [`errors`]: request-body helpers and the ingest error constructors.
 //! - [`openapi`]: `GET /api/v1/openapi.json`, the OpenAPI document of every route here.
+//! - [`dashboard`]: the operators' web pages at `/admin`, behind a session cookie.
 //!
 //! Secrets (licence keys, tokens, credentials, the admin secret) are compared by hash or in
 //! constant time and never logged; logs carry ids only.
@@ -21,6 +22,7 @@ pub mod admin;
 pub mod artifacts;
 pub mod body;
 pub mod builds;
+pub mod dashboard;
 pub mod errors;
 pub mod inflight;
 pub mod jobs;
@@ -246,8 +248,41 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/account/update", post(accounts::update_account))
         .route("/api/v1/admin/update-perry", post(admin::update_perry))
         .route("/api/v1/admin/workers", get(admin::list_workers))
+        .route(
+            "/api/v1/admin/workers/{name}/drain",
+            post(admin::fleet::drain),
+        )
+        .route(
+            "/api/v1/admin/workers/{name}/undrain",
+            post(admin::fleet::undrain),
+        )
+        .route("/api/v1/admin/jobs", get(admin::jobs::list_jobs))
+        .route("/api/v1/admin/jobs/{job_id}", get(admin::jobs::get_job))
+        .route(
+            "/api/v1/admin/jobs/{job_id}/cancel",
+            post(admin::actions::cancel_job),
+        )
+        .route(
+            "/api/v1/admin/jobs/{job_id}/requeue",
+            post(admin::actions::requeue_job),
+        )
+        .route("/api/v1/admin/queues", get(admin::fleet::queues))
+        .route("/api/v1/admin/outbox", get(admin::fleet::outbox_state))
+        .route("/api/v1/admin/outbox/replay", post(admin::fleet::replay))
+        .route("/api/v1/admin/licenses", get(admin::licences::list))
+        .route("/api/v1/admin/accounts", get(admin::licences::accounts))
+        .route("/api/v1/admin/licenses/{id}", get(admin::licences::show))
+        .route(
+            "/api/v1/admin/licenses/{id}/tier",
+            post(admin::licences::set_tier),
+        )
+        .route(
+            "/api/v1/admin/tokens/{id}/revoke",
+            post(admin::licences::revoke_token),
+        )
         .route("/api/v1/jobs/{job_id}", get(jobs::get_job))
         .route("/api/v1/openapi.json", get(openapi::get_document))
+        .merge(dashboard::router())
         .route_layer(from_fn_with_state(
             timeout,
             shared::serve::body::request_timeout,

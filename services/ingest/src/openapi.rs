@@ -11,6 +11,17 @@ pub async fn get_document() -> Json<Value> {
 
 /// The document.
 pub fn document() -> Value {
+    let mut doc = base_document();
+    if let Some(paths) = doc["paths"].as_object_mut() {
+        paths.extend(crate::admin::openapi::paths());
+    }
+    if let Some(schemas) = doc["components"]["schemas"].as_object_mut() {
+        schemas.extend(crate::admin::openapi::schemas());
+    }
+    doc
+}
+
+fn base_document() -> Value {
     json!({
         "openapi": "3.0.3",
         "info": {
@@ -98,7 +109,7 @@ fn error_response(status: u16) -> Value {
         401 => "AUTH_REQUIRED, AUTH_INVALID or LICENSE_INVALID",
         403 => "FORBIDDEN or ACCOUNT_REQUIRED (with login_url)",
         404 => "NOT_FOUND or JOB_NOT_FOUND",
-        409 => "JOB_NOT_RUNNING",
+        409 => "JOB_NOT_RUNNING or CONFLICT",
         413 => "UPLOAD_TOO_LARGE",
         429 => "PUBLISH_LIMIT_REACHED (with usage) or RATE_LIMITED",
         _ => "INTERNAL_ERROR",
@@ -227,9 +238,10 @@ fn schemas() -> Value {
             "ok": b, "workers_notified": i, "expected_version": s,
             "workers": {"type": "array", "items": object(&["name", "perry_version", "busy"], json!({"name": s, "perry_version": s, "busy": b}))}})),
         "AdminWorkersResponse": object(&["expected_version", "workers"], json!({
-            "expected_version": s,
+            "expected_version": s, "drained": strings,
             "workers": {"type": "array", "items": object(&["name", "perry_version", "capabilities", "busy"], json!({
-                "name": s, "perry_version": s, "capabilities": s, "busy": b}))}})),
+                "name": s, "perry_version": s, "capabilities": s, "busy": b, "slots": i, "jobs": strings,
+                "connected_ms": i, "last_seen_ms": i, "draining": b}))}})),
         "BuildResponse": object(&["job_id", "ws_url", "position"], json!({"job_id": s, "ws_url": s, "position": i})),
         "ArtifactUploadResponse": object(&["token", "download_url", "size"], json!({"token": s, "download_url": s, "size": i})),
         "JobStatus": object(&["job_id", "state", "target", "stage_target", "stage", "attempts", "position", "created_ms", "artifacts"], json!({

@@ -22,6 +22,16 @@ pub struct WorkerRow {
     pub perry_version: Option<String>,
     /// 1 when it holds an assigned or running job.
     pub busy: i64,
+    /// Connection id.
+    pub id: String,
+    /// Parallel job slots.
+    pub max_concurrent: i32,
+    /// When it connected (epoch ms).
+    pub connected_ms: i64,
+    /// Last ping (epoch ms).
+    pub last_seen_ms: i64,
+    /// 1 when an operator drained its name.
+    pub draining: i64,
 }
 
 impl WorkerRow {
@@ -43,7 +53,9 @@ impl WorkerRow {
 pub async fn connected(pool: &MySqlPool) -> Result<Vec<WorkerRow>, sqlx::Error> {
     sqlx::query_as(
         "SELECT w.name, w.capabilities, w.perry_version, \
-         CAST(EXISTS(SELECT 1 FROM jobs j WHERE j.worker_id = w.id AND j.state IN ('assigned', 'running')) AS SIGNED) AS busy \
+         CAST(EXISTS(SELECT 1 FROM jobs j WHERE j.worker_id = w.id AND j.state IN ('assigned', 'running')) AS SIGNED) AS busy, \
+         w.id, w.max_concurrent, w.connected_ms, w.last_seen_ms, \
+         CAST(EXISTS(SELECT 1 FROM worker_drains d WHERE d.name = w.name) AS SIGNED) AS draining \
          FROM workers w WHERE w.disconnected_ms IS NULL AND w.last_seen_ms > ? ORDER BY w.connected_ms, w.name",
     )
     .bind(now_ms() - PRESENCE_WINDOW_MS)
@@ -93,6 +105,11 @@ mod tests {
             capabilities: ",linux,".into(),
             perry_version: None,
             busy: 1,
+            id: "c".into(),
+            max_concurrent: 1,
+            connected_ms: 0,
+            last_seen_ms: 0,
+            draining: 0,
         };
         assert_eq!(w.version(), "unknown");
         assert!(w.is_busy());

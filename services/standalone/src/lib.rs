@@ -8,6 +8,10 @@
 //! - [`serve`]: serve an [`App`] on its [`Listeners`] until cancelled.
 //! - [`run`]: validate, connect, migrate, [`start`], [`serve`], shut down.
 //! - [`launch`]: the `all` role of the `perry-hub` binary (`--check`, or bind and [`run`]).
+//! - [`admin`]: `perry-hub admin …`, the operator API from a terminal ([`admin_tables`]).
+
+pub mod admin;
+pub mod admin_tables;
 
 use anyhow::Context as _;
 use axum::Router;
@@ -133,7 +137,10 @@ pub fn start(deps: &Deps, services: Services) -> anyhow::Result<App> {
     let http = ingest::router(ingest_state)
         .merge(download::router(download_state))
         .merge(dispatcher::router(dispatch.clone()))
-        .merge(shared::http::health_router(deps.ready_checks()));
+        .merge(shared::http::health_router(
+            deps.ready_checks(),
+            deps.pool.clone(),
+        ));
     Ok(App {
         http: shared::http::finish_router(http),
         legacy_ws: dispatcher::legacy_router(dispatch.clone()),

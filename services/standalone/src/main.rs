@@ -8,6 +8,8 @@
 //! - `perry-hub check` (or `--check` after any service role): check the configuration and the
 //!   backing services, print their versions, exit.
 //! - `perry-hub import-legacy --from mysql://…`: import the original server's data.
+//! - `perry-hub admin jobs|job|cancel|requeue|workers|drain|…`: the operator API of a running
+//!   hub, as tables or `--json`.
 //!
 //! Invoked under another name (a symlink `ingest` → `perry-hub`), the name is the role.
 
@@ -53,6 +55,9 @@ enum Role {
     /// Import licences, accounts, API tokens and usage (optionally builds) from the original
     /// server's MySQL database; safe to run more than once
     ImportLegacy(ImportLegacy),
+    /// Operate a running hub over its admin API: jobs, cancel, requeue, workers, drain, queues,
+    /// outbox, licences (PERRY_HUB_URL, PERRY_HUB_ADMIN_SECRET)
+    Admin(standalone::admin::AdminArgs),
 }
 
 /// `perry-hub migrate`: only the database settings.
@@ -84,6 +89,7 @@ const ROLES: &[&str] = &[
     "migrate",
     "check",
     "import-legacy",
+    "admin",
 ];
 
 /// The command line with the role made explicit: from the program name when it is a role (a
@@ -133,6 +139,17 @@ async fn run(role: Role) -> anyhow::Result<()> {
             pool.close().await;
             Ok(())
         }
+        Role::Admin(args) => match standalone::admin::run(&args).await {
+            Ok(out) => {
+                print!("{out}");
+                Ok(())
+            }
+            // One line for a person at a terminal, no backtrace.
+            Err(error) => {
+                eprintln!("error: {error:#}");
+                std::process::exit(1);
+            }
+        },
         Role::ImportLegacy(ImportLegacy { args, db }) => {
             let pool = shared::db::connect(&db, Duration::from_secs(60)).await?;
             shared::db::migrate(&pool).await?;
@@ -186,6 +203,22 @@ mod tests {
             parse(&["perry-hub", "import-legacy", "--from", "mysql://u:p@h/db", "--dry-run"]),
             Role::ImportLegacy(i) if i.args.dry_run
         ));
+        let Role::Admin(admin) = parse(&[
+            "perry-hub",
+            "admin",
+            "--url",
+            "http://h:1",
+            "drain",
+            "mac-1",
+            "--json",
+        ]) else {
+            panic!("expected admin");
+        };
+        assert!(admin.json);
+        assert_eq!(admin.url, "http://h:1");
+        assert!(
+            matches!(admin.command, standalone::admin::AdminCommand::Drain { name } if name == "mac-1")
+        );
     }
 
     #[test]

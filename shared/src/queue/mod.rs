@@ -7,6 +7,7 @@
 
 mod broker;
 pub mod consumer;
+pub mod dead;
 pub mod outbox;
 mod topology;
 
@@ -138,6 +139,9 @@ pub enum Message {
     UpdatePerry { expected_version: String },
     /// Worker capacity or queue contents changed; dispatchers refresh positions and consumers.
     CapacityChanged {},
+    /// An operator drained (`draining`) or undrained the worker(s) called `name`: a drained
+    /// worker finishes what it holds and is given nothing new.
+    WorkerDrain { name: String, draining: bool },
 }
 
 impl Message {
@@ -154,6 +158,7 @@ impl Message {
             Self::CancelJob { .. } => (Exchange::Events, "control.cancel".to_owned(), 0),
             Self::UpdatePerry { .. } => (Exchange::Events, "control.update_perry".to_owned(), 0),
             Self::CapacityChanged {} => (Exchange::Events, "control.capacity".to_owned(), 0),
+            Self::WorkerDrain { .. } => (Exchange::Events, "control.drain".to_owned(), 0),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Integration scenarios against real MariaDB, RabbitMQ and S3 (one test binary).
 
+mod admin;
 mod attacks;
 mod blob;
 mod dispatcher;

@@ -49,6 +49,21 @@ pub async fn assign(
     if res.rows_affected() == 0 {
         return Ok(None);
     }
+    // One row per dispatch, for operators (the job row keeps only the current attempt).
+    sqlx::query(
+        "INSERT INTO job_attempts (job_id, attempt, stage, target, worker_id, worker_name, dispatcher_id, assigned_ms) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&job.id)
+    .bind(attempt)
+    .bind(job.stage)
+    .bind(&job.target)
+    .bind(to.worker_id)
+    .bind(to.worker_name)
+    .bind(to.dispatcher_id)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
     let update = Outgoing::QueueUpdate {
         job_id: job.id.clone(),
         position: 0,

@@ -74,7 +74,7 @@ pub async fn fail(
         &Event::failed_complete(&job.id, job.duration_secs()),
     )
     .await?;
-    count_finished(state);
+    count_finished(job, state);
     Ok(())
 }
 
@@ -122,7 +122,7 @@ pub async fn complete(
         artifacts,
     };
     event::emit(conn, &job.id, frame).await?;
-    count_finished(JobState::Completed);
+    count_finished(job, JobState::Completed);
     Ok(true)
 }
 
@@ -223,9 +223,16 @@ pub async fn cancel(conn: &mut MySqlConnection, job: &Job) -> Result<Cancelled> 
     }
 }
 
-fn count_finished(state: JobState) {
-    metrics::get()
-        .jobs_finished
+fn count_finished(job: &Job, state: JobState) {
+    let m = metrics::get();
+    m.jobs_finished
         .get_or_create(&metrics::label("state", state.as_str()))
         .inc();
+    let labels = vec![
+        ("target".to_owned(), job.original_target.as_str().to_owned()),
+        ("outcome".to_owned(), state.as_str().to_owned()),
+    ];
+    m.build_duration_seconds
+        .get_or_create(&labels)
+        .observe(job.duration_secs());
 }

@@ -17,10 +17,12 @@
 //! | assigned/running | failed (past the stage's time limit) | [`time_out`] |
 //! | queued/finishing, assigned/running | cancelled, flagged | [`cancel`] |
 //! | any active | failed or cancelled | [`fail`] |
+//! | failed | queued (an operator's requeue) | [`requeue_failed`] |
 
 mod dispatch;
 mod end;
 mod lost;
+mod operator;
 mod overdue;
 mod submit;
 
@@ -33,5 +35,6 @@ pub use end::{
     Unsuccessful,
 };
 pub use lost::{requeue_lost, retry_lost_upload, LostOutcome};
+pub use operator::{requeue_failed, NotRequeued};
 pub use overdue::time_out;
 pub use submit::{announce_again, announce_queued, record_finished, submit, FinishedJob, NewJob};

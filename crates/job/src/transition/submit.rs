@@ -36,8 +36,8 @@ pub struct NewJob<'a> {
 pub async fn submit(conn: &mut MySqlConnection, job: &NewJob<'_>) -> Result<()> {
     sqlx::query(
         "INSERT INTO jobs (id, license_id, project, original_target, target, stage, state, priority, manifest, credentials_enc, \
-         input_key, input_size, input_sha256, idempotency_key, enqueued_ms, created_ms) \
-         VALUES (?, ?, ?, ?, ?, 1, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         input_key, input_size, input_sha256, idempotency_key, enqueued_ms, created_ms, sealed_credentials) \
+         VALUES (?, ?, ?, ?, ?, 1, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(job.id)
     .bind(job.license_id)
@@ -53,6 +53,7 @@ pub async fn submit(conn: &mut MySqlConnection, job: &NewJob<'_>) -> Result<()> 
     .bind(job.idempotency_key)
     .bind(job.now_ms)
     .bind(job.now_ms)
+    .bind(job.credentials_enc.is_some())
     .execute(&mut *conn)
     .await?;
     announce_queued(conn, job.id, job.target, 0, job.priority).await

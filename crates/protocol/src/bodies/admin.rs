@@ -42,6 +42,9 @@ pub struct AdminWorkersResponse {
     pub expected_version: String,
     /// Every connected worker.
     pub workers: Vec<AdminWorker>,
+    /// *New*: names an operator drained (connected or not), sorted (DEC-28).
+    #[serde(default)]
+    pub drained: Vec<String>,
 }
 
 /// Worker entry of [`AdminWorkersResponse`].
@@ -55,4 +58,19 @@ pub struct AdminWorker {
     pub capabilities: String,
     /// Whether the worker has active jobs.
     pub busy: bool,
+    /// *New* (DEC-28): parallel job slots it offered.
+    #[serde(default)]
+    pub slots: u32,
+    /// *New*: ids of the jobs it holds (assigned or running).
+    #[serde(default)]
+    pub jobs: Vec<String>,
+    /// *New*: when it connected (epoch ms).
+    #[serde(default)]
+    pub connected_ms: i64,
+    /// *New*: when the hub last heard from it (epoch ms).
+    #[serde(default)]
+    pub last_seen_ms: i64,
+    /// *New*: drained by an operator: finishes what it holds, takes nothing new.
+    #[serde(default)]
+    pub draining: bool,
 }

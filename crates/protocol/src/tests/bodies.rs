@@ -169,11 +169,18 @@ fn build_and_admin_bodies() {
             perry_version: "0.5.1182".into(),
             capabilities: ",linux,android,".into(),
             busy: true,
+            slots: 2,
+            jobs: vec!["j1".into()],
+            connected_ms: 5,
+            last_seen_ms: 6,
+            draining: true,
         }],
+        drained: vec!["linux-1".into()],
     };
     assert_eq!(
         serde_json::to_value(&resp).unwrap(),
-        json!({"expected_version":"","workers":[{"name":"linux-1","perry_version":"0.5.1182","capabilities":",linux,android,","busy":true}]})
+        json!({"expected_version":"","drained":["linux-1"],"workers":[{"name":"linux-1","perry_version":"0.5.1182","capabilities":",linux,android,","busy":true,
+            "slots":2,"jobs":["j1"],"connected_ms":5,"last_seen_ms":6,"draining":true}]})
     );
     assert_eq!(
         serde_json::to_value(OkResponse { ok: true }).unwrap(),

@@ -52,6 +52,7 @@ fn error_code_statuses_match_table() {
         (ErrorCode::ArtifactNotFound, "ARTIFACT_NOT_FOUND", 404),
         (ErrorCode::MethodNotAllowed, "METHOD_NOT_ALLOWED", 405),
         (ErrorCode::JobNotRunning, "JOB_NOT_RUNNING", 409),
+        (ErrorCode::Conflict, "CONFLICT", 409),
         (ErrorCode::Gone, "GONE", 410),
         (ErrorCode::UploadTooLarge, "UPLOAD_TOO_LARGE", 413),
         (ErrorCode::RangeNotSatisfiable, "RANGE_NOT_SATISFIABLE", 416),

@@ -15,6 +15,7 @@ fn worker(id: &str, caps: &[&str], max: usize) -> (WorkerEntry, SocketTx) {
         updating: false,
         update_pending: false,
         updating_since: None,
+        draining: false,
         tx,
         notices: mpsc::unbounded_channel().0,
     };
@@ -53,6 +54,22 @@ fn updating_workers_take_no_jobs_and_busy_ones_update_when_idle() {
     assert_eq!(reg.free_slots("linux"), 0);
     reg.set_updating("w1", false);
     assert_eq!(reg.free_slots("linux"), 1);
+}
+
+#[test]
+fn drained_workers_keep_their_jobs_and_take_no_new_ones() {
+    let reg = Registry::default();
+    let (w, _rx) = worker("w1", &["linux"], 2);
+    reg.add_worker(w);
+    let r = reg.reserve("linux", "j1").unwrap();
+    reg.settle(&r.worker_id, Some(("j1", 1)));
+    reg.set_draining(Some("n-w1"), true, None);
+    assert_eq!(reg.free_slots("linux"), 0);
+    assert!(reg.reserve("linux", "j2").is_none());
+    assert_eq!(reg.held_attempt("w1", "j1"), Some(1));
+    // Reconciling from the stored list undrains a name that is no longer in it.
+    reg.set_draining(None, false, Some(&HashSet::new()));
+    assert!(reg.reserve("linux", "j2").is_some());
 }
 
 #[test]

@@ -121,6 +121,15 @@ pub(super) async fn record_hello(
     .map(|_| ())
 }
 
+/// Whether an operator drained the worker called `name` (issue 17).
+pub(super) async fn drained(ctx: &AppState, name: &str) -> Result<bool, sqlx::Error> {
+    let found: Option<i32> = sqlx::query_scalar("SELECT 1 FROM worker_drains WHERE name = ?")
+        .bind(name)
+        .fetch_optional(&ctx.deps.pool)
+        .await?;
+    Ok(found.is_some())
+}
+
 pub(super) async fn expected_version(ctx: &AppState) -> String {
     match db::get_setting(&ctx.deps.pool, db::SETTING_EXPECTED_VERSION).await {
         Ok(Some(v)) => v,

@@ -28,7 +28,9 @@ async fn update_perry_persists_the_version_and_reaches_idle_workers() {
     };
     assert_eq!(
         listed,
-        json!({"expected_version": "", "workers": [{"name": "linux-7", "perry_version": "0.5.0", "capabilities": ",linux,android,", "busy": false}]})
+        json!({"expected_version": "", "drained": [], "workers": [{"name": "linux-7", "perry_version": "0.5.0", "capabilities": ",linux,android,", "busy": false,
+            "slots": 2, "jobs": [], "draining": false,
+            "connected_ms": listed["workers"][0]["connected_ms"], "last_seen_ms": listed["workers"][0]["last_seen_ms"]}]})
     );
 
     let (status, body) = hub

@@ -150,8 +150,23 @@ async fn the_openapi_document_lists_every_route() {
         "/api/v1/jobs/{job_id}",
         "/api/v1/license/register",
         "/api/v1/admin/workers",
+        "/api/v1/admin/jobs",
+        "/api/v1/admin/jobs/{job_id}/requeue",
+        "/api/v1/admin/workers/{name}/drain",
+        "/api/v1/admin/queues",
+        "/api/v1/admin/outbox/replay",
+        "/api/v1/admin/licenses/{id}/tier",
     ] {
         assert!(doc["paths"].get(path).is_some(), "{path}");
+    }
+    // Every reference of the document resolves to a schema it defines.
+    let text = doc.to_string();
+    for reference in text.split("\"$ref\":\"#/components/schemas/").skip(1) {
+        let name = reference.split('"').next().unwrap_or_default();
+        assert!(
+            doc["components"]["schemas"].get(name).is_some(),
+            "dangling $ref {name}"
+        );
     }
     hub.stop().await;
 }

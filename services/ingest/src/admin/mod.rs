@@ -1,7 +1,17 @@
-//! Admin endpoints (§3.11, §3.12), behind the admin secret (D2: never open when it is unset).
+//! Admin endpoints (§3.11, §3.12, and the operator API of issue 17), behind the admin secret
+//! (D2: never open when it is unset).
 //!
 //! `update-perry` persists the expected version and, in the same transaction, queues the
 //! broadcast that every dispatcher delivers to its idle workers (busy ones get it when idle).
+//! [`jobs`]: list and show; [`actions`]: cancel and requeue; [`fleet`]: drain, queues, the outbox and its dead
+//! letters; [`licences`]: licences, accounts and API tokens.
+
+pub mod actions;
+pub mod fleet;
+pub mod jobs;
+pub mod licences;
+pub mod openapi;
+mod params;
 
 use axum::{body::Bytes, extract::State, Json};
 use protocol::{
@@ -68,12 +78,19 @@ pub async fn update_perry(
     }))
 }
 
-/// `GET /api/v1/admin/workers`.
+/// `GET /api/v1/admin/workers`: connected workers with their slots, held jobs, last-seen
+/// time and drain flag, and every drained name.
 pub async fn list_workers(
     State(state): State<AppState>,
     _admin: Admin,
 ) -> ApiResult<Json<AdminWorkersResponse>> {
-    let connected = workers::connected(&state.deps.pool).await?;
+    let pool = &state.deps.pool;
+    let connected = workers::connected(pool).await?;
+    let held: Vec<(String, String)> = sqlx::query_as(
+        "SELECT worker_id, id FROM jobs WHERE state IN ('assigned', 'running') AND worker_id IS NOT NULL ORDER BY assigned_ms, id",
+    )
+    .fetch_all(pool)
+    .await?;
     let workers = connected
         .iter()
         .map(|w| AdminWorker {
@@ -81,11 +98,24 @@ pub async fn list_workers(
             perry_version: w.version(),
             capabilities: w.capabilities.clone(),
             busy: w.is_busy(),
+            slots: u32::try_from(w.max_concurrent).unwrap_or(0),
+            jobs: held
+                .iter()
+                .filter(|(worker, _)| *worker == w.id)
+                .map(|(_, job)| job.clone())
+                .collect(),
+            connected_ms: w.connected_ms,
+            last_seen_ms: w.last_seen_ms,
+            draining: w.draining != 0,
         })
         .collect();
+    let drained = sqlx::query_scalar("SELECT name FROM worker_drains ORDER BY name")
+        .fetch_all(pool)
+        .await?;
     Ok(Json(AdminWorkersResponse {
         expected_version: workers::expected_version(&state.deps).await?,
         workers,
+        drained,
     }))
 }
 

@@ -1,12 +1,36 @@
-//! Prometheus metrics shared by every service, exposed on `/metrics`.
+//! Prometheus metrics shared by every service, exposed on `/metrics` in the OpenMetrics text
+//! format ([`CONTENT_TYPE`]). [`refresh`] sets the gauges read from MySQL (queues, outbox,
+//! pool) when `/metrics` is scraped; [`http`] counts and times every HTTP request.
+
+pub mod http;
+pub mod refresh;
 
 use std::sync::OnceLock;
 
 use prometheus_client::{
     encoding::text::encode,
-    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram, info::Info},
     registry::Registry,
 };
+
+/// Content type of [`Metrics::render`]: `prometheus_client` writes OpenMetrics text (it ends
+/// with `# EOF`), which Prometheus parses only when told so.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// A histogram family with fixed buckets.
+pub type Histograms = Family<Labels, Histogram, fn() -> Histogram>;
+
+fn http_buckets() -> Histogram {
+    Histogram::new([
+        0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    ])
+}
+
+fn build_buckets() -> Histogram {
+    Histogram::new([
+        10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0,
+    ])
+}
 
 /// Label set: a list of (name, value) pairs.
 pub type Labels = Vec<(String, String)>;
@@ -44,6 +68,20 @@ pub struct Metrics {
     pub jobs_finished: Family<Labels, Counter>,
     /// HTTP connections refused at accept, by reason (`full`, `address_full`).
     pub connections_refused: Family<Labels, Counter>,
+    /// HTTP requests by method, route (the matched pattern) and status.
+    pub http_requests: Family<Labels, Counter>,
+    /// HTTP request latency (to the response head) by method, route and status.
+    pub http_request_duration_seconds: Histograms,
+    /// Outbox rows not published yet (read from MySQL at scrape).
+    pub outbox_backlog: Gauge,
+    /// Age of the oldest unpublished outbox row, 0 when none (at scrape).
+    pub outbox_oldest_unsent_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
+    /// How long the longest-waiting queued job of each target has waited (at scrape).
+    pub queue_oldest_wait_seconds: Family<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    /// Jobs ended, submission to end, by asked-for target and outcome.
+    pub build_duration_seconds: Histograms,
+    /// Database pool connections by state (`idle`, `in_use`) and the pool's maximum (`max`).
+    pub db_pool_connections: Family<Labels, Gauge>,
 }
 
 /// One-label helper.
@@ -72,6 +110,13 @@ impl Metrics {
             downloads: Family::default(),
             jobs_finished: Family::default(),
             connections_refused: Family::default(),
+            http_requests: Family::default(),
+            http_request_duration_seconds: Family::new_with_constructor(http_buckets),
+            outbox_backlog: Gauge::default(),
+            outbox_oldest_unsent_seconds: Gauge::default(),
+            queue_oldest_wait_seconds: Family::default(),
+            build_duration_seconds: Family::new_with_constructor(build_buckets),
+            db_pool_connections: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -140,6 +185,47 @@ impl Metrics {
             "jobs_finished",
             "Jobs reaching a terminal state",
             m.jobs_finished.clone(),
+        );
+        registry.register(
+            "http_requests",
+            "HTTP requests by method, route and status",
+            m.http_requests.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency by method, route and status",
+            m.http_request_duration_seconds.clone(),
+        );
+        registry.register(
+            "outbox_backlog",
+            "Outbox rows not yet published",
+            m.outbox_backlog.clone(),
+        );
+        registry.register(
+            "outbox_oldest_unsent_seconds",
+            "Age of the oldest unpublished outbox row",
+            m.outbox_oldest_unsent_seconds.clone(),
+        );
+        registry.register(
+            "queue_oldest_wait_seconds",
+            "Wait of the longest-waiting queued job per target",
+            m.queue_oldest_wait_seconds.clone(),
+        );
+        registry.register(
+            "build_duration_seconds",
+            "Submission to end of a job by target and outcome",
+            m.build_duration_seconds.clone(),
+        );
+        // OpenMetrics info: `perry_hub_build_info{version="…"} 1`.
+        registry.register(
+            "build",
+            "Version of this process",
+            Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
+        );
+        registry.register(
+            "db_pool_connections",
+            "Database pool connections by state",
+            m.db_pool_connections.clone(),
         );
         Self { registry, ..m }
     }

@@ -3,16 +3,14 @@
 //! a middleware that wraps every framework error (404, 405, 413, timeouts) in the envelope, and
 //! [`serve`] with request tracing and graceful shutdown.
 
-use std::{future::Future, sync::Arc, time::Duration};
+use std::future::Future;
 
-use async_trait::async_trait;
 use axum::{
     body::Body,
     extract::{rejection::JsonRejection, FromRequest, Request},
     http::{header, HeaderValue, StatusCode},
     middleware::Next,
     response::{IntoResponse, Response},
-    routing::get,
     Json, Router,
 };
 use tokio::net::TcpListener;
@@ -242,12 +240,13 @@ pub async fn envelope_errors(req: Request, next: Next) -> Response {
     if !(status.is_client_error() || status.is_server_error()) {
         return resp;
     }
-    let is_json = resp
+    // JSON is already an envelope; an HTML page (the dashboard's) is meant for a person.
+    let rendered = resp
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    if is_json || resp.headers().contains_key(header::UPGRADE) {
+        .is_some_and(|v| v.starts_with("application/json") || v.starts_with("text/html"));
+    if rendered || resp.headers().contains_key(header::UPGRADE) {
         return resp;
     }
     let (code, message) = match status {
@@ -266,108 +265,16 @@ pub async fn envelope_errors(req: Request, next: Next) -> Response {
     out
 }
 
-/// A dependency that `/readyz` checks.
-#[async_trait]
-pub trait ReadyCheck: Send + Sync {
-    /// Short name (`mysql`, `rabbitmq`, `blob`).
-    fn name(&self) -> &'static str;
-    /// Ok when usable now.
-    async fn check(&self) -> Result<(), String>;
-}
+mod health;
 
-/// MySQL readiness.
-pub struct DbReady(pub sqlx::MySqlPool);
-
-#[async_trait]
-impl ReadyCheck for DbReady {
-    fn name(&self) -> &'static str {
-        "mysql"
-    }
-    async fn check(&self) -> Result<(), String> {
-        crate::db::check(&self.0).await.map_err(|e| e.to_string())
-    }
-}
-
-/// RabbitMQ readiness.
-pub struct BrokerReady(pub crate::queue::Broker);
-
-#[async_trait]
-impl ReadyCheck for BrokerReady {
-    fn name(&self) -> &'static str {
-        "rabbitmq"
-    }
-    async fn check(&self) -> Result<(), String> {
-        self.0.check().await.map_err(|e| e.to_string())
-    }
-}
-
-/// Blob store readiness.
-pub struct BlobReady(pub Arc<dyn blob::BlobStore>);
-
-#[async_trait]
-impl ReadyCheck for BlobReady {
-    fn name(&self) -> &'static str {
-        "blob"
-    }
-    async fn check(&self) -> Result<(), String> {
-        self.0.check().await.map_err(|e| e.to_string())
-    }
-}
-
-/// `/healthz` (liveness), `/readyz` (dependencies, 503 with the envelope when one fails) and
-/// `/metrics` (Prometheus text).
-pub fn health_router(checks: Vec<Arc<dyn ReadyCheck>>) -> Router {
-    let checks = Arc::new(checks);
-    Router::new()
-        .route(
-            "/healthz",
-            get(|| async { Json(serde_json::json!({"status": "ok"})) }),
-        )
-        .route(
-            "/readyz",
-            get(move || {
-                let checks = checks.clone();
-                async move { readiness(&checks).await }
-            }),
-        )
-        .route(
-            "/metrics",
-            get(|| async {
-                let mut resp = crate::metrics::get().render().into_response();
-                resp.headers_mut().insert(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-                );
-                resp
-            }),
-        )
-}
-
-async fn readiness(checks: &[Arc<dyn ReadyCheck>]) -> Response {
-    let mut failed = Vec::new();
-    for c in checks {
-        match tokio::time::timeout(Duration::from_secs(5), c.check()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => {
-                tracing::warn!(dependency = c.name(), %error, "not ready");
-                failed.push(c.name());
-            }
-            Err(_) => failed.push(c.name()),
-        }
-    }
-    if failed.is_empty() {
-        Json(serde_json::json!({"status": "ready"})).into_response()
-    } else {
-        ApiError::unavailable(format!("Not ready: {} unavailable", failed.join(", ")))
-            .into_response()
-    }
-}
+pub use health::{health_router, BlobReady, BrokerReady, DbReady, ReadyCheck};
 
 /// Add the shared layers: envelope for framework errors, request tracing, 404 fallback.
 pub fn finish_router(router: Router) -> Router {
     router
         .fallback(not_found)
         .layer(axum::middleware::from_fn(envelope_errors))
+        .layer(axum::middleware::from_fn(crate::metrics::http::track))
         .layer(
             tower_http::trace::TraceLayer::new_for_http().make_span_with(|req: &Request<Body>| {
                 let route = req
