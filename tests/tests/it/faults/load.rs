@@ -36,11 +36,14 @@ fn private_broker() -> Option<(String, String)> {
 }
 
 async fn rabbitmqctl(node: &str, args: &[&str]) {
-    let status = tokio::process::Command::new("rabbitmqctl")
+    let run = tokio::process::Command::new("rabbitmqctl")
         .args(["-q", "-n", node])
         .args(args)
-        .status()
+        .kill_on_drop(true)
+        .status();
+    let status = tokio::time::timeout(Duration::from_secs(120), run)
         .await
+        .unwrap_or_else(|_| panic!("rabbitmqctl {args:?} did not finish within 120 s"))
         .expect("run rabbitmqctl");
     assert!(status.success(), "rabbitmqctl {args:?} failed");
 }
@@ -349,6 +352,8 @@ async fn five_hundred_builds_survive_a_killed_replica_and_a_broker_restart() {
         outcome: verdict.outcome(started.elapsed().as_secs_f64()),
         test: "faults::load::five_hundred_builds_survive_a_killed_replica_and_a_broker_restart",
     });
+    drop(replicas);
+    shared::testing::cleanup_amqp(&primary.amqp).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -408,4 +413,5 @@ async fn five_hundred_builds_on_split_services_survive_a_killed_dispatcher_and_i
         test: "faults::load::five_hundred_builds_on_split_services_survive_a_killed_dispatcher_and_ingest_and_a_broker_restart",
     });
     drop((finisher, download, ingests, dispatchers));
+    shared::testing::cleanup_amqp(&primary.amqp).await;
 }
