@@ -349,19 +349,23 @@ pub async fn cli_build(routes: &Routes, http: &reqwest::Client, license_key: &st
                 break;
             };
             match http.get(format!("{base}{path}")).send().await {
-                Ok(resp) if resp.status().is_success() => {
-                    artifact = match resp.text().await {
-                        Ok(text) => {
-                            match base64::engine::general_purpose::STANDARD.decode(text.trim()) {
-                                Ok(bytes) if bytes == artifact_for(&job_id) => Ok(()),
-                                Ok(bytes) => Err(format!("{} other bytes", bytes.len())),
-                                Err(e) => Err(format!("not base64 ({e}): {} bytes", text.len())),
-                            }
-                        }
-                        Err(e) => Err(format!("body: {e}")),
-                    };
-                    break;
-                }
+                Ok(resp) if resp.status().is_success() => match resp.text().await {
+                    Ok(text) => {
+                        let decoded = base64::engine::general_purpose::STANDARD.decode(text.trim());
+                        artifact = match decoded {
+                            Ok(bytes) if bytes == artifact_for(&job_id) => Ok(()),
+                            Ok(bytes) => Err(format!("{} other bytes", bytes.len())),
+                            Err(e) => Err(format!("not base64 ({e}): {} bytes", text.len())),
+                        };
+                        break;
+                    }
+                    // Cut off mid-body (the serving process was killed): try again once the
+                    // link's claim has lapsed.
+                    Err(e) => {
+                        let before = artifact.err().unwrap_or_default();
+                        artifact = Err(format!("{before}; body cut off from {base}: {e}"));
+                    }
+                },
                 Ok(resp) => {
                     let before = artifact.err().unwrap_or_default();
                     artifact = Err(format!(

@@ -82,7 +82,11 @@ async fn primary(amqp_url: String, no_finisher: bool) -> Arc<TestHub> {
             ingest: Some(ingest),
             amqp_url: Some(amqp_url),
             no_finisher,
-            hub: Some(Box::new(|h: &mut HubConfig| h.self_hosted = true)),
+            hub: Some(Box::new(|h: &mut HubConfig| {
+                h.self_hosted = true;
+                // A download cut off by a killed process frees its link soon (DEC-30).
+                h.download_claim_secs = 3;
+            })),
             ..HubOptions::default()
         })
         .await,
