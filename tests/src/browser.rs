@@ -166,8 +166,13 @@ impl Browser {
     pub async fn wait_text(&self, css: &str, pred: impl Fn(&str) -> bool) -> String {
         let deadline = tokio::time::Instant::now() + PAGE_WAIT;
         loop {
-            if let Some(e) = self.find(css).await {
-                let t = self.text(&e).await;
+            // A live page replaces elements as it updates: one found a moment ago may be gone
+            // (a stale element), and is looked up again.
+            let found = match self.find(css).await {
+                Some(e) => self.try_text(&e).await,
+                None => None,
+            };
+            if let Some(t) = found {
                 if pred(&t) {
                     return t;
                 }
@@ -193,6 +198,15 @@ impl Browser {
             .to_string()
     }
 
+    /// Visible text of an element, or None when the element is no longer on the page.
+    pub async fn try_text(&self, e: &Element) -> Option<String> {
+        let url = format!("{}/element/{}/text", self.base, e.0);
+        let resp = self.http.get(url).send().await.expect("webdriver request");
+        let ok = resp.status().is_success();
+        let v: Value = resp.json().await.expect("webdriver JSON");
+        ok.then(|| v["value"].as_str().unwrap_or_default().to_owned())
+    }
+
     /// Visible text of an element.
     pub async fn text(&self, e: &Element) -> String {
         self.raw("GET", &format!("/element/{}/text", e.0), None)
@@ -216,6 +230,32 @@ impl Browser {
     pub async fn click(&self, e: &Element) {
         self.raw("POST", &format!("/element/{}/click", e.0), None)
             .await;
+    }
+
+    /// Click the element matching `css` once it is there, looking it up again if the page
+    /// replaced it in the meantime (a stale element).
+    pub async fn click_on(&self, css: &str) {
+        let deadline = tokio::time::Instant::now() + PAGE_WAIT;
+        loop {
+            let e = self.wait_for(css).await;
+            let url = format!("{}/element/{}/click", self.base, e.0);
+            let resp = self
+                .http
+                .post(url)
+                .json(&json!({}))
+                .send()
+                .await
+                .expect("webdriver request");
+            if resp.status().is_success() {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{css} could not be clicked: {}",
+                resp.text().await.unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Run a script in the page; its result.

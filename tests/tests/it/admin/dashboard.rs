@@ -21,9 +21,7 @@ async fn an_operator_signs_in_follows_a_build_live_and_drains_a_worker() {
     );
     let input = browser.wait_for("#secret").await;
     browser.type_into(&input, "not-the-admin-secret").await;
-    browser
-        .click(&browser.wait_for("button[type=submit]").await)
-        .await;
+    browser.click_on("button[type=submit]").await;
     browser
         .wait_text(".error", |t| t.contains("not the admin secret"))
         .await;
@@ -31,9 +29,7 @@ async fn an_operator_signs_in_follows_a_build_live_and_drains_a_worker() {
 
     let input = browser.wait_for("#secret").await;
     browser.type_into(&input, &hub.admin_secret()).await;
-    browser
-        .click(&browser.wait_for("button[type=submit]").await)
-        .await;
+    browser.click_on("button[type=submit]").await;
     browser.wait_text("h1", |t| t == "Overview").await;
     let url = browser.url().await;
     assert!(
@@ -126,11 +122,7 @@ async fn an_operator_signs_in_follows_a_build_live_and_drains_a_worker() {
         .wait_text("table", |t| t.contains("linux-ui") && t.contains("ready"))
         .await;
     browser
-        .click(
-            &browser
-                .wait_for("form[action='/admin/workers/linux-ui/drain'] button")
-                .await,
-        )
+        .click_on("form[action='/admin/workers/linux-ui/drain'] button")
         .await;
     browser.wait_text("table", |t| t.contains("draining")).await;
     browser
@@ -155,9 +147,7 @@ async fn an_operator_signs_in_follows_a_build_live_and_drains_a_worker() {
     assert_eq!(listed["drained"], json!(["linux-ui"]));
 
     // Signing out ends the session.
-    browser
-        .click(&browser.wait_for("header .logout button").await)
-        .await;
+    browser.click_on("header .logout button").await;
     browser.wait_for("#secret").await;
     browser.goto(&hub.url("/admin")).await;
     assert!(browser.url().await.ends_with("/admin/login"));
