@@ -18,13 +18,9 @@ pub struct Fault<'a> {
     pub test: &'a str,
 }
 
-/// Where the rows go.
+/// Where the rows go: `faults/` beside the attack log's folder in the target directory.
 pub fn dir() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
-        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"),
-        PathBuf::from,
-    );
-    target.join("faults")
+    crate::attacks::dir().with_file_name("faults")
 }
 
 /// Record `fault` (called once the scenario's assertions have passed).

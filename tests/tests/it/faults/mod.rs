@@ -4,3 +4,4 @@
 //! it are killed.
 
 mod load;
+mod verdict;
