@@ -7,7 +7,7 @@ use shared::{
     clock::now_ms,
     queue::{outbox, Message},
 };
-use sqlx::MySqlConnection;
+use sqlx::{mysql::MySqlQueryResult, MySqlConnection};
 
 use crate::Result;
 
@@ -122,20 +122,50 @@ pub struct Numbered {
     pub event: Event,
 }
 
-/// Append an event to the job's log and queue its fan-out, in the caller's transaction.
-/// Returns its sequence number. The job's row lock serialises writers from every service, so
-/// numbers are gap-free and ordered.
-pub async fn append(conn: &mut MySqlConnection, job_id: &str, event: &Event) -> Result<i64> {
-    let res = sqlx::query("UPDATE jobs SET event_seq = LAST_INSERT_ID(event_seq + 1) WHERE id = ?")
+/// Reserve `count` sequence numbers of the job's log; returns the last. One statement: the
+/// server reports `LAST_INSERT_ID(expr)` in the statement's OK packet (the insert id), so no
+/// `SELECT LAST_INSERT_ID()` follows.
+async fn bump_seq(conn: &mut MySqlConnection, job_id: &str, count: i64) -> Result<i64> {
+    let res = sqlx::query("UPDATE jobs SET event_seq = LAST_INSERT_ID(event_seq + ?) WHERE id = ?")
+        .bind(count)
         .bind(job_id)
         .execute(&mut *conn)
         .await?;
     if res.rows_affected() == 0 {
         return Err(sqlx::Error::RowNotFound.into());
     }
-    let seq: i64 = sqlx::query_scalar("SELECT CAST(LAST_INSERT_ID() AS SIGNED)")
-        .fetch_one(&mut *conn)
-        .await?;
+    reserved(&res)
+}
+
+/// A `SET` item that reserves the job's next event number inside a transition's own `UPDATE`
+/// (one statement for the state change and the number); [`reserved`] reads the number from
+/// that statement's result, and [`append_reserved`] stores the event under it.
+pub(crate) const NEXT_SEQ: &str = "event_seq = LAST_INSERT_ID(event_seq + 1)";
+
+/// The number an `UPDATE` with [`NEXT_SEQ`] reserved (call only when it changed a row).
+pub(crate) fn reserved(res: &MySqlQueryResult) -> Result<i64> {
+    i64::try_from(res.last_insert_id())
+        .ok()
+        .filter(|seq| *seq > 0)
+        .ok_or_else(|| sqlx::Error::Protocol("no event sequence reserved".into()).into())
+}
+
+/// Append an event to the job's log and queue its fan-out, in the caller's transaction.
+/// Returns its sequence number. The job's row lock serialises writers from every service, so
+/// numbers are gap-free and ordered.
+pub async fn append(conn: &mut MySqlConnection, job_id: &str, event: &Event) -> Result<i64> {
+    let seq = bump_seq(conn, job_id, 1).await?;
+    append_reserved(conn, job_id, seq, event).await?;
+    Ok(seq)
+}
+
+/// [`append`] under a number already reserved with [`NEXT_SEQ`].
+pub(crate) async fn append_reserved(
+    conn: &mut MySqlConnection,
+    job_id: &str,
+    seq: i64,
+    event: &Event,
+) -> Result<()> {
     let frame = serde_json::to_value(event)?;
     sqlx::query(
         "INSERT INTO job_events (job_id, seq, kind, payload, created_ms) VALUES (?, ?, ?, ?, ?)",
@@ -154,7 +184,7 @@ pub async fn append(conn: &mut MySqlConnection, job_id: &str, event: &Event) -> 
         frame,
     };
     outbox::enqueue(conn, &message).await?;
-    Ok(seq)
+    Ok(())
 }
 
 /// Append a burst of events in one group commit: one sequence bump, one multi-row insert and
@@ -171,17 +201,7 @@ pub async fn append_batch(
     if count == 0 {
         return Ok(0);
     }
-    let res = sqlx::query("UPDATE jobs SET event_seq = LAST_INSERT_ID(event_seq + ?) WHERE id = ?")
-        .bind(count)
-        .bind(job_id)
-        .execute(&mut *conn)
-        .await?;
-    if res.rows_affected() == 0 {
-        return Err(sqlx::Error::RowNotFound.into());
-    }
-    let last: i64 = sqlx::query_scalar("SELECT CAST(LAST_INSERT_ID() AS SIGNED)")
-        .fetch_one(&mut *conn)
-        .await?;
+    let last = bump_seq(conn, job_id, count).await?;
     let first = last - count + 1;
     let frames = events
         .iter()
@@ -264,12 +284,14 @@ pub async fn append_artifact(
 }
 
 /// Before an attempt completes: `artifact_ready` for every visible artifact it uploaded that the
-/// log does not have yet, so the CLI always sees them before `complete`.
+/// log does not have yet, so the CLI always sees them before `complete`. Returns the attempt's
+/// visible artifacts, in upload order (what `complete` lists; the same rows as
+/// [`crate::artifacts::of_attempt`], without reading them twice).
 pub async fn announce_missing_artifacts(
     conn: &mut MySqlConnection,
     job_id: &str,
     attempt: i32,
-) -> Result<()> {
+) -> Result<Vec<ArtifactInfo>> {
     let rows: Vec<(String, String, String, i64, String)> = sqlx::query_as(
         "SELECT id, name, target, size, sha256 FROM artifacts WHERE job_id = ? AND attempt = ? AND hidden = FALSE \
          ORDER BY created_ms, name",
@@ -278,18 +300,25 @@ pub async fn announce_missing_artifacts(
     .bind(attempt)
     .fetch_all(&mut *conn)
     .await?;
+    let mut listed = Vec::with_capacity(rows.len());
     for (artifact_id, artifact_name, target, size, sha256) in rows {
+        let size = u64::try_from(size).unwrap_or(0);
+        listed.push(ArtifactInfo {
+            name: artifact_name.clone(),
+            size,
+            sha256: sha256.clone(),
+        });
         let record = ArtifactRecord {
             job_id: job_id.to_owned(),
             artifact_id,
             target,
             artifact_name,
-            artifact_size: u64::try_from(size).unwrap_or(0),
+            artifact_size: size,
             sha256,
         };
         append_artifact(conn, record).await?;
     }
-    Ok(())
+    Ok(listed)
 }
 
 /// Append a frame (see [`append`]).

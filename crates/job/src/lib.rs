@@ -25,7 +25,10 @@ mod target;
 pub mod transition;
 
 pub use event::Event;
-pub use row::{claim, held_by_name, load, lock, position, Job, COLUMNS};
+pub use row::{
+    claim, held_by_name, load, load_with_position, lock, lock_with_credentials, position,
+    queue_position, Job, COLUMNS,
+};
 pub use shared::queue::{Error, Result};
 pub use state::{JobState, UnknownState};
 pub use target::{Priority, SignPlatform, Target, UnknownTarget};

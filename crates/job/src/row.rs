@@ -55,6 +55,8 @@ pub struct Job {
     pub needs_finishing: Option<String>,
     /// First enqueue (the job's place in its queue).
     pub enqueued_ms: i64,
+    /// Events in the job's log so far (the last sequence number given out).
+    pub event_seq: i64,
     /// Submission time.
     pub created_ms: i64,
     /// Last assignment.
@@ -67,8 +69,8 @@ pub struct Job {
 pub const COLUMNS: &str =
     "id, license_id, project, original_target, target, stage, state, priority, manifest, \
     input_key, input_size, input_sha256, attempt, retries, worker_id, worker_name, dispatcher_id, \
-    lease_expires_ms, cancel_requested, error_reported, error_message, needs_finishing, enqueued_ms, created_ms, \
-    assigned_ms, finished_ms";
+    lease_expires_ms, cancel_requested, error_reported, error_message, needs_finishing, enqueued_ms, event_seq, \
+    created_ms, assigned_ms, finished_ms";
 
 impl Job {
     /// Seconds since the job was created (for `complete.duration_secs`).
@@ -115,6 +117,29 @@ pub async fn lock(conn: &mut MySqlConnection, id: &str) -> Result<Option<Job>, s
     .await
 }
 
+/// A job row with its sealed signing credentials.
+#[derive(sqlx::FromRow)]
+struct Sealed {
+    #[sqlx(flatten)]
+    job: Job,
+    credentials_enc: Option<Vec<u8>>,
+}
+
+/// [`lock`], also reading the sealed credentials (the dispatcher opens them for `job_assign`):
+/// one statement where a lock and a second read would be two.
+pub async fn lock_with_credentials(
+    conn: &mut MySqlConnection,
+    id: &str,
+) -> Result<Option<(Job, Option<Vec<u8>>)>, sqlx::Error> {
+    let row: Option<Sealed> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS}, credentials_enc FROM jobs WHERE id = ? FOR UPDATE"
+    ))
+    .bind(id)
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(|r| (r.job, r.credentials_enc)))
+}
+
 /// Lock a job unless another transaction holds it right now (`SKIP LOCKED`): sweeps running
 /// in several replicas never act on the same job, and a job being changed is left for the next
 /// round.
@@ -152,17 +177,56 @@ pub async fn position(conn: &mut MySqlConnection, job: &Job) -> Result<u64, sqlx
     if job.state != JobState::Queued {
         return Ok(0);
     }
+    queue_position(conn, &job.target, &job.id, job.priority, job.enqueued_ms).await
+}
+
+/// A job row with its queue position.
+#[derive(sqlx::FromRow)]
+struct Placed {
+    #[sqlx(flatten)]
+    job: Job,
+    position: i64,
+}
+
+/// [`load`] and [`position`] in one statement: the job and its 1-based place in its target's
+/// queue (0 unless it is queued).
+pub async fn load_with_position(
+    conn: &mut MySqlConnection,
+    id: &str,
+) -> Result<Option<(Job, u64)>, sqlx::Error> {
+    let row: Option<Placed> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS}, IF(state = 'queued', 1 + (SELECT COUNT(*) FROM jobs o \
+         WHERE o.state = 'queued' AND o.target = jobs.target AND o.id <> jobs.id AND \
+         (o.priority > jobs.priority OR (o.priority = jobs.priority AND \
+         (o.enqueued_ms < jobs.enqueued_ms OR (o.enqueued_ms = jobs.enqueued_ms AND o.id < jobs.id))))), 0) \
+         AS position FROM jobs WHERE id = ?"
+    ))
+    .bind(id)
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(|r| (r.job, u64::try_from(r.position).unwrap_or(0))))
+}
+
+/// The 1-based place in its target's queue of a queued job with these fields (what
+/// [`position`] answers, for a caller that has the fields without the row).
+pub async fn queue_position(
+    conn: &mut MySqlConnection,
+    target: &Target,
+    id: &str,
+    priority: Priority,
+    enqueued_ms: i64,
+) -> Result<u64, sqlx::Error> {
     let ahead: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM jobs WHERE state = 'queued' AND target = ? AND id <> ? AND \
          (priority > ? OR (priority = ? AND (enqueued_ms < ? OR (enqueued_ms = ? AND id < ?))))",
     )
-    .bind(&job.target)
-    .bind(&job.id)
-    .bind(job.priority)
-    .bind(job.priority)
-    .bind(job.enqueued_ms)
-    .bind(job.enqueued_ms)
-    .bind(&job.id)
+    .bind(target)
+    .bind(id)
+    .bind(priority)
+    .bind(priority)
+    .bind(enqueued_ms)
+    .bind(enqueued_ms)
+    .bind(id)
     .fetch_one(conn)
     .await?;
     Ok(u64::try_from(ahead).unwrap_or(0) + 1)

@@ -67,16 +67,20 @@ pub async fn end_attempt(
     }
     // Every artifact of the attempt is announced before `complete`, also those whose notice no
     // session here received (DEC-14).
-    job::event::announce_missing_artifacts(tx, &job.id, job.attempt).await?;
-    let artifacts = artifacts::of_attempt(tx, &job.id, job.attempt).await?;
-    // What this attempt published; an earlier, lost attempt's publications do not count.
-    let published = job::event::count_since(
-        tx,
-        &job.id,
-        "published",
-        job.assigned_ms.unwrap_or_default(),
-    )
-    .await?;
+    let artifacts = job::event::announce_missing_artifacts(tx, &job.id, job.attempt).await?;
+    // What this attempt published (read only when it uploaded nothing); an earlier, lost
+    // attempt's publications do not count.
+    let published = if artifacts.is_empty() {
+        job::event::count_since(
+            tx,
+            &job.id,
+            "published",
+            job.assigned_ms.unwrap_or_default(),
+        )
+        .await?
+    } else {
+        0
+    };
     if !artifacts.is_empty() || published > 0 {
         let bill = complete_job(tx, job, artifacts).await?;
         return Ok(Ending::Completed(bill));

@@ -178,17 +178,12 @@ async fn assign_in_db(
     r: &Reservation,
 ) -> anyhow::Result<Option<(Outgoing, i32)>> {
     let mut tx = ctx.deps.pool.begin().await?;
-    let Some(job) = job::lock(&mut tx, job_id).await? else {
+    let Some((job, sealed)) = job::lock_with_credentials(&mut tx, job_id).await? else {
         return Ok(None);
     };
     if job.state != JobState::Queued || job.attempt != attempt || job.target != target {
         return Ok(None);
     }
-    let sealed: Option<Vec<u8>> =
-        sqlx::query_scalar("SELECT credentials_enc FROM jobs WHERE id = ?")
-            .bind(job_id)
-            .fetch_one(&mut *tx)
-            .await?;
     let credentials = match sealed.map(|s| ctx.cipher.open(&s, job_id.as_bytes())) {
         Some(Ok(plain)) => serde_json::from_slice(&plain).ok(),
         Some(Err(_)) => None,

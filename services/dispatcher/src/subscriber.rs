@@ -36,7 +36,13 @@ const POSITION_INTERVAL: Duration = Duration::from_secs(5);
 /// each await so the idle session (thousands of them) stays a small future.
 #[tracing::instrument(name = "subscriber_session", skip_all, fields(job_id = tracing::field::Empty))]
 pub async fn run(ctx: &AppState, conn: &mut Conn, job_id: String) {
-    let Some((job_id, waiting, position)) = Box::pin(open(ctx, conn, job_id)).await else {
+    let Some(Opened {
+        job_id,
+        waiting,
+        position,
+        events,
+    }) = Box::pin(open(ctx, conn, job_id)).await
+    else {
         return;
     };
     // Register before reading the backlog so no live event can fall between the two.
@@ -64,19 +70,30 @@ pub async fn run(ctx: &AppState, conn: &mut Conn, job_id: String) {
         last_position: None,
         waiting,
         behind: false,
+        events_at_open: events,
     };
     Box::pin(sub.serve(conn, &subscription.inbox, position)).await;
     ctx.registry.unsubscribe(&sub.job_id, subscription.id);
 }
 
-/// Look the job up: its id, whether it waits in a queue, and its position. None (after
-/// answering the client) when it is unknown or the database is unreachable.
-async fn open(ctx: &AppState, conn: &mut Conn, job_id: String) -> Option<(String, bool, u64)> {
+/// A job a subscriber opened.
+struct Opened {
+    job_id: String,
+    /// Whether it waits in a queue, and its place there.
+    waiting: bool,
+    position: u64,
+    /// Events in its log when it was looked up.
+    events: i64,
+}
+
+/// Look the job up. None (after answering the client) when it is unknown or the database is
+/// unreachable.
+async fn open(ctx: &AppState, conn: &mut Conn, job_id: String) -> Option<Opened> {
     let job = if uuid::Uuid::parse_str(&job_id).is_ok() {
         // Only a well-formed id reaches the logs (the client chose it).
         tracing::Span::current().record("job_id", job_id.as_str());
         let loaded = match ctx.deps.pool.acquire().await {
-            Ok(mut c) => job::load(&mut c, &job_id).await,
+            Ok(mut c) => job::load_with_position(&mut c, &job_id).await,
             Err(e) => Err(e),
         };
         match loaded {
@@ -92,7 +109,7 @@ async fn open(ctx: &AppState, conn: &mut Conn, job_id: String) -> Option<(String
     } else {
         None
     };
-    let Some(job) = job else {
+    let Some((job, position)) = job else {
         ignored("subscribe_unknown_job");
         let allowed = conn
             .addr
@@ -110,11 +127,12 @@ async fn open(ctx: &AppState, conn: &mut Conn, job_id: String) -> Option<(String
         conn.close(CLOSE_POLICY, "job not found");
         return None;
     };
-    let position = match ctx.deps.pool.acquire().await {
-        Ok(mut c) => job::position(&mut c, &job).await.unwrap_or(0),
-        Err(_) => 0,
-    };
-    Some((job.id, job.state == JobState::Queued, position))
+    Some(Opened {
+        waiting: job.state == JobState::Queued,
+        job_id: job.id,
+        position,
+        events: job.event_seq,
+    })
 }
 
 struct Sub<'a> {
@@ -128,6 +146,8 @@ struct Sub<'a> {
     waiting: bool,
     /// Stored events may be missing here (a read failed): catch up at the next refresh.
     behind: bool,
+    /// Events in the job's log when the session opened.
+    events_at_open: i64,
 }
 
 impl Sub<'_> {
@@ -219,7 +239,10 @@ impl Sub<'_> {
     /// by starting at the right sequence number. False once the socket is gone.
     async fn catch_up(&mut self, conn: &mut Conn, initial: bool) -> anyhow::Result<bool> {
         let pool = &self.ctx.deps.pool;
-        if initial {
+        // A log of at most half the limit when the session opened cannot have more lines than
+        // the limit by now (short of a burst of that size in between, which would replay a few
+        // lines more than the limit): no need to look for where the kept lines start.
+        if initial && self.events_at_open > i64::from(REPLAY_LOG_LIMIT / 2) {
             let start = {
                 let mut c = pool.acquire().await?;
                 job::event::newest_logs_start(&mut c, &self.job_id, REPLAY_LOG_LIMIT).await?
@@ -326,14 +349,14 @@ impl Sub<'_> {
         }
         let position = {
             let mut c = self.ctx.deps.pool.acquire().await?;
-            let Some(job) = job::load(&mut c, &self.job_id).await? else {
+            let Some((job, position)) = job::load_with_position(&mut c, &self.job_id).await? else {
                 return Ok(true);
             };
             if job.state != JobState::Queued {
                 self.waiting = false;
                 return Ok(true);
             }
-            job::position(&mut c, &job).await?
+            position
         };
         if self.last_position == Some(position) {
             return Ok(true);

@@ -135,14 +135,44 @@ async fn serve(
     }
 }
 
-/// A token's row, as [`check_token`] reads it.
+/// A token's row with its artifact's (when the artifact row still exists), as [`check_token`]
+/// reads them in one statement.
 #[derive(Debug, sqlx::FromRow)]
 struct TokenRow {
     expires_ms: i64,
     used_ms: Option<i64>,
     claim_until_ms: Option<i64>,
-    artifact_id: String,
     attempts: i32,
+    #[sqlx(flatten)]
+    artifact: LinkedArtifact,
+}
+
+/// The artifact columns of [`TokenRow`]: all null when the artifact row is gone.
+#[derive(Debug, sqlx::FromRow)]
+struct LinkedArtifact {
+    a_id: Option<String>,
+    a_job_id: Option<String>,
+    a_attempt: Option<i32>,
+    a_name: Option<String>,
+    a_size: Option<i64>,
+    a_sha256: Option<String>,
+    a_blob_key: Option<String>,
+    a_expires_ms: Option<i64>,
+}
+
+impl LinkedArtifact {
+    fn found(self) -> Option<Artifact> {
+        Some(Artifact {
+            id: self.a_id?,
+            job_id: self.a_job_id?,
+            attempt: self.a_attempt?,
+            name: self.a_name?,
+            size: self.a_size?,
+            sha256: self.a_sha256?,
+            blob_key: self.a_blob_key?,
+            expires_ms: self.a_expires_ms?,
+        })
+    }
 }
 
 /// The artifact of a usable token, or why the token cannot be used.
@@ -152,8 +182,10 @@ async fn check_token(
     max_attempts: u32,
 ) -> Result<Artifact, Refusal> {
     let token: Option<TokenRow> = sqlx::query_as(
-        "SELECT expires_ms, used_ms, claim_until_ms, artifact_id, attempts \
-         FROM download_tokens WHERE token_hash = ?",
+        "SELECT t.expires_ms, t.used_ms, t.claim_until_ms, t.attempts, \
+         a.id AS a_id, a.job_id AS a_job_id, a.attempt AS a_attempt, a.name AS a_name, \
+         a.size AS a_size, a.sha256 AS a_sha256, a.blob_key AS a_blob_key, a.expires_ms AS a_expires_ms \
+         FROM download_tokens t LEFT JOIN artifacts a ON a.id = t.artifact_id WHERE t.token_hash = ?",
     )
     .bind(&hash[..])
     .fetch_optional(pool)
@@ -162,8 +194,8 @@ async fn check_token(
         expires_ms,
         used_ms,
         claim_until_ms,
-        artifact_id,
         attempts,
+        artifact,
     }) = token
     else {
         return Err(not_found("unknown"));
@@ -194,14 +226,7 @@ async fn check_token(
             ApiError::new(ErrorCode::Gone, "Download link expired"),
         ));
     }
-    let artifact: Option<Artifact> = sqlx::query_as(
-        "SELECT id, job_id, attempt, name, size, sha256, blob_key, expires_ms \
-         FROM artifacts WHERE id = ?",
-    )
-    .bind(&artifact_id)
-    .fetch_optional(pool)
-    .await?;
-    match artifact {
+    match artifact.found() {
         Some(artifact) if artifact.expires_ms > now => Ok(artifact),
         _ => Err(Refusal::new("missing_artifact", gone())),
     }

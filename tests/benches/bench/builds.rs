@@ -42,6 +42,7 @@ pub async fn end_to_end() -> Vec<Row> {
             .unwrap_or(0)
     };
     let (messages_before, sql_before) = (outbox().await, crate::sql::counts());
+    crate::sql::start_detail();
     let before = Cpu::sample();
     let started = Instant::now();
     let (done, failed) = run_clis(&hub, &key, builds).await;
@@ -49,6 +50,7 @@ pub async fn end_to_end() -> Vec<Row> {
     let cpu = Cpu::sample().since(&before);
     let sql = crate::sql::counts().since(sql_before);
     let messages = outbox().await - messages_before;
+    crate::sql::print_top(done);
     for w in &workers {
         w.abort();
     }

@@ -31,13 +31,22 @@ const GIVE_UP: Duration = Duration::from_secs(120);
 /// One line of the table: figure, value, how it was measured.
 pub type Row = (String, String, String);
 
-/// Run the section: print the table and write it to `target/bench-events.md`.
-pub async fn run() {
+/// Run the section: print the table and write it to `target/bench-events.md`. `only` is
+/// `PERRY_BENCH`: empty or `events` runs every part, `logs`, `assign` or `builds` one of them.
+pub async fn run(only: &str) {
     println!("\n## Live events (filesystem store, real MariaDB and RabbitMQ)");
+    let part = |name: &str| only.is_empty() || only.contains("events") || only.contains(name);
     let started = Instant::now();
-    let mut rows = log_stream().await;
-    rows.extend(submit_to_assign().await);
-    rows.extend(crate::builds::end_to_end().await);
+    let mut rows = Vec::new();
+    if part("logs") {
+        rows.extend(log_stream().await);
+    }
+    if part("assign") {
+        rows.extend(submit_to_assign().await);
+    }
+    if part("builds") {
+        rows.extend(crate::builds::end_to_end().await);
+    }
     let table = render(&rows, started.elapsed());
     print!("{table}");
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))

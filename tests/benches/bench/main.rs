@@ -74,8 +74,12 @@ fn main() {
         if only.is_empty() || only.contains("windows") {
             cold_windows_builds().await;
         }
-        if only.is_empty() || only.contains("events") {
-            events::run().await;
+        if only.is_empty()
+            || ["events", "logs", "assign", "builds"]
+                .iter()
+                .any(|p| only.contains(p))
+        {
+            events::run(&only).await;
         }
     });
 }

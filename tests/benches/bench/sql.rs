@@ -1,8 +1,15 @@
 //! Counting the hub's SQL: every statement sqlx runs is logged under `sqlx::query` (with its
 //! first words as `summary`), so a layer on the bench's subscriber can count statements and
-//! commits while the hub runs in this process.
+//! commits while the hub runs in this process. With `PERRY_BENCH_SQL_TOP=N` it also keeps each
+//! statement's text, and [`print_top`] lists the N most frequent per build.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::{
+    collections::HashMap,
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Mutex,
+    },
+};
 
 use tracing::{field::Visit, Subscriber};
 use tracing_subscriber::{
@@ -14,6 +21,8 @@ use tracing_subscriber::{
 
 static STATEMENTS: AtomicU64 = AtomicU64::new(0);
 static COMMITS: AtomicU64 = AtomicU64::new(0);
+static DETAIL: AtomicBool = AtomicBool::new(false);
+static TEXTS: Mutex<Option<HashMap<String, u64>>> = Mutex::new(None);
 
 /// Statements and commits so far.
 #[derive(Debug, Clone, Copy)]
@@ -40,11 +49,24 @@ impl Counts {
     }
 }
 
-struct Summary(bool);
+/// Whether the statement is a commit; its text (with `PERRY_BENCH_SQL_TOP`); its summary.
+struct Summary(bool, Option<String>, Option<String>);
+
+/// A statement's text on one line, shortened to what tells statements apart.
+fn squeeze(text: &str) -> String {
+    let one_line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    one_line.chars().take(110).collect()
+}
 
 impl Visit for Summary {
     fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        if field.name() == "db.statement" && DETAIL.load(Ordering::Relaxed) {
+            self.1 = Some(squeeze(value));
+        }
         if field.name() == "summary" {
+            if DETAIL.load(Ordering::Relaxed) {
+                self.2 = Some(squeeze(value));
+            }
             self.0 = value
                 .trim_start()
                 .to_ascii_uppercase()
@@ -52,7 +74,13 @@ impl Visit for Summary {
         }
     }
     fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "db.statement" && DETAIL.load(Ordering::Relaxed) {
+            self.1 = Some(squeeze(&format!("{value:?}").replace("\\n", " ")));
+        }
         if field.name() == "summary" {
+            if DETAIL.load(Ordering::Relaxed) {
+                self.2 = Some(squeeze(&format!("{value:?}")));
+            }
             self.0 = format!("{value:?}")
                 .trim_start_matches('"')
                 .to_ascii_uppercase()
@@ -65,12 +93,57 @@ struct CountSql;
 
 impl<S: Subscriber> Layer<S> for CountSql {
     fn on_event(&self, event: &tracing::Event<'_>, _ctx: Context<'_, S>) {
-        let mut commit = Summary(false);
+        let mut commit = Summary(false, None, None);
         event.record(&mut commit);
         STATEMENTS.fetch_add(1, Ordering::Relaxed);
         if commit.0 {
             COMMITS.fetch_add(1, Ordering::Relaxed);
         }
+        if let Some(text) = commit.1.filter(|t| !t.is_empty()).or(commit.2) {
+            if let Ok(mut texts) = TEXTS.lock() {
+                *texts
+                    .get_or_insert_with(HashMap::new)
+                    .entry(text)
+                    .or_default() += 1;
+            }
+        }
+    }
+}
+
+/// With `PERRY_BENCH_SQL_TOP=N`: forget the texts seen so far and keep the next ones.
+pub fn start_detail() {
+    let on = std::env::var("PERRY_BENCH_SQL_TOP").is_ok_and(|v| !v.is_empty());
+    DETAIL.store(on, Ordering::Relaxed);
+    if let Ok(mut texts) = TEXTS.lock() {
+        *texts = None;
+    }
+}
+
+/// With `PERRY_BENCH_SQL_TOP=N`: the N most frequent statements since [`start_detail`], per
+/// build, on stdout.
+pub fn print_top(builds: usize) {
+    let Some(n) = std::env::var("PERRY_BENCH_SQL_TOP")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    else {
+        return;
+    };
+    DETAIL.store(false, Ordering::Relaxed);
+    let mut rows: Vec<(String, u64)> = TEXTS
+        .lock()
+        .ok()
+        .and_then(|mut t| t.take())
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    rows.sort_by(|a, b| b.1.cmp(&a.1));
+    println!("\n| per build | statement |\n|---|---|");
+    for (text, count) in rows.into_iter().take(n) {
+        println!(
+            "| {:.2} | `{}` |",
+            count as f64 / builds.max(1) as f64,
+            text.replace('|', "\\|")
+        );
     }
 }
 

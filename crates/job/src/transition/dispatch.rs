@@ -31,10 +31,11 @@ pub async fn assign(
     let (token, hash) = auth::new_token();
     let now = now_ms();
     let attempt = job.attempt + 1;
-    let res = sqlx::query(
+    let res = sqlx::query(&format!(
         "UPDATE jobs SET state = 'assigned', attempt = ?, token_hash = ?, worker_id = ?, worker_name = ?, dispatcher_id = ?, \
-         lease_expires_ms = ?, assigned_ms = ?, error_reported = FALSE WHERE id = ? AND state = 'queued' AND attempt = ?",
-    )
+         lease_expires_ms = ?, assigned_ms = ?, error_reported = FALSE, {} WHERE id = ? AND state = 'queued' AND attempt = ?",
+        event::NEXT_SEQ
+    ))
     .bind(attempt)
     .bind(&hash[..])
     .bind(to.worker_id)
@@ -49,6 +50,7 @@ pub async fn assign(
     if res.rows_affected() == 0 {
         return Ok(None);
     }
+    let seq = event::reserved(&res)?;
     // One row per dispatch, for operators (the job row keeps only the current attempt).
     sqlx::query(
         "INSERT INTO job_attempts (job_id, attempt, stage, target, worker_id, worker_name, dispatcher_id, assigned_ms) \
@@ -70,7 +72,7 @@ pub async fn assign(
         message: "Assigned to a build worker".into(),
         estimated_wait_secs: None,
     };
-    event::emit(conn, &job.id, update).await?;
+    event::append_reserved(conn, &job.id, seq, &update.into()).await?;
     Ok(Some((token, attempt)))
 }
 

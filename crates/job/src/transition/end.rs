@@ -103,11 +103,12 @@ pub async fn complete(
     job: &Job,
     artifacts: Vec<ArtifactInfo>,
 ) -> Result<bool> {
-    let counted = sqlx::query(
+    let counted = sqlx::query(&format!(
         "UPDATE jobs SET state = 'completed', finished_ms = ?, credentials_enc = NULL, token_hash = NULL, \
-         lease_expires_ms = NULL, usage_counted = TRUE WHERE id = ? AND usage_counted = FALSE \
+         lease_expires_ms = NULL, usage_counted = TRUE, {} WHERE id = ? AND usage_counted = FALSE \
          AND state IN ('assigned', 'running')",
-    )
+        event::NEXT_SEQ
+    ))
     .bind(now_ms())
     .bind(&job.id)
     .execute(&mut *conn)
@@ -115,13 +116,14 @@ pub async fn complete(
     if counted.rows_affected() == 0 {
         return Ok(false);
     }
+    let seq = event::reserved(&counted)?;
     let frame = Outgoing::Complete {
         job_id: job.id.clone(),
         success: true,
         duration_secs: job.duration_secs(),
         artifacts,
     };
-    event::emit(conn, &job.id, frame).await?;
+    event::append_reserved(conn, &job.id, seq, &frame.into()).await?;
     count_finished(job, JobState::Completed);
     Ok(true)
 }

@@ -232,7 +232,9 @@ async fn record(
     .bind(expires_ms)
     .execute(&mut *tx)
     .await?;
-    transition::start(&mut tx, &job.id, job.attempt).await?;
+    if job.state == JobState::Assigned {
+        transition::start(&mut tx, &job.id, job.attempt).await?;
+    }
     let ttl = state.deps.hub.artifact_ttl_secs.min(retention);
     let token = artifacts::mint_download_token(&mut tx, stored.artifact_id, ttl).await?;
     if !hidden {

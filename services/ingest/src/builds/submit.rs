@@ -135,14 +135,20 @@ async fn create(
         return Err(errors::too_large("Tarball", cap));
     }
     let now = now_ms();
-    sqlx::query(
-        "UPDATE licenses SET bound_project = ? WHERE id = ? AND device_bound = TRUE AND account_id IS NULL AND bound_project IS NULL",
-    )
-    .bind(&manifest.project)
-    .bind(license.id)
-    .execute(&mut *tx)
-    .await?;
-    limits::record_hit(&mut tx, &limits::build_bucket(license.id), now).await?;
+    // The row is locked: a licence bound already (or not device-bound) needs no write.
+    if license.device_bound && license.account_id.is_none() && license.bound_project.is_none() {
+        sqlx::query(
+            "UPDATE licenses SET bound_project = ? WHERE id = ? AND device_bound = TRUE AND account_id IS NULL AND bound_project IS NULL",
+        )
+        .bind(&manifest.project)
+        .bind(license.id)
+        .execute(&mut *tx)
+        .await?;
+    }
+    if !state.deps.hub.self_hosted {
+        // A self-hosted hub has no hourly limit (`limits::admit`): nothing would read the hit.
+        limits::record_hit(&mut tx, &limits::build_bucket(license.id), now).await?;
+    }
     let sealed = match &parsed.credentials {
         Some(plain) => Some(
             state
@@ -181,10 +187,8 @@ async fn create(
         }
         Err(e) => return Err(e.into()),
     }
-    let position = match job::load(&mut tx, intake.job_id).await? {
-        Some(job) => job::position(&mut tx, &job).await?,
-        None => 1,
-    };
+    let position =
+        job::queue_position(&mut tx, new.target, new.id, new.priority, new.now_ms).await?;
     tx.commit().await?;
     state.deps.notify_outbox();
     metrics::get()
