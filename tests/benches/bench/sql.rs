@@ -136,7 +136,7 @@ pub fn print_top(builds: usize) {
         .unwrap_or_default()
         .into_iter()
         .collect();
-    rows.sort_by(|a, b| b.1.cmp(&a.1));
+    rows.sort_by_key(|row| std::cmp::Reverse(row.1));
     println!("\n| per build | statement |\n|---|---|");
     for (text, count) in rows.into_iter().take(n) {
         println!(
