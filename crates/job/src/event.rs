@@ -5,7 +5,7 @@ use protocol::{ArtifactInfo, Outgoing};
 use serde::{Deserialize, Serialize};
 use shared::{
     clock::now_ms,
-    queue::{outbox, Message},
+    queue::{outbox, Message, RawFrame},
 };
 use sqlx::{mysql::MySqlQueryResult, MySqlConnection};
 
@@ -203,25 +203,29 @@ pub async fn append_batch(
     }
     let last = bump_seq(conn, job_id, count).await?;
     let first = last - count + 1;
+    // Each event is encoded once: the stored payload and the fan-out message share the text.
     let frames = events
         .iter()
-        .map(serde_json::to_value)
+        .map(RawFrame::encode)
         .collect::<std::result::Result<Vec<_>, _>>()?;
     let now = now_ms();
-    let mut insert = sqlx::QueryBuilder::<sqlx::MySql>::new(
-        "INSERT INTO job_events (job_id, seq, kind, payload, created_ms) ",
-    );
-    insert.push_values(
-        events.iter().zip(&frames).zip(first..),
-        |mut row, ((event, frame), seq)| {
-            row.push_bind(job_id)
-                .push_bind(seq)
-                .push_bind(event.kind())
-                .push_bind(frame.to_string())
-                .push_bind(now);
-        },
-    );
-    insert.build().execute(&mut *conn).await?;
+    let mut rows = events.iter().zip(&frames).zip(first..);
+    for size in insert_chunks(events.len()) {
+        let mut insert = sqlx::QueryBuilder::<sqlx::MySql>::new(
+            "INSERT INTO job_events (job_id, seq, kind, payload, created_ms) ",
+        );
+        insert.push_values(
+            rows.by_ref().take(size),
+            |mut row, ((event, frame), seq)| {
+                row.push_bind(job_id)
+                    .push_bind(seq)
+                    .push_bind(event.kind())
+                    .push_bind(frame.text())
+                    .push_bind(now);
+            },
+        );
+        insert.build().execute(&mut *conn).await?;
+    }
     let message = Message::JobEvents {
         job_id: job_id.to_owned(),
         first_seq: first,
@@ -230,6 +234,31 @@ pub async fn append_batch(
     };
     outbox::enqueue(conn, &message).await?;
     Ok(first)
+}
+
+/// Largest multi-row insert of events.
+const MAX_INSERT_ROWS: usize = 256;
+
+/// How a burst of `n` events is split into multi-row inserts: as many of
+/// [`MAX_INSERT_ROWS`] as fit, then powers of two, largest first. A prepared statement exists
+/// per row count, so only nine statement texts are ever prepared (and stay in each
+/// connection's statement cache) instead of one per burst size, which made the server parse
+/// a new statement of up to thousands of placeholders for nearly every burst.
+fn insert_chunks(mut n: usize) -> Vec<usize> {
+    let mut chunks = Vec::new();
+    while n >= MAX_INSERT_ROWS {
+        chunks.push(MAX_INSERT_ROWS);
+        n -= MAX_INSERT_ROWS;
+    }
+    let mut size = MAX_INSERT_ROWS / 2;
+    while size > 0 {
+        if n >= size {
+            chunks.push(size);
+            n -= size;
+        }
+        size /= 2;
+    }
+    chunks
 }
 
 /// An artifact was stored: ask the dispatcher holding the worker of `attempt` to put its
@@ -329,6 +358,22 @@ pub async fn emit(conn: &mut MySqlConnection, job_id: &str, frame: Outgoing) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bursts_are_inserted_in_a_few_fixed_sizes() {
+        assert_eq!(insert_chunks(0), Vec::<usize>::new());
+        assert_eq!(insert_chunks(1), vec![1]);
+        assert_eq!(insert_chunks(45), vec![32, 8, 4, 1]);
+        assert_eq!(insert_chunks(1024), vec![256; 4]);
+        assert_eq!(insert_chunks(600), vec![256, 256, 64, 16, 8]);
+        for n in 0..2000 {
+            let chunks = insert_chunks(n);
+            assert_eq!(chunks.iter().sum::<usize>(), n);
+            assert!(chunks
+                .iter()
+                .all(|c| c.is_power_of_two() && *c <= MAX_INSERT_ROWS));
+        }
+    }
 
     #[test]
     fn stored_events_round_trip_in_their_wire_shape() {

@@ -71,7 +71,7 @@ fn handle(ctx: &AppState, message: Message) -> Disposition {
             ..
         } => {
             for (seq, frame) in (first_seq..).zip(frames) {
-                match serde_json::from_value(frame) {
+                match frame.decode() {
                     Ok(event) => ctx.registry.deliver(
                         &job_id,
                         &SubEvent::Event {

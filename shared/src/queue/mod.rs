@@ -93,6 +93,59 @@ impl Exchange {
 /// Routing key of the finisher's queue on the jobs exchange.
 pub const FINISHER_ROUTING_KEY: &str = "finisher";
 
+/// A frame in a message. Encoded once by the sender and carried as that JSON text (not
+/// decoded and encoded again on the way); a received one is a JSON value, since messages are
+/// tagged enums, which serde reads through a buffer that raw JSON cannot come from.
+#[derive(Debug, Clone)]
+pub enum RawFrame {
+    /// Encoded here.
+    Raw(Box<serde_json::value::RawValue>),
+    /// Received.
+    Value(serde_json::Value),
+}
+
+impl RawFrame {
+    /// Encode `value` once.
+    pub fn encode<T: Serialize>(value: &T) -> Result<Self, serde_json::Error> {
+        serde_json::value::to_raw_value(value).map(Self::Raw)
+    }
+    /// The JSON text (borrowed when it was encoded here).
+    pub fn text(&self) -> std::borrow::Cow<'_, str> {
+        match self {
+            Self::Raw(raw) => raw.get().into(),
+            Self::Value(value) => value.to_string().into(),
+        }
+    }
+    /// Decode the frame.
+    pub fn decode<T: serde::de::DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        match self {
+            Self::Raw(raw) => serde_json::from_str(raw.get()),
+            Self::Value(value) => T::deserialize(value),
+        }
+    }
+}
+
+impl Serialize for RawFrame {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Raw(raw) => raw.serialize(s),
+            Self::Value(value) => value.serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for RawFrame {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        serde_json::Value::deserialize(d).map(Self::Value)
+    }
+}
+
+impl PartialEq for RawFrame {
+    fn eq(&self, other: &Self) -> bool {
+        self.decode::<serde_json::Value>().ok() == other.decode::<serde_json::Value>().ok()
+    }
+}
+
 /// Messages exchanged between services. Never carries credentials or tokens.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -118,7 +171,7 @@ pub enum Message {
     JobEvents {
         job_id: String,
         first_seq: i64,
-        frames: Vec<serde_json::Value>,
+        frames: Vec<RawFrame>,
         /// The dispatcher instance that stored them; it has delivered them to its own
         /// subscribers already and skips this message.
         #[serde(default)]
@@ -185,6 +238,26 @@ mod tests {
             frame: serde_json::json!({}),
         };
         assert_eq!(m.route(), (Exchange::Events, "job.j".to_owned(), 0));
+        let burst = Message::JobEvents {
+            job_id: "j".into(),
+            first_seq: 3,
+            frames: vec![
+                RawFrame::encode(&serde_json::json!({"type": "log", "line": "é\\n"})).unwrap(),
+            ],
+            origin: "d1".into(),
+        };
+        let text = serde_json::to_string(&burst).unwrap();
+        assert!(
+            text.contains(r#""frames":[{"line":"é\\n","type":"log"}]"#),
+            "{text}"
+        );
+        let back: Message = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, burst);
+        let Message::JobEvents { frames, .. } = back else {
+            panic!("not a burst")
+        };
+        let frame: serde_json::Value = frames[0].decode().unwrap();
+        assert_eq!(frame["line"], "é\\n");
         let json = serde_json::to_string(&Message::CapacityChanged {}).unwrap();
         assert_eq!(json, r#"{"type":"capacity_changed"}"#);
         let back: Message = serde_json::from_str(&json).unwrap();

@@ -13,7 +13,7 @@ use std::{
 
 use tracing::{field::Visit, Subscriber};
 use tracing_subscriber::{
-    filter::{filter_fn, LevelFilter},
+    filter::{LevelFilter, Targets},
     layer::{Context, SubscriberExt},
     util::SubscriberInitExt,
     Layer,
@@ -152,7 +152,9 @@ pub fn install() {
     let log = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_filter(LevelFilter::WARN);
-    let count = CountSql.with_filter(filter_fn(|meta| meta.target() == "sqlx::query"));
+    // sqlx logs statements at DEBUG. A filter with a level (not a closure) keeps the `log`
+    // records of tungstenite and lapin, which are TRACE, from being bridged one per frame.
+    let count = CountSql.with_filter(Targets::new().with_target("sqlx::query", LevelFilter::DEBUG));
     let _ = tracing_subscriber::registry()
         .with(log)
         .with(count)
