@@ -133,10 +133,10 @@ async fn dead_letters_are_counted_and_replayed_through_the_outbox() {
 
     let message = shared::queue::Message::CapacityChanged {};
     let payload = serde_json::to_vec(&message).unwrap();
-    shared::queue::dead::inject(&hub.deps.broker, &payload)
+    shared::queue::dead::inject(&hub.deps.queue, &payload)
         .await
         .unwrap();
-    shared::queue::dead::inject(&hub.deps.broker, b"not a hub message")
+    shared::queue::dead::inject(&hub.deps.queue, b"not a hub message")
         .await
         .unwrap();
     let (_, body) = admin_get(&hub, "/api/v1/admin/outbox").await;

@@ -256,14 +256,15 @@ async fn a_queued_job_whose_broker_message_was_purged_is_announced_again_and_bui
     let job = hub
         .insert_job(license, "linux", 10, b"src", json!({}))
         .await;
-    let queue = hub.deps.broker.topology().target_queue("linux");
+    let broker = hub.deps.queue.rabbit().expect("RabbitMQ");
+    let queue = broker.topology().target_queue("linux");
     // The announcement reaches the queue (no worker takes it yet)...
     eventually("the announcement", || async {
-        hub.deps.broker.ready_messages(&queue).await.unwrap_or(0) == 1
+        broker.ready_messages(&queue).await.unwrap_or(0) == 1
     })
     .await;
     // ...and is lost, as when an operator purges the queue.
-    let ch = hub.deps.broker.channel().await.expect("channel");
+    let ch = broker.channel().await.expect("channel");
     ch.queue_purge(queue.as_str().into(), Default::default())
         .await
         .expect("purge");

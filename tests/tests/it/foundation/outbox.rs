@@ -24,17 +24,16 @@ async fn outbox_relay_delivers_every_row_once_across_a_broker_restart() {
     let db = TestDb::new().await;
     let amqp = testing::amqp_config();
     let cancel = CancellationToken::new();
-    let relay = Relay::new(db.pool.clone(), Broker::new(&amqp, "test-publisher"));
+    let relay = Relay::new(db.pool.clone(), Broker::new(&amqp, "test-publisher").into());
     let wake = relay.notifier();
     tokio::spawn(relay.run(cancel.clone()));
 
     let seen = Arc::new(Mutex::new((HashSet::<u64>::new(), 0usize)));
     let consumer_broker = Broker::new(&amqp, "test-consumer");
-    let queue = consumer_broker.topology().target_queue("linux");
     let s = seen.clone();
     tokio::spawn(consumer::run(
-        consumer_broker,
-        Source::Queue(queue),
+        consumer_broker.into(),
+        Source::Target("linux".into()),
         50,
         cancel.clone(),
         || async {},
@@ -139,7 +138,7 @@ async fn a_job_message_for_a_deleted_queue_comes_back_and_is_routed_after_redecl
     let cancel = CancellationToken::new();
     let broker = Broker::new(&amqp, "test-publisher");
     let queue = broker.topology().target_queue("linux");
-    let relay = Relay::new(db.pool.clone(), broker.clone());
+    let relay = Relay::new(db.pool.clone(), broker.clone().into());
     let wake = relay.notifier();
     tokio::spawn(relay.run(cancel.clone()));
     let enqueue = |i: usize| {
