@@ -3,7 +3,7 @@
 /// Scenarios that run on both queues: each `async fn name(queue: QueueKind) { … }` becomes a
 /// module `name` with two tests, `name::rabbitmq` and `name::in_process` (DEC-35).
 macro_rules! on_both_queues {
-    ($($(#[doc = $doc:literal])* async fn $name:ident($queue:ident: QueueKind) $body:block)*) => {$(
+    ($($(#[doc = $doc:literal])* async fn $name:ident($queue:ident: QueueKind $(,)?) $body:block)*) => {$(
         $(#[doc = $doc])*
         mod $name {
             #[allow(unused_imports)]
