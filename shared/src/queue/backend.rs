@@ -124,7 +124,7 @@ impl Queue {
     pub async fn subscribe(&self, source: &Source, prefetch: u16) -> Result<Subscription> {
         let prefetch = prefetch.max(1);
         Ok(match self {
-            Self::Rabbit(r) => Subscription::Rabbit(r.subscribe(source, prefetch).await?),
+            Self::Rabbit(r) => Subscription::Rabbit(Box::new(r.subscribe(source, prefetch).await?)),
             Self::Memory(m) => Subscription::Memory(m.subscribe(source, usize::from(prefetch))),
         })
     }
@@ -161,8 +161,8 @@ impl Queue {
 /// A live subscription. Dropping it (or [`Subscription::close`]) gives every delivery not yet
 /// settled back to its queue, marked redelivered.
 pub enum Subscription {
-    /// A RabbitMQ channel and consumer.
-    Rabbit(rabbit::Subscription),
+    /// A RabbitMQ channel and consumer (boxed: much larger than the in-process one).
+    Rabbit(Box<rabbit::Subscription>),
     /// An in-process subscription.
     Memory(memory::Subscription),
 }
