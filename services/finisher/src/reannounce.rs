@@ -8,7 +8,7 @@
 use job::{transition, Job, COLUMNS};
 use shared::{
     clock::now_ms,
-    queue::{Source, TARGETS},
+    queue::{Message, Source, TARGETS},
 };
 
 use crate::{settings::ms, AppState};
@@ -61,14 +61,28 @@ pub async fn reannounce(ctx: &AppState, queued: &[(String, i64)]) -> anyhow::Res
 
 /// The in-process queue starts empty: announce every queued job again through the outbox, in
 /// the order they were submitted, so that a restarted single-process hub offers its queued jobs
-/// at once rather than after the re-announce delay (DEC-35). Copies of messages that still
-/// exist are harmless (the first claim wins). Returns how many jobs were announced.
+/// at once rather than after the re-announce delay (DEC-35). A job whose announcement is still
+/// waiting in the outbox (not sent yet, or held back by `not_before_ms`) is left to it. Copies
+/// of messages that still exist are harmless (the first claim wins). Returns how many jobs were
+/// announced.
 pub async fn announce_all_queued(pool: &sqlx::MySqlPool) -> anyhow::Result<usize> {
+    let pending: Vec<String> = sqlx::query_scalar(
+        "SELECT payload FROM outbox WHERE sent_ms IS NULL AND exchange = 'jobs'",
+    )
+    .fetch_all(pool)
+    .await?;
+    let pending: std::collections::HashSet<String> = (pending.iter())
+        .filter_map(|p| match serde_json::from_str(p) {
+            Ok(Message::JobQueued { job_id, .. }) => Some(job_id),
+            _ => None,
+        })
+        .collect();
     let ids: Vec<String> = sqlx::query_scalar(
         "SELECT id FROM jobs WHERE state = 'queued' ORDER BY COALESCE(queued_ms, enqueued_ms), id",
     )
     .fetch_all(pool)
     .await?;
+    let ids: Vec<String> = ids.into_iter().filter(|id| !pending.contains(id)).collect();
     let mut announced = 0;
     for chunk in ids.chunks(BATCH as usize) {
         let marks = vec!["?"; chunk.len()].join(",");

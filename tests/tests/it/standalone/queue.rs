@@ -115,3 +115,50 @@ async fn the_split_roles_refuse_to_start_without_amqp_url() {
     }
     hub.stop().await;
 }
+
+/// The rebuild at start announces every queued job again through the outbox, except one whose
+/// announcement is still waiting there (e.g. held back by `not_before_ms`): the outbox decides.
+#[tokio::test]
+async fn the_rebuild_announces_queued_jobs_except_those_the_outbox_still_holds() {
+    let hub = TestHub::start_with(perry_hub_tests::HubOptions {
+        no_finisher: true,
+        ..perry_hub_tests::QueueKind::InProcess.options()
+    })
+    .await;
+    let (_, license) = hub.insert_license("pro").await;
+    let announced = hub.insert_job(license, "linux", 10, b"t", json!({})).await;
+    let held = hub.insert_job(license, "linux", 10, b"t", json!({})).await;
+    let running = hub.insert_job(license, "linux", 10, b"t", json!({})).await;
+    hub.outbox_drained().await;
+    let about = |job: &str| format!("%\"job_id\":\"{job}\"%");
+    let in_an_hour = shared::clock::now_ms() + 3_600_000;
+    sqlx::query("UPDATE outbox SET sent_ms = NULL, not_before_ms = ? WHERE payload LIKE ?")
+        .bind(in_an_hour)
+        .bind(about(&held))
+        .execute(hub.pool())
+        .await
+        .unwrap();
+    sqlx::query("UPDATE jobs SET state = 'running' WHERE id = ?")
+        .bind(&running)
+        .execute(hub.pool())
+        .await
+        .unwrap();
+    let n = finisher::reannounce::announce_all_queued(hub.pool())
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    let rows = |job: String| {
+        let pool = hub.pool().clone();
+        async move {
+            sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM outbox WHERE payload LIKE ?")
+                .bind(job)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(rows(about(&announced)).await, 2, "announced again");
+    assert_eq!(rows(about(&held)).await, 1, "left to its held-back row");
+    assert_eq!(rows(about(&running)).await, 1, "not queued");
+    hub.stop().await;
+}
