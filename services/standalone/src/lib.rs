@@ -163,12 +163,14 @@ pub fn start(deps: &Deps, services: Services) -> anyhow::Result<App> {
 fn rebuild_queue(deps: &Deps) {
     let pool = deps.pool.clone();
     let cancel = deps.cancel.clone();
+    let relay = deps.outbox.clone();
     deps.tracker.spawn(async move {
         let mut backoff = shared::queue::Backoff::default();
         loop {
             match finisher::reannounce::announce_all_queued(&pool).await {
                 Ok(n) => {
                     tracing::info!(jobs = n, "in-process queue rebuilt: queued jobs announced");
+                    relay.notify_one();
                     return;
                 }
                 Err(error) => tracing::warn!(%error, "rebuilding the in-process queue; retrying"),
@@ -179,7 +181,6 @@ fn rebuild_queue(deps: &Deps) {
             }
         }
     });
-    deps.notify_outbox();
 }
 
 /// Serve `app` on `listeners` until `cancel` fires (or a listener fails, which cancels the
