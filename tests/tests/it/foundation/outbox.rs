@@ -1,4 +1,4 @@
-//! The outbox relay across a broker restart.
+//! The outbox relay across a broker restart, with a deleted queue, and on the in-process queue.
 
 use std::{
     collections::HashSet,
@@ -196,4 +196,46 @@ async fn a_job_message_for_a_deleted_queue_comes_back_and_is_routed_after_redecl
         outcome: "Job messages are mandatory: the broker returned them, the relay declared the queues again and both messages reached the new queue (DEC-20).".to_owned(),
         test: "foundation::outbox::a_job_message_for_a_deleted_queue_comes_back_and_is_routed_after_redeclaring",
     });
+}
+
+/// On the in-process queue the relay gets the same answer for a job message no queue takes: it
+/// comes back unroutable, is dropped after the second try (not retried forever), and the rows
+/// around it are delivered and marked sent.
+#[tokio::test]
+async fn on_the_in_process_queue_an_unroutable_job_message_is_dropped_and_the_rest_delivered() {
+    let db = TestDb::new().await;
+    let queue = shared::queue::Queue::Memory(shared::queue::memory::Memory::new());
+    let cancel = CancellationToken::new();
+    let relay = Relay::new(db.pool.clone(), queue.clone());
+    let wake = relay.notifier();
+    tokio::spawn(relay.run(cancel.clone()));
+    let mut tx = db.pool.begin().await.unwrap();
+    for target in ["linux", "no-such-target", "linux"] {
+        let msg = Message::JobQueued {
+            job_id: format!("job-{target}"),
+            target: target.into(),
+            attempt: 1,
+            priority: 1,
+        };
+        outbox::enqueue(&mut tx, &msg).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+    wake.notify_one();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while db.count("outbox", "sent_ms IS NULL").await > 0 {
+        assert!(tokio::time::Instant::now() < deadline, "outbox not drained");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Counted as an outbox error (nextest runs each test in its own process).
+    assert_eq!(shared::metrics::get().outbox_errors.get(), 1);
+    let linux = Source::Target("linux".into());
+    assert_eq!(queue.ready(&linux).await.unwrap(), 2);
+    let mut sub = queue.subscribe(&linux, 10).await.unwrap();
+    let first = sub.next().await.unwrap().unwrap();
+    assert!(matches!(
+        first.decode().unwrap(),
+        Message::JobQueued { ref target, .. } if target == "linux"
+    ));
+    cancel.cancel();
+    db.drop_db().await;
 }
