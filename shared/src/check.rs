@@ -20,7 +20,7 @@ const CHECK_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Needs {
     /// MySQL / MariaDB.
     pub db: bool,
-    /// RabbitMQ.
+    /// RabbitMQ (when `AMQP_URL` is set; else the in-process queue, nothing to check).
     pub broker: bool,
     /// The blob store.
     pub blob: bool,
@@ -43,8 +43,11 @@ pub async fn run(role: &str, args: &ServiceArgs, needs: Needs) -> anyhow::Result
     if needs.db {
         report("mysql", check_db(&args.db).await, &mut failed);
     }
-    if needs.broker {
+    if needs.broker && args.amqp.configured() {
         report("rabbitmq", check_broker(&args.amqp).await, &mut failed);
+    } else if needs.broker {
+        // Only `perry-hub all` gets here: the split roles refuse to start without AMQP_URL.
+        println!("queue: in-process (AMQP_URL is not set, so no RabbitMQ is used)");
     }
     if needs.blob {
         report("blob", check_blob(&args.blob).await, &mut failed);

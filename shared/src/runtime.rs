@@ -1,4 +1,4 @@
-//! What every service process needs at run time: the pool, the blob store, broker handles,
+//! What every service process needs at run time: the pool, the blob store, queue handles,
 //! the outbox relay, the shutdown token and the task tracker. Built once by `main` (or by a
 //! test) and handed to each service's `start`. [`run_service`] is the body of every service
 //! binary's `run`.
@@ -13,7 +13,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use crate::{
     config::{AmqpConfig, BlobConfig, DbConfig, HubConfig, ServiceArgs},
     http::{BlobReady, BrokerReady, DbReady, ReadyCheck},
-    queue::{outbox::Relay, Broker},
+    queue::{outbox::Relay, Queue},
 };
 use blob::BlobStore;
 
@@ -24,10 +24,10 @@ pub struct Deps {
     pub pool: MySqlPool,
     /// Tarballs and artifacts.
     pub blob: Arc<dyn BlobStore>,
-    /// Connection for consumers.
-    pub broker: Broker,
-    /// Connection for the outbox relay (publishing).
-    pub publisher: Broker,
+    /// The queue for consumers (its own RabbitMQ connection).
+    pub queue: Queue,
+    /// The queue for the outbox relay (publishing; the same in-process queue as `queue`).
+    pub publisher: Queue,
     /// Hub-wide settings.
     pub hub: Arc<HubConfig>,
     /// Blob settings (presigning option).
@@ -50,7 +50,7 @@ impl std::fmt::Debug for Deps {
 }
 
 impl Deps {
-    /// Connect to MySQL (waiting up to 60 s), open the blob store and prepare the brokers.
+    /// Connect to MySQL (waiting up to 60 s), open the blob store and prepare the queue.
     /// Nothing is spawned yet; call [`Deps::spawn_relay`] in one place per process.
     pub async fn connect(
         db: &DbConfig,
@@ -64,7 +64,8 @@ impl Deps {
         Ok(Self::from_parts(pool, store, amqp, blob, hub, cancel))
     }
 
-    /// Assemble from existing parts (tests).
+    /// Assemble from existing parts (tests). The queue is RabbitMQ when `amqp` has a URL, else
+    /// a new in-process queue.
     pub fn from_parts(
         pool: MySqlPool,
         blob: Arc<dyn BlobStore>,
@@ -73,13 +74,17 @@ impl Deps {
         hub: &HubConfig,
         cancel: CancellationToken,
     ) -> Self {
-        let publisher = Broker::new(amqp, "publisher");
+        let publisher = Queue::from_config(amqp, "publisher");
+        let queue = match &publisher {
+            Queue::Memory(_) => publisher.clone(),
+            Queue::Rabbit(_) => Queue::from_config(amqp, "consumer"),
+        };
         let relay = Relay::new(pool.clone(), publisher.clone());
         Self {
             outbox: relay.notifier(),
             pool,
             blob,
-            broker: Broker::new(amqp, "consumer"),
+            queue,
             publisher,
             hub: Arc::new(hub.clone()),
             blob_config: Arc::new(blob_config.clone()),
@@ -102,7 +107,7 @@ impl Deps {
         self.outbox.notify_one();
     }
 
-    /// Readiness checks for MySQL, RabbitMQ and the blob store.
+    /// Readiness checks for MySQL, the queue and the blob store.
     pub fn ready_checks(&self) -> Vec<Arc<dyn ReadyCheck>> {
         vec![
             Arc::new(DbReady(self.pool.clone())),
@@ -152,7 +157,7 @@ impl Deps {
         {
             tracing::warn!("background tasks did not stop within {grace:?}");
         }
-        self.broker.close().await;
+        self.queue.close().await;
         self.publisher.close().await;
         self.pool.close().await;
     }

@@ -99,15 +99,25 @@ impl TestDb {
     }
 }
 
-/// AMQP settings with a unique prefix, so parallel tests never share queues.
+/// The shared test broker, used when `AMQP_URL` is not set.
+pub const TEST_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+/// RabbitMQ settings (`AMQP_URL`, else [`TEST_AMQP_URL`]) with a unique prefix, so parallel
+/// tests never share queues.
 pub fn amqp_config() -> AmqpConfig {
     let mut c = env_config().amqp;
+    if !c.configured() {
+        c.url = Secret::new(TEST_AMQP_URL);
+    }
     c.prefix = unique("t");
     c
 }
 
-/// Delete every queue and exchange of a test prefix.
+/// Delete every queue and exchange of a test prefix (nothing for the in-process queue).
 pub async fn cleanup_amqp(config: &AmqpConfig) {
+    if !config.configured() {
+        return;
+    }
     let broker = crate::queue::Broker::new(config, "cleanup");
     let Ok(ch) = broker.channel().await else {
         return;

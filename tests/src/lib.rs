@@ -1,6 +1,7 @@
 //! Test harness for Perry Hub: an in-process hub (all four services) on a random port against
-//! real MariaDB, RabbitMQ and S3, with a fresh database, queue prefix and bucket per test; plus
-//! simulated workers and CLIs that speak the wire protocol over real sockets.
+//! real MariaDB, RabbitMQ (or the in-process queue, [`QueueKind`]) and S3, with a fresh
+//! database, queue prefix and bucket per test; plus simulated workers and CLIs that speak the
+//! wire protocol over real sockets.
 //!
 //! The hub is composed by `standalone::start` and served by `standalone::serve`, exactly as
 //! `perry-hub` does; [`api`] adds one typed method per HTTP endpoint; [`fake_azure`] stands in
@@ -40,9 +41,31 @@ pub const WAIT: Duration = Duration::from_secs(20);
 /// A change to the hub configuration of a test hub.
 pub type HubAdjust = Box<dyn FnOnce(&mut HubConfig) + Send>;
 
+/// Which queue a test hub runs on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum QueueKind {
+    /// The shared RabbitMQ (a unique prefix per test).
+    #[default]
+    RabbitMq,
+    /// The in-process queue, as `perry-hub all` without `AMQP_URL`.
+    InProcess,
+}
+
+impl QueueKind {
+    /// Default hub options on this queue.
+    pub fn options(self) -> HubOptions {
+        HubOptions {
+            queue: self,
+            ..HubOptions::default()
+        }
+    }
+}
+
 /// Options of a test hub.
 #[derive(Default)]
 pub struct HubOptions {
+    /// RabbitMQ (the default) or the in-process queue.
+    pub queue: QueueKind,
     /// Use the filesystem store instead of S3.
     pub fs_blobs: bool,
     /// Dispatcher timing.
@@ -137,6 +160,9 @@ impl TestHub {
                 if let Some(url) = opts.amqp_url {
                     amqp.url = shared::config::Secret::new(url);
                 }
+                if opts.queue == QueueKind::InProcess {
+                    amqp.url = shared::config::Secret::default();
+                }
                 (Some(db), cfg, amqp, blob)
             }
         };
@@ -152,6 +178,11 @@ impl TestHub {
             &blob_config,
             &hub_config,
             cancel.clone(),
+        );
+        assert_eq!(
+            deps.queue.is_in_process(),
+            amqp.url.is_empty(),
+            "the in-process queue exactly when no AMQP_URL is given"
         );
         deps.spawn_relay();
         let services = standalone::Services {
@@ -187,6 +218,10 @@ impl TestHub {
 
     /// Start a second replica sharing this hub's database, broker prefix and bucket.
     pub async fn replica(&self) -> Self {
+        assert!(
+            !self.deps.queue.is_in_process(),
+            "replicas need RabbitMQ: an in-process queue serves one process"
+        );
         Self::start_with(HubOptions {
             replica_of: Some((
                 self.db().config.clone(),
@@ -196,6 +231,24 @@ impl TestHub {
             ..HubOptions::default()
         })
         .await
+    }
+
+    /// Stop this hub and start it again on the same database, queue settings and blob store,
+    /// as a restart of the process: an in-process queue starts empty, RabbitMQ's queues keep
+    /// their messages.
+    pub async fn restart(mut self, mut opts: HubOptions) -> Self {
+        let db = self.db.take().expect("restart the primary hub");
+        let fs_dir = self._fs_dir.take();
+        opts.replica_of = Some((
+            db.config.clone(),
+            self.amqp.clone(),
+            self.blob_config.clone(),
+        ));
+        self.stop().await;
+        let mut hub = Self::start_with(opts).await;
+        hub.db = Some(db);
+        hub._fs_dir = fs_dir;
+        hub
     }
 
     /// The test database.

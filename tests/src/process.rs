@@ -39,10 +39,43 @@ impl HubProcess {
         role: Option<&str>,
         extra: &[(&str, &str)],
     ) -> Self {
-        let port = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
-            l.local_addr().expect("addr").port()
-        };
+        let port = free_port();
+        let base_url = format!("http://127.0.0.1:{port}");
+        let mut cmd = Self::command(primary, exe, role, port, extra);
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        let child = cmd.spawn().expect("start the hub process");
+        let process = Self { child, base_url };
+        let client = reqwest::Client::new();
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let ready = client
+                .get(format!("{}/readyz", process.base_url))
+                .timeout(Duration::from_secs(2))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if ready {
+                return process;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the hub process did not become ready"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The command that runs `exe` as `role` (every service when None) on `port` with
+    /// `primary`'s settings, then `extra`, in an otherwise empty environment.
+    pub fn command(
+        primary: &TestHub,
+        exe: &str,
+        role: Option<&str>,
+        port: u16,
+        extra: &[(&str, &str)],
+    ) -> Command {
         let base_url = format!("http://127.0.0.1:{port}");
         let db = &primary.db().config;
         let hub = &primary.deps.hub;
@@ -99,30 +132,8 @@ impl HubProcess {
                 "PERRY_S3_SECRET_ACCESS_KEY",
                 blob.s3_secret_access_key.expose(),
             )
-            .envs(extra.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
-        let child = cmd.spawn().expect("start the hub process");
-        let process = Self { child, base_url };
-        let client = reqwest::Client::new();
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            let ready = client
-                .get(format!("{}/readyz", process.base_url))
-                .timeout(Duration::from_secs(2))
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success());
-            if ready {
-                return process;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the hub process did not become ready"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+            .envs(extra.iter().copied());
+        cmd
     }
 
     /// `ws://…/ws`.
@@ -135,6 +146,12 @@ impl HubProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A port free right now.
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
+    l.local_addr().expect("addr").port()
 }
 
 impl Drop for HubProcess {

@@ -1,4 +1,4 @@
-//! This instance's private queue on the events exchange: job events go to local subscribers,
+//! This instance's private subscription to the events exchange: job events go to local subscribers,
 //! control messages (cancel, update) to local workers. After every (re)connection all local
 //! subscribers resynchronise from MySQL, so events published while the queue did not exist
 //! are not lost, and cancels and updates that may have been missed are re-derived from MySQL.
@@ -18,13 +18,13 @@ use crate::{
 pub fn spawn(ctx: &AppState) {
     let c = ctx.clone();
     let source = Source::Instance(ctx.instance_id.to_string());
-    let broker = ctx.deps.broker.clone();
+    let queue = ctx.deps.queue.clone();
     let cancel = ctx.deps.cancel.clone();
     let registry = ctx.registry.clone();
     let reconcile_ctx = ctx.clone();
     ctx.deps.tracker.spawn(async move {
         consumer::run(
-            broker,
+            queue,
             source,
             256,
             cancel,

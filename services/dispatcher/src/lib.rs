@@ -294,7 +294,7 @@ pub async fn run(
 /// the configuration and the backing services and exit; otherwise bind `PERRY_DISPATCHER_PORT` and
 /// [`run`] until SIGTERM.
 pub async fn launch(config: Config) -> anyhow::Result<()> {
-    config.common.amqp.validate()?;
+    config.common.amqp.require("dispatcher")?;
     config.common.blob.validate()?;
     validate(&config.common.hub, &config.settings)?;
     let args = config.common.clone();

@@ -6,19 +6,14 @@
 
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use job::{
     transition::{self, Assignment, Unsuccessful},
     JobState,
 };
-use lapin::{
-    options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions},
-    types::FieldTable,
-};
 use protocol::Outgoing;
 use shared::{
     clock::now_ms,
-    queue::{outbox::decode, Backoff, Message, BROKER_TIMEOUT, TARGETS},
+    queue::{Backoff, Disposition, Message, Source, TARGETS},
 };
 
 use crate::{
@@ -67,7 +62,7 @@ async fn pump(ctx: AppState, target: &'static str) {
 }
 
 /// Consume until the free slots for `target` drop to zero or grow past `prefetch` (then the
-/// caller re-creates the consumer with the new prefetch). Closing the channel returns any
+/// caller re-creates the consumer with the new prefetch). Closing the subscription returns any
 /// unacked delivery to the queue.
 async fn consume(
     ctx: &AppState,
@@ -75,19 +70,9 @@ async fn consume(
     prefetch: usize,
     capacity: &mut tokio::sync::watch::Receiver<u64>,
 ) -> anyhow::Result<()> {
-    let ch = ctx.deps.broker.channel().await?;
     let prefetch_u16 = u16::try_from(prefetch).unwrap_or(u16::MAX);
-    ch.basic_qos(prefetch_u16, BasicQosOptions::default())
-        .await?;
-    let queue = ctx.deps.broker.topology().target_queue(target);
-    let mut consumer = ch
-        .basic_consume(
-            queue.into(),
-            "".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
+    let source = Source::Target(target.to_owned());
+    let mut subscription = ctx.deps.queue.subscribe(&source, prefetch_u16).await?;
     let result = loop {
         tokio::select! {
             () = ctx.deps.cancel.cancelled() => break Ok(()),
@@ -96,12 +81,12 @@ async fn consume(
                 let free = ctx.registry.free_slots(target);
                 if free == 0 || free > prefetch { break Ok(()) }
             }
-            next = consumer.next() => {
+            next = subscription.next() => {
                 let Some(delivery) = next else { break Ok(()) };
                 let delivery = delivery?;
-                let assigned = match decode(&delivery) {
-                    Ok((_, Message::JobQueued { job_id, attempt, .. })) => assign(ctx, target, &job_id, attempt).await,
-                    Ok((_, other)) => {
+                let assigned = match delivery.decode() {
+                    Ok(Message::JobQueued { job_id, attempt, .. }) => assign(ctx, target, &job_id, attempt).await,
+                    Ok(other) => {
                         tracing::warn!(?other, "unexpected message on a target queue; dropping");
                         Assign::Drop
                     }
@@ -110,13 +95,11 @@ async fn consume(
                         Assign::Drop
                     }
                 };
-                let ack = async {
-                    match assigned {
-                        Assign::Done | Assign::Drop => delivery.ack(BasicAckOptions::default()).await,
-                        Assign::Retry => delivery.nack(BasicNackOptions { requeue: true, ..BasicNackOptions::default() }).await,
-                    }
+                let disposition = match assigned {
+                    Assign::Done | Assign::Drop => Disposition::Ack,
+                    Assign::Retry => Disposition::Requeue,
                 };
-                tokio::time::timeout(BROKER_TIMEOUT, ack).await.map_err(|_| anyhow::anyhow!("ack timed out"))??;
+                delivery.settle(disposition).await?;
                 if assigned == Assign::Retry {
                     // No slot after all, or the database failed: stop consuming for a moment
                     // so the message is not redelivered to us in a tight loop.
@@ -126,7 +109,7 @@ async fn consume(
             }
         }
     };
-    let _ = ch.close(200, "dispatch consumer restart".into()).await;
+    subscription.close().await;
     result
 }
 

@@ -120,6 +120,8 @@ pub fn router(state: AppState) -> Router {
 /// Check the settings this service uses. It needs no secret and no public URL, so unlike the
 /// other services it does not require the credentials key.
 pub fn validate(config: &Config) -> anyhow::Result<()> {
+    // Unused here, but a split deployment runs on RabbitMQ: one rule for the four roles.
+    config.common.amqp.require("download")?;
     config.common.blob.validate()?;
     Ok(())
 }

@@ -116,7 +116,7 @@ pub async fn run(
     listener: TcpListener,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
-    config.common.amqp.validate()?;
+    config.common.amqp.require("finisher")?;
     config.common.blob.validate()?;
     config.settings.validate()?;
     let service = Service {
@@ -136,7 +136,7 @@ pub async fn run(
 /// `--check`, check the configuration and the backing services and exit; otherwise bind
 /// `PERRY_FINISHER_PORT` and [`run`] until SIGTERM.
 pub async fn launch(config: Config) -> anyhow::Result<()> {
-    config.common.amqp.validate()?;
+    config.common.amqp.require("finisher")?;
     config.common.blob.validate()?;
     config.settings.validate()?;
     let args = config.common.clone();

@@ -6,7 +6,10 @@
 //! claim wins), and the extra copies make the queue's count catch up, so this settles.
 
 use job::{transition, Job, COLUMNS};
-use shared::{clock::now_ms, queue::TARGETS};
+use shared::{
+    clock::now_ms,
+    queue::{Message, Source, TARGETS},
+};
 
 use crate::{settings::ms, AppState};
 
@@ -22,8 +25,8 @@ pub async fn reannounce(ctx: &AppState, queued: &[(String, i64)]) -> anyhow::Res
         let Some(&(_, jobs)) = queued.iter().find(|(t, _)| t == target) else {
             continue;
         };
-        let queue = ctx.deps.broker.topology().target_queue(target);
-        let ready = ctx.deps.broker.ready_messages(&queue).await?;
+        let source = Source::Target((*target).to_owned());
+        let ready = ctx.deps.queue.ready(&source).await?;
         if i64::from(ready) >= jobs {
             continue;
         }
@@ -52,6 +55,52 @@ pub async fn reannounce(ctx: &AppState, queued: &[(String, i64)]) -> anyhow::Res
             "queue held fewer messages than queued jobs; announced the waiting ones again"
         );
         announced.extend(stale.into_iter().map(|j| j.id));
+    }
+    Ok(announced)
+}
+
+/// The in-process queue starts empty: announce every queued job again through the outbox, in
+/// the order they were submitted, so that a restarted single-process hub offers its queued jobs
+/// at once rather than after the re-announce delay (DEC-35). A job whose announcement is still
+/// waiting in the outbox (not sent yet, or held back by `not_before_ms`) is left to it. Copies
+/// of messages that still exist are harmless (the first claim wins). Returns how many jobs were
+/// announced.
+pub async fn announce_all_queued(pool: &sqlx::MySqlPool) -> anyhow::Result<usize> {
+    let pending: Vec<String> = sqlx::query_scalar(
+        "SELECT payload FROM outbox WHERE sent_ms IS NULL AND exchange = 'jobs'",
+    )
+    .fetch_all(pool)
+    .await?;
+    let pending: std::collections::HashSet<String> = (pending.iter())
+        .filter_map(|p| match serde_json::from_str(p) {
+            Ok(Message::JobQueued { job_id, .. }) => Some(job_id),
+            _ => None,
+        })
+        .collect();
+    let ids: Vec<String> = sqlx::query_scalar(
+        "SELECT id FROM jobs WHERE state = 'queued' ORDER BY COALESCE(queued_ms, enqueued_ms), id",
+    )
+    .fetch_all(pool)
+    .await?;
+    let ids: Vec<String> = ids.into_iter().filter(|id| !pending.contains(id)).collect();
+    let mut announced = 0;
+    for chunk in ids.chunks(BATCH as usize) {
+        let marks = vec!["?"; chunk.len()].join(",");
+        let sql = format!(
+            "SELECT {COLUMNS} FROM jobs WHERE state = 'queued' AND id IN ({marks}) \
+             ORDER BY COALESCE(queued_ms, enqueued_ms), id FOR UPDATE SKIP LOCKED"
+        );
+        let mut tx = pool.begin().await?;
+        let mut query = sqlx::query_as::<_, Job>(&sql);
+        for id in chunk {
+            query = query.bind(id);
+        }
+        let jobs = query.fetch_all(&mut *tx).await?;
+        for job in &jobs {
+            transition::announce_again(&mut tx, job).await?;
+        }
+        tx.commit().await?;
+        announced += jobs.len();
     }
     Ok(announced)
 }

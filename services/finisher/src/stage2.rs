@@ -40,13 +40,12 @@ pub enum HandOver {
 /// Consume the finisher queue.
 pub fn spawn(ctx: &AppState) {
     let c = ctx.clone();
-    let broker = ctx.deps.broker.clone();
-    let source = Source::Queue(broker.topology().finisher_queue());
+    let queue = ctx.deps.queue.clone();
     let cancel = ctx.deps.cancel.clone();
     ctx.deps.tracker.spawn(async move {
         consumer::run(
-            broker,
-            source,
+            queue,
+            Source::Finisher,
             PREFETCH,
             cancel,
             || async {},

@@ -323,7 +323,7 @@ pub fn validate(config: &Config) -> anyhow::Result<()> {
     let common = &config.common;
     common.hub.validate()?;
     common.hub.validate_admin_secret()?;
-    common.amqp.validate()?;
+    common.amqp.require("ingest")?;
     common.blob.validate()?;
     config.settings.validate()?;
     if common.hub.admin_secret.is_empty() {

@@ -123,9 +123,18 @@ pub struct Listeners {
 }
 
 /// Start every service's background work on `deps` (dispatcher pumps and fan-out, the finisher's
-/// consumer and sweeps) and compose their routes. The outbox relay is the caller's: call
-/// [`Deps::spawn_relay`] once per process.
+/// consumer and sweeps; on the in-process queue, its rebuild from MySQL) and compose their
+/// routes. The outbox relay is the caller's: call [`Deps::spawn_relay`] once per process.
 pub fn start(deps: &Deps, services: Services) -> anyhow::Result<App> {
+    if deps.queue.is_in_process() {
+        tracing::info!(
+            "queue: in-process (AMQP_URL is not set): no RabbitMQ needed; rebuilt from MySQL at \
+             start, so this hub must be the only process on its database; set AMQP_URL to use RabbitMQ"
+        );
+        rebuild_queue(deps);
+    } else {
+        tracing::info!("queue: RabbitMQ (AMQP_URL)");
+    }
     let dispatch = dispatcher::start(deps, services.dispatcher).context("dispatcher")?;
     if let Some(settings) = services.finisher {
         finisher::start(deps, settings).context("finisher")?;
@@ -147,6 +156,31 @@ pub fn start(deps: &Deps, services: Services) -> anyhow::Result<App> {
         dispatcher: dispatch,
         limits: deps.hub.http.clone(),
     })
+}
+
+/// The in-process queue is empty at start: announce the queued jobs again (retrying while the
+/// database is unavailable), so they are offered as soon as workers connect.
+fn rebuild_queue(deps: &Deps) {
+    let pool = deps.pool.clone();
+    let cancel = deps.cancel.clone();
+    let relay = deps.outbox.clone();
+    deps.tracker.spawn(async move {
+        let mut backoff = shared::queue::Backoff::default();
+        loop {
+            match finisher::reannounce::announce_all_queued(&pool).await {
+                Ok(n) => {
+                    tracing::info!(jobs = n, "in-process queue rebuilt: queued jobs announced");
+                    relay.notify_one();
+                    return;
+                }
+                Err(error) => tracing::warn!(%error, "rebuilding the in-process queue; retrying"),
+            }
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = tokio::time::sleep(backoff.next_delay()) => {},
+            }
+        }
+    });
 }
 
 /// Serve `app` on `listeners` until `cancel` fires (or a listener fails, which cancels the

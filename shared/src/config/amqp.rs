@@ -1,4 +1,5 @@
-//! The RabbitMQ fragment.
+//! The RabbitMQ fragment. Without `AMQP_URL`, `perry-hub all` runs on the in-process queue;
+//! the split services require it ([`AmqpConfig::require`]).
 
 use clap::Args;
 
@@ -7,12 +8,14 @@ use super::{ConfigError, Secret};
 /// RabbitMQ settings.
 #[derive(Debug, Clone, Args)]
 pub struct AmqpConfig {
-    /// AMQP URL of the broker.
+    /// AMQP URL of RabbitMQ, e.g. `amqp://guest:guest@127.0.0.1:5672/%2f`. Required by the
+    /// split services; unset, `perry-hub all` uses an in-process queue instead.
     #[arg(
         id = "amqp-url",
         long = "amqp-url",
         env = "AMQP_URL",
-        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f",
+        default_value = "",
+        hide_default_value = true,
         hide_env_values = true
     )]
     pub url: Secret,
@@ -53,9 +56,40 @@ impl AmqpConfig {
         format!("{url}{sep}heartbeat={}", self.heartbeat_secs)
     }
 
-    /// Check the settings.
+    /// Whether a broker is configured (`AMQP_URL` set and not empty).
+    pub fn configured(&self) -> bool {
+        !self.url.expose().trim().is_empty()
+    }
+
+    /// Check the settings of a split service (`role`), which needs RabbitMQ: `AMQP_URL` must
+    /// be set (stable code `AMQP_URL_REQUIRED`), then [`AmqpConfig::validate`].
+    pub fn require(&self, role: &str) -> Result<(), ConfigError> {
+        if !self.configured() {
+            return Err(ConfigError::new(
+                "AMQP_URL",
+                format!(
+                    "AMQP_URL_REQUIRED: `perry-hub {role}` talks to the other services through \
+                     RabbitMQ; set AMQP_URL (only `perry-hub all` runs without it, on an \
+                     in-process queue)"
+                ),
+            ));
+        }
+        self.validate()
+    }
+
+    /// Check the settings. An unset `AMQP_URL` passes (the in-process queue); a set one must
+    /// be an AMQP URL.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let url = self.url.expose();
+        if !self.configured() {
+            if self.tls_ca_file.is_some() {
+                return Err(ConfigError::new(
+                    "PERRY_AMQP_TLS_CA_FILE",
+                    "is only used with an amqps:// AMQP_URL",
+                ));
+            }
+            return Ok(());
+        }
         if !(url.starts_with("amqp://") || url.starts_with("amqps://")) {
             return Err(ConfigError::new(
                 "AMQP_URL",

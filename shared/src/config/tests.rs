@@ -127,11 +127,38 @@ fn secret_matching_is_exact() {
 
 #[test]
 fn amqp_url_gets_heartbeat_and_bad_values_fail() {
-    let c = parse(&[]);
-    assert!(c.amqp.url_with_heartbeat().ends_with("?heartbeat=15"));
+    let c = parse(&["--amqp-url", "amqp://u:p@rabbit:5672/%2f"]);
+    assert!(c.amqp.configured());
+    assert_eq!(
+        c.amqp.url_with_heartbeat(),
+        "amqp://u:p@rabbit:5672/%2f?heartbeat=15"
+    );
     c.amqp.validate().unwrap();
+    c.amqp.require("ingest").unwrap();
     let c = parse(&["--amqp-url", "http://x", "--amqp-prefix", "a b"]);
     assert_eq!(c.amqp.validate().unwrap_err().variable, "AMQP_URL");
+}
+
+#[test]
+fn without_amqp_url_only_the_all_in_one_hub_may_start() {
+    for unset in ["", "  "] {
+        let c = parse(&["--amqp-url", unset]);
+        assert!(!c.amqp.configured(), "{unset:?}");
+        // `perry-hub all` validates and then runs on the in-process queue.
+        c.amqp.validate().unwrap();
+        for role in ["ingest", "dispatcher", "finisher", "download"] {
+            let err = c.amqp.require(role).unwrap_err();
+            assert_eq!(err.variable, "AMQP_URL");
+            assert!(err.reason.starts_with("AMQP_URL_REQUIRED: "), "{err}");
+            assert!(err.reason.contains(role), "{err}");
+        }
+    }
+    // The broker's CA file means nothing without a broker.
+    let c = parse(&["--amqp-url", "", "--amqp-tls-ca-file", "/etc/hosts"]);
+    assert_eq!(
+        c.amqp.validate().unwrap_err().variable,
+        "PERRY_AMQP_TLS_CA_FILE"
+    );
 }
 
 #[test]

@@ -35,13 +35,13 @@ impl ReadyCheck for DbReady {
     }
 }
 
-/// RabbitMQ readiness.
-pub struct BrokerReady(pub crate::queue::Broker);
+/// Queue readiness: RabbitMQ reachable (`rabbitmq`), or the in-process queue (`queue`).
+pub struct BrokerReady(pub crate::queue::Queue);
 
 #[async_trait]
 impl ReadyCheck for BrokerReady {
     fn name(&self) -> &'static str {
-        "rabbitmq"
+        self.0.name()
     }
     async fn check(&self) -> Result<(), String> {
         self.0.check().await.map_err(|e| e.to_string())

@@ -1,39 +1,14 @@
-//! A supervised consumer: (re)connects, declares, consumes, hands each decoded [`Message`] to a
-//! handler and acks by its answer. When the stream ends (broker restart, channel error) it
-//! rebuilds everything with backoff; deliveries from before a reconnect are never acked late.
+//! A supervised consumer: subscribes, hands each decoded [`Message`] to a handler and settles
+//! the delivery by its answer. When the subscription ends (broker restart, channel error, an
+//! in-process event subscription that fell behind) it subscribes again with backoff; deliveries
+//! from before that are never settled late.
 
 use std::future::Future;
 
-use futures_util::StreamExt;
-use lapin::{
-    options::{
-        BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions, BasicRejectOptions,
-    },
-    types::FieldTable,
-};
 use tokio_util::sync::CancellationToken;
 
-use super::{outbox::decode, Backoff, Broker, Message, Result, BROKER_TIMEOUT};
-
-/// Where a consumer reads from.
-#[derive(Debug, Clone)]
-pub enum Source {
-    /// A durable queue declared by the topology (e.g. the finisher queue).
-    Queue(String),
-    /// A private, exclusive queue for one process bound to all events (dispatcher fan-out).
-    Instance(String),
-}
-
-/// What to do with a delivery once handled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Disposition {
-    /// Done (or a duplicate): remove it.
-    Ack,
-    /// Transient failure: put it back for another try.
-    Requeue,
-    /// Poison: send it to the dead-letter queue.
-    Reject,
-}
+use super::{Backoff, Message, Queue, Result};
+pub use super::{Disposition, Source};
 
 /// A delivered message with its metadata.
 #[derive(Debug, Clone)]
@@ -42,14 +17,14 @@ pub struct Received {
     pub id: Option<u64>,
     /// The message.
     pub message: Message,
-    /// Whether the broker delivered it before.
+    /// Whether it was delivered before.
     pub redelivered: bool,
 }
 
-/// Consume `source` until `cancel` fires. `on_connected` runs after every (re)connection, before
-/// the first delivery (to resynchronise state that may have missed messages meanwhile).
+/// Consume `source` until `cancel` fires. `on_connected` runs after every (re)subscription,
+/// before the first delivery (to resynchronise state that may have missed messages meanwhile).
 pub async fn run<H, Fut, C, CFut>(
-    broker: Broker,
+    queue: Queue,
     source: Source,
     prefetch: u16,
     cancel: CancellationToken,
@@ -67,7 +42,7 @@ pub async fn run<H, Fut, C, CFut>(
             return;
         }
         let result = consume_once(
-            &broker,
+            &queue,
             &source,
             prefetch,
             &cancel,
@@ -93,7 +68,7 @@ pub async fn run<H, Fut, C, CFut>(
 }
 
 async fn consume_once<H, Fut, C, CFut>(
-    broker: &Broker,
+    queue: &Queue,
     source: &Source,
     prefetch: u16,
     cancel: &CancellationToken,
@@ -107,41 +82,23 @@ where
     C: FnMut() -> CFut,
     CFut: Future<Output = ()>,
 {
-    let ch = broker.channel().await?;
-    ch.basic_qos(prefetch, BasicQosOptions::default()).await?;
-    let queue = match source {
-        Source::Queue(q) => q.clone(),
-        Source::Instance(instance) => {
-            broker
-                .topology()
-                .declare_instance_queue(&ch, instance)
-                .await?
-        }
-    };
-    let mut consumer = ch
-        .basic_consume(
-            queue.into(),
-            "".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
+    let mut subscription = queue.subscribe(source, prefetch).await?;
     on_connected().await;
     backoff.reset();
     loop {
         let next = tokio::select! {
             () = cancel.cancelled() => {
-                let _ = ch.close(200, "shutdown".into()).await;
+                subscription.close().await;
                 return Ok(());
             }
-            next = consumer.next() => next,
+            next = subscription.next() => next,
         };
         let Some(delivery) = next else { return Ok(()) };
         let delivery = delivery?;
-        let disposition = match decode(&delivery) {
-            Ok((id, message)) => {
+        let disposition = match delivery.decode() {
+            Ok(message) => {
                 handler(Received {
-                    id,
+                    id: delivery.id,
                     message,
                     redelivered: delivery.redelivered,
                 })
@@ -152,22 +109,6 @@ where
                 Disposition::Reject
             }
         };
-        let ack = async {
-            match disposition {
-                Disposition::Ack => delivery.ack(BasicAckOptions::default()).await,
-                Disposition::Requeue => {
-                    delivery
-                        .nack(BasicNackOptions {
-                            requeue: true,
-                            ..BasicNackOptions::default()
-                        })
-                        .await
-                }
-                Disposition::Reject => delivery.reject(BasicRejectOptions { requeue: false }).await,
-            }
-        };
-        tokio::time::timeout(BROKER_TIMEOUT, ack)
-            .await
-            .map_err(|_| super::Error::Timeout("ack"))??;
+        delivery.settle(disposition).await?;
     }
 }

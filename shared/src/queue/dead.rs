@@ -1,17 +1,22 @@
 //! Dead letters: messages a consumer rejected as undecodable land in the dead-letter queue
-//! (`<prefix>.dead`). Operators see how many there are and replay them: each one that decodes
-//! as a [`Message`] is written to the outbox again (so it is published like any other, with a
-//! new id) and removed from the queue in that order; one that does not decode stays.
+//! (`<prefix>.dead` on RabbitMQ, a bounded list in the in-process queue). Operators see how many
+//! there are and replay them: each one that decodes as a [`Message`] is written to the outbox
+//! again (so it is published like any other, with a new id) and removed from the queue in that
+//! order; one that does not decode stays.
 
 use lapin::options::{BasicAckOptions, BasicGetOptions};
 use sqlx::MySqlPool;
 
-use super::{outbox, Broker, Error, Message, Result, BROKER_TIMEOUT};
+use super::{outbox, Broker, Error, Message, Queue, Result, BROKER_TIMEOUT};
 
 /// Messages waiting in the dead-letter queue.
-pub async fn count(broker: &Broker) -> Result<u32> {
-    let queue = broker.topology().dead_letter_queue();
-    tokio::time::timeout(BROKER_TIMEOUT, broker.ready_messages(&queue))
+pub async fn count(queue: &Queue) -> Result<u32> {
+    let broker = match queue {
+        Queue::Rabbit(r) => r.broker(),
+        Queue::Memory(m) => return Ok(m.dead_count()),
+    };
+    let name = broker.topology().dead_letter_queue();
+    tokio::time::timeout(BROKER_TIMEOUT, broker.ready_messages(&name))
         .await
         .map_err(|_| Error::Timeout("dead-letter count"))?
 }
@@ -26,7 +31,39 @@ pub struct Replayed {
 }
 
 /// Replay at most `max` dead letters through the outbox.
-pub async fn replay(pool: &MySqlPool, broker: &Broker, max: u32) -> Result<Replayed> {
+pub async fn replay(pool: &MySqlPool, queue: &Queue, max: u32) -> Result<Replayed> {
+    match queue {
+        Queue::Rabbit(r) => replay_from_broker(pool, r.broker(), max).await,
+        Queue::Memory(m) => {
+            let mut done = Replayed::default();
+            let mut letters = m.take_dead(max).into_iter();
+            while let Some(letter) = letters.next() {
+                let Ok(message) = serde_json::from_slice::<Message>(&letter) else {
+                    m.add_dead(letter);
+                    done.kept += 1;
+                    continue;
+                };
+                if let Err(error) = enqueue(pool, &message).await {
+                    // Not replayed: keep it and those not tried yet.
+                    m.add_dead(letter);
+                    letters.for_each(|l| m.add_dead(l));
+                    return Err(error);
+                }
+                done.replayed += 1;
+            }
+            Ok(done)
+        }
+    }
+}
+
+async fn enqueue(pool: &MySqlPool, message: &Message) -> Result<()> {
+    let mut tx = pool.begin().await?;
+    outbox::enqueue(&mut tx, message).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+async fn replay_from_broker(pool: &MySqlPool, broker: &Broker, max: u32) -> Result<Replayed> {
     let queue = broker.topology().dead_letter_queue();
     let channel = broker.channel().await?;
     let mut done = Replayed::default();
@@ -44,9 +81,7 @@ pub async fn replay(pool: &MySqlPool, broker: &Broker, max: u32) -> Result<Repla
             done.kept += 1;
             continue;
         };
-        let mut tx = pool.begin().await?;
-        outbox::enqueue(&mut tx, &message).await?;
-        tx.commit().await?;
+        enqueue(pool, &message).await?;
         got.delivery.acker.ack(BasicAckOptions::default()).await?;
         done.replayed += 1;
     }
@@ -56,8 +91,15 @@ pub async fn replay(pool: &MySqlPool, broker: &Broker, max: u32) -> Result<Repla
 
 /// Put `payload` straight into the dead-letter queue (as a consumer's rejection would).
 #[cfg(feature = "testing")]
-pub async fn inject(broker: &Broker, payload: &[u8]) -> Result<()> {
+pub async fn inject(queue: &Queue, payload: &[u8]) -> Result<()> {
     use lapin::{options::BasicPublishOptions, BasicProperties};
+    let broker = match queue {
+        Queue::Rabbit(r) => r.broker(),
+        Queue::Memory(m) => {
+            m.add_dead(payload.into());
+            return Ok(());
+        }
+    };
     let channel = broker.channel().await?;
     channel
         .confirm_select(lapin::options::ConfirmSelectOptions::default())
@@ -72,6 +114,6 @@ pub async fn inject(broker: &Broker, payload: &[u8]) -> Result<()> {
         )
         .await?
         .await?;
-    let _ = channel.close(200, "dead letter injected".into()).await;
+    let _ = channel.close(200, "dead letters injected".into()).await;
     Ok(())
 }

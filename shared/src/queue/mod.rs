@@ -1,18 +1,23 @@
-//! RabbitMQ: topology declared in one place, typed messages, connections, the outbox relay and
-//! a supervised consumer.
+//! The message queue: typed messages, the [`Queue`] with its two backends (RabbitMQ, with its
+//! topology declared in one place, and the in-process [`memory`] queue), the outbox relay and a
+//! supervised consumer.
 //!
-//! RabbitMQ is the doorbell, MySQL is the truth: every message is written to the `outbox` table
-//! in the same transaction as the state change it announces ([`outbox::enqueue`]), and the
-//! [`outbox::Relay`] publishes it with publisher confirms. Consumers are idempotent.
+//! The queue is the doorbell, MySQL is the truth: every message is written to the `outbox`
+//! table in the same transaction as the state change it announces ([`outbox::enqueue`]), and the
+//! [`outbox::Relay`] publishes it with confirms. Consumers are idempotent.
 
+mod backend;
 mod broker;
 pub mod consumer;
 pub mod dead;
+pub mod memory;
 pub mod outbox;
+pub mod rabbit;
 mod topology;
 
 use serde::{Deserialize, Serialize};
 
+pub use backend::{Delivery, Disposition, Publish, Queue, Source, Subscription};
 pub use broker::{Backoff, Broker, BROKER_TIMEOUT};
 pub use topology::Topology;
 
@@ -31,6 +36,9 @@ pub enum Error {
     /// The broker did not confirm in time, or refused a message.
     #[error("publish not confirmed: {0}")]
     NotConfirmed(String),
+    /// An in-process delivery was settled after its subscription ended.
+    #[error("queue closed: {0}")]
+    Closed(&'static str),
     /// An operation timed out.
     #[error("timed out: {0}")]
     Timeout(&'static str),

@@ -185,7 +185,7 @@ pub async fn outbox_state(
         sqlx::query_as("SELECT COUNT(*), MIN(created_ms) FROM outbox WHERE sent_ms IS NULL")
             .fetch_one(&state.deps.pool)
             .await?;
-    let dead_lettered = match dead::count(&state.deps.broker).await {
+    let dead_lettered = match dead::count(&state.deps.queue).await {
         Ok(n) => Some(n),
         Err(error) => {
             tracing::warn!(%error, "dead-letter queue not readable");
@@ -207,7 +207,7 @@ pub async fn replay(
     Query(query): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<dead::Replayed>> {
     let limit = Params::new(query, &["limit"])?.limit(100, MAX_REPLAY)?;
-    let done = dead::replay(&state.deps.pool, &state.deps.broker, limit).await?;
+    let done = dead::replay(&state.deps.pool, &state.deps.queue, limit).await?;
     state.deps.notify_outbox();
     tracing::info!(
         replayed = done.replayed,

@@ -121,44 +121,46 @@ async fn queues_report_depth_and_the_oldest_waiting_job_per_target() {
     hub.stop().await;
 }
 
-#[tokio::test]
-async fn dead_letters_are_counted_and_replayed_through_the_outbox() {
-    let hub = TestHub::start().await;
-    hub.outbox_drained().await;
-    let (status, body) = admin_get(&hub, "/api/v1/admin/outbox").await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(body["backlog"], 0);
-    assert!(body["oldest_unsent_ms"].is_null());
-    assert_eq!(body["dead_lettered"], 0);
+on_both_queues! {
+    /// On both queues: RabbitMQ's dead-letter queue, the in-process queue's list.
+    async fn dead_letters_are_counted_and_replayed_through_the_outbox(queue: QueueKind) {
+        let hub = TestHub::start_with(queue.options()).await;
+        hub.outbox_drained().await;
+        let (status, body) = admin_get(&hub, "/api/v1/admin/outbox").await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["backlog"], 0);
+        assert!(body["oldest_unsent_ms"].is_null());
+        assert_eq!(body["dead_lettered"], 0);
 
-    let message = shared::queue::Message::CapacityChanged {};
-    let payload = serde_json::to_vec(&message).unwrap();
-    shared::queue::dead::inject(&hub.deps.broker, &payload)
-        .await
-        .unwrap();
-    shared::queue::dead::inject(&hub.deps.broker, b"not a hub message")
-        .await
-        .unwrap();
-    let (_, body) = admin_get(&hub, "/api/v1/admin/outbox").await;
-    assert_eq!(body["dead_lettered"], 2);
+        let message = shared::queue::Message::CapacityChanged {};
+        let payload = serde_json::to_vec(&message).unwrap();
+        shared::queue::dead::inject(&hub.deps.queue, &payload)
+            .await
+            .unwrap();
+        shared::queue::dead::inject(&hub.deps.queue, b"not a hub message")
+            .await
+            .unwrap();
+        let (_, body) = admin_get(&hub, "/api/v1/admin/outbox").await;
+        assert_eq!(body["dead_lettered"], 2);
 
-    let (status, replayed) = admin_post(&hub, "/api/v1/admin/outbox/replay", &json!({})).await;
+        let (status, replayed) = admin_post(&hub, "/api/v1/admin/outbox/replay", &json!({})).await;
 
-    assert_eq!(status, 200, "{replayed}");
-    assert_eq!(replayed, json!({"replayed": 1, "kept": 1}));
-    // The decodable one went back through the outbox; the other stays for inspection.
-    let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE payload = ?")
-        .bind(String::from_utf8(payload).unwrap())
-        .fetch_one(hub.pool())
-        .await
-        .unwrap();
-    assert_eq!(rows, 1);
-    let (_, body) = admin_get(&hub, "/api/v1/admin/outbox").await;
-    assert_eq!(body["dead_lettered"], 1);
-    assert_error(
-        &admin_post(&hub, "/api/v1/admin/outbox/replay?limit=0", &json!({})).await,
-        400,
-        "BAD_REQUEST",
-    );
-    hub.stop().await;
+        assert_eq!(status, 200, "{replayed}");
+        assert_eq!(replayed, json!({"replayed": 1, "kept": 1}));
+        // The decodable one went back through the outbox; the other stays for inspection.
+        let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE payload = ?")
+            .bind(String::from_utf8(payload).unwrap())
+            .fetch_one(hub.pool())
+            .await
+            .unwrap();
+        assert_eq!(rows, 1);
+        let (_, body) = admin_get(&hub, "/api/v1/admin/outbox").await;
+        assert_eq!(body["dead_lettered"], 1);
+        assert_error(
+            &admin_post(&hub, "/api/v1/admin/outbox/replay?limit=0", &json!({})).await,
+            400,
+            "BAD_REQUEST",
+        );
+        hub.stop().await;
+    }
 }

@@ -126,30 +126,35 @@ async fn a_late_subscriber_gets_the_backlog_then_live_events_without_gap_or_dupl
     hub.stop().await;
 }
 
-#[tokio::test]
-async fn cancelling_a_queued_job_ends_it_and_a_running_job_is_cancelled_through_its_worker() {
-    let hub = TestHub::start().await;
-    let (_, license) = hub.insert_license("pro").await;
-    let queued = hub.insert_job(license, "ios", 10, b"t", json!({})).await;
-    let mut cli = hub.cli(&queued).await;
-    cli.expect("job_created").await;
-    cli.send(json!({"type":"cancel","job_id":queued})).await;
-    let complete = cli.expect("complete").await;
-    assert_eq!(complete["success"], false);
-    hub.wait_state(&queued, "cancelled").await;
+on_both_queues! {
+    /// On both queues: the cancel of a running job reaches its worker through the events
+    /// fan-out (`control.cancel`).
+    async fn cancelling_a_queued_job_ends_it_and_a_running_job_is_cancelled_through_its_worker(
+        queue: QueueKind,
+    ) {
+        let hub = TestHub::start_with(queue.options()).await;
+        let (_, license) = hub.insert_license("pro").await;
+        let queued = hub.insert_job(license, "ios", 10, b"t", json!({})).await;
+        let mut cli = hub.cli(&queued).await;
+        cli.expect("job_created").await;
+        cli.send(json!({"type":"cancel","job_id":queued})).await;
+        let complete = cli.expect("complete").await;
+        assert_eq!(complete["success"], false);
+        hub.wait_state(&queued, "cancelled").await;
 
-    let running = hub.insert_job(license, "linux", 10, b"t", json!({})).await;
-    let mut worker = hub.worker("w", &["linux"], 1).await;
-    worker.assignment().await;
-    let mut cli = hub.cli(&running).await;
-    cli.expect("job_created").await;
-    cli.send(json!({"type":"cancel","job_id":running})).await;
-    let cancel = worker.ws.expect("cancel").await;
-    assert_eq!(cancel["job_id"], running.as_str());
-    worker.send(json!({"type":"error","job_id":running,"code":"INTERNAL_ERROR","message":"Build cancelled"})).await;
-    worker.send(json!({"type":"complete","job_id":running,"success":false,"duration_secs":1.0,"artifacts":[]})).await;
-    hub.wait_state(&running, "cancelled").await;
-    hub.stop().await;
+        let running = hub.insert_job(license, "linux", 10, b"t", json!({})).await;
+        let mut worker = hub.worker("w", &["linux"], 1).await;
+        worker.assignment().await;
+        let mut cli = hub.cli(&running).await;
+        cli.expect("job_created").await;
+        cli.send(json!({"type":"cancel","job_id":running})).await;
+        let cancel = worker.ws.expect("cancel").await;
+        assert_eq!(cancel["job_id"], running.as_str());
+        worker.send(json!({"type":"error","job_id":running,"code":"INTERNAL_ERROR","message":"Build cancelled"})).await;
+        worker.send(json!({"type":"complete","job_id":running,"success":false,"duration_secs":1.0,"artifacts":[]})).await;
+        hub.wait_state(&running, "cancelled").await;
+        hub.stop().await;
+    }
 }
 
 #[tokio::test]

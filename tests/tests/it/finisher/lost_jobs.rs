@@ -11,66 +11,70 @@ use shared::{
     queue::{outbox, Message},
 };
 
-/// With the default re-attach window (two of builder-linux's 5 s reconnect periods) and the
-/// default reaper period, a worker that does not come back has its job requeued within 15 s.
-#[tokio::test]
-async fn a_worker_that_does_not_come_back_has_its_job_requeued_within_15_s_and_another_worker_gets_attempt_two(
-) {
-    let mut finisher = settings(&[]);
-    finisher.sweep_secs = 2;
-    let hub = TestHub::start_with(perry_hub_tests::HubOptions {
-        finisher: Some(finisher),
-        ..Default::default()
-    })
-    .await;
-    let (_, license) = hub.insert_license("pro").await;
-    let job = hub
-        .insert_job(license, "linux", 10, b"src", json!({}))
+on_both_queues! {
+    /// On both queues: with the default re-attach window (two of builder-linux's 5 s reconnect periods) and the
+    /// default reaper period, a worker that does not come back has its job requeued within 15 s.
+    async fn a_worker_that_does_not_come_back_has_its_job_requeued_within_15_s_and_another_worker_gets_attempt_two(
+        queue: QueueKind,
+    ) {
+        let mut finisher = settings(&[]);
+        finisher.sweep_secs = 2;
+        let hub = TestHub::start_with(perry_hub_tests::HubOptions {
+            finisher: Some(finisher),
+            ..queue.options()
+        })
         .await;
-    let mut cli = hub.cli(&job).await;
-    let mut first = hub.worker("w1", &["linux"], 1).await;
-    let a1 = first.assignment().await;
-    first.ws.close().await;
-    let gone = std::time::Instant::now();
-    // The CLI hears at once that the build waits for its worker.
-    let note = cli.expect("log").await;
-    assert_eq!(note["stream"], "stderr");
-    assert!(
-        note["line"]
-            .as_str()
-            .unwrap()
-            .contains("disconnected; waiting up to 10 s for it to reconnect"),
-        "{note}"
-    );
-    loop {
-        let update = cli.expect("queue_update").await;
-        if update["message"] == "Builder disconnected, re-queued (attempt 2)" {
-            break;
+        let (_, license) = hub.insert_license("pro").await;
+        let job = hub
+            .insert_job(license, "linux", 10, b"src", json!({}))
+            .await;
+        let mut cli = hub.cli(&job).await;
+        let mut first = hub.worker("w1", &["linux"], 1).await;
+        let a1 = first.assignment().await;
+        first.ws.close().await;
+        let gone = std::time::Instant::now();
+        // The CLI hears at once that the build waits for its worker.
+        let note = cli.expect("log").await;
+        assert_eq!(note["stream"], "stderr");
+        assert!(
+            note["line"]
+                .as_str()
+                .unwrap()
+                .contains("disconnected; waiting up to 10 s for it to reconnect"),
+            "{note}"
+        );
+        loop {
+            let update = cli.expect("queue_update").await;
+            if update["message"] == "Builder disconnected, re-queued (attempt 2)" {
+                break;
+            }
         }
+        let waited = gone.elapsed();
+        assert!(
+            waited >= std::time::Duration::from_secs(9) && waited <= std::time::Duration::from_secs(15),
+            "requeued after {waited:?}"
+        );
+        let mut second = hub.worker("w2", &["linux"], 1).await;
+        let a2 = second.assignment().await;
+        assert_eq!(a2["job_id"], job.as_str());
+        assert_ne!(a2["auth_token"], a1["auth_token"]);
+        let (attempt, retries): (i32, i32) =
+            sqlx::query_as("SELECT attempt, retries FROM jobs WHERE id = ?")
+                .bind(&job)
+                .fetch_one(hub.pool())
+                .await
+                .unwrap();
+        assert_eq!((attempt, retries), (2, 1));
+        if queue == perry_hub_tests::QueueKind::RabbitMq {
+        perry_hub_tests::fault_log::record(&perry_hub_tests::fault_log::Fault {
+            slug: "01-worker-gone",
+            fault: "Worker disconnects mid-build and does not come back",
+            outcome: format!("The CLI got a stderr line at once; the job was requeued {:.1} s after the disconnect (re-attach window 10 s, reaper every 2 s) and another worker built attempt 2 (DEC-32).", waited.as_secs_f64()),
+            test: "finisher::lost_jobs::a_worker_that_does_not_come_back_has_its_job_requeued_within_15_s_and_another_worker_gets_attempt_two::rabbitmq",
+        });
+        }
+        hub.stop().await;
     }
-    let waited = gone.elapsed();
-    assert!(
-        waited >= std::time::Duration::from_secs(9) && waited <= std::time::Duration::from_secs(15),
-        "requeued after {waited:?}"
-    );
-    let mut second = hub.worker("w2", &["linux"], 1).await;
-    let a2 = second.assignment().await;
-    assert_eq!(a2["job_id"], job.as_str());
-    assert_ne!(a2["auth_token"], a1["auth_token"]);
-    let (attempt, retries): (i32, i32) =
-        sqlx::query_as("SELECT attempt, retries FROM jobs WHERE id = ?")
-            .bind(&job)
-            .fetch_one(hub.pool())
-            .await
-            .unwrap();
-    assert_eq!((attempt, retries), (2, 1));
-    perry_hub_tests::fault_log::record(&perry_hub_tests::fault_log::Fault {
-        slug: "01-worker-gone",
-        fault: "Worker disconnects mid-build and does not come back",
-        outcome: format!("The CLI got a stderr line at once; the job was requeued {:.1} s after the disconnect (re-attach window 10 s, reaper every 2 s) and another worker built attempt 2 (DEC-32).", waited.as_secs_f64()),
-        test: "finisher::lost_jobs::a_worker_that_does_not_come_back_has_its_job_requeued_within_15_s_and_another_worker_gets_attempt_two",
-    });
-    hub.stop().await;
 }
 
 #[tokio::test]
@@ -256,14 +260,15 @@ async fn a_queued_job_whose_broker_message_was_purged_is_announced_again_and_bui
     let job = hub
         .insert_job(license, "linux", 10, b"src", json!({}))
         .await;
-    let queue = hub.deps.broker.topology().target_queue("linux");
+    let broker = hub.deps.queue.rabbit().expect("RabbitMQ");
+    let queue = broker.topology().target_queue("linux");
     // The announcement reaches the queue (no worker takes it yet)...
     eventually("the announcement", || async {
-        hub.deps.broker.ready_messages(&queue).await.unwrap_or(0) == 1
+        broker.ready_messages(&queue).await.unwrap_or(0) == 1
     })
     .await;
     // ...and is lost, as when an operator purges the queue.
-    let ch = hub.deps.broker.channel().await.expect("channel");
+    let ch = broker.channel().await.expect("channel");
     ch.queue_purge(queue.as_str().into(), Default::default())
         .await
         .expect("purge");

@@ -3,7 +3,7 @@
 use std::{future::Future, time::Duration};
 
 use clap::Parser;
-use perry_hub_tests::{HubOptions, TestHub, WsClient, WAIT};
+use perry_hub_tests::{HubOptions, QueueKind, TestHub, WsClient, WAIT};
 use serde_json::Value;
 use shared::{
     clock::now_ms,
@@ -27,9 +27,14 @@ pub(super) fn flags(list: &[&str]) -> Vec<String> {
 }
 
 pub(super) async fn hub_with(extra: &[String]) -> TestHub {
+    hub_on(QueueKind::RabbitMq, extra).await
+}
+
+/// [`hub_with`] on `queue`.
+pub(super) async fn hub_on(queue: QueueKind, extra: &[String]) -> TestHub {
     TestHub::start_with(HubOptions {
         finisher: Some(settings(extra)),
-        ..HubOptions::default()
+        ..queue.options()
     })
     .await
 }

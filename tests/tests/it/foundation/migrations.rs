@@ -103,6 +103,17 @@ async fn check_reports_every_backing_service_and_fails_on_a_wrong_password() {
         .await
         .expect("every backing service is usable");
 
+    // `perry-hub check` checks RabbitMQ only when AMQP_URL chooses it.
+    args.amqp.url = shared::config::Secret::new("amqp://guest:guest@127.0.0.1:1/%2f");
+    let error = shared::check::run("test", &args, shared::check::Needs::ALL)
+        .await
+        .expect_err("an unreachable broker fails the check");
+    assert!(error.to_string().contains("rabbitmq"), "{error}");
+    args.amqp.url = shared::config::Secret::default();
+    shared::check::run("test", &args, shared::check::Needs::ALL)
+        .await
+        .expect("without AMQP_URL the in-process queue needs nothing");
+
     args.db.password = shared::config::Secret::new("not-the-password");
     let started = std::time::Instant::now();
     let error = shared::check::run("test", &args, shared::check::Needs::ALL)

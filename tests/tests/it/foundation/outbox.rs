@@ -1,4 +1,4 @@
-//! The outbox relay across a broker restart.
+//! The outbox relay across a broker restart, with a deleted queue, and on the in-process queue.
 
 use std::{
     collections::HashSet,
@@ -24,17 +24,16 @@ async fn outbox_relay_delivers_every_row_once_across_a_broker_restart() {
     let db = TestDb::new().await;
     let amqp = testing::amqp_config();
     let cancel = CancellationToken::new();
-    let relay = Relay::new(db.pool.clone(), Broker::new(&amqp, "test-publisher"));
+    let relay = Relay::new(db.pool.clone(), Broker::new(&amqp, "test-publisher").into());
     let wake = relay.notifier();
     tokio::spawn(relay.run(cancel.clone()));
 
     let seen = Arc::new(Mutex::new((HashSet::<u64>::new(), 0usize)));
     let consumer_broker = Broker::new(&amqp, "test-consumer");
-    let queue = consumer_broker.topology().target_queue("linux");
     let s = seen.clone();
     tokio::spawn(consumer::run(
-        consumer_broker,
-        Source::Queue(queue),
+        consumer_broker.into(),
+        Source::Target("linux".into()),
         50,
         cancel.clone(),
         || async {},
@@ -139,7 +138,7 @@ async fn a_job_message_for_a_deleted_queue_comes_back_and_is_routed_after_redecl
     let cancel = CancellationToken::new();
     let broker = Broker::new(&amqp, "test-publisher");
     let queue = broker.topology().target_queue("linux");
-    let relay = Relay::new(db.pool.clone(), broker.clone());
+    let relay = Relay::new(db.pool.clone(), broker.clone().into());
     let wake = relay.notifier();
     tokio::spawn(relay.run(cancel.clone()));
     let enqueue = |i: usize| {
@@ -197,4 +196,46 @@ async fn a_job_message_for_a_deleted_queue_comes_back_and_is_routed_after_redecl
         outcome: "Job messages are mandatory: the broker returned them, the relay declared the queues again and both messages reached the new queue (DEC-20).".to_owned(),
         test: "foundation::outbox::a_job_message_for_a_deleted_queue_comes_back_and_is_routed_after_redeclaring",
     });
+}
+
+/// On the in-process queue the relay gets the same answer for a job message no queue takes: it
+/// comes back unroutable, is dropped after the second try (not retried forever), and the rows
+/// around it are delivered and marked sent.
+#[tokio::test]
+async fn on_the_in_process_queue_an_unroutable_job_message_is_dropped_and_the_rest_delivered() {
+    let db = TestDb::new().await;
+    let queue = shared::queue::Queue::Memory(shared::queue::memory::Memory::new());
+    let cancel = CancellationToken::new();
+    let relay = Relay::new(db.pool.clone(), queue.clone());
+    let wake = relay.notifier();
+    tokio::spawn(relay.run(cancel.clone()));
+    let mut tx = db.pool.begin().await.unwrap();
+    for target in ["linux", "no-such-target", "linux"] {
+        let msg = Message::JobQueued {
+            job_id: format!("job-{target}"),
+            target: target.into(),
+            attempt: 1,
+            priority: 1,
+        };
+        outbox::enqueue(&mut tx, &msg).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+    wake.notify_one();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while db.count("outbox", "sent_ms IS NULL").await > 0 {
+        assert!(tokio::time::Instant::now() < deadline, "outbox not drained");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Counted as an outbox error (nextest runs each test in its own process).
+    assert_eq!(shared::metrics::get().outbox_errors.get(), 1);
+    let linux = Source::Target("linux".into());
+    assert_eq!(queue.ready(&linux).await.unwrap(), 2);
+    let mut sub = queue.subscribe(&linux, 10).await.unwrap();
+    let first = sub.next().await.unwrap().unwrap();
+    assert!(matches!(
+        first.decode().unwrap(),
+        Message::JobQueued { ref target, .. } if target == "linux"
+    ));
+    cancel.cancel();
+    db.drop_db().await;
 }
