@@ -184,6 +184,11 @@ impl TestHub {
             amqp.url.is_empty(),
             "the in-process queue exactly when no AMQP_URL is given"
         );
+        if deps.queue.is_in_process() {
+            standalone::queue_lock::hold(&deps)
+                .await
+                .expect("the in-process queue's lock");
+        }
         deps.spawn_relay();
         let services = standalone::Services {
             ingest: opts.ingest.unwrap_or_else(ingest_settings),

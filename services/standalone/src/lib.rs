@@ -12,6 +12,7 @@
 
 pub mod admin;
 pub mod admin_tables;
+pub mod queue_lock;
 
 use anyhow::Context as _;
 use axum::Router;
@@ -243,6 +244,9 @@ pub async fn run(
         tracing::warn!(
             "PERRY_HUB_LICENSE_PEPPER is not set: licence keys are stored as bare SHA-256 hashes"
         );
+    }
+    if deps.queue.is_in_process() {
+        queue_lock::hold(&deps).await?;
     }
     deps.spawn_relay();
     let app = start(&deps, config.services())?;

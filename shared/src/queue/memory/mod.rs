@@ -277,6 +277,7 @@ impl Subscription {
                                 memory: self.memory.clone(),
                                 source: self.source.clone(),
                                 seq,
+                                consumer: self.consumer,
                             }),
                         };
                         let consumer = self.consumer;
@@ -317,6 +318,10 @@ pub struct Acker {
     memory: Memory,
     source: Source,
     seq: u64,
+    /// The subscription the message was delivered to: once it ended, the message may be
+    /// with another consumer under the same number, which only that consumer may settle (as
+    /// a delivery tag belongs to one channel on the broker).
+    consumer: u64,
 }
 
 impl Acker {
@@ -327,6 +332,13 @@ impl Acker {
         let state = &mut *guard;
         let gone = || Error::Closed("the delivery's subscription has ended");
         let queue = state.queues.get_mut(&self.source).ok_or_else(gone)?;
+        if queue
+            .unacked
+            .get(&self.seq)
+            .is_none_or(|held| held.consumer != self.consumer)
+        {
+            return Err(gone());
+        }
         let held = queue.unacked.remove(&self.seq).ok_or_else(gone)?;
         match disposition {
             Disposition::Ack => queue.wake.send_replace(()),

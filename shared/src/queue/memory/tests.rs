@@ -131,7 +131,15 @@ async fn deliveries_of_a_dropped_subscription_go_to_the_next_consumer() {
     let again = next(&mut sub).await;
     assert_eq!(again.id, Some(2), "priority order kept");
     assert!(again.redelivered);
-    assert_eq!(next(&mut sub).await.id, Some(1));
+    let second = next(&mut sub).await;
+    assert_eq!(second.id, Some(1));
+    // `b` delivered message 1 to the ended subscription. Settled now that `sub` holds it, it
+    // must neither requeue it (a second copy) nor ack it from under `sub`.
+    assert!(b.settle(Disposition::Requeue).await.is_err());
+    assert_eq!(q.ready(&linux()), 0, "no second copy of message 1");
+    again.settle(Disposition::Ack).await.unwrap();
+    second.settle(Disposition::Ack).await.unwrap();
+    assert_eq!(q.ready(&linux()), 0);
 }
 
 #[tokio::test]

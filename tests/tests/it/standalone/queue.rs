@@ -55,10 +55,12 @@ on_both_queues! {
 }
 
 /// Without `AMQP_URL` the all-in-one hub starts on the in-process queue, says so, and is ready
-/// with no broker to reach.
+/// with no broker to reach. A second one on the same database refuses to start: the queue is
+/// in the first one's memory.
 #[tokio::test]
 async fn without_amqp_url_the_all_in_one_hub_runs_on_the_in_process_queue_and_says_so() {
-    let hub = TestHub::start_with(perry_hub_tests::QueueKind::InProcess.options()).await;
+    // The primary uses RabbitMQ: only the process started here holds the database's queue.
+    let hub = TestHub::start().await;
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
@@ -94,6 +96,21 @@ async fn without_amqp_url_the_all_in_one_hub_runs_on_the_in_process_queue_and_sa
         assert!(tokio::time::Instant::now() < deadline, "not ready");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let mut second = HubProcess::command(&hub, EXE, None, 1, &[]);
+    second.env_remove("AMQP_URL").stdin(Stdio::null());
+    let out = tokio::time::timeout(
+        WAIT,
+        tokio::task::spawn_blocking(move || second.output().expect("run")),
+    )
+    .await
+    .expect("the second process gives up within its wait for the lock")
+    .unwrap();
+    assert!(
+        !out.status.success(),
+        "a second in-process hub started on the same database"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("IN_PROCESS_QUEUE_TAKEN"), "{stderr}");
     let _ = child.kill();
     let _ = child.wait();
     hub.stop().await;
@@ -106,9 +123,13 @@ async fn the_split_roles_refuse_to_start_without_amqp_url() {
     for role in ["ingest", "dispatcher", "finisher", "download"] {
         let mut cmd = HubProcess::command(&hub, EXE, Some(role), 1, &[]);
         cmd.env_remove("AMQP_URL").stdin(Stdio::null());
-        let out = tokio::task::spawn_blocking(move || cmd.output().expect("run"))
-            .await
-            .unwrap();
+        let out = tokio::time::timeout(
+            WAIT,
+            tokio::task::spawn_blocking(move || cmd.output().expect("run")),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{role} started without AMQP_URL and kept running"))
+        .unwrap();
         assert!(!out.status.success(), "{role} started without AMQP_URL");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains("AMQP_URL_REQUIRED"), "{role}: {stderr}");

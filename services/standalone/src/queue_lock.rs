@@ -1,0 +1,81 @@
+//! One process per database on the in-process queue (DEC-35): the queue lives in the process,
+//! so a second `perry-hub all` without `AMQP_URL` on the same database would relay outbox rows
+//! into a queue the first one's workers never see. A MySQL named lock, held on a connection of
+//! its own for the life of the process, makes the second one refuse to start.
+
+use std::time::Duration;
+
+use shared::runtime::Deps;
+use sqlx::{Connection, MySqlConnection};
+
+/// The lock's name: one per database (named locks are server-wide), at most 64 characters.
+const NAME: &str = "LEFT(CONCAT('perry-hub in-process queue: ', DATABASE()), 64)";
+/// How long a starting process waits for the lock: an overlapping restart (the old process
+/// still draining) lets go of it within this.
+const WAIT: Duration = Duration::from_secs(10);
+/// How often the holder checks that it still holds the lock.
+const CHECK: Duration = Duration::from_secs(15);
+
+/// Take the lock (waiting up to [`WAIT`]) and hold it until the process stops. Refuses with
+/// `IN_PROCESS_QUEUE_TAKEN` when another process holds it. Call before the outbox relay starts.
+pub async fn hold(deps: &Deps) -> anyhow::Result<()> {
+    let mut conn = deps.pool.acquire().await?.detach();
+    if !take(&mut conn, WAIT).await? {
+        anyhow::bail!(
+            "IN_PROCESS_QUEUE_TAKEN: another perry-hub without AMQP_URL runs on this database; \
+             the in-process queue allows one process per database (set AMQP_URL on every \
+             process to run several)"
+        );
+    }
+    tracing::debug!("in-process queue lock taken");
+    let cancel = deps.cancel.clone();
+    let pool = deps.pool.clone();
+    deps.tracker.spawn(async move {
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => break,
+                () = tokio::time::sleep(CHECK) => {}
+            }
+            if still_held(&mut conn).await {
+                continue;
+            }
+            // The connection (and with it the lock) was lost, e.g. MySQL restarted: take it
+            // again on a new connection unless another process got it meanwhile.
+            let retaken = match pool.acquire().await {
+                Ok(c) => {
+                    conn = c.detach();
+                    take(&mut conn, Duration::ZERO).await.unwrap_or(false)
+                }
+                Err(_) => false,
+            };
+            if !retaken {
+                tracing::error!(
+                    "the in-process queue lock was lost and cannot be taken again; if another \
+                     perry-hub without AMQP_URL runs on this database, stop one of them"
+                );
+            }
+        }
+        let _ = sqlx::query(&format!("SELECT RELEASE_LOCK({NAME})"))
+            .execute(&mut conn)
+            .await;
+        let _ = conn.close().await;
+    });
+    Ok(())
+}
+
+/// `GET_LOCK` with a timeout; whether this connection holds the lock now.
+async fn take(conn: &mut MySqlConnection, wait: Duration) -> Result<bool, sqlx::Error> {
+    let got: Option<i64> = sqlx::query_scalar(&format!("SELECT GET_LOCK({NAME}, ?)"))
+        .bind(wait.as_secs_f64())
+        .fetch_one(conn)
+        .await?;
+    Ok(got == Some(1))
+}
+
+/// Whether this connection still holds the lock.
+async fn still_held(conn: &mut MySqlConnection) -> bool {
+    sqlx::query_scalar::<_, Option<i64>>(&format!("SELECT IS_USED_LOCK({NAME}) = CONNECTION_ID()"))
+        .fetch_one(conn)
+        .await
+        .is_ok_and(|held| held == Some(1))
+}
