@@ -10,9 +10,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use perry_hub_tests::{sim, TestHub};
+use perry_hub_tests::{sim, QueueKind, TestHub};
 
-use crate::events::Row;
+use crate::events::{on, Row};
 
 /// Builds in the run (`PERRY_BENCH_BUILDS` overrides).
 const BUILDS: usize = 500;
@@ -22,12 +22,12 @@ const SLOTS: u32 = 2;
 const ARTIFACT: &[u8] = b"a small linux artifact, as uploaded by every simulated worker";
 
 /// Run the builds; rows for builds/s and CPU per build.
-pub async fn end_to_end() -> Vec<Row> {
+pub async fn end_to_end(queue: QueueKind) -> Vec<Row> {
     let builds = std::env::var("PERRY_BENCH_BUILDS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(BUILDS);
-    let hub = Arc::new(crate::events::hub().await);
+    let hub = Arc::new(crate::events::hub(queue).await);
     let (key, _) = hub.insert_license("pro").await;
     let mut workers = Vec::with_capacity(WORKERS);
     for i in 0..WORKERS {
@@ -60,10 +60,13 @@ pub async fn end_to_end() -> Vec<Row> {
     // Let the hub notice the closed worker sockets before its pool closes.
     tokio::time::sleep(Duration::from_secs(2)).await;
     stop_shared(hub).await;
-    let mut rows = rows(builds, done, failed, wall, &cpu);
+    let mut rows = rows(queue, builds, done, failed, wall, &cpu);
     let per = |n: f64| n / done.max(1) as f64;
     rows.push((
-        "Per build: SQL statements / transactions / broker messages".to_owned(),
+        on(
+            queue,
+            "Per build: SQL statements / transactions / broker messages",
+        ),
         format!(
             "{:.1} / {:.1} / {:.1}",
             per(sql.statements as f64),
@@ -102,7 +105,14 @@ async fn run_clis(hub: &Arc<TestHub>, key: &str, builds: usize) -> (usize, usize
     (ok, builds - ok)
 }
 
-fn rows(builds: usize, done: usize, failed: usize, wall: Duration, cpu: &Cpu) -> Vec<Row> {
+fn rows(
+    queue: QueueKind,
+    builds: usize,
+    done: usize,
+    failed: usize,
+    wall: Duration,
+    cpu: &Cpu,
+) -> Vec<Row> {
     let per_build = |ticks: u64| ticks as f64 * 1000.0 / cpu.hz / done.max(1) as f64;
     let shape = format!(
         "{builds} builds, {CLIS} CLIs, {WORKERS} workers × {SLOTS} slots; \
@@ -110,7 +120,7 @@ fn rows(builds: usize, done: usize, failed: usize, wall: Duration, cpu: &Cpu) ->
     );
     vec![
         (
-            "End-to-end builds/s".to_owned(),
+            on(queue, "End-to-end builds/s"),
             format!("{:.1}", done as f64 / wall.as_secs_f64()),
             format!(
                 "{shape}; {done} succeeded, {failed} failed, {:.1} s wall",
@@ -118,7 +128,7 @@ fn rows(builds: usize, done: usize, failed: usize, wall: Duration, cpu: &Cpu) ->
             ),
         ),
         (
-            "CPU per build: hub / MariaDB / RabbitMQ".to_owned(),
+            on(queue, "CPU per build: hub / MariaDB / RabbitMQ"),
             format!(
                 "{:.1} ms / {:.1} ms / {:.1} ms",
                 per_build(cpu.hub),

@@ -9,7 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use perry_hub_tests::{sim, HubOptions, TestHub};
+use perry_hub_tests::{sim, HubOptions, QueueKind, TestHub};
 use serde_json::json;
 
 /// Log lines in the saturating run (`PERRY_BENCH_LINES` sets another count, e.g. a longer run
@@ -41,11 +41,13 @@ pub async fn run(only: &str) {
     if part("logs") {
         rows.extend(log_stream().await);
     }
-    if part("assign") {
-        rows.extend(submit_to_assign().await);
-    }
-    if part("builds") {
-        rows.extend(crate::builds::end_to_end().await);
+    for queue in [QueueKind::RabbitMq, QueueKind::InProcess] {
+        if part("assign") {
+            rows.extend(submit_to_assign(queue).await);
+        }
+        if part("builds") {
+            rows.extend(crate::builds::end_to_end(queue).await);
+        }
     }
     let table = render(&rows, started.elapsed());
     print!("{table}");
@@ -77,8 +79,17 @@ fn render(rows: &[Row], took: Duration) -> String {
     out
 }
 
+/// How a figure measured on `queue` is named: the RabbitMQ figures as they always were, the
+/// one-process hub's (`perry-hub all` without `AMQP_URL`) marked.
+pub fn on(queue: QueueKind, figure: &str) -> String {
+    match queue {
+        QueueKind::RabbitMq => figure.to_owned(),
+        QueueKind::InProcess => format!("{figure}, one process on the in-process queue"),
+    }
+}
+
 /// A hub as the section uses it: filesystem blobs, limits lifted so hundreds of builds fit.
-pub async fn hub() -> TestHub {
+pub async fn hub(queue: QueueKind) -> TestHub {
     // Every simulated CLI and worker connects from 127.0.0.1: lift the per-address caps.
     let mut ingest = perry_hub_tests::ingest_settings();
     ingest.anonymous_uploads_per_addr = 0;
@@ -90,6 +101,7 @@ pub async fn hub() -> TestHub {
             h.http.max_connections_per_addr = 0;
         })),
         ingest: Some(ingest),
+        queue,
         ..HubOptions::default()
     })
     .await
@@ -150,7 +162,7 @@ async fn one_log_run(
 }
 
 async fn log_stream() -> Vec<Row> {
-    let hub = hub().await;
+    let hub = hub(QueueKind::RabbitMq).await;
     let mut rows = log_runs(&hub, &hub, "logs", "").await;
     // Split: the worker's dispatcher and the CLI's are two replicas; frames cross RabbitMQ in
     // batches.
@@ -214,8 +226,8 @@ async fn log_runs(hub: &TestHub, cli_hub: &TestHub, name: &str, suffix: &str) ->
     rows
 }
 
-async fn submit_to_assign() -> Vec<Row> {
-    let hub = hub().await;
+async fn submit_to_assign(queue: QueueKind) -> Vec<Row> {
+    let hub = hub(queue).await;
     let (key, _) = hub.insert_license("pro").await;
     // Enough slots that a slot is always free; each job is still ended before the next submit.
     let mut worker = hub.worker("idle-1", &["linux"], 16).await;
@@ -241,7 +253,7 @@ async fn submit_to_assign() -> Vec<Row> {
     }
     hub.stop().await;
     vec![row(
-        "Submit → `job_assign` at an idle worker (p50 / p99)",
+        &on(queue, "Submit → `job_assign` at an idle worker (p50 / p99)"),
         format!(
             "{:.1} ms / {:.1} ms",
             quantile_ms(&mut took, 0.50),
