@@ -66,23 +66,11 @@ pub async fn reannounce(ctx: &AppState, queued: &[(String, i64)]) -> anyhow::Res
 /// of messages that still exist are harmless (the first claim wins). Returns how many jobs were
 /// announced.
 pub async fn announce_all_queued(pool: &sqlx::MySqlPool) -> anyhow::Result<usize> {
-    let pending: Vec<String> = sqlx::query_scalar(
-        "SELECT payload FROM outbox WHERE sent_ms IS NULL AND exchange = 'jobs'",
-    )
-    .fetch_all(pool)
-    .await?;
-    let pending: std::collections::HashSet<String> = (pending.iter())
-        .filter_map(|p| match serde_json::from_str(p) {
-            Ok(Message::JobQueued { job_id, .. }) => Some(job_id),
-            _ => None,
-        })
-        .collect();
     let ids: Vec<String> = sqlx::query_scalar(
         "SELECT id FROM jobs WHERE state = 'queued' ORDER BY COALESCE(queued_ms, enqueued_ms), id",
     )
     .fetch_all(pool)
     .await?;
-    let ids: Vec<String> = ids.into_iter().filter(|id| !pending.contains(id)).collect();
     let mut announced = 0;
     for chunk in ids.chunks(BATCH as usize) {
         let marks = vec!["?"; chunk.len()].join(",");
@@ -96,11 +84,33 @@ pub async fn announce_all_queued(pool: &sqlx::MySqlPool) -> anyhow::Result<usize
             query = query.bind(id);
         }
         let jobs = query.fetch_all(&mut *tx).await?;
-        for job in &jobs {
+        // Read after the jobs are locked: an announcement committed before (e.g. a requeue
+        // held back by DEC-34's pause) shows here, and one still being written holds its job's
+        // row, which the lock above skipped.
+        let pending = pending_announcements(&mut tx).await?;
+        for job in jobs.iter().filter(|j| !pending.contains(&j.id)) {
             transition::announce_again(&mut tx, job).await?;
+            announced += 1;
         }
         tx.commit().await?;
-        announced += jobs.len();
     }
     Ok(announced)
+}
+
+/// The jobs whose `job_queued` message is still waiting in the outbox.
+async fn pending_announcements(
+    conn: &mut sqlx::MySqlConnection,
+) -> Result<std::collections::HashSet<String>, sqlx::Error> {
+    let pending: Vec<String> = sqlx::query_scalar(
+        "SELECT payload FROM outbox WHERE sent_ms IS NULL AND exchange = 'jobs'",
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(pending
+        .iter()
+        .filter_map(|p| match serde_json::from_str(p) {
+            Ok(Message::JobQueued { job_id, .. }) => Some(job_id),
+            _ => None,
+        })
+        .collect())
 }

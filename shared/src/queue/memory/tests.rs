@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use futures_util::FutureExt as _;
+
 use super::*;
 
 fn job(id: i64, target: &'static str, priority: u8) -> Publish<'static> {
@@ -79,12 +81,36 @@ async fn a_target_without_consumers_does_not_hold_up_another() {
 async fn a_waiting_consumer_is_woken_by_a_publish() {
     let q = Memory::new();
     let mut sub = q.subscribe(&linux(), 1);
-    let publisher = q.clone();
-    tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        publisher.publish(&[job(7, "linux", 1)]);
-    });
-    assert_eq!(next(&mut sub).await.id, Some(7));
+    let mut waiting = Box::pin(sub.next());
+    assert!(
+        (&mut waiting).now_or_never().is_none(),
+        "nothing to deliver yet: the consumer waits"
+    );
+    q.publish(&[job(7, "linux", 1)]);
+    let delivered = tokio::time::timeout(Duration::from_secs(1), waiting)
+        .await
+        .expect("woken by the publish")
+        .expect("subscription alive");
+    assert_eq!(delivered.id, Some(7));
+}
+
+#[tokio::test]
+async fn a_consumer_at_its_prefetch_is_woken_by_an_ack() {
+    let q = Memory::new();
+    q.publish(&[job(1, "linux", 1), job(2, "linux", 1)]);
+    let mut sub = q.subscribe(&linux(), 1);
+    let first = next(&mut sub).await;
+    let mut waiting = Box::pin(sub.next());
+    assert!(
+        (&mut waiting).now_or_never().is_none(),
+        "at its prefetch: the consumer waits"
+    );
+    first.settle(Disposition::Ack).await.unwrap();
+    let delivered = tokio::time::timeout(Duration::from_secs(1), waiting)
+        .await
+        .expect("woken by the ack")
+        .expect("subscription alive");
+    assert_eq!(delivered.id, Some(2));
 }
 
 #[tokio::test]
