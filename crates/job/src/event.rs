@@ -187,29 +187,51 @@ pub(crate) async fn append_reserved(
     Ok(())
 }
 
-/// Append a burst of events in one group commit: one sequence bump, one multi-row insert and
-/// one outbox row for all of them, in the caller's transaction. Returns the sequence number of
-/// the first; the others follow it without a gap. `origin` names the dispatcher instance that
-/// hands them to its own subscribers itself (the fan-out message skips it).
+/// Append a burst of events in one group commit: one sequence bump and a few multi-row
+/// inserts ([`insert_chunks`]), in the caller's transaction. Returns the sequence number of the
+/// first (the others follow it without a gap) and the burst's fan-out message, which the
+/// caller publishes once the transaction committed (DEC-37: not an outbox row; a lost one is
+/// caught up from MySQL). `origin` names the dispatcher instance that hands them to its own
+/// subscribers itself (the message skips it).
 pub async fn append_batch(
     conn: &mut MySqlConnection,
     job_id: &str,
     events: &[Event],
     origin: &str,
-) -> Result<i64> {
-    let count = i64::try_from(events.len()).unwrap_or(i64::MAX);
-    if count == 0 {
-        return Ok(0);
-    }
-    let last = bump_seq(conn, job_id, count).await?;
-    let first = last - count + 1;
+) -> Result<(i64, Message)> {
     // Each event is encoded once: the stored payload and the fan-out message share the text.
     let frames = events
         .iter()
         .map(RawFrame::encode)
         .collect::<std::result::Result<Vec<_>, _>>()?;
+    let first = if events.is_empty() {
+        0
+    } else {
+        insert_batch(conn, job_id, events, &frames).await?
+    };
+    Ok((
+        first,
+        Message::JobEvents {
+            job_id: job_id.to_owned(),
+            first_seq: first,
+            frames,
+            origin: origin.to_owned(),
+        },
+    ))
+}
+
+/// Number and store a non-empty burst; returns the first number.
+async fn insert_batch(
+    conn: &mut MySqlConnection,
+    job_id: &str,
+    events: &[Event],
+    frames: &[RawFrame],
+) -> Result<i64> {
+    let count = i64::try_from(events.len()).unwrap_or(i64::MAX);
+    let last = bump_seq(conn, job_id, count).await?;
+    let first = last - count + 1;
     let now = now_ms();
-    let mut rows = events.iter().zip(&frames).zip(first..);
+    let mut rows = events.iter().zip(frames).zip(first..);
     for size in insert_chunks(events.len()) {
         let mut insert = sqlx::QueryBuilder::<sqlx::MySql>::new(
             "INSERT INTO job_events (job_id, seq, kind, payload, created_ms) ",
@@ -226,13 +248,6 @@ pub async fn append_batch(
         );
         insert.build().execute(&mut *conn).await?;
     }
-    let message = Message::JobEvents {
-        job_id: job_id.to_owned(),
-        first_seq: first,
-        frames,
-        origin: origin.to_owned(),
-    };
-    outbox::enqueue(conn, &message).await?;
     Ok(first)
 }
 

@@ -12,6 +12,7 @@
 //!   liveness sweep of every socket (pings, silence, stalled writes).
 
 pub mod billing;
+pub mod bursts;
 pub mod completion;
 pub mod conn;
 pub mod credentials;
@@ -191,6 +192,8 @@ pub struct State {
     pub cipher: CredentialCipher,
     /// This instance's id (recorded on workers and jobs).
     pub instance_id: Arc<str>,
+    /// Log bursts to the other replicas (DEC-37).
+    pub bursts: bursts::Bursts,
 }
 
 impl std::fmt::Debug for AppState {
@@ -245,6 +248,7 @@ pub fn start(deps: &Deps, settings: Settings) -> anyhow::Result<AppState> {
         settings: Arc::new(settings),
         cipher: CredentialCipher::new(&key),
         instance_id: uuid::Uuid::new_v4().to_string().into(),
+        bursts: bursts::Bursts::spawn(deps),
     }));
     pump::spawn_all(&ctx);
     fanout::spawn(&ctx);

@@ -287,10 +287,10 @@ impl Session<'_> {
         if let Some(message) = reported {
             transition::report_error(&mut tx, job_id, job.attempt, message).await?;
         }
-        let first =
+        let (first, fanout) =
             job::event::append_batch(&mut tx, job_id, &events, &self.ctx.instance_id).await?;
         tx.commit().await?;
-        self.ctx.deps.notify_outbox();
+        self.ctx.bursts.send(&fanout);
         for (seq, event) in (first..).zip(events) {
             self.ctx.registry.deliver(
                 job_id,

@@ -109,6 +109,15 @@ async fn a_burst_racing_an_upload_reaches_a_cli_on_another_replica_in_the_worker
             .await
             .unwrap();
     assert_eq!(stored, 1520);
+    // The bursts reached the other replica straight from the dispatcher, not through outbox
+    // rows (DEC-37); `artifact_ready` and `complete` did go through the outbox.
+    let through_outbox = |kind: &'static str| {
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM outbox WHERE payload LIKE ?")
+            .bind(format!("%\"type\":\"{kind}\"%"))
+            .fetch_one(hub.pool())
+    };
+    assert_eq!(through_outbox("job_events").await.unwrap(), 0);
+    assert!(through_outbox("job_event").await.unwrap() >= 2);
     let mut late = hub.cli(&job).await;
     late.expect("job_created").await;
     let replay = frames_until_complete(&mut late).await;
@@ -123,6 +132,59 @@ async fn a_burst_racing_an_upload_reaches_a_cli_on_another_replica_in_the_worker
         "replay keeps the newest 1000 log lines (A6)"
     );
     assert_eq!(lines(&replay).last().unwrap(), "after 19");
+}
+
+/// A burst whose fan-out message never reached the broker (DEC-37: published after the
+/// commit, not through the outbox) is still seen by a CLI on another replica, in order, as
+/// soon as the job's next event arrives there: the gap in the numbers is filled from MySQL.
+#[tokio::test]
+async fn a_burst_whose_fan_out_was_lost_reaches_another_replica_at_the_next_event() {
+    let hub = TestHub::start().await;
+    let other = hub.replica().await;
+    let (job, _token, mut worker) = assigned(&hub).await;
+    let mut cli = other.cli(&job).await;
+    cli.expect("job_created").await;
+    worker
+        .send(
+            json!({"type":"log","job_id":job,"stage":"compiling","line":"first","stream":"stdout"}),
+        )
+        .await;
+    assert_eq!(cli.expect("log").await["line"], "first");
+    // What a committed burst whose message was lost leaves behind: numbered, stored frames
+    // that no replica was told about.
+    let mut tx = hub.pool().begin().await.unwrap();
+    let seq: i64 = {
+        sqlx::query("UPDATE jobs SET event_seq = event_seq + 2 WHERE id = ?")
+            .bind(&job)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        sqlx::query_scalar("SELECT event_seq FROM jobs WHERE id = ?")
+            .bind(&job)
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap()
+    };
+    for (n, line) in [(seq - 1, "lost one"), (seq, "lost two")] {
+        let frame =
+            json!({"type":"log","job_id":job,"stage":"compiling","line":line,"stream":"stdout"});
+        sqlx::query("INSERT INTO job_events (job_id, seq, kind, payload, created_ms) VALUES (?, ?, 'log', ?, 0)")
+            .bind(&job)
+            .bind(n)
+            .bind(frame.to_string())
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+    }
+    tx.commit().await.unwrap();
+    worker
+        .send(
+            json!({"type":"log","job_id":job,"stage":"compiling","line":"next","stream":"stdout"}),
+        )
+        .await;
+    for expected in ["lost one", "lost two", "next"] {
+        assert_eq!(cli.expect("log").await["line"], expected);
+    }
 }
 
 #[tokio::test]
