@@ -104,6 +104,12 @@ impl Session<'_> {
         attempt: i32,
         record: ArtifactRecord,
     ) -> anyhow::Result<()> {
+        if self.ctx.registry.held_attempt(self.id, job_id) != Some(attempt) {
+            // The attempt ended on this connection while the notice was on its way (a build
+            // that completes right after its upload): its completion announced the attempt's
+            // artifacts itself, and a lost one announces nothing. No transaction needed.
+            return Ok(());
+        }
         let mut tx = self.ctx.deps.pool.begin().await?;
         if Self::lock_current(&mut tx, job_id, attempt)
             .await?
