@@ -10,7 +10,7 @@
 //! It lives in memory only: a crash or restart loses it, and the hub rebuilds it from MySQL
 //! (the outbox still decides what is delivered; queued jobs are announced again at start).
 //! Memory is bounded where RabbitMQ's would be: a private event subscription that falls
-//! [`MAX_INSTANCE_BACKLOG`] messages behind is ended (its dispatcher subscribes again and
+//! [`MAX_INSTANCE_BACKLOG`] messages (or [`MAX_INSTANCE_BACKLOG_BYTES`]) behind is ended (its dispatcher subscribes again and
 //! resynchronises from MySQL, as after a broker outage) and at most [`MAX_DEAD_LETTERS`] dead
 //! letters are kept. Job queues hold one message per queued job (plus short-lived duplicates),
 //! as RabbitMQ's do.
@@ -33,6 +33,9 @@ use super::{
 
 /// Messages a dispatcher's event subscription may hold before it is ended.
 pub const MAX_INSTANCE_BACKLOG: usize = 65_536;
+/// Bytes of messages a dispatcher's event subscription may hold before it is ended (a burst's
+/// message carries up to 1 024 frames).
+pub const MAX_INSTANCE_BACKLOG_BYTES: usize = 64 << 20;
 /// Dead letters kept; beyond this the oldest is dropped.
 pub const MAX_DEAD_LETTERS: usize = 10_000;
 
@@ -66,6 +69,8 @@ struct Queue {
     owner: Option<u64>,
     /// A private queue that overflowed: its subscription ends.
     ended: bool,
+    /// Bytes of the messages in `ready`.
+    ready_bytes: usize,
 }
 
 #[derive(Clone)]
@@ -89,10 +94,12 @@ impl Queue {
             wake: watch::Sender::new(()),
             owner,
             ended: false,
+            ready_bytes: 0,
         }
     }
 
     fn push(&mut self, seq: u64, priority: u8, item: Item) {
+        self.ready_bytes += item.data.len();
         self.ready.insert((Reverse(priority), seq), item);
         self.wake.send_replace(());
     }
@@ -170,10 +177,13 @@ impl Memory {
                         if queue.owner.is_none() || queue.ended {
                             continue;
                         }
-                        if queue.ready.len() >= MAX_INSTANCE_BACKLOG {
+                        if queue.ready.len() >= MAX_INSTANCE_BACKLOG
+                            || queue.ready_bytes + item.data.len() > MAX_INSTANCE_BACKLOG_BYTES
+                        {
                             tracing::warn!("an event subscription fell too far behind; ending it");
                             queue.ended = true;
                             queue.ready.clear();
+                            queue.ready_bytes = 0;
                             queue.wake.send_replace(());
                             continue;
                         }
@@ -269,6 +279,7 @@ impl Subscription {
                     .count();
                 if held < self.prefetch {
                     if let Some(((Reverse(priority), seq), item)) = queue.ready.pop_first() {
+                        queue.ready_bytes -= item.data.len();
                         let delivery = Delivery {
                             id: item.id,
                             data: item.data.to_vec(),

@@ -239,3 +239,25 @@ async fn an_event_subscription_that_falls_too_far_behind_is_ended() {
     q.publish(&[event(1, "control.capacity")]);
     assert_eq!(next(&mut again).await.id, Some(1));
 }
+
+#[tokio::test]
+async fn an_event_subscription_holding_too_many_bytes_is_ended() {
+    let q = Memory::new();
+    let mut sub = q.subscribe(&Source::Instance("slow".into()), 1);
+    // A few large bursts, far fewer than the message bound.
+    let big = vec![b' '; 1 << 20];
+    let bursts = MAX_INSTANCE_BACKLOG_BYTES / big.len() + 1;
+    let batch: Vec<Publish<'_>> = (0..bursts as i64)
+        .map(|i| Publish {
+            id: i,
+            exchange: Exchange::Events,
+            routing_key: "job.a",
+            payload: &big,
+            priority: 0,
+        })
+        .collect();
+    assert!(bursts < MAX_INSTANCE_BACKLOG);
+    q.publish(&batch);
+    let ended = tokio::time::timeout(Duration::from_secs(1), sub.next()).await;
+    assert!(matches!(ended, Ok(None)), "the subscription ends");
+}
