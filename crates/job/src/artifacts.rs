@@ -1,49 +1,7 @@
 //! A job's artifacts: what the CLI is shown, where the bytes live, and single-use links.
 
-use protocol::ArtifactInfo;
 use shared::{auth, clock::now_ms};
 use sqlx::MySqlConnection;
-
-/// Visible (non-intermediate) artifacts of a job, all attempts.
-pub async fn visible(
-    conn: &mut MySqlConnection,
-    job_id: &str,
-) -> Result<Vec<ArtifactInfo>, sqlx::Error> {
-    visible_where(conn, job_id, None).await
-}
-
-/// Visible artifacts uploaded by one attempt (the success test and `complete.artifacts`).
-pub async fn of_attempt(
-    conn: &mut MySqlConnection,
-    job_id: &str,
-    attempt: i32,
-) -> Result<Vec<ArtifactInfo>, sqlx::Error> {
-    visible_where(conn, job_id, Some(attempt)).await
-}
-
-async fn visible_where(
-    conn: &mut MySqlConnection,
-    job_id: &str,
-    attempt: Option<i32>,
-) -> Result<Vec<ArtifactInfo>, sqlx::Error> {
-    let rows: Vec<(String, i64, String)> = sqlx::query_as(
-        "SELECT name, size, sha256 FROM artifacts WHERE job_id = ? AND (? IS NULL OR attempt = ?) AND hidden = FALSE \
-         ORDER BY created_ms, name",
-    )
-    .bind(job_id)
-    .bind(attempt)
-    .bind(attempt)
-    .fetch_all(conn)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(name, size, sha256)| ArtifactInfo {
-            name,
-            size: u64::try_from(size).unwrap_or(0),
-            sha256,
-        })
-        .collect())
-}
 
 /// The stage-1 bundle an attempt uploaded for `bundle_target` (`<x>-precompiled`): its id,
 /// storage key, size and SHA-256.

@@ -242,8 +242,7 @@ pub async fn append_artifact(
 
 /// Before an attempt completes: `artifact_ready` for every visible artifact it uploaded that the
 /// log does not have yet, so the CLI always sees them before `complete`. Returns the attempt's
-/// visible artifacts, in upload order (what `complete` lists; the same rows as
-/// [`crate::artifacts::of_attempt`], without reading them twice).
+/// visible artifacts, in upload order (what `complete` lists: the rows are read once, here).
 pub async fn announce_missing_artifacts(
     conn: &mut MySqlConnection,
     job_id: &str,

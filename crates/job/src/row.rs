@@ -194,17 +194,28 @@ pub async fn load_with_position(
     conn: &mut MySqlConnection,
     id: &str,
 ) -> Result<Option<(Job, u64)>, sqlx::Error> {
-    let row: Option<Placed> = sqlx::query_as(&format!(
-        "SELECT {COLUMNS}, IF(state = 'queued', 1 + (SELECT COUNT(*) FROM jobs o \
-         WHERE o.state = 'queued' AND o.target = jobs.target AND o.id <> jobs.id AND \
-         (o.priority > jobs.priority OR (o.priority = jobs.priority AND \
-         (o.enqueued_ms < jobs.enqueued_ms OR (o.enqueued_ms = jobs.enqueued_ms AND o.id < jobs.id))))), 0) \
-         AS position FROM jobs WHERE id = ?"
+    let row: Option<Placed> =
+        sqlx::query_as(&format!(
+        "SELECT {COLUMNS}, IF(state = 'queued', 1 + (SELECT COUNT(*) FROM jobs o WHERE {}), 0) \
+         AS position FROM jobs WHERE id = ?",
+        ahead("jobs.target", "jobs.id", "jobs.priority", "jobs.enqueued_ms")
     ))
-    .bind(id)
-    .fetch_optional(conn)
-    .await?;
+        .bind(id)
+        .fetch_optional(conn)
+        .await?;
     Ok(row.map(|r| (r.job, u64::try_from(r.position).unwrap_or(0))))
+}
+
+/// The condition on `jobs o` for a queued job ahead of the job with these fields (columns or
+/// placeholders, bound in the order target, id, priority, priority, enqueued, enqueued, id):
+/// higher priority first, then earlier enqueue, then id. The one statement of queue order for
+/// [`queue_position`] and [`load_with_position`].
+fn ahead(target: &str, id: &str, priority: &str, enqueued: &str) -> String {
+    format!(
+        "o.state = 'queued' AND o.target = {target} AND o.id <> {id} AND (o.priority > {priority} \
+         OR (o.priority = {priority} AND (o.enqueued_ms < {enqueued} \
+         OR (o.enqueued_ms = {enqueued} AND o.id < {id}))))"
+    )
 }
 
 /// The 1-based place in its target's queue of a queued job with these fields (what
@@ -216,10 +227,10 @@ pub async fn queue_position(
     priority: Priority,
     enqueued_ms: i64,
 ) -> Result<u64, sqlx::Error> {
-    let ahead: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM jobs WHERE state = 'queued' AND target = ? AND id <> ? AND \
-         (priority > ? OR (priority = ? AND (enqueued_ms < ? OR (enqueued_ms = ? AND id < ?))))",
-    )
+    let before: i64 = sqlx::query_scalar(&format!(
+        "SELECT COUNT(*) FROM jobs o WHERE {}",
+        ahead("?", "?", "?", "?")
+    ))
     .bind(target)
     .bind(id)
     .bind(priority)
@@ -229,5 +240,5 @@ pub async fn queue_position(
     .bind(id)
     .fetch_one(conn)
     .await?;
-    Ok(u64::try_from(ahead).unwrap_or(0) + 1)
+    Ok(u64::try_from(before).unwrap_or(0) + 1)
 }

@@ -36,7 +36,7 @@ use crate::{
 const KIND: &str = "artifact";
 
 /// The artifact a token points at.
-#[derive(Debug, sqlx::FromRow)]
+#[derive(Debug)]
 struct Artifact {
     id: String,
     job_id: String,
