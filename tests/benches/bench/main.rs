@@ -16,10 +16,10 @@
 
 mod builds;
 mod events;
+mod sockets;
 mod sql;
 
 use std::{
-    io::{BufRead, Write},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -36,7 +36,7 @@ const SIZE: u64 = 512 * MIB;
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == "ws-client") {
-        return ws_client(
+        return sockets::ws_client(
             &args[i + 1],
             &args[i + 2],
             args[i + 3].parse().unwrap_or(1000),
@@ -63,7 +63,7 @@ fn main() {
             ingest().await;
         }
         if only.is_empty() || only.contains("ws") {
-            idle_websockets(
+            sockets::idle_websockets(
                 std::env::var("PERRY_BENCH_WS_CONNS")
                     .ok()
                     .and_then(|v| v.parse().ok())
@@ -322,113 +322,6 @@ fn big_ingest_settings() -> ingest::Settings {
     s.max_body_bytes = 2048 * MIB;
     s.pro_tarball_cap_bytes = 1024 * MIB;
     s
-}
-
-async fn idle_websockets(n: usize) {
-    println!("\n## Dispatcher: {n} idle CLI WebSockets");
-    // Every connection comes from this machine and watches one job: lift the limits per
-    // address and per job for the measurement.
-    let hub = TestHub::start_with(HubOptions {
-        fs_blobs: true,
-        no_finisher: true,
-        dispatcher: Some(dispatcher::Settings {
-            max_subscriptions_per_address: n,
-            max_subscribers_per_job: n,
-            ..dispatcher::Settings::default()
-        }),
-        // Every client connects from 127.0.0.1: lift the connection caps.
-        hub: Some(Box::new(|h| {
-            h.http.max_connections = 0;
-            h.http.max_connections_per_addr = 0;
-        })),
-        ..HubOptions::default()
-    })
-    .await;
-    let (_, license) = hub.insert_license("pro").await;
-    let job = hub.insert_job(license, "ios", 10, b"t", json!({})).await;
-    sqlx::query("UPDATE jobs SET state = 'completed' WHERE id = ?")
-        .bind(&job)
-        .execute(hub.pool())
-        .await
-        .ok();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let before = rss_kib("VmRSS:");
-    let exe = std::env::current_exe().expect("exe");
-    let mut child = std::process::Command::new(exe)
-        .args(["ws-client", &hub.ws_url(), &job, &n.to_string()])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn client");
-    let stdout = child.stdout.take().expect("stdout");
-    let t = Instant::now();
-    let ready = tokio::task::spawn_blocking(move || {
-        let mut line = String::new();
-        let _ = std::io::BufReader::new(stdout).read_line(&mut line);
-        line
-    })
-    .await
-    .unwrap_or_default();
-    let took = t.elapsed();
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let after = rss_kib("VmRSS:");
-    let per = (after.saturating_sub(before)) as f64 / n as f64;
-    println!("   client: {}", ready.trim());
-    println!(
-        "   hub RSS {} MiB -> {} MiB: {per:.1} KiB per idle connection (connected in {took:.1?})",
-        before / 1024,
-        after / 1024
-    );
-    if let Some(mut stdin) = child.stdin.take() {
-        let _ = stdin.write_all(b"done\n");
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    hub.stop().await;
-}
-
-/// Subprocess: open `n` CLI connections subscribed to `job`, report, and hold them until
-/// stdin closes.
-fn ws_client(url: &str, job: &str, n: usize) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
-        let mut conns = Vec::with_capacity(n);
-        let mut failed = 0;
-        for _ in 0..n {
-            match tokio_tungstenite::connect_async(url).await {
-                Ok((mut ws, _)) => {
-                    use futures_util::SinkExt;
-                    let sub = json!({"type":"subscribe","job_id":job}).to_string();
-                    let _ = ws
-                        .send(tokio_tungstenite::tungstenite::Message::Text(sub.into()))
-                        .await;
-                    // Wait for job_created so the hub's session is fully set up; anything
-                    // else (a close) is a failed connection.
-                    match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
-                        Ok(Some(Ok(tokio_tungstenite::tungstenite::Message::Text(t))))
-                            if t.contains("\"job_created\"") =>
-                        {
-                            conns.push(ws);
-                        }
-                        _ => failed += 1,
-                    }
-                }
-                Err(_) => failed += 1,
-            }
-        }
-        println!("{} connected, {failed} failed", conns.len());
-        let _ = std::io::stdout().flush();
-        let _ = tokio::task::spawn_blocking(|| {
-            let mut s = String::new();
-            let _ = std::io::stdin().read_line(&mut s);
-        })
-        .await;
-        drop(conns);
-    });
 }
 
 fn secs_from_env(name: &str, default: u64) -> Duration {
