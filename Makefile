@@ -5,11 +5,12 @@ SHELL := /bin/bash
 CARGO ?= cargo
 DATA_DIR ?= $(CURDIR)/data
 HUB_ENV := $(DATA_DIR)/hub.env
+MYSQL_ENV := $(DATA_DIR)/mysql.env
 export PERRY_DB_USER ?= perry
 export PERRY_DB_PASSWORD ?= perry
 export PERRY_DB_NAME ?= perry_hub
 
-.PHONY: help run test lint fmt bench attacks faults services up down migrate build clean-data deploy-check compose-smoke compose-env
+.PHONY: help run run-mysql test lint fmt bench attacks faults services up down migrate build clean-data deploy-check compose-smoke compose-env
 
 help: ## List targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -20,8 +21,15 @@ services: ## Ensure MariaDB and RabbitMQ run (installs them if missing)
 $(HUB_ENV):
 	@scripts/init-local-env.sh "$(HUB_ENV)"
 
-run: services $(HUB_ENV) ## Run the hub (all services, one process) on :3456 with blobs in ./data
-	@set -a; source "$(HUB_ENV)"; set +a; \
+$(MYSQL_ENV):
+	@scripts/init-local-env.sh --mysql "$(MYSQL_ENV)"
+
+run: $(HUB_ENV) ## Run the hub on :3456: one process, SQLite and blobs in ./data, nothing to install
+	@unset PERRY_DB_USER PERRY_DB_PASSWORD PERRY_DB_NAME; set -a; source "$(HUB_ENV)"; set +a; \
+	  $(CARGO) run --release -p standalone --bin perry-hub
+
+run-mysql: services $(HUB_ENV) $(MYSQL_ENV) ## The same hub on MariaDB and RabbitMQ (installs them if missing)
+	@set -a; source "$(HUB_ENV)"; source "$(MYSQL_ENV)"; set +a; \
 	  $(CARGO) run --release -p standalone --bin perry-hub
 
 test: ## Run every test against real MariaDB, RabbitMQ and S3, then compose-smoke (installs what is missing)
@@ -59,8 +67,8 @@ faults: ## Run the fault scenarios (issue 12) and render docs/faults.md from wha
 	@scripts/ensure-services.sh --s3
 	@scripts/faults-report.sh --run
 
-migrate: services $(HUB_ENV) ## Apply database migrations
-	@set -a; source "$(HUB_ENV)"; set +a; $(CARGO) run --release -p standalone --bin perry-hub -- migrate
+migrate: services $(HUB_ENV) $(MYSQL_ENV) ## Apply the MySQL migrations (the SQLite hub migrates itself on start)
+	@set -a; source "$(HUB_ENV)"; source "$(MYSQL_ENV)"; set +a; $(CARGO) run --release -p standalone --bin perry-hub -- migrate
 
 up: compose-env ## docker compose up (MySQL, RabbitMQ, S3, the four services, a proxy)
 	docker compose up --build

@@ -1,15 +1,20 @@
 #!/usr/bin/env bash
-# `make test`: ensure MariaDB, RabbitMQ and the S3 test server, install cargo-nextest if it is
-# missing, then run every test of the workspace.
+# `make test`: install cargo-nextest if it is missing, run the one-box scenarios (no services),
+# ensure MariaDB, RabbitMQ and the S3 test server, then run every other test of the workspace.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-
-scripts/ensure-services.sh --s3
 
 if ! cargo nextest --version >/dev/null 2>&1; then
   echo "[test] installing cargo-nextest from crates.io"
   cargo install cargo-nextest --locked --quiet
 fi
+
+# The one-box scenarios first: the embedded SQLite database, the in-process queue and
+# filesystem blobs need no service, so a broken core shows before anything is installed.
+one_box='test(/::one_box$/)'
+cargo nextest run --workspace --locked --no-fail-fast -E "$one_box" "$@"
+
+scripts/ensure-services.sh --s3
 
 # Queues of earlier test runs (unique prefix `t<12 hex>.`) that a failed test left behind, via
 # the management API when it is there (rabbitmqctl takes most of a second per call).
@@ -53,7 +58,7 @@ scripts/validate-deploy.sh
 # Tests that restart RabbitMQ, and the fault suite's load runs, go on their own afterwards, so
 # they never disturb the others.
 alone='test(/broker_restart/) | test(/^faults::/)'
-cargo nextest run --workspace --locked --no-fail-fast -E "not ($alone)" "$@"
+cargo nextest run --workspace --locked --no-fail-fast -E "not ($alone) and not $one_box" "$@"
 cargo nextest run --workspace --locked --no-fail-fast --test-threads 1 -E "$alone" "$@"
 
 # The image and both compose stacks for real: about 2 minutes when its images are cached, 6 on a

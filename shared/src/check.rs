@@ -41,7 +41,11 @@ pub async fn run(role: &str, args: &ServiceArgs, needs: Needs) -> anyhow::Result
     println!("{role}: configuration ok");
     let mut failed = Vec::new();
     if needs.db {
-        report("mysql", check_db(&args.db).await, &mut failed);
+        let label = match args.db.embedded() {
+            Ok(Some(_)) => "database",
+            _ => "mysql",
+        };
+        report(label, check_db(&args.db).await, &mut failed);
     }
     if needs.broker && args.amqp.configured() {
         report("rabbitmq", check_broker(&args.amqp).await, &mut failed);
@@ -73,21 +77,26 @@ fn report(name: &'static str, result: anyhow::Result<String>, failed: &mut Vec<&
 
 /// Connect once (no retry loop), read the version and refuse servers without `SKIP LOCKED`.
 async fn check_db(config: &DbConfig) -> anyhow::Result<String> {
-    let options = config.connect_options()?;
-    let target = format!(
-        "{}:{}/{}",
-        options.get_host(),
-        options.get_port(),
-        options.get_database().unwrap_or_default()
-    );
+    let target = match config.embedded()? {
+        Some(path) => path.display().to_string(),
+        None => {
+            let options = config.connect_options()?;
+            format!(
+                "{}:{}/{}",
+                options.get_host(),
+                options.get_port(),
+                options.get_database().unwrap_or_default()
+            )
+        }
+    };
     let pool = crate::db::connect(config, Duration::ZERO)
         .await
         .with_context(|| format!("at {target}"))?;
     let version = crate::db::server_version(&pool).await?;
     version.require_supported()?;
     let applied = crate::db::applied_migrations(&pool).await?;
+    let known = crate::db::migrator(&pool).iter().count();
     pool.close().await;
-    let known = crate::db::MIGRATOR.iter().count();
     let schema = match known.saturating_sub(applied) {
         0 => format!("schema up to date ({applied} migrations)"),
         pending => {

@@ -11,14 +11,14 @@
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
-use sqlx::MySqlPool;
+use sqlx::AnyPool;
 
 use crate::{auth, config::Secret};
 
 /// `key_hash_kind` of a bare SHA-256.
-pub const BARE: i8 = 0;
+pub const BARE: i16 = 0;
 /// `key_hash_kind` of the keyed form.
-pub const KEYED: i8 = 1;
+pub const KEYED: i16 = 1;
 
 /// The `settings` row holding the pepper's fingerprint.
 const FINGERPRINT_SETTING: &str = "license_pepper_fingerprint";
@@ -51,7 +51,7 @@ impl LicenseHashing {
     }
 
     /// The `key_hash_kind` new rows get.
-    pub fn kind(&self) -> i8 {
+    pub fn kind(&self) -> i16 {
         if self.peppered() {
             KEYED
         } else {
@@ -103,7 +103,7 @@ pub enum SealError {
 
 /// Check, without writing, that `hashing` fits the database: the same pepper, or none when the
 /// stored keys are bare.
-pub async fn check(pool: &MySqlPool, hashing: &LicenseHashing) -> Result<(), SealError> {
+pub async fn check(pool: &AnyPool, hashing: &LicenseHashing) -> Result<(), SealError> {
     let stored = crate::db::get_setting(pool, FINGERPRINT_SETTING).await?;
     match (stored, hashing.fingerprint()) {
         (Some(_), None) => Err(SealError::MissingPepper),
@@ -118,7 +118,7 @@ pub async fn check(pool: &MySqlPool, hashing: &LicenseHashing) -> Result<(), Sea
 
 /// Check the pepper against the database's and convert every bare row to the keyed form.
 /// Returns the rows converted. Safe to run concurrently (each row is converted once).
-pub async fn seal_all(pool: &MySqlPool, hashing: &LicenseHashing) -> Result<u64, SealError> {
+pub async fn seal_all(pool: &AnyPool, hashing: &LicenseHashing) -> Result<u64, SealError> {
     check(pool, hashing).await?;
     let stored = crate::db::get_setting(pool, FINGERPRINT_SETTING).await?;
     let Some(mine) = hashing.fingerprint() else {
@@ -127,12 +127,15 @@ pub async fn seal_all(pool: &MySqlPool, hashing: &LicenseHashing) -> Result<u64,
     match stored {
         Some(_) => {}
         None => {
-            sqlx::query("INSERT IGNORE INTO settings (name, value, updated_ms) VALUES (?, ?, ?)")
-                .bind(FINGERPRINT_SETTING)
-                .bind(&mine)
-                .bind(crate::clock::now_ms())
-                .execute(pool)
-                .await?;
+            sqlx::query(&crate::db::sql(
+                crate::db::Dialect::of_pool(pool),
+                "INSERT IGNORE INTO settings (name, value, updated_ms) VALUES (?, ?, ?)",
+            ))
+            .bind(FINGERPRINT_SETTING)
+            .bind(&mine)
+            .bind(crate::clock::now_ms())
+            .execute(pool)
+            .await?;
             // Another process may have raced us with another pepper.
             let won = crate::db::get_setting(pool, FINGERPRINT_SETTING).await?;
             if won.as_deref() != Some(mine.as_str()) {
@@ -142,8 +145,8 @@ pub async fn seal_all(pool: &MySqlPool, hashing: &LicenseHashing) -> Result<u64,
     }
     let mut converted = 0;
     loop {
-        let rows: Vec<(i64, Vec<u8>)> = sqlx::query_as(
-            "SELECT id, key_hash FROM licenses WHERE key_hash_kind = 0 ORDER BY id LIMIT 500",
+        let rows: Vec<(i64, crate::db::OptHex)> = sqlx::query_as(
+            "SELECT id, HEX(key_hash) FROM licenses WHERE key_hash_kind = 0 ORDER BY id LIMIT 500",
         )
         .fetch_all(pool)
         .await?;
@@ -151,6 +154,7 @@ pub async fn seal_all(pool: &MySqlPool, hashing: &LicenseHashing) -> Result<u64,
             break;
         }
         for (id, bare) in rows {
+            let bare = bare.0.unwrap_or_default();
             let Ok(sha) = <[u8; 32]>::try_from(bare.as_slice()) else {
                 continue;
             };
@@ -171,7 +175,7 @@ pub async fn seal_row<'c, E>(
     hashing: &LicenseHashing,
 ) -> Result<u64, sqlx::Error>
 where
-    E: sqlx::Executor<'c, Database = sqlx::MySql>,
+    E: sqlx::Executor<'c, Database = sqlx::Any>,
 {
     if !hashing.peppered() {
         return Ok(0);

@@ -6,7 +6,7 @@
 use std::{sync::Arc, time::Duration};
 
 use anyhow::Context as _;
-use sqlx::MySqlPool;
+use sqlx::AnyPool;
 use tokio::{net::TcpListener, sync::Notify};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
@@ -21,7 +21,7 @@ use blob::BlobStore;
 #[derive(Clone)]
 pub struct Deps {
     /// MySQL pool.
-    pub pool: MySqlPool,
+    pub pool: AnyPool,
     /// Tarballs and artifacts.
     pub blob: Arc<dyn BlobStore>,
     /// The queue for consumers (its own RabbitMQ connection).
@@ -67,7 +67,7 @@ impl Deps {
     /// Assemble from existing parts (tests). The queue is RabbitMQ when `amqp` has a URL, else
     /// a new in-process queue.
     pub fn from_parts(
-        pool: MySqlPool,
+        pool: AnyPool,
         blob: Arc<dyn BlobStore>,
         amqp: &AmqpConfig,
         blob_config: &BlobConfig,

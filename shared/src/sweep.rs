@@ -5,11 +5,15 @@
 //! the whole sweep: a replica that finds the row locked skips this round instead of waiting.
 //! `last_run_ms` lets a replica also skip a sweep that another one has just finished, so N
 //! replicas do the work about once per interval, not N times.
+//!
+//! On the embedded SQLite database there is one process, and a transaction held for a whole
+//! sweep would hold the database's only write lock: the lock is a set of running sweeps in
+//! the process instead, and `last_run_ms` is kept the same way.
 
-use std::{future::Future, sync::Arc, time::Duration};
+use std::{collections::HashSet, future::Future, sync::Arc, time::Duration};
 
 use crate::clock::now_ms;
-use sqlx::MySqlPool;
+use sqlx::AnyPool;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -50,7 +54,7 @@ pub async fn every<F, Fut, T>(
 /// Run `f` while holding the sweep lock `name`. Returns `None` without running `f` when another
 /// replica holds the lock, or finished this sweep less than `min_gap` ago.
 pub async fn locked<F, Fut, T>(
-    pool: &MySqlPool,
+    pool: &AnyPool,
     name: &str,
     min_gap: Duration,
     f: F,
@@ -59,10 +63,14 @@ where
     F: FnOnce() -> Fut,
     Fut: Future<Output = anyhow::Result<T>>,
 {
-    let mut lock = pool.begin().await?;
-    let last_run: Option<i64> = sqlx::query_scalar(
+    if crate::db::Dialect::of_pool(pool).is_sqlite() {
+        return locked_in_process(pool, name, min_gap, f).await;
+    }
+    let mut lock = crate::db::begin(pool).await?;
+    let last_run: Option<i64> = sqlx::query_scalar(&crate::db::sql(
+        crate::db::Dialect::of(&lock),
         "SELECT last_run_ms FROM sweep_locks WHERE name = ? FOR UPDATE SKIP LOCKED",
-    )
+    ))
     .bind(name)
     .fetch_optional(&mut *lock)
     .await?;
@@ -75,10 +83,13 @@ where
             .await?;
         lock.rollback().await?;
         if exists == 0 {
-            sqlx::query("INSERT IGNORE INTO sweep_locks (name, last_run_ms) VALUES (?, 0)")
-                .bind(name)
-                .execute(pool)
-                .await?;
+            sqlx::query(&crate::db::sql(
+                crate::db::Dialect::of_pool(pool),
+                "INSERT IGNORE INTO sweep_locks (name, last_run_ms) VALUES (?, 0)",
+            ))
+            .bind(name)
+            .execute(pool)
+            .await?;
         }
         return Ok(None);
     };
@@ -94,5 +105,62 @@ where
         .execute(&mut *lock)
         .await?;
     lock.commit().await?;
+    Ok(Some(out))
+}
+
+/// [`locked`] on the embedded database: one process, so the sweeps running now are a set.
+async fn locked_in_process<F, Fut, T>(
+    pool: &AnyPool,
+    name: &str,
+    min_gap: Duration,
+    f: F,
+) -> anyhow::Result<Option<T>>
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = anyhow::Result<T>>,
+{
+    static RUNNING: std::sync::LazyLock<std::sync::Mutex<HashSet<String>>> =
+        std::sync::LazyLock::new(Default::default);
+    /// Removes the sweep from the set when it ends, however it ends.
+    struct Running(String);
+    impl Drop for Running {
+        fn drop(&mut self) {
+            if let Ok(mut running) = RUNNING.lock() {
+                running.remove(&self.0);
+            }
+        }
+    }
+    // One set for every database this process opened (tests open several).
+    let key = format!("{}#{name}", pool.connect_options().database_url);
+    if !RUNNING
+        .lock()
+        .map_err(|_| anyhow::anyhow!("sweep lock poisoned"))?
+        .insert(key.clone())
+    {
+        return Ok(None);
+    }
+    let _running = Running(key);
+    let last_run: Option<i64> =
+        sqlx::query_scalar("SELECT last_run_ms FROM sweep_locks WHERE name = ?")
+            .bind(name)
+            .fetch_optional(pool)
+            .await?;
+    let Some(last_run) = last_run else {
+        sqlx::query("INSERT OR IGNORE INTO sweep_locks (name, last_run_ms) VALUES (?, 0)")
+            .bind(name)
+            .execute(pool)
+            .await?;
+        return Ok(None);
+    };
+    let gap = i64::try_from(min_gap.as_millis()).unwrap_or(i64::MAX);
+    if now_ms().saturating_sub(last_run) < gap {
+        return Ok(None);
+    }
+    let out = f().await?;
+    sqlx::query("UPDATE sweep_locks SET last_run_ms = ? WHERE name = ?")
+        .bind(now_ms())
+        .bind(name)
+        .execute(pool)
+        .await?;
     Ok(Some(out))
 }

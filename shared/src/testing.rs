@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use clap::Parser;
-use sqlx::MySqlPool;
+use sqlx::AnyPool;
 
 use crate::{
     clock::now_ms,
@@ -36,7 +36,7 @@ pub fn unique(prefix: &str) -> String {
 /// A fresh, migrated database (`scripts/test.sh` drops those of earlier runs before a run).
 pub struct TestDb {
     /// Pool on the new database.
-    pub pool: MySqlPool,
+    pub pool: AnyPool,
     /// Settings pointing at it (for services under test).
     pub config: DbConfig,
     /// Its name.
@@ -73,6 +73,23 @@ impl TestDb {
         Self { pool, config, name }
     }
 
+    /// A fresh, migrated embedded SQLite database in a folder of its own (the one-box hub);
+    /// needs no server.
+    pub async fn sqlite() -> Self {
+        let dir = std::env::temp_dir().join(unique("perry-sqlite-"));
+        let mut config = env_config().db;
+        config.url = None;
+        config.kind = crate::config::DbKind::Sqlite;
+        config.sqlite_path = dir.join("hub.db");
+        config.embedded_allowed = true;
+        let pool = crate::db::connect(&config, std::time::Duration::from_secs(10))
+            .await
+            .expect("open the SQLite test database");
+        crate::db::migrate(&pool).await.expect("migrate test db");
+        let name = dir.display().to_string();
+        Self { pool, config, name }
+    }
+
     /// Count rows of a table (optionally filtered by a WHERE clause).
     pub async fn count(&self, table: &str, filter: &str) -> i64 {
         let sql = if filter.is_empty() {
@@ -90,6 +107,10 @@ impl TestDb {
     pub async fn drop_db(self) {
         let name = self.name.clone();
         self.pool.close().await;
+        if self.config.kind == crate::config::DbKind::Sqlite {
+            let _ = std::fs::remove_dir_all(&name);
+            return;
+        }
         let base = env_config().db;
         if let Ok(admin) = crate::db::connect(&base, std::time::Duration::from_secs(5)).await {
             let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS `{name}`"))

@@ -51,6 +51,9 @@ pub enum QueueKind {
     RabbitMq,
     /// The in-process queue, as `perry-hub all` without `AMQP_URL`.
     InProcess,
+    /// One box with nothing installed, as a bare `perry-hub`: the embedded SQLite database,
+    /// the in-process queue and filesystem blobs.
+    OneBox,
 }
 
 impl QueueKind {
@@ -147,9 +150,14 @@ impl TestHub {
         let (db, db_config, amqp, blob_config) = match opts.replica_of {
             Some((db, amqp, blob)) => (None, db, amqp, blob),
             None => {
-                let db = TestDb::new().await;
+                let one_box = opts.queue == QueueKind::OneBox;
+                let db = if one_box {
+                    TestDb::sqlite().await
+                } else {
+                    TestDb::new().await
+                };
                 let cfg = db.config.clone();
-                let blob = if opts.fs_blobs {
+                let blob = if opts.fs_blobs || one_box {
                     let dir = tempdir::TempDir::new("perry-blobs");
                     let b = fs_blob_config(&dir.0);
                     fs_dir = Some(dir);
@@ -162,7 +170,7 @@ impl TestHub {
                 if let Some(url) = opts.amqp_url {
                     amqp.url = shared::config::Secret::new(url);
                 }
-                if opts.queue == QueueKind::InProcess {
+                if matches!(opts.queue, QueueKind::InProcess | QueueKind::OneBox) {
                     amqp.url = shared::config::Secret::default();
                 }
                 (Some(db), cfg, amqp, blob)
@@ -186,7 +194,7 @@ impl TestHub {
             amqp.url.is_empty(),
             "the in-process queue exactly when no AMQP_URL is given"
         );
-        if deps.queue.is_in_process() {
+        if deps.queue.is_in_process() || shared::db::Dialect::of_pool(&deps.pool).is_sqlite() {
             standalone::queue_lock::hold(&deps)
                 .await
                 .expect("the in-process queue's lock");
@@ -266,7 +274,7 @@ impl TestHub {
     }
 
     /// The pool.
-    pub fn pool(&self) -> &sqlx::MySqlPool {
+    pub fn pool(&self) -> &sqlx::AnyPool {
         &self.deps.pool
     }
 

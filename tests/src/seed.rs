@@ -12,14 +12,18 @@ impl TestHub {
     pub async fn insert_license(&self, tier: &str) -> (String, i64) {
         let prefix = if tier == "pro" { "PRO" } else { "FREE" };
         let (key, hash) = auth::new_license_key(prefix);
+        let mut conn = self.pool().acquire().await.expect("connection");
         let res = sqlx::query("INSERT INTO licenses (key_hash, tier, device_bound, created_ms) VALUES (?, ?, TRUE, ?)")
             .bind(&hash[..])
             .bind(tier)
             .bind(now_ms())
-            .execute(self.pool())
+            .execute(&mut *conn)
             .await
             .expect("insert license");
-        (key, i64::try_from(res.last_insert_id()).expect("id"))
+        (
+            key,
+            shared::db::inserted_id(&mut conn, &res).await.expect("id"),
+        )
     }
 
     /// Create a queued job directly (as ingest would), with `tarball` stored; returns its id.
@@ -27,7 +31,7 @@ impl TestHub {
         &self,
         license_id: i64,
         target: &str,
-        priority: i8,
+        priority: i16,
         tarball: &[u8],
         credentials: Value,
     ) -> String {
@@ -60,7 +64,7 @@ impl TestHub {
             idempotency_key: None,
             now_ms: now_ms(),
         };
-        let mut tx = self.pool().begin().await.expect("tx");
+        let mut tx = shared::db::begin(self.pool()).await.expect("tx");
         job::transition::submit(&mut tx, &new)
             .await
             .expect("insert job");
@@ -114,7 +118,7 @@ impl TestHub {
             .await
             .expect("put artifact");
         let hidden = job::artifacts::is_intermediate_target(target);
-        let mut tx = self.pool().begin().await.expect("tx");
+        let mut tx = shared::db::begin(self.pool()).await.expect("tx");
         let attempt: i32 = sqlx::query_scalar("SELECT attempt FROM jobs WHERE id = ?")
             .bind(job_id)
             .fetch_one(&mut *tx)

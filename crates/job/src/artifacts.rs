@@ -1,12 +1,12 @@
 //! A job's artifacts: what the CLI is shown, where the bytes live, and single-use links.
 
 use shared::{auth, clock::now_ms};
-use sqlx::MySqlConnection;
+use sqlx::AnyConnection;
 
 /// The stage-1 bundle an attempt uploaded for `bundle_target` (`<x>-precompiled`): its id,
 /// storage key, size and SHA-256.
 pub async fn bundle(
-    conn: &mut MySqlConnection,
+    conn: &mut AnyConnection,
     job_id: &str,
     attempt: i32,
     bundle_target: &str,
@@ -24,7 +24,7 @@ pub async fn bundle(
 
 /// Mint a single-use download token for an artifact. Returns the token (only its hash is kept).
 pub async fn mint_download_token(
-    conn: &mut MySqlConnection,
+    conn: &mut AnyConnection,
     artifact_id: &str,
     ttl_secs: u64,
 ) -> Result<String, sqlx::Error> {

@@ -3,11 +3,12 @@
 
 use protocol::{ArtifactInfo, Outgoing};
 use serde::{Deserialize, Serialize};
+use shared::db::Dialect;
 use shared::{
     clock::now_ms,
     queue::{outbox, Message},
 };
-use sqlx::{mysql::MySqlQueryResult, MySqlConnection};
+use sqlx::{any::AnyQueryResult, AnyConnection};
 
 use crate::Result;
 
@@ -124,10 +125,20 @@ pub struct Numbered {
     pub event: Event,
 }
 
-/// Reserve `count` sequence numbers of the job's log; returns the last. One statement: the
-/// server reports `LAST_INSERT_ID(expr)` in the statement's OK packet (the insert id), so no
-/// `SELECT LAST_INSERT_ID()` follows.
-async fn bump_seq(conn: &mut MySqlConnection, job_id: &str, count: i64) -> Result<i64> {
+/// Reserve `count` sequence numbers of the job's log; returns the last. One statement: MySQL
+/// reports `LAST_INSERT_ID(expr)` in the statement's OK packet (the insert id), so no
+/// `SELECT LAST_INSERT_ID()` follows; SQLite answers with `RETURNING`.
+async fn bump_seq(conn: &mut AnyConnection, job_id: &str, count: i64) -> Result<i64> {
+    if Dialect::of(conn).is_sqlite() {
+        let seq: Option<i64> = sqlx::query_scalar(
+            "UPDATE jobs SET event_seq = event_seq + ? WHERE id = ? RETURNING event_seq",
+        )
+        .bind(count)
+        .bind(job_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+        return seq.ok_or_else(|| sqlx::Error::RowNotFound.into());
+    }
     let res = sqlx::query("UPDATE jobs SET event_seq = LAST_INSERT_ID(event_seq + ?) WHERE id = ?")
         .bind(count)
         .bind(job_id)
@@ -136,18 +147,36 @@ async fn bump_seq(conn: &mut MySqlConnection, job_id: &str, count: i64) -> Resul
     if res.rows_affected() == 0 {
         return Err(sqlx::Error::RowNotFound.into());
     }
-    reserved(&res)
+    reserved(conn, &res, job_id).await
 }
 
 /// A `SET` item that reserves the job's next event number inside a transition's own `UPDATE`
 /// (one statement for the state change and the number); [`reserved`] reads the number from
 /// that statement's result, and [`append_reserved`] stores the event under it.
-pub(crate) const NEXT_SEQ: &str = "event_seq = LAST_INSERT_ID(event_seq + 1)";
+pub(crate) fn next_seq(dialect: Dialect) -> &'static str {
+    match dialect {
+        Dialect::MySql => "event_seq = LAST_INSERT_ID(event_seq + 1)",
+        Dialect::Sqlite => "event_seq = event_seq + 1",
+    }
+}
 
-/// The number an `UPDATE` with [`NEXT_SEQ`] reserved (call only when it changed a row).
-pub(crate) fn reserved(res: &MySqlQueryResult) -> Result<i64> {
-    i64::try_from(res.last_insert_id())
-        .ok()
+/// The number an `UPDATE` with [`next_seq`] reserved (call only when it changed a row). MySQL
+/// has it in the statement's result; on SQLite the transaction holds the database's write
+/// lock, so the job's counter is read back unchanged by anyone else.
+pub(crate) async fn reserved(
+    conn: &mut AnyConnection,
+    res: &AnyQueryResult,
+    job_id: &str,
+) -> Result<i64> {
+    let seq = if Dialect::of(conn).is_sqlite() {
+        sqlx::query_scalar("SELECT event_seq FROM jobs WHERE id = ?")
+            .bind(job_id)
+            .fetch_one(&mut *conn)
+            .await?
+    } else {
+        res.last_insert_id().unwrap_or(0)
+    };
+    Some(seq)
         .filter(|seq| *seq > 0)
         .ok_or_else(|| sqlx::Error::Protocol("no event sequence reserved".into()).into())
 }
@@ -155,7 +184,7 @@ pub(crate) fn reserved(res: &MySqlQueryResult) -> Result<i64> {
 /// Append an event to the job's log and queue its fan-out, in the caller's transaction.
 /// Returns its sequence number. The job's row lock serialises writers from every service, so
 /// numbers are gap-free and ordered.
-pub async fn append(conn: &mut MySqlConnection, job_id: &str, event: &Event) -> Result<i64> {
+pub async fn append(conn: &mut AnyConnection, job_id: &str, event: &Event) -> Result<i64> {
     let seq = bump_seq(conn, job_id, 1).await?;
     append_reserved(conn, job_id, seq, event).await?;
     Ok(seq)
@@ -163,7 +192,7 @@ pub async fn append(conn: &mut MySqlConnection, job_id: &str, event: &Event) -> 
 
 /// [`append`] under a number already reserved with [`NEXT_SEQ`].
 pub(crate) async fn append_reserved(
-    conn: &mut MySqlConnection,
+    conn: &mut AnyConnection,
     job_id: &str,
     seq: i64,
     event: &Event,
@@ -195,7 +224,7 @@ pub(crate) async fn append_reserved(
 /// dispatcher holds the worker right now) [`announce_missing_artifacts`] adds before the job
 /// completes.
 pub async fn announce_artifact(
-    conn: &mut MySqlConnection,
+    conn: &mut AnyConnection,
     attempt: i32,
     record: &ArtifactRecord,
 ) -> Result<()> {
@@ -209,7 +238,7 @@ pub async fn announce_artifact(
 
 /// Whether the job's log already has `artifact_ready` for this artifact.
 pub async fn has_artifact(
-    conn: &mut MySqlConnection,
+    conn: &mut AnyConnection,
     job_id: &str,
     artifact_id: &str,
 ) -> Result<bool> {
@@ -228,7 +257,7 @@ pub async fn has_artifact(
 /// Append `artifact_ready` for the artifact unless the log has it already. Returns its
 /// sequence number when appended.
 pub async fn append_artifact(
-    conn: &mut MySqlConnection,
+    conn: &mut AnyConnection,
     record: ArtifactRecord,
 ) -> Result<Option<(i64, Event)>> {
     if has_artifact(conn, &record.job_id, &record.artifact_id).await? {
@@ -244,7 +273,7 @@ pub async fn append_artifact(
 /// log does not have yet, so the CLI always sees them before `complete`. Returns the attempt's
 /// visible artifacts, in upload order (what `complete` lists: the rows are read once, here).
 pub async fn announce_missing_artifacts(
-    conn: &mut MySqlConnection,
+    conn: &mut AnyConnection,
     job_id: &str,
     attempt: i32,
 ) -> Result<Vec<ArtifactInfo>> {
@@ -278,7 +307,7 @@ pub async fn announce_missing_artifacts(
 }
 
 /// Append a frame (see [`append`]).
-pub async fn emit(conn: &mut MySqlConnection, job_id: &str, frame: Outgoing) -> Result<i64> {
+pub async fn emit(conn: &mut AnyConnection, job_id: &str, frame: Outgoing) -> Result<i64> {
     append(conn, job_id, &Event::Frame(frame)).await
 }
 

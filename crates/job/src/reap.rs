@@ -4,7 +4,7 @@
 //! checked again under its lock, so replicas running it together act on a job once.
 
 use shared::clock::now_ms;
-use sqlx::MySqlPool;
+use sqlx::AnyPool;
 
 use crate::{
     claim,
@@ -16,7 +16,7 @@ use crate::{
 const DEFAULT_REATTACH_MS: i64 = 10_000;
 
 /// Jobs looked at per call (the rest wait for the next round).
-const BATCH: u32 = 200;
+const BATCH: i64 = 200;
 
 /// A job found lost.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -29,6 +29,7 @@ pub struct Lost {
     pub worker_id: Option<String>,
     /// Its worker's dispatcher stopped beating longer ago than its re-attach window: nobody is
     /// left to shorten or renew the lease.
+    #[sqlx(try_from = "shared::db::Flag")]
     pub abandoned: bool,
 }
 
@@ -49,7 +50,7 @@ pub struct Reaped {
 /// window. A lease that lapsed while its worker is still connected to a live dispatcher (MySQL
 /// was unreachable longer than the lease, so nobody could renew it) is left for that dispatcher
 /// to renew: the build is healthy.
-pub async fn find_lost(pool: &MySqlPool) -> Result<Vec<Lost>> {
+pub async fn find_lost(pool: &AnyPool) -> Result<Vec<Lost>> {
     let now = now_ms();
     let alive_since = now - DISPATCHER_STALE_MS;
     Ok(sqlx::query_as(
@@ -76,7 +77,7 @@ pub async fn find_lost(pool: &MySqlPool) -> Result<Vec<Lost>> {
 
 /// Find the lost jobs and requeue (or fail) each: with one more retry, or failed after the
 /// last. A build that had already failed (the worker sent `error`) is never retried.
-pub async fn requeue_lost(pool: &MySqlPool) -> Result<Vec<Reaped>> {
+pub async fn requeue_lost(pool: &AnyPool) -> Result<Vec<Reaped>> {
     let mut done = Vec::new();
     for lost in find_lost(pool).await? {
         // Replicas requeueing neighbouring jobs can deadlock on index locks: run it again.
@@ -111,8 +112,8 @@ pub async fn requeue_lost(pool: &MySqlPool) -> Result<Vec<Reaped>> {
 
 /// Requeue (or fail) one lost job, unless another replica has it right now or it changed
 /// meanwhile (renewed, or re-attached by its worker on a live dispatcher).
-async fn requeue_one(pool: &MySqlPool, lost: &Lost) -> Result<Option<(LostOutcome, Job)>> {
-    let mut tx = pool.begin().await?;
+async fn requeue_one(pool: &AnyPool, lost: &Lost) -> Result<Option<(LostOutcome, Job)>> {
+    let mut tx = shared::db::begin(pool).await?;
     let claimed = claim(&mut tx, &lost.id).await?;
     let Some(job) = claimed.filter(|j| {
         j.holds(lost.attempt)

@@ -1,7 +1,10 @@
 //! A job row and the reads every service shares.
 
-use shared::clock::now_ms;
-use sqlx::MySqlConnection;
+use shared::{
+    clock::now_ms,
+    db::{sql, Dialect, Flag, OptText, Text},
+};
+use sqlx::AnyConnection;
 
 use crate::{JobState, Priority, SignPlatform, Target};
 
@@ -19,12 +22,13 @@ pub struct Job {
     /// The queue it is in now (`<x>-sign` in stage 2).
     pub target: Target,
     /// 1 (build) or 2 (signing).
-    pub stage: i8,
+    pub stage: i16,
     /// Where it is in its lifecycle.
     pub state: JobState,
     /// Queue priority.
     pub priority: Priority,
     /// The manifest as submitted (stage 2: `targets` rewritten).
+    #[sqlx(try_from = "Text")]
     pub manifest: String,
     /// Storage key of the input (tarball, or the stage-1 bundle).
     pub input_key: Option<String>,
@@ -45,11 +49,14 @@ pub struct Job {
     /// When the current attempt's lease runs out.
     pub lease_expires_ms: Option<i64>,
     /// A cancel was asked for while a worker held the job.
+    #[sqlx(try_from = "Flag")]
     pub cancel_requested: bool,
     /// The worker sent `error` in this attempt.
+    #[sqlx(try_from = "Flag")]
     pub error_reported: bool,
     /// Why the job failed: the worker's first `error` message while it runs, the final
     /// message once it ended.
+    #[sqlx(try_from = "OptText")]
     pub error_message: Option<String>,
     /// Stage 1's `needs_finishing` (the platform of stage 2).
     pub needs_finishing: Option<String>,
@@ -100,7 +107,7 @@ impl Job {
 }
 
 /// Load a job.
-pub async fn load(conn: &mut MySqlConnection, id: &str) -> Result<Option<Job>, sqlx::Error> {
+pub async fn load(conn: &mut AnyConnection, id: &str) -> Result<Option<Job>, sqlx::Error> {
     sqlx::query_as(&format!("SELECT {COLUMNS} FROM jobs WHERE id = ?"))
         .bind(id)
         .fetch_optional(conn)
@@ -108,9 +115,10 @@ pub async fn load(conn: &mut MySqlConnection, id: &str) -> Result<Option<Job>, s
 }
 
 /// Load and lock a job for the rest of the transaction.
-pub async fn lock(conn: &mut MySqlConnection, id: &str) -> Result<Option<Job>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM jobs WHERE id = ? FOR UPDATE"
+pub async fn lock(conn: &mut AnyConnection, id: &str) -> Result<Option<Job>, sqlx::Error> {
+    sqlx::query_as(&sql(
+        Dialect::of(conn),
+        &format!("SELECT {COLUMNS} FROM jobs WHERE id = ? FOR UPDATE"),
     ))
     .bind(id)
     .fetch_optional(conn)
@@ -128,11 +136,12 @@ struct Sealed {
 /// [`lock`], also reading the sealed credentials (the dispatcher opens them for `job_assign`):
 /// one statement where a lock and a second read would be two.
 pub async fn lock_with_credentials(
-    conn: &mut MySqlConnection,
+    conn: &mut AnyConnection,
     id: &str,
 ) -> Result<Option<(Job, Option<Vec<u8>>)>, sqlx::Error> {
-    let row: Option<Sealed> = sqlx::query_as(&format!(
-        "SELECT {COLUMNS}, credentials_enc FROM jobs WHERE id = ? FOR UPDATE"
+    let row: Option<Sealed> = sqlx::query_as(&sql(
+        Dialect::of(conn),
+        &format!("SELECT {COLUMNS}, credentials_enc FROM jobs WHERE id = ? FOR UPDATE"),
     ))
     .bind(id)
     .fetch_optional(conn)
@@ -143,9 +152,10 @@ pub async fn lock_with_credentials(
 /// Lock a job unless another transaction holds it right now (`SKIP LOCKED`): sweeps running
 /// in several replicas never act on the same job, and a job being changed is left for the next
 /// round.
-pub async fn claim(conn: &mut MySqlConnection, id: &str) -> Result<Option<Job>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM jobs WHERE id = ? FOR UPDATE SKIP LOCKED"
+pub async fn claim(conn: &mut AnyConnection, id: &str) -> Result<Option<Job>, sqlx::Error> {
+    sqlx::query_as(&sql(
+        Dialect::of(conn),
+        &format!("SELECT {COLUMNS} FROM jobs WHERE id = ? FOR UPDATE SKIP LOCKED"),
     ))
     .bind(id)
     .fetch_optional(conn)
@@ -155,7 +165,7 @@ pub async fn claim(conn: &mut MySqlConnection, id: &str) -> Result<Option<Job>, 
 /// Whether an active job with a valid lease is held by a worker named `name` (possibly by an
 /// earlier connection of it).
 pub async fn held_by_name(
-    conn: &mut MySqlConnection,
+    conn: &mut AnyConnection,
     id: &str,
     name: &str,
 ) -> Result<bool, sqlx::Error> {
@@ -173,7 +183,7 @@ pub async fn held_by_name(
 
 /// 1-based place of a queued job in its target's queue (priority, then enqueue time); 0 when
 /// the job is not queued.
-pub async fn position(conn: &mut MySqlConnection, job: &Job) -> Result<u64, sqlx::Error> {
+pub async fn position(conn: &mut AnyConnection, job: &Job) -> Result<u64, sqlx::Error> {
     if job.state != JobState::Queued {
         return Ok(0);
     }
@@ -191,13 +201,13 @@ struct Placed {
 /// [`load`] and [`position`] in one statement: the job and its 1-based place in its target's
 /// queue (0 unless it is queued).
 pub async fn load_with_position(
-    conn: &mut MySqlConnection,
+    conn: &mut AnyConnection,
     id: &str,
 ) -> Result<Option<(Job, u64)>, sqlx::Error> {
     let row: Option<Placed> =
         sqlx::query_as(&format!(
-        "SELECT {COLUMNS}, IF(state = 'queued', 1 + (SELECT COUNT(*) FROM jobs o WHERE {}), 0) \
-         AS position FROM jobs WHERE id = ?",
+        "SELECT {COLUMNS}, CASE WHEN state = 'queued' \
+         THEN 1 + (SELECT COUNT(*) FROM jobs o WHERE {}) ELSE 0 END AS position FROM jobs WHERE id = ?",
         ahead("jobs.target", "jobs.id", "jobs.priority", "jobs.enqueued_ms")
     ))
         .bind(id)
@@ -221,7 +231,7 @@ fn ahead(target: &str, id: &str, priority: &str, enqueued: &str) -> String {
 /// The 1-based place in its target's queue of a queued job with these fields (what
 /// [`position`] answers, for a caller that has the fields without the row).
 pub async fn queue_position(
-    conn: &mut MySqlConnection,
+    conn: &mut AnyConnection,
     target: &Target,
     id: &str,
     priority: Priority,

@@ -3,10 +3,10 @@
 use std::{fmt, str::FromStr};
 
 use sqlx::{
+    any::{AnyTypeInfo, AnyValueRef},
     encode::IsNull,
     error::BoxDynError,
-    mysql::{MySql, MySqlTypeInfo, MySqlValueRef},
-    Decode, Encode, Type,
+    Any, Database, Decode, Encode, Type,
 };
 
 /// A job's state (PROTOCOL §5.1, plus `finishing` between the two stages of a signed build).
@@ -85,24 +85,27 @@ impl FromStr for JobState {
     }
 }
 
-impl Type<MySql> for JobState {
-    fn type_info() -> MySqlTypeInfo {
-        <str as Type<MySql>>::type_info()
+impl Type<Any> for JobState {
+    fn type_info() -> AnyTypeInfo {
+        <str as Type<Any>>::type_info()
     }
-    fn compatible(ty: &MySqlTypeInfo) -> bool {
-        <str as Type<MySql>>::compatible(ty)
-    }
-}
-
-impl Encode<'_, MySql> for JobState {
-    fn encode_by_ref(&self, buf: &mut Vec<u8>) -> Result<IsNull, BoxDynError> {
-        <&str as Encode<'_, MySql>>::encode(self.as_str(), buf)
+    fn compatible(ty: &AnyTypeInfo) -> bool {
+        <str as Type<Any>>::compatible(ty)
     }
 }
 
-impl<'r> Decode<'r, MySql> for JobState {
-    fn decode(value: MySqlValueRef<'r>) -> Result<Self, BoxDynError> {
-        Ok(<&str as Decode<'r, MySql>>::decode(value)?.parse()?)
+impl<'q> Encode<'q, Any> for JobState {
+    fn encode_by_ref(
+        &self,
+        buf: &mut <Any as Database>::ArgumentBuffer<'q>,
+    ) -> Result<IsNull, BoxDynError> {
+        <&str as Encode<'q, Any>>::encode(self.as_str(), buf)
+    }
+}
+
+impl<'r> Decode<'r, Any> for JobState {
+    fn decode(value: AnyValueRef<'r>) -> Result<Self, BoxDynError> {
+        Ok(<&str as Decode<'r, Any>>::decode(value)?.parse()?)
     }
 }
 

@@ -5,10 +5,10 @@ use std::fmt;
 
 use shared::queue::TARGETS;
 use sqlx::{
+    any::{AnyTypeInfo, AnyValueRef},
     encode::IsNull,
     error::BoxDynError,
-    mysql::{MySql, MySqlTypeInfo, MySqlValueRef},
-    Decode, Encode, Type,
+    Any, Database, Decode, Encode, Type,
 };
 
 /// A build target the hub queues (one queue each): a CLI target or a signing stage, lower-case
@@ -55,24 +55,27 @@ impl PartialEq<&str> for Target {
     }
 }
 
-impl Type<MySql> for Target {
-    fn type_info() -> MySqlTypeInfo {
-        <str as Type<MySql>>::type_info()
+impl Type<Any> for Target {
+    fn type_info() -> AnyTypeInfo {
+        <str as Type<Any>>::type_info()
     }
-    fn compatible(ty: &MySqlTypeInfo) -> bool {
-        <str as Type<MySql>>::compatible(ty)
-    }
-}
-
-impl Encode<'_, MySql> for Target {
-    fn encode_by_ref(&self, buf: &mut Vec<u8>) -> Result<IsNull, BoxDynError> {
-        <&str as Encode<'_, MySql>>::encode(self.0, buf)
+    fn compatible(ty: &AnyTypeInfo) -> bool {
+        <str as Type<Any>>::compatible(ty)
     }
 }
 
-impl<'r> Decode<'r, MySql> for Target {
-    fn decode(value: MySqlValueRef<'r>) -> Result<Self, BoxDynError> {
-        Ok(Self::parse(<&str as Decode<'r, MySql>>::decode(value)?)?)
+impl<'q> Encode<'q, Any> for Target {
+    fn encode_by_ref(
+        &self,
+        buf: &mut <Any as Database>::ArgumentBuffer<'q>,
+    ) -> Result<IsNull, BoxDynError> {
+        <&str as Encode<'q, Any>>::encode(self.0, buf)
+    }
+}
+
+impl<'r> Decode<'r, Any> for Target {
+    fn decode(value: AnyValueRef<'r>) -> Result<Self, BoxDynError> {
+        Ok(Self::parse(<&str as Decode<'r, Any>>::decode(value)?)?)
     }
 }
 
@@ -137,24 +140,27 @@ impl Priority {
     }
 }
 
-impl Type<MySql> for Priority {
-    fn type_info() -> MySqlTypeInfo {
-        <i8 as Type<MySql>>::type_info()
+impl Type<Any> for Priority {
+    fn type_info() -> AnyTypeInfo {
+        <i16 as Type<Any>>::type_info()
     }
-    fn compatible(ty: &MySqlTypeInfo) -> bool {
-        <i8 as Type<MySql>>::compatible(ty)
-    }
-}
-
-impl Encode<'_, MySql> for Priority {
-    fn encode_by_ref(&self, buf: &mut Vec<u8>) -> Result<IsNull, BoxDynError> {
-        <i8 as Encode<'_, MySql>>::encode(i8::try_from(self.0).unwrap_or(i8::MAX), buf)
+    fn compatible(ty: &AnyTypeInfo) -> bool {
+        <i16 as Type<Any>>::compatible(ty)
     }
 }
 
-impl<'r> Decode<'r, MySql> for Priority {
-    fn decode(value: MySqlValueRef<'r>) -> Result<Self, BoxDynError> {
-        Ok(Self(u8::try_from(<i8 as Decode<'r, MySql>>::decode(
+impl<'q> Encode<'q, Any> for Priority {
+    fn encode_by_ref(
+        &self,
+        buf: &mut <Any as Database>::ArgumentBuffer<'q>,
+    ) -> Result<IsNull, BoxDynError> {
+        <i16 as Encode<'q, Any>>::encode(i16::from(self.0), buf)
+    }
+}
+
+impl<'r> Decode<'r, Any> for Priority {
+    fn decode(value: AnyValueRef<'r>) -> Result<Self, BoxDynError> {
+        Ok(Self(u8::try_from(<i16 as Decode<'r, Any>>::decode(
             value,
         )?)?))
     }

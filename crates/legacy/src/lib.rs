@@ -25,7 +25,7 @@ use shared::{
     config::Secret,
     license_hash::{self, LicenseHashing},
 };
-use sqlx::MySqlPool;
+use sqlx::AnyPool;
 
 pub use report::Report;
 
@@ -90,7 +90,7 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Import the original server's data into the hub's (migrated) database `target`.
-pub async fn run(args: &Args, target: &MySqlPool) -> Result<Report> {
+pub async fn run(args: &Args, target: &AnyPool) -> Result<Report> {
     let data = source::read(args.from.expose(), args.with_builds).await?;
     tracing::info!(
         layout = %data.layout,

@@ -3,7 +3,7 @@
 //! imported jobs are terminal and nothing is put in the outbox.
 
 use shared::license_hash::LicenseHashing;
-use sqlx::{MySqlConnection, MySqlPool};
+use sqlx::{AnyConnection, AnyPool};
 
 use crate::{
     map::{Account, Usage},
@@ -12,8 +12,8 @@ use crate::{
 };
 
 /// Apply `writes` in order, in one transaction.
-pub async fn apply(hub: &MySqlPool, writes: &[Write], hashing: &LicenseHashing) -> Result<()> {
-    let mut tx = hub.begin().await?;
+pub async fn apply(hub: &AnyPool, writes: &[Write], hashing: &LicenseHashing) -> Result<()> {
+    let mut tx = shared::db::begin(hub).await?;
     for write in writes {
         one(&mut tx, write, hashing).await.map_err(|e| match e {
             sqlx::Error::Database(ref d) if d.is_unique_violation() => Error::Conflict(e),
@@ -26,7 +26,7 @@ pub async fn apply(hub: &MySqlPool, writes: &[Write], hashing: &LicenseHashing) 
 }
 
 async fn one(
-    conn: &mut MySqlConnection,
+    conn: &mut AnyConnection,
     write: &Write,
     hashing: &LicenseHashing,
 ) -> Result<(), sqlx::Error> {
@@ -87,7 +87,7 @@ async fn one(
     }
 }
 
-async fn insert_account(conn: &mut MySqlConnection, a: &Account) -> Result<(), sqlx::Error> {
+async fn insert_account(conn: &mut AnyConnection, a: &Account) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO accounts (id, github_id, github_username, email, tier, has_payment_method, \
          polar_customer_id, polar_subscription_id, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -106,7 +106,7 @@ async fn insert_account(conn: &mut MySqlConnection, a: &Account) -> Result<(), s
     .map(drop)
 }
 
-async fn update_account(conn: &mut MySqlConnection, a: &Account) -> Result<(), sqlx::Error> {
+async fn update_account(conn: &mut AnyConnection, a: &Account) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE accounts SET github_username = ?, email = ?, tier = ?, has_payment_method = ?, \
          polar_customer_id = ?, polar_subscription_id = ? WHERE id = ?",
@@ -131,7 +131,7 @@ async fn update_account(conn: &mut MySqlConnection, a: &Account) -> Result<(), s
 
 /// A month of usage for a licence found by key hash (an error when it matched nothing).
 async fn insert_usage(
-    conn: &mut MySqlConnection,
+    conn: &mut AnyConnection,
     u: &Usage,
     hashing: &LicenseHashing,
 ) -> Result<(), sqlx::Error> {
@@ -149,14 +149,15 @@ async fn insert_usage(
 
 /// Raise a month's count to the original's; a count never goes down.
 async fn raise_usage(
-    conn: &mut MySqlConnection,
+    conn: &mut AnyConnection,
     u: &Usage,
     hashing: &LicenseHashing,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query(&shared::db::sql(
+        shared::db::Dialect::of(conn),
         "UPDATE license_usage SET publishes = GREATEST(publishes, ?) \
          WHERE period = ? AND license_id = (SELECT id FROM licenses WHERE key_hash = ?)",
-    )
+    ))
     .bind(u.publishes)
     .bind(&u.period)
     .bind(&hashing.from_sha(&u.key_hash)[..])
@@ -173,7 +174,7 @@ fn one_row(affected: u64) -> Result<(), sqlx::Error> {
 }
 
 async fn insert_job(
-    conn: &mut MySqlConnection,
+    conn: &mut AnyConnection,
     j: &Job,
     hashing: &LicenseHashing,
 ) -> Result<(), sqlx::Error> {

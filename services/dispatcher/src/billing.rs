@@ -5,12 +5,12 @@
 use std::time::Duration;
 
 use shared::config::PolarConfig;
-use sqlx::MySqlConnection;
+use sqlx::AnyConnection;
 
 /// Whether the publish just counted for `license_id` is billable overage; returns the Polar
 /// customer id to bill. Runs in the completion transaction.
 pub async fn overage_customer(
-    conn: &mut MySqlConnection,
+    conn: &mut AnyConnection,
     license_id: i64,
     period: &str,
 ) -> Result<Option<String>, sqlx::Error> {

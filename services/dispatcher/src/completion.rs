@@ -8,7 +8,7 @@ use job::{
     Job, SignPlatform,
 };
 use protocol::Outgoing;
-use sqlx::MySqlConnection;
+use sqlx::AnyConnection;
 
 /// Outcome of a `complete` frame.
 pub enum Ending {
@@ -25,7 +25,7 @@ pub enum Ending {
 /// Decide how an attempt ends (§5.1) and write it: stage-1 hand-off, completion (usage counted
 /// once) or failure. Runs in the caller's transaction with the job locked.
 pub async fn end_attempt(
-    tx: &mut MySqlConnection,
+    tx: &mut AnyConnection,
     job: &Job,
     success: bool,
     needs_finishing: Option<&str>,
@@ -98,7 +98,7 @@ pub async fn end_attempt(
 
 /// What the worker built never reached the hub: say so, then build it again within the
 /// attempt cap (the job fails after the last attempt).
-async fn build_again(tx: &mut MySqlConnection, job: &Job, why: &str) -> anyhow::Result<Ending> {
+async fn build_again(tx: &mut AnyConnection, job: &Job, why: &str) -> anyhow::Result<Ending> {
     stderr_line(tx, job, why).await?;
     Ok(match transition::retry_lost_upload(tx, job, why).await? {
         transition::LostOutcome::Requeued => Ending::Requeued,
@@ -107,7 +107,7 @@ async fn build_again(tx: &mut MySqlConnection, job: &Job, why: &str) -> anyhow::
 }
 
 /// A line on the job's stderr for the CLI.
-async fn stderr_line(tx: &mut MySqlConnection, job: &Job, line: &str) -> anyhow::Result<()> {
+async fn stderr_line(tx: &mut AnyConnection, job: &Job, line: &str) -> anyhow::Result<()> {
     let log = Outgoing::Log {
         job_id: job.id.clone(),
         stage: "complete".into(),
@@ -124,7 +124,7 @@ pub const UNREADABLE_COMPLETE: &str = "The worker's completion could not be read
 /// The worker's `complete` for this attempt could not be read (DEC-16): the attempt fails
 /// (cancelled when a cancel was asked for), keeping the worker's own `error` as the reason
 /// when it sent one. Runs in the caller's transaction with the job locked.
-pub async fn end_unreadable(tx: &mut MySqlConnection, job: &Job) -> anyhow::Result<Ending> {
+pub async fn end_unreadable(tx: &mut AnyConnection, job: &Job) -> anyhow::Result<Ending> {
     let (outcome, message) = match (job.cancel_requested, job.worker_error()) {
         (true, _) => (Unsuccessful::Cancelled, "Build cancelled".to_owned()),
         (false, Some(why)) => (
@@ -140,7 +140,7 @@ pub async fn end_unreadable(tx: &mut MySqlConnection, job: &Job) -> anyhow::Resu
 /// Complete the job and count the publish once. Returns the Polar customer to bill when the
 /// counted publish is pro overage.
 async fn complete_job(
-    tx: &mut MySqlConnection,
+    tx: &mut AnyConnection,
     job: &Job,
     artifacts: Vec<protocol::ArtifactInfo>,
 ) -> anyhow::Result<Option<String>> {
@@ -148,7 +148,7 @@ async fn complete_job(
         return Ok(None);
     }
     let period = shared::clock::period_of(shared::clock::now_ms());
-    sqlx::query("INSERT INTO license_usage (license_id, period, publishes) VALUES (?, ?, 1) ON DUPLICATE KEY UPDATE publishes = publishes + 1")
+    sqlx::query(&shared::db::sql(shared::db::Dialect::of(tx), "INSERT INTO license_usage (license_id, period, publishes) VALUES (?, ?, 1) ON DUPLICATE KEY UPDATE publishes = publishes + 1"))
         .bind(job.license_id)
         .bind(&period)
         .execute(&mut *tx)

@@ -39,9 +39,8 @@ pub fn spawn(ctx: &AppState) {
                 _ = tick.tick() => {}
             }
             let now = now_ms();
-            let beat = sqlx::query(
-                "INSERT INTO dispatchers (id, started_ms, last_seen_ms, reattach_ms) VALUES (?, ?, ?, ?) \
-                 ON DUPLICATE KEY UPDATE last_seen_ms = VALUES(last_seen_ms), reattach_ms = VALUES(reattach_ms)",
+            let beat = sqlx::query(&shared::db::sql(shared::db::Dialect::of_pool(&pool), "INSERT INTO dispatchers (id, started_ms, last_seen_ms, reattach_ms) VALUES (?, ?, ?, ?) \
+                 ON DUPLICATE KEY UPDATE last_seen_ms = VALUES(last_seen_ms), reattach_ms = VALUES(reattach_ms)"),
             )
             .bind(&*id)
             .bind(started)
@@ -55,7 +54,7 @@ pub fn spawn(ctx: &AppState) {
             beats += 1;
             if beats % 1800 == 1 {
                 let forget = now - i64::try_from(FORGET.as_millis()).unwrap_or(i64::MAX);
-                let _ = sqlx::query("DELETE FROM dispatchers WHERE last_seen_ms < ? LIMIT 1000")
+                let _ = sqlx::query(&shared::db::sql(shared::db::Dialect::of_pool(&pool), "DELETE FROM dispatchers WHERE last_seen_ms < ? LIMIT 1000"))
                     .bind(forget)
                     .execute(&pool)
                     .await;

@@ -160,7 +160,7 @@ async fn assign_in_db(
     attempt: i32,
     r: &Reservation,
 ) -> anyhow::Result<Option<(Outgoing, i32)>> {
-    let mut tx = ctx.deps.pool.begin().await?;
+    let mut tx = shared::db::begin(&ctx.deps.pool).await?;
     let Some((job, sealed)) = job::lock_with_credentials(&mut tx, job_id).await? else {
         return Ok(None);
     };
@@ -213,7 +213,7 @@ async fn assign_in_db(
 
 async fn requeue_after_failed_send(ctx: &AppState, job_id: &str, attempt: i32) {
     let result = async {
-        let mut tx = ctx.deps.pool.begin().await?;
+        let mut tx = shared::db::begin(&ctx.deps.pool).await?;
         let outcome =
             transition::requeue_lost(&mut tx, job_id, attempt, "Builder disconnected").await?;
         tx.commit().await?;

@@ -373,7 +373,7 @@ impl Sub<'_> {
 
     /// Cancel (§5.3): a waiting job ends now; a running one is flagged and its worker told.
     async fn cancel(&self) -> anyhow::Result<()> {
-        let mut tx = self.ctx.deps.pool.begin().await?;
+        let mut tx = shared::db::begin(&self.ctx.deps.pool).await?;
         let Some(job) = job::lock(&mut tx, &self.job_id).await? else {
             return Ok(());
         };

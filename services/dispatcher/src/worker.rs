@@ -271,7 +271,7 @@ impl Session<'_> {
         let Some(attempt) = self.held(job_id).await? else {
             return Ok(());
         };
-        let mut tx = self.ctx.deps.pool.begin().await?;
+        let mut tx = shared::db::begin(&self.ctx.deps.pool).await?;
         let Some(job) = Self::lock_current(&mut tx, job_id, attempt).await? else {
             ignored("stale_attempt");
             return Ok(());

@@ -23,7 +23,7 @@ use shared::{
     clock::now_ms,
     http::{ApiError, ErrorCode, PeerAddr},
 };
-use sqlx::MySqlPool;
+use sqlx::AnyPool;
 
 use crate::{
     audit::{self, Client, Completion},
@@ -177,7 +177,7 @@ impl LinkedArtifact {
 
 /// The artifact of a usable token, or why the token cannot be used.
 async fn check_token(
-    pool: &MySqlPool,
+    pool: &AnyPool,
     hash: &[u8; 32],
     max_attempts: u32,
 ) -> Result<Artifact, Refusal> {
@@ -237,7 +237,7 @@ enum Opened {
     /// A redirect to a presigned URL (raw download from S3 with presigning on).
     Redirect(Response),
     /// The object to stream, and its audit row.
-    Body(blob::BlobObject, u64),
+    Body(blob::BlobObject, i64),
 }
 
 /// Open the artifact's bytes (or presign them) and write the audit row. Any error leaves the

@@ -9,7 +9,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use axum::http::{header, HeaderMap};
 use shared::clock::now_ms;
-use sqlx::MySqlPool;
+use sqlx::AnyPool;
 use tokio_util::task::TaskTracker;
 
 use crate::tokens::TokenClaim;
@@ -77,7 +77,8 @@ pub(crate) struct Entry<'a> {
 }
 
 /// Insert the audit row; returns its id.
-pub(crate) async fn record(pool: &MySqlPool, entry: &Entry<'_>) -> Result<u64, sqlx::Error> {
+pub(crate) async fn record(pool: &AnyPool, entry: &Entry<'_>) -> Result<i64, sqlx::Error> {
+    let mut conn = pool.acquire().await?;
     let done = sqlx::query(
         "INSERT INTO downloads \
          (kind, job_id, artifact_id, attempt, client_addr, user_agent, bytes, at_ms) \
@@ -91,8 +92,9 @@ pub(crate) async fn record(pool: &MySqlPool, entry: &Entry<'_>) -> Result<u64, s
     .bind(entry.client.user_agent.as_deref())
     .bind(i64::try_from(entry.bytes).unwrap_or(i64::MAX))
     .bind(now_ms())
-    .execute(pool)
+    .execute(&mut *conn)
     .await?;
+    let id = shared::db::inserted_id(&mut conn, &done).await?;
     tracing::info!(
         kind = entry.kind,
         job_id = entry.job_id,
@@ -101,17 +103,17 @@ pub(crate) async fn record(pool: &MySqlPool, entry: &Entry<'_>) -> Result<u64, s
         bytes = entry.bytes,
         "download started"
     );
-    Ok(done.last_insert_id())
+    Ok(id)
 }
 
 /// What to do when a served body ends: commit or release the token claim, fix the audit row.
 #[derive(Debug)]
 pub(crate) struct Completion {
     pub kind: &'static str,
-    pub pool: MySqlPool,
+    pub pool: AnyPool,
     pub tracker: TaskTracker,
     /// The `downloads` row of this read.
-    pub audit_id: u64,
+    pub audit_id: i64,
     /// The download token being read with (artifact links only).
     pub claim: Option<TokenClaim>,
 }

@@ -35,6 +35,7 @@ const KIND: &str = "tarball";
 struct JobInput {
     state: job::JobState,
     attempt: i32,
+    #[sqlx(try_from = "shared::db::OptHex")]
     token_hash: Option<Vec<u8>>,
     input_key: Option<String>,
     input_size: Option<i64>,
@@ -91,7 +92,7 @@ async fn serve(
 ) -> Result<Response, Refusal> {
     let deps = &state.deps;
     let job: Option<JobInput> = sqlx::query_as(
-        "SELECT state, attempt, token_hash, input_key, input_size, input_sha256 \
+        "SELECT state, attempt, HEX(token_hash) AS token_hash, input_key, input_size, input_sha256 \
          FROM jobs WHERE id = ?",
     )
     .bind(job_id)

@@ -19,7 +19,7 @@
 use std::time::Duration;
 
 use shared::clock::now_ms;
-use sqlx::MySqlPool;
+use sqlx::AnyPool;
 use tokio::task::JoinHandle;
 use tokio_util::task::TaskTracker;
 
@@ -61,7 +61,7 @@ impl ClaimPolicy {
 /// A download token claimed by this request. See the [module documentation](self).
 #[derive(Debug)]
 pub(crate) struct TokenClaim {
-    pool: MySqlPool,
+    pool: AnyPool,
     tracker: TaskTracker,
     hash: [u8; 32],
     stamp: i64,
@@ -74,7 +74,7 @@ impl TokenClaim {
     /// left, counting one attempt; `None` when another request holds it, it was used, it
     /// expired or its attempts ran out in the meantime.
     pub(crate) async fn acquire(
-        pool: &MySqlPool,
+        pool: &AnyPool,
         tracker: &TaskTracker,
         hash: [u8; 32],
         policy: ClaimPolicy,
@@ -93,7 +93,7 @@ impl TokenClaim {
         .bind(&hash[..])
         .bind(stamp)
         .bind(stamp)
-        .bind(policy.max_attempts)
+        .bind(i64::from(policy.max_attempts))
         .execute(pool)
         .await?;
         if done.rows_affected() != 1 {
@@ -166,7 +166,7 @@ impl Drop for TokenClaim {
 /// Keep a claim from lapsing while its read streams: every third of the hold, push its end a
 /// whole hold ahead. Stops when the claim is no longer this one (taken over, released,
 /// consumed); a failed renewal is retried at the next tick.
-async fn renew(pool: MySqlPool, hash: [u8; 32], stamp: i64, policy: ClaimPolicy) {
+async fn renew(pool: AnyPool, hash: [u8; 32], stamp: i64, policy: ClaimPolicy) {
     let period = (policy.hold / 3).max(Duration::from_millis(100));
     loop {
         tokio::time::sleep(period).await;
@@ -190,7 +190,7 @@ async fn renew(pool: MySqlPool, hash: [u8; 32], stamp: i64, policy: ClaimPolicy)
     }
 }
 
-async fn release(pool: &MySqlPool, hash: [u8; 32], stamp: i64) {
+async fn release(pool: &AnyPool, hash: [u8; 32], stamp: i64) {
     let result = sqlx::query(
         "UPDATE download_tokens SET used_ms = NULL, claim_until_ms = NULL \
          WHERE token_hash = ? AND used_ms = ? AND claim_until_ms IS NOT NULL",

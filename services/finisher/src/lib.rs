@@ -39,7 +39,8 @@ pub use settings::{AzureSettings, Settings};
 /// When a queued job's current wait began: its last entry into `queued` (stage 2, a requeue by
 /// the finisher), its last assignment (a requeue elsewhere), or its submission.
 pub(crate) const WAIT_START_SQL: &str =
-    "GREATEST(COALESCE(queued_ms, enqueued_ms), COALESCE(assigned_ms, 0))";
+    "CASE WHEN COALESCE(queued_ms, enqueued_ms) > COALESCE(assigned_ms, 0) \
+     THEN COALESCE(queued_ms, enqueued_ms) ELSE COALESCE(assigned_ms, 0) END";
 
 /// Standalone finisher settings.
 #[derive(Debug, Clone, Parser)]

@@ -14,7 +14,7 @@ use shared::{
 use crate::{settings::ms, AppState};
 
 /// Jobs announced again per target and round.
-const BATCH: u32 = 200;
+const BATCH: i64 = 200;
 
 /// Announce again the stale queued jobs of every target whose queue is short of messages.
 /// Returns the job ids announced.
@@ -30,10 +30,10 @@ pub async fn reannounce(ctx: &AppState, queued: &[(String, i64)]) -> anyhow::Res
         if i64::from(ready) >= jobs {
             continue;
         }
-        let mut tx = ctx.deps.pool.begin().await?;
-        let stale: Vec<Job> = sqlx::query_as(&format!(
+        let mut tx = shared::db::begin(&ctx.deps.pool).await?;
+        let stale: Vec<Job> = sqlx::query_as(&shared::db::sql(shared::db::Dialect::of(&tx), &format!(
             "SELECT {COLUMNS} FROM jobs WHERE state = 'queued' AND target = ? AND COALESCE(queued_ms, enqueued_ms) < ? \
-             ORDER BY priority DESC, enqueued_ms LIMIT ? FOR UPDATE SKIP LOCKED"
+             ORDER BY priority DESC, enqueued_ms LIMIT ? FOR UPDATE SKIP LOCKED")
         ))
         .bind(*target)
         .bind(stale_before)
@@ -65,7 +65,7 @@ pub async fn reannounce(ctx: &AppState, queued: &[(String, i64)]) -> anyhow::Res
 /// waiting in the outbox (not sent yet, or held back by `not_before_ms`) is left to it. Copies
 /// of messages that still exist are harmless (the first claim wins). Returns how many jobs were
 /// announced.
-pub async fn announce_all_queued(pool: &sqlx::MySqlPool) -> anyhow::Result<usize> {
+pub async fn announce_all_queued(pool: &sqlx::AnyPool) -> anyhow::Result<usize> {
     let ids: Vec<String> = sqlx::query_scalar(
         "SELECT id FROM jobs WHERE state = 'queued' ORDER BY COALESCE(queued_ms, enqueued_ms), id",
     )
@@ -78,7 +78,8 @@ pub async fn announce_all_queued(pool: &sqlx::MySqlPool) -> anyhow::Result<usize
             "SELECT {COLUMNS} FROM jobs WHERE state = 'queued' AND id IN ({marks}) \
              ORDER BY COALESCE(queued_ms, enqueued_ms), id FOR UPDATE SKIP LOCKED"
         );
-        let mut tx = pool.begin().await?;
+        let mut tx = shared::db::begin(pool).await?;
+        let sql = shared::db::sql(shared::db::Dialect::of(&tx), &sql);
         let mut query = sqlx::query_as::<_, Job>(&sql);
         for id in chunk {
             query = query.bind(id);
@@ -99,16 +100,16 @@ pub async fn announce_all_queued(pool: &sqlx::MySqlPool) -> anyhow::Result<usize
 
 /// The jobs whose `job_queued` message is still waiting in the outbox.
 async fn pending_announcements(
-    conn: &mut sqlx::MySqlConnection,
+    conn: &mut sqlx::AnyConnection,
 ) -> Result<std::collections::HashSet<String>, sqlx::Error> {
-    let pending: Vec<String> = sqlx::query_scalar(
+    let pending: Vec<shared::db::Text> = sqlx::query_scalar(
         "SELECT payload FROM outbox WHERE sent_ms IS NULL AND exchange = 'jobs'",
     )
     .fetch_all(conn)
     .await?;
     Ok(pending
         .iter()
-        .filter_map(|p| match serde_json::from_str(p) {
+        .filter_map(|p| match serde_json::from_str(&p.0) {
             Ok(Message::JobQueued { job_id, .. }) => Some(job_id),
             _ => None,
         })

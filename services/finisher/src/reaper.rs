@@ -14,7 +14,7 @@ use crate::{
 };
 
 /// Jobs handled per step and round (the rest wait for the next round).
-const BATCH: u32 = 200;
+const BATCH: i64 = 200;
 
 /// What one sweep did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -94,7 +94,7 @@ async fn fail_overdue(ctx: &AppState, report: &mut Report) -> anyhow::Result<()>
     let now = now_ms();
     let overdue: Vec<(String, i32)> = sqlx::query_as(
         "SELECT id, attempt FROM jobs WHERE state IN ('assigned', 'running') AND \
-         COALESCE(assigned_ms, created_ms) < IF(stage >= 2, ?, ?) ORDER BY assigned_ms LIMIT ?",
+         COALESCE(assigned_ms, created_ms) < CASE WHEN stage >= 2 THEN ? ELSE ? END ORDER BY assigned_ms LIMIT ?",
     )
     .bind(now - ms(ctx.settings.signing_timeout_secs))
     .bind(now - ms(ctx.settings.build_timeout_secs))
@@ -112,7 +112,7 @@ async fn fail_overdue(ctx: &AppState, report: &mut Report) -> anyhow::Result<()>
 
 /// Fail one overdue job, unless another replica has it right now or it changed meanwhile.
 async fn time_out_one(ctx: &AppState, id: &str, attempt: i32) -> anyhow::Result<Option<job::Job>> {
-    let mut tx = ctx.deps.pool.begin().await?;
+    let mut tx = shared::db::begin(&ctx.deps.pool).await?;
     let Some(job) = job::claim(&mut tx, id).await?.filter(|j| j.holds(attempt)) else {
         return Ok(None);
     };
@@ -147,7 +147,7 @@ async fn fail_waiting(ctx: &AppState, report: &mut Report) -> anyhow::Result<()>
     .fetch_all(&ctx.deps.pool)
     .await?;
     for id in waiting {
-        let mut tx = ctx.deps.pool.begin().await?;
+        let mut tx = shared::db::begin(&ctx.deps.pool).await?;
         // Unless another replica has it right now; then check it is still waiting too long.
         let Some(job) = job::claim(&mut tx, &id).await? else {
             continue;

@@ -17,18 +17,18 @@
 //! idempotent) — and never a blob that no row points at, which nothing would ever find.
 
 use shared::clock::now_ms;
-use sqlx::MySqlPool;
+use sqlx::AnyPool;
 
 use crate::{settings::ms, AppState};
 
 /// Terminal job states, as an SQL list.
 const TERMINAL: &str = "('completed', 'failed', 'cancelled')";
 /// Rows selected per step.
-const BATCH: u32 = 200;
+const BATCH: i64 = 200;
 /// Batches per step and round, so one round stays short; the rest waits for the next round.
 const MAX_BATCHES: u32 = 20;
 /// Rows per bulk `DELETE ... LIMIT`.
-const DELETE_BATCH: u32 = 5000;
+const DELETE_BATCH: i64 = 5000;
 
 /// What one sweep deleted.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -160,7 +160,7 @@ async fn release_tarballs(ctx: &AppState) -> anyhow::Result<u64> {
     Ok(released)
 }
 
-async fn used_by_active_job(pool: &MySqlPool, key: &str) -> Result<bool, sqlx::Error> {
+async fn used_by_active_job(pool: &AnyPool, key: &str) -> Result<bool, sqlx::Error> {
     let n: i64 = sqlx::query_scalar(&format!(
         "SELECT COUNT(*) FROM jobs WHERE input_key = ? AND state NOT IN {TERMINAL}"
     ))
@@ -191,7 +191,7 @@ async fn delete_artifacts(ctx: &AppState, now: i64) -> anyhow::Result<u64> {
             .await?;
         for (id, key) in &rows {
             ctx.deps.blob.delete(key).await?;
-            let mut tx = pool.begin().await?;
+            let mut tx = shared::db::begin(pool).await?;
             sqlx::query("DELETE FROM download_tokens WHERE artifact_id = ?")
                 .bind(id)
                 .execute(&mut *tx)
@@ -211,7 +211,7 @@ async fn delete_artifacts(ctx: &AppState, now: i64) -> anyhow::Result<u64> {
 }
 
 /// Events of jobs that finished before `cutoff`, a hundred jobs at a time.
-async fn delete_events(pool: &MySqlPool, cutoff: i64) -> anyhow::Result<u64> {
+async fn delete_events(pool: &AnyPool, cutoff: i64) -> anyhow::Result<u64> {
     let mut deleted = 0;
     for _ in 0..MAX_BATCHES {
         let ids: Vec<String> = sqlx::query_scalar(&format!(
@@ -237,16 +237,17 @@ async fn delete_events(pool: &MySqlPool, cutoff: i64) -> anyhow::Result<u64> {
 
 /// Repeat a `DELETE ... LIMIT ?` (the limit is the last placeholder) until it deletes less than
 /// a full batch.
-async fn delete_batched(pool: &MySqlPool, sql: &str, binds: &[i64]) -> anyhow::Result<u64> {
+async fn delete_batched(pool: &AnyPool, sql: &str, binds: &[i64]) -> anyhow::Result<u64> {
+    let statement = shared::db::sql(shared::db::Dialect::of_pool(pool), sql);
     let mut deleted = 0;
     for _ in 0..MAX_BATCHES {
-        let mut q = sqlx::query(sql);
+        let mut q = sqlx::query(&statement);
         for b in binds {
             q = q.bind(*b);
         }
         let n = q.bind(DELETE_BATCH).execute(pool).await?.rows_affected();
         deleted += n;
-        if n < u64::from(DELETE_BATCH) {
+        if n < DELETE_BATCH.unsigned_abs() {
             break;
         }
     }

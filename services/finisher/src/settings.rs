@@ -188,7 +188,7 @@ impl Settings {
     }
 
     /// How long a worker may hold an attempt of `stage` (1 = build, 2 = signing), in seconds.
-    pub fn stage_timeout_secs(&self, stage: i8) -> u64 {
+    pub fn stage_timeout_secs(&self, stage: i16) -> u64 {
         if stage >= 2 {
             self.signing_timeout_secs
         } else {

@@ -17,7 +17,7 @@ use shared::{
     },
     runtime::Deps,
 };
-use sqlx::MySqlConnection;
+use sqlx::AnyConnection;
 
 use crate::AppState;
 
@@ -87,7 +87,7 @@ async fn handle(ctx: &AppState, received: Received) -> Disposition {
 /// message finds the job in another state or attempt and changes nothing.
 #[tracing::instrument(skip_all, fields(job_id = %job_id, attempt = attempt))]
 pub async fn hand_over(deps: &Deps, job_id: &str, attempt: i32) -> anyhow::Result<HandOver> {
-    let mut tx = deps.pool.begin().await?;
+    let mut tx = shared::db::begin(&deps.pool).await?;
     let Some(job) = job::lock(&mut tx, job_id).await? else {
         return Ok(HandOver::Unchanged);
     };
@@ -120,7 +120,7 @@ pub async fn hand_over(deps: &Deps, job_id: &str, attempt: i32) -> anyhow::Resul
 /// Find the bundle and rewrite the manifest. `Ok(Err(message))` fails the job.
 async fn prepare(
     deps: &Deps,
-    tx: &mut MySqlConnection,
+    tx: &mut AnyConnection,
     job: &Job,
 ) -> anyhow::Result<Result<StageTwo, String>> {
     let Some(platform) = job.sign_platform() else {
@@ -166,7 +166,7 @@ pub fn retarget_manifest(manifest: &str, target: &str) -> Option<String> {
 /// retried) rather than an orphaned blob.
 async fn release_stage_one_input(
     deps: &Deps,
-    tx: &mut MySqlConnection,
+    tx: &mut AnyConnection,
     job: &Job,
     bundle_key: &str,
 ) -> anyhow::Result<()> {

@@ -11,7 +11,7 @@ use shared::{
     http::{ApiError, ApiResult},
     license_hash::{self, LicenseHashing},
 };
-use sqlx::MySqlConnection;
+use sqlx::AnyConnection;
 
 use crate::{errors, AppState};
 
@@ -55,6 +55,7 @@ pub struct AccountRow {
     /// Stored tier.
     pub tier: String,
     /// Whether billing has a payment method.
+    #[sqlx(try_from = "shared::db::Flag")]
     pub has_payment_method: bool,
 }
 
@@ -75,6 +76,7 @@ pub struct LicenseRow {
     /// Linked account, if any.
     pub account_id: Option<String>,
     /// Whether the licence is bound to one project until an account is linked.
+    #[sqlx(try_from = "shared::db::Flag")]
     pub device_bound: bool,
     /// The project a device-bound licence published first.
     pub bound_project: Option<String>,
@@ -95,7 +97,7 @@ const ACCOUNT_COLUMNS: &str = "a.id, a.github_username, a.email, a.tier, a.has_p
 
 /// The live account of an API token (not revoked, account not deleted).
 pub async fn account_by_token(
-    conn: &mut MySqlConnection,
+    conn: &mut AnyConnection,
     token: &str,
 ) -> Result<Option<AccountRow>, sqlx::Error> {
     let sql = format!(
@@ -110,7 +112,7 @@ pub async fn account_by_token(
 
 /// A live account by id.
 pub async fn account_by_id(
-    conn: &mut MySqlConnection,
+    conn: &mut AnyConnection,
     id: &str,
 ) -> Result<Option<AccountRow>, sqlx::Error> {
     let sql =
@@ -121,7 +123,7 @@ pub async fn account_by_id(
 /// The licence with this key, stored keyed or (not converted yet) bare; a bare row found with
 /// a pepper configured is converted on the spot (DEC-26).
 pub async fn license_by_key(
-    conn: &mut MySqlConnection,
+    conn: &mut AnyConnection,
     hashing: &LicenseHashing,
     key: &str,
 ) -> Result<Option<LicenseRow>, sqlx::Error> {
@@ -130,7 +132,7 @@ pub async fn license_by_key(
         "SELECT {LICENSE_COLUMNS}, key_hash_kind FROM licenses \
          WHERE (key_hash = ? AND key_hash_kind = ?) OR (key_hash = ? AND key_hash_kind = 0) LIMIT 1"
     );
-    let found: Option<(LicenseRow, i8)> = sqlx::query_as::<_, LicenseWithKind>(&sql)
+    let found: Option<(LicenseRow, i16)> = sqlx::query_as::<_, LicenseWithKind>(&sql)
         .bind(&stored[..])
         .bind(hashing.kind())
         .bind(&bare[..])
@@ -150,12 +152,12 @@ pub async fn license_by_key(
 struct LicenseWithKind {
     #[sqlx(flatten)]
     license: LicenseRow,
-    key_hash_kind: i8,
+    key_hash_kind: i16,
 }
 
 /// The account's licence: its oldest linked one (A12).
 pub async fn account_license(
-    conn: &mut MySqlConnection,
+    conn: &mut AnyConnection,
     account_id: &str,
 ) -> Result<Option<LicenseRow>, sqlx::Error> {
     let sql =
@@ -201,10 +203,7 @@ impl Principal {
 }
 
 /// Check 4 of §3.7: an API token (`AUTH_INVALID` when unknown or its account is deleted).
-pub async fn principal_from_bearer(
-    conn: &mut MySqlConnection,
-    token: &str,
-) -> ApiResult<Principal> {
+pub async fn principal_from_bearer(conn: &mut AnyConnection, token: &str) -> ApiResult<Principal> {
     let account = account_by_token(conn, token)
         .await?
         .ok_or_else(errors::auth_invalid)?;
@@ -215,7 +214,7 @@ pub async fn principal_from_bearer(
 /// Check 5 of §3.7: a licence key (`LICENSE_INVALID` when unknown). An API token saved as the
 /// key takes the Bearer path (A10).
 pub async fn principal_from_key(
-    conn: &mut MySqlConnection,
+    conn: &mut AnyConnection,
     hashing: &LicenseHashing,
     key: &str,
 ) -> ApiResult<Principal> {

@@ -12,7 +12,7 @@ use shared::{
     clock::{self, now_ms},
     http::{ApiError, ApiJson, ApiResult},
 };
-use sqlx::MySqlConnection;
+use sqlx::AnyConnection;
 
 use crate::{
     access::{self, Admin},
@@ -71,10 +71,11 @@ pub async fn create_account(
     if email.is_some_and(|e| e.len() > MAX_EMAIL || e.chars().any(char::is_control)) {
         return Err(ApiError::bad_request("Invalid email"));
     }
-    let mut tx = state.deps.pool.begin().await?;
-    let existing: Option<(String, String)> = sqlx::query_as(
+    let mut tx = shared::db::begin(&state.deps.pool).await?;
+    let existing: Option<(String, String)> = sqlx::query_as(&shared::db::sql(
+        shared::db::Dialect::of(&tx),
         "SELECT id, tier FROM accounts WHERE github_id = ? AND deleted_ms IS NULL FOR UPDATE",
-    )
+    ))
     .bind(github_id)
     .fetch_optional(&mut *tx)
     .await?;
@@ -145,7 +146,7 @@ pub async fn update_account(
             return Err(ApiError::bad_request(format!("Invalid {name}")));
         }
     }
-    let mut tx = state.deps.pool.begin().await?;
+    let mut tx = shared::db::begin(&state.deps.pool).await?;
     if access::account_by_id(&mut tx, account_id).await?.is_none() {
         return Err(ApiError::not_found("Account not found"));
     }
@@ -176,7 +177,7 @@ pub async fn update_account(
 
 /// A fresh API token for an account (only its hash is stored).
 async fn mint_token(
-    conn: &mut MySqlConnection,
+    conn: &mut AnyConnection,
     account_id: &str,
     now: i64,
 ) -> Result<String, sqlx::Error> {

@@ -30,7 +30,7 @@ pub struct JobStatus {
     /// What the current stage builds (`<x>-sign` in stage 2).
     pub stage_target: String,
     /// 1 (build) or 2 (signing).
-    pub stage: i8,
+    pub stage: i16,
     /// Dispatches so far.
     pub attempts: i32,
     /// 1-based place in its queue while queued, else 0.

@@ -6,7 +6,7 @@
 //! with 429 `RATE_LIMITED` until its failures age out.
 
 use shared::{clock::now_ms, http::ApiResult, license_hash::LicenseHashing};
-use sqlx::MySqlConnection;
+use sqlx::AnyConnection;
 
 use crate::{
     access::{self, Principal},
@@ -36,7 +36,7 @@ impl KeyGuard {
     }
 
     /// 429 `RATE_LIMITED` when the address has used up its failures.
-    pub async fn check(&self, conn: &mut MySqlConnection) -> ApiResult<()> {
+    pub async fn check(&self, conn: &mut AnyConnection) -> ApiResult<()> {
         if self.limit == 0 {
             return Ok(());
         }
@@ -51,7 +51,7 @@ impl KeyGuard {
     }
 
     /// Count a lookup that found nothing.
-    pub async fn failed(&self, conn: &mut MySqlConnection) -> ApiResult<()> {
+    pub async fn failed(&self, conn: &mut AnyConnection) -> ApiResult<()> {
         if self.limit != 0 {
             limits::record_hit(conn, &self.bucket, now_ms()).await?;
         }
@@ -62,7 +62,7 @@ impl KeyGuard {
     /// when the key is unknown.
     pub async fn principal_from_key(
         &self,
-        conn: &mut MySqlConnection,
+        conn: &mut AnyConnection,
         key: &str,
     ) -> ApiResult<Principal> {
         self.check(conn).await?;

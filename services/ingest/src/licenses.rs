@@ -83,7 +83,7 @@ async fn try_register(
     username: Option<&str>,
     window_ms: i64,
 ) -> Result<Option<(String, u64)>, sqlx::Error> {
-    let mut tx = state.deps.pool.begin().await?;
+    let mut tx = shared::db::begin(&state.deps.pool).await?;
     let now = now_ms();
     let names: Vec<&str> = buckets.iter().map(|(b, _)| b.as_str()).collect();
     limits::lock_buckets(&mut tx, &names, now).await?;
@@ -108,11 +108,12 @@ async fn try_register(
     .bind(now)
     .execute(&mut *tx)
     .await?;
+    let id = shared::db::inserted_id(&mut tx, &res).await?;
     for bucket in names {
         limits::record_hit(&mut tx, bucket, now).await?;
     }
     tx.commit().await?;
-    Ok(Some((key, res.last_insert_id())))
+    Ok(Some((key, u64::try_from(id).unwrap_or(0))))
 }
 
 /// `POST /api/v1/license/verify`: `{"valid":true,"tier","platforms"}` or the invalid answer.

@@ -7,7 +7,7 @@
 
 use protocol::Tier;
 use shared::{clock, http::ApiResult};
-use sqlx::MySqlConnection;
+use sqlx::AnyConnection;
 
 use crate::{access::LicenseRow, errors};
 
@@ -24,7 +24,7 @@ pub fn build_bucket(license_id: i64) -> String {
 
 /// Accepted hits of `bucket` after `since_ms`.
 pub async fn hits_since(
-    conn: &mut MySqlConnection,
+    conn: &mut AnyConnection,
     bucket: &str,
     since_ms: i64,
 ) -> Result<u64, sqlx::Error> {
@@ -41,7 +41,7 @@ pub async fn hits_since(
 /// (so two admissions sharing buckets never wait on each other crosswise). Concurrent
 /// admissions of a bucket then count and record their hits one after the other.
 pub async fn lock_buckets(
-    conn: &mut MySqlConnection,
+    conn: &mut AnyConnection,
     buckets: &[&str],
     now_ms: i64,
 ) -> Result<(), sqlx::Error> {
@@ -51,10 +51,11 @@ pub async fn lock_buckets(
     for bucket in sorted {
         // On a duplicate key, ON DUPLICATE KEY UPDATE takes the row's exclusive lock at once
         // (a plain INSERT IGNORE would take a shared one and deadlock on the upgrade).
-        sqlx::query(
+        sqlx::query(&shared::db::sql(
+            shared::db::Dialect::of(conn),
             "INSERT INTO rate_buckets (bucket, touched_ms) VALUES (?, ?) \
              ON DUPLICATE KEY UPDATE touched_ms = VALUES(touched_ms)",
-        )
+        ))
         .bind(bucket)
         .bind(now_ms)
         .execute(&mut *conn)
@@ -65,7 +66,7 @@ pub async fn lock_buckets(
 
 /// Record an accepted hit.
 pub async fn record_hit(
-    conn: &mut MySqlConnection,
+    conn: &mut AnyConnection,
     bucket: &str,
     at_ms: i64,
 ) -> Result<(), sqlx::Error> {
@@ -79,7 +80,7 @@ pub async fn record_hit(
 
 /// Publishes counted for a licence in `period`.
 pub async fn publishes(
-    conn: &mut MySqlConnection,
+    conn: &mut AnyConnection,
     license_id: i64,
     period: &str,
 ) -> Result<u32, sqlx::Error> {
@@ -94,7 +95,7 @@ pub async fn publishes(
 }
 
 /// Builds of a licence that have not ended yet.
-pub async fn in_flight(conn: &mut MySqlConnection, license_id: i64) -> Result<u32, sqlx::Error> {
+pub async fn in_flight(conn: &mut AnyConnection, license_id: i64) -> Result<u32, sqlx::Error> {
     let n: i64 = sqlx::query_scalar(&format!(
         "SELECT COUNT(*) FROM jobs WHERE license_id = ? AND state IN ({IN_FLIGHT})"
     ))
@@ -128,7 +129,7 @@ pub fn binding_refuses(license: &LicenseRow, project: &str) -> bool {
 /// quota (429 `PUBLISH_LIMIT_REACHED`), then the hourly limit (429 `RATE_LIMITED`). Records
 /// nothing.
 pub async fn admit(
-    conn: &mut MySqlConnection,
+    conn: &mut AnyConnection,
     license: &LicenseRow,
     tier: Tier,
     project: &str,

@@ -2,7 +2,7 @@
 //! they are busy, and the expected compiler version.
 
 use shared::{clock::now_ms, db, runtime::Deps};
-use sqlx::MySqlPool;
+use sqlx::AnyPool;
 
 /// A worker is connected when its row is open and was refreshed this recently (the dispatcher
 /// refreshes it with every ping; a worker silent for 90 s is lost, §4.1).
@@ -50,7 +50,7 @@ impl WorkerRow {
 }
 
 /// Every connected worker, oldest connection first.
-pub async fn connected(pool: &MySqlPool) -> Result<Vec<WorkerRow>, sqlx::Error> {
+pub async fn connected(pool: &AnyPool) -> Result<Vec<WorkerRow>, sqlx::Error> {
     sqlx::query_as(
         "SELECT w.name, w.capabilities, w.perry_version, \
          CAST(EXISTS(SELECT 1 FROM jobs j WHERE j.worker_id = w.id AND j.state IN ('assigned', 'running')) AS SIGNED) AS busy, \

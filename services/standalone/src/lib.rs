@@ -129,7 +129,7 @@ pub struct Listeners {
 pub fn start(deps: &Deps, services: Services) -> anyhow::Result<App> {
     if deps.queue.is_in_process() {
         tracing::info!(
-            "queue: in-process (AMQP_URL is not set): no RabbitMQ needed; rebuilt from MySQL at \
+            "queue: in-process (AMQP_URL is not set): no RabbitMQ needed; rebuilt from the database at \
              start, so this hub must be the only process on its database; set AMQP_URL to use RabbitMQ"
         );
         rebuild_queue(deps);
@@ -222,10 +222,11 @@ pub async fn serve(
 /// Run the whole hub on `listeners` until `cancel` fires: validate, connect, apply migrations,
 /// [`start`], [`serve`], then stop background work and close connections.
 pub async fn run(
-    config: Config,
+    mut config: Config,
     listeners: Listeners,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
+    config.common.db.embedded_allowed = true;
     config.validate()?;
     let common = &config.common;
     let deps = Deps::connect(
@@ -236,7 +237,7 @@ pub async fn run(
         cancel.clone(),
     )
     .await
-    .context("connecting to MySQL and the blob store")?;
+    .context("connecting to the database and the blob store")?;
     shared::db::migrate(&deps.pool).await?;
     let hashing = shared::license_hash::LicenseHashing::new(&common.hub.license_pepper);
     shared::license_hash::seal_all(&deps.pool, &hashing).await?;
@@ -245,7 +246,9 @@ pub async fn run(
             "PERRY_HUB_LICENSE_PEPPER is not set: licence keys are stored as bare SHA-256 hashes"
         );
     }
-    if deps.queue.is_in_process() {
+    // One process per in-process queue, and per embedded database (its sweeps and its single
+    // writer assume one process).
+    if deps.queue.is_in_process() || shared::db::Dialect::of_pool(&deps.pool).is_sqlite() {
         queue_lock::hold(&deps).await?;
     }
     deps.spawn_relay();
@@ -266,7 +269,8 @@ pub async fn run(
 
 /// `perry-hub all` as a process: with `--check`, check the configuration and every backing
 /// service and exit; otherwise bind both ports and [`run`] until SIGTERM.
-pub async fn launch(config: Config) -> anyhow::Result<()> {
+pub async fn launch(mut config: Config) -> anyhow::Result<()> {
+    config.common.db.embedded_allowed = true;
     config.validate()?;
     if config.common.check {
         return shared::check::run("perry-hub", &config.common, shared::check::Needs::ALL).await;

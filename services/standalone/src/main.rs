@@ -132,7 +132,8 @@ async fn run(role: Role) -> anyhow::Result<()> {
         Role::Dispatcher(config) => dispatcher::launch(config).await,
         Role::Finisher(config) => finisher::launch(config).await,
         Role::Download(config) => download::launch(config).await,
-        Role::Migrate(Migrate { wait_secs, db }) => {
+        Role::Migrate(Migrate { wait_secs, mut db }) => {
+            db.embedded_allowed = true;
             let pool = shared::db::connect(&db, Duration::from_secs(wait_secs)).await?;
             shared::db::migrate(&pool).await?;
             tracing::info!("migrations applied");
@@ -150,7 +151,8 @@ async fn run(role: Role) -> anyhow::Result<()> {
                 std::process::exit(1);
             }
         },
-        Role::ImportLegacy(ImportLegacy { args, db }) => {
+        Role::ImportLegacy(ImportLegacy { args, mut db }) => {
+            db.embedded_allowed = true;
             let pool = shared::db::connect(&db, Duration::from_secs(60)).await?;
             shared::db::migrate(&pool).await?;
             let report = legacy::run(&args, &pool).await.context("import-legacy")?;

@@ -1,12 +1,13 @@
 //! One process per database on the in-process queue (DEC-35): the queue lives in the process,
 //! so a second `perry-hub all` without `AMQP_URL` on the same database would relay outbox rows
 //! into a queue the first one's workers never see. A MySQL named lock, held on a connection of
-//! its own for the life of the process, makes the second one refuse to start.
+//! its own for the life of the process, makes the second one refuse to start. On the embedded
+//! SQLite database the lock is an exclusive lock on the file `<database>.lock` beside it.
 
 use std::time::Duration;
 
 use shared::runtime::Deps;
-use sqlx::{Connection, MySqlConnection};
+use sqlx::{AnyConnection, Connection};
 
 /// The lock's name: one per database (named locks are server-wide), at most 64 characters.
 const NAME: &str = "LEFT(CONCAT('perry-hub in-process queue: ', DATABASE()), 64)";
@@ -19,13 +20,12 @@ const CHECK: Duration = Duration::from_secs(15);
 /// Take the lock (waiting up to [`WAIT`]) and hold it until the process stops. Refuses with
 /// `IN_PROCESS_QUEUE_TAKEN` when another process holds it. Call before the outbox relay starts.
 pub async fn hold(deps: &Deps) -> anyhow::Result<()> {
+    if shared::db::Dialect::of_pool(&deps.pool).is_sqlite() {
+        return hold_file(deps).await;
+    }
     let mut conn = deps.pool.acquire().await?.detach();
     if !take(&mut conn, WAIT).await? {
-        anyhow::bail!(
-            "IN_PROCESS_QUEUE_TAKEN: another perry-hub without AMQP_URL runs on this database; \
-             the in-process queue allows one process per database (set AMQP_URL on every \
-             process to run several)"
-        );
+        anyhow::bail!(TAKEN);
     }
     tracing::debug!("in-process queue lock taken");
     let cancel = deps.cancel.clone();
@@ -63,8 +63,50 @@ pub async fn hold(deps: &Deps) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The message of a refused start.
+const TAKEN: &str = "IN_PROCESS_QUEUE_TAKEN: another perry-hub without AMQP_URL runs on this \
+     database; the in-process queue allows one process per database (set AMQP_URL on every \
+     process to run several)";
+
+/// [`hold`] on the embedded database: an exclusive lock on `<database>.lock`, which the
+/// operating system releases when the process ends, however it ends.
+async fn hold_file(deps: &Deps) -> anyhow::Result<()> {
+    let url = &deps.pool.connect_options().database_url;
+    let db = url
+        .to_file_path()
+        .map_err(|()| anyhow::anyhow!("the SQLite database URL {url} names no file"))?;
+    let mut name = db.into_os_string();
+    name.push(".lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&name)
+        .map_err(|e| anyhow::anyhow!("opening {}: {e}", name.display()))?;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        match file.try_lock() {
+            Ok(()) => break,
+            Err(std::fs::TryLockError::WouldBlock) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(TAKEN),
+            Err(std::fs::TryLockError::Error(e)) => {
+                anyhow::bail!("locking {}: {e}", name.display())
+            }
+        }
+    }
+    tracing::debug!("in-process queue lock taken");
+    let cancel = deps.cancel.clone();
+    deps.tracker.spawn(async move {
+        cancel.cancelled().await;
+        let _ = file.unlock();
+    });
+    Ok(())
+}
+
 /// `GET_LOCK` with a timeout; whether this connection holds the lock now.
-async fn take(conn: &mut MySqlConnection, wait: Duration) -> Result<bool, sqlx::Error> {
+async fn take(conn: &mut AnyConnection, wait: Duration) -> Result<bool, sqlx::Error> {
     let got: Option<i64> = sqlx::query_scalar(&format!("SELECT GET_LOCK({NAME}, ?)"))
         .bind(wait.as_secs_f64())
         .fetch_one(conn)
@@ -73,7 +115,7 @@ async fn take(conn: &mut MySqlConnection, wait: Duration) -> Result<bool, sqlx::
 }
 
 /// Whether this connection still holds the lock.
-async fn still_held(conn: &mut MySqlConnection) -> bool {
+async fn still_held(conn: &mut AnyConnection) -> bool {
     sqlx::query_scalar::<_, Option<i64>>(&format!("SELECT IS_USED_LOCK({NAME}) = CONNECTION_ID()"))
         .fetch_one(conn)
         .await

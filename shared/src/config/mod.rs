@@ -21,7 +21,7 @@ mod workers;
 
 pub use amqp::AmqpConfig;
 pub use blob::{BlobBackend, BlobConfig};
-pub use db::DbConfig;
+pub use db::{DbConfig, DbKind};
 pub use http::HttpLimits;
 pub use hub::{HubConfig, DEFAULT_PUBLIC_URL};
 pub use polar::PolarConfig;

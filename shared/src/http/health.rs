@@ -23,7 +23,7 @@ pub trait ReadyCheck: Send + Sync {
 }
 
 /// MySQL readiness.
-pub struct DbReady(pub sqlx::MySqlPool);
+pub struct DbReady(pub sqlx::AnyPool);
 
 #[async_trait]
 impl ReadyCheck for DbReady {
@@ -63,7 +63,7 @@ impl ReadyCheck for BlobReady {
 
 /// `/healthz` (liveness), `/readyz` (dependencies, 503 with the envelope when one fails) and
 /// `/metrics` (OpenMetrics text; the gauges read from MySQL through `pool` are refreshed first).
-pub fn health_router(checks: Vec<Arc<dyn ReadyCheck>>, pool: sqlx::MySqlPool) -> Router {
+pub fn health_router(checks: Vec<Arc<dyn ReadyCheck>>, pool: sqlx::AnyPool) -> Router {
     let checks = Arc::new(checks);
     Router::new()
         .route(

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use sqlx::MySqlPool;
+use sqlx::AnyPool;
 
 use super::label;
 use crate::{clock::now_ms, queue::TARGETS};
@@ -13,7 +13,7 @@ use crate::{clock::now_ms, queue::TARGETS};
 const QUERY_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Refresh the database gauges (errors are logged; the scrape still answers).
-pub async fn refresh(pool: &MySqlPool) {
+pub async fn refresh(pool: &AnyPool) {
     pool_gauges(pool);
     match tokio::time::timeout(QUERY_TIMEOUT, read(pool)).await {
         Ok(Ok(())) => {}
@@ -22,7 +22,7 @@ pub async fn refresh(pool: &MySqlPool) {
     }
 }
 
-fn pool_gauges(pool: &MySqlPool) {
+fn pool_gauges(pool: &AnyPool) {
     let m = &super::get().db_pool_connections;
     let size = i64::from(pool.size());
     let idle = i64::try_from(pool.num_idle()).unwrap_or(0);
@@ -33,7 +33,7 @@ fn pool_gauges(pool: &MySqlPool) {
         .set(i64::from(pool.options().get_max_connections()));
 }
 
-async fn read(pool: &MySqlPool) -> Result<(), sqlx::Error> {
+async fn read(pool: &AnyPool) -> Result<(), sqlx::Error> {
     let now = now_ms();
     let (backlog, oldest): (i64, Option<i64>) =
         sqlx::query_as("SELECT COUNT(*), MIN(created_ms) FROM outbox WHERE sent_ms IS NULL")

@@ -21,7 +21,7 @@ use crate::config::AmqpConfig;
 pub enum Queue {
     /// RabbitMQ through lapin.
     Rabbit(Rabbit),
-    /// The in-process queue (one process only; rebuilt from MySQL at start).
+    /// The in-process queue (one process only; rebuilt from the database at start).
     Memory(Memory),
 }
 

@@ -5,7 +5,7 @@
 //! order; one that does not decode stays.
 
 use lapin::options::{BasicAckOptions, BasicGetOptions};
-use sqlx::MySqlPool;
+use sqlx::AnyPool;
 
 use super::{outbox, Broker, Error, Message, Queue, Result, BROKER_TIMEOUT};
 
@@ -31,7 +31,7 @@ pub struct Replayed {
 }
 
 /// Replay at most `max` dead letters through the outbox.
-pub async fn replay(pool: &MySqlPool, queue: &Queue, max: u32) -> Result<Replayed> {
+pub async fn replay(pool: &AnyPool, queue: &Queue, max: u32) -> Result<Replayed> {
     match queue {
         Queue::Rabbit(r) => replay_from_broker(pool, r.broker(), max).await,
         Queue::Memory(m) => {
@@ -56,14 +56,14 @@ pub async fn replay(pool: &MySqlPool, queue: &Queue, max: u32) -> Result<Replaye
     }
 }
 
-async fn enqueue(pool: &MySqlPool, message: &Message) -> Result<()> {
-    let mut tx = pool.begin().await?;
+async fn enqueue(pool: &AnyPool, message: &Message) -> Result<()> {
+    let mut tx = crate::db::begin(pool).await?;
     outbox::enqueue(&mut tx, message).await?;
     tx.commit().await?;
     Ok(())
 }
 
-async fn replay_from_broker(pool: &MySqlPool, broker: &Broker, max: u32) -> Result<Replayed> {
+async fn replay_from_broker(pool: &AnyPool, broker: &Broker, max: u32) -> Result<Replayed> {
     let queue = broker.topology().dead_letter_queue();
     let channel = broker.channel().await?;
     let mut done = Replayed::default();

@@ -7,21 +7,21 @@
 
 use std::{sync::Arc, time::Duration};
 
-use sqlx::{MySqlConnection, MySqlPool};
+use sqlx::{AnyConnection, AnyPool};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::{Backoff, Exchange, Message, Publish, Queue, Result};
-use crate::clock::now_ms;
+use crate::{clock::now_ms, db};
 
 /// Write `msg` to the outbox inside the caller's transaction. Returns the outbox id.
-pub async fn enqueue(conn: &mut MySqlConnection, msg: &Message) -> Result<u64> {
+pub async fn enqueue(conn: &mut AnyConnection, msg: &Message) -> Result<u64> {
     enqueue_at(conn, msg, None).await
 }
 
 /// [`enqueue`], published no earlier than `not_before_ms` when it is given.
 pub async fn enqueue_at(
-    conn: &mut MySqlConnection,
+    conn: &mut AnyConnection,
     msg: &Message,
     not_before_ms: Option<i64>,
 ) -> Result<u64> {
@@ -33,18 +33,18 @@ pub async fn enqueue_at(
     .bind(exchange.as_str())
     .bind(routing_key)
     .bind(payload)
-    .bind(priority)
+    .bind(i16::from(priority))
     .bind(now_ms())
     .bind(not_before_ms)
-    .execute(conn)
+    .execute(&mut *conn)
     .await?;
-    Ok(res.last_insert_id())
+    Ok(u64::try_from(db::inserted_id(conn, &res).await?).unwrap_or(0))
 }
 
 /// Publishes outbox rows to the [`Queue`]. Wake it with [`Relay::notifier`] after a commit for low latency; it
 /// also polls, so rows written by a crashed process or another service are picked up.
 pub struct Relay {
-    pool: MySqlPool,
+    pool: AnyPool,
     queue: Queue,
     notify: Arc<Notify>,
     batch: u32,
@@ -53,7 +53,7 @@ pub struct Relay {
 
 impl Relay {
     /// A relay over `pool` publishing to `queue`.
-    pub fn new(pool: MySqlPool, queue: Queue) -> Self {
+    pub fn new(pool: AnyPool, queue: Queue) -> Self {
         Self {
             pool,
             queue,
@@ -125,16 +125,18 @@ impl Relay {
 
     /// Publish one batch of pending rows. Returns how many were published.
     async fn relay_batch(&self) -> Result<usize> {
-        let mut tx = self.pool.begin().await?;
-        let rows: Vec<OutboxRow> = sqlx::query_as(
+        let mut tx = db::begin(&self.pool).await?;
+        let sql = db::sql(
+            db::Dialect::of(&tx),
             "SELECT id, exchange, routing_key, payload, priority FROM outbox \
              WHERE sent_ms IS NULL AND (not_before_ms IS NULL OR not_before_ms <= ?) \
              ORDER BY id LIMIT ? FOR UPDATE SKIP LOCKED",
-        )
-        .bind(now_ms())
-        .bind(self.batch)
-        .fetch_all(&mut *tx)
-        .await?;
+        );
+        let rows: Vec<OutboxRow> = sqlx::query_as(&sql)
+            .bind(now_ms())
+            .bind(i64::from(self.batch))
+            .fetch_all(&mut *tx)
+            .await?;
         if rows.is_empty() {
             tx.commit().await?;
             return Ok(0);
@@ -153,7 +155,7 @@ impl Relay {
                 id: *id,
                 exchange,
                 routing_key,
-                payload: payload.as_bytes(),
+                payload: payload.0.as_bytes(),
                 priority: u8::try_from(*priority).unwrap_or(0),
             });
         }
@@ -180,4 +182,4 @@ impl Relay {
 }
 
 /// An outbox row as the relay reads it: id, exchange, routing key, payload, priority.
-type OutboxRow = (i64, String, String, String, i8);
+type OutboxRow = (i64, String, String, db::Text, i16);

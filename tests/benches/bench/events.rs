@@ -41,7 +41,7 @@ pub async fn run(only: &str) {
     if part("logs") {
         rows.extend(log_stream().await);
     }
-    for queue in [QueueKind::RabbitMq, QueueKind::InProcess] {
+    for queue in [QueueKind::RabbitMq, QueueKind::InProcess, QueueKind::OneBox] {
         if part("assign") {
             rows.extend(submit_to_assign(queue).await);
         }
@@ -85,6 +85,7 @@ pub fn on(queue: QueueKind, figure: &str) -> String {
     match queue {
         QueueKind::RabbitMq => figure.to_owned(),
         QueueKind::InProcess => format!("{figure}, one process on the in-process queue"),
+        QueueKind::OneBox => format!("{figure}, one box (SQLite, in-process queue)"),
     }
 }
 

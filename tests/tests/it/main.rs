@@ -1,7 +1,8 @@
 //! Integration scenarios against real MariaDB, RabbitMQ and S3 (one test binary).
 
 /// Scenarios that run on both queues: each `async fn name(queue: QueueKind) { … }` becomes a
-/// module `name` with two tests, `name::rabbitmq` and `name::in_process` (DEC-35).
+/// module `name` with three tests: `name::rabbitmq`, `name::in_process` (DEC-35) and
+/// `name::one_box` (SQLite, in-process queue, filesystem blobs: nothing installed; DEC-38).
 macro_rules! on_both_queues {
     ($($(#[doc = $doc:literal])* async fn $name:ident($queue:ident: QueueKind $(,)?) $body:block)*) => {$(
         $(#[doc = $doc])*
@@ -19,6 +20,11 @@ macro_rules! on_both_queues {
             #[tokio::test]
             async fn in_process() {
                 scenario(perry_hub_tests::QueueKind::InProcess).await;
+            }
+
+            #[tokio::test]
+            async fn one_box() {
+                scenario(perry_hub_tests::QueueKind::OneBox).await;
             }
         }
     )*};

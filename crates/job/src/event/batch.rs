@@ -5,7 +5,7 @@ use shared::{
     clock::now_ms,
     queue::{Message, RawFrame},
 };
-use sqlx::MySqlConnection;
+use sqlx::AnyConnection;
 
 use super::{bump_seq, Event};
 use crate::Result;
@@ -17,7 +17,7 @@ use crate::Result;
 /// caught up from MySQL). `origin` names the dispatcher instance that hands them to its own
 /// subscribers itself (the message skips it).
 pub async fn append_batch(
-    conn: &mut MySqlConnection,
+    conn: &mut AnyConnection,
     job_id: &str,
     events: &[Event],
     origin: &str,
@@ -45,7 +45,7 @@ pub async fn append_batch(
 
 /// Number and store a non-empty burst; returns the first number.
 async fn insert_batch(
-    conn: &mut MySqlConnection,
+    conn: &mut AnyConnection,
     job_id: &str,
     events: &[Event],
     frames: &[RawFrame],
@@ -54,21 +54,19 @@ async fn insert_batch(
     let last = bump_seq(conn, job_id, count).await?;
     let first = last - count + 1;
     let now = now_ms();
-    let mut rows = events.iter().zip(frames).zip(first..);
+    let texts: Vec<_> = frames.iter().map(RawFrame::text).collect();
+    let mut rows = events.iter().zip(&texts).zip(first..);
     for size in insert_chunks(events.len()) {
-        let mut insert = sqlx::QueryBuilder::<sqlx::MySql>::new(
+        let mut insert = sqlx::QueryBuilder::<sqlx::Any>::new(
             "INSERT INTO job_events (job_id, seq, kind, payload, created_ms) ",
         );
-        insert.push_values(
-            rows.by_ref().take(size),
-            |mut row, ((event, frame), seq)| {
-                row.push_bind(job_id)
-                    .push_bind(seq)
-                    .push_bind(event.kind())
-                    .push_bind(frame.text())
-                    .push_bind(now);
-            },
-        );
+        insert.push_values(rows.by_ref().take(size), |mut row, ((event, text), seq)| {
+            row.push_bind(job_id)
+                .push_bind(seq)
+                .push_bind(event.kind())
+                .push_bind(&**text)
+                .push_bind(now);
+        });
         insert.build().execute(&mut *conn).await?;
     }
     Ok(first)

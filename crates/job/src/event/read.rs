@@ -1,35 +1,36 @@
 //! Reading a job's log back: replay pages, where a replay of the newest log lines starts, and
 //! counts for an attempt.
 
-use sqlx::{MySqlConnection, MySqlPool};
+use shared::db::Text;
+use sqlx::{AnyConnection, AnyPool};
 
 use super::Numbered;
 use crate::Result;
 
 /// Events of a job after `after_seq`, in order, at most `limit`.
 pub async fn after(
-    pool: &MySqlPool,
+    pool: &AnyPool,
     job_id: &str,
     after_seq: i64,
     limit: u32,
 ) -> Result<Vec<Numbered>> {
-    let rows: Vec<(i64, String)> = sqlx::query_as(
+    let rows: Vec<(i64, Text)> = sqlx::query_as(
         "SELECT seq, payload FROM job_events WHERE job_id = ? AND seq > ? ORDER BY seq LIMIT ?",
     )
     .bind(job_id)
     .bind(after_seq)
-    .bind(limit)
+    .bind(i64::from(limit))
     .fetch_all(pool)
     .await?;
     decode_rows(rows)
 }
 
-fn decode_rows(rows: Vec<(i64, String)>) -> Result<Vec<Numbered>> {
+fn decode_rows(rows: Vec<(i64, Text)>) -> Result<Vec<Numbered>> {
     rows.into_iter()
         .map(|(seq, payload)| {
             Ok(Numbered {
                 seq,
-                event: serde_json::from_str(&payload)?,
+                event: serde_json::from_str(&payload.0)?,
             })
         })
         .collect()
@@ -38,7 +39,7 @@ fn decode_rows(rows: Vec<(i64, String)>) -> Result<Vec<Numbered>> {
 /// The sequence number of the `keep`-th newest log line of a job, when it has more than
 /// `keep`: a replay that skips older log lines starts there (through `ix_job_events_kind`).
 pub async fn newest_logs_start(
-    conn: &mut MySqlConnection,
+    conn: &mut AnyConnection,
     job_id: &str,
     keep: u32,
 ) -> Result<Option<i64>> {
@@ -50,7 +51,7 @@ pub async fn newest_logs_start(
          ORDER BY seq DESC LIMIT 1 OFFSET ?",
     )
     .bind(job_id)
-    .bind(keep)
+    .bind(i64::from(keep))
     .fetch_optional(conn)
     .await?;
     // `older` is the newest line that is skipped; the kept ones start after it.
@@ -60,20 +61,20 @@ pub async fn newest_logs_start(
 /// A job's events other than log lines with `after_seq < seq < before_seq`, in order: what a
 /// replay that skips older log lines still sends of them.
 pub async fn between_without_logs(
-    pool: &MySqlPool,
+    pool: &AnyPool,
     job_id: &str,
     after_seq: i64,
     before_seq: i64,
     limit: u32,
 ) -> Result<Vec<Numbered>> {
-    let rows: Vec<(i64, String)> = sqlx::query_as(
+    let rows: Vec<(i64, Text)> = sqlx::query_as(
         "SELECT seq, payload FROM job_events \
          WHERE job_id = ? AND seq > ? AND seq < ? AND kind <> 'log' ORDER BY seq LIMIT ?",
     )
     .bind(job_id)
     .bind(after_seq)
     .bind(before_seq)
-    .bind(limit)
+    .bind(i64::from(limit))
     .fetch_all(pool)
     .await?;
     decode_rows(rows)
@@ -82,7 +83,7 @@ pub async fn between_without_logs(
 /// How many events of `kind` a job has stored since `since_ms` (its current attempt's
 /// assignment, so an earlier attempt's events do not count for it).
 pub async fn count_since(
-    conn: &mut MySqlConnection,
+    conn: &mut AnyConnection,
     job_id: &str,
     kind: &str,
     since_ms: i64,

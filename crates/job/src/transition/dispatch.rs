@@ -1,8 +1,8 @@
 //! queued → assigned → running, and the lease of a held attempt.
 
 use protocol::Outgoing;
-use shared::{auth, clock::now_ms};
-use sqlx::MySqlConnection;
+use shared::{auth, clock::now_ms, db::Dialect};
+use sqlx::AnyConnection;
 
 use crate::{event, Job, Result};
 
@@ -24,7 +24,7 @@ pub struct Assignment<'a> {
 /// and the new attempt number.
 #[tracing::instrument(skip_all, fields(job_id = %job.id, worker = %to.worker_name))]
 pub async fn assign(
-    conn: &mut MySqlConnection,
+    conn: &mut AnyConnection,
     job: &Job,
     to: &Assignment<'_>,
 ) -> Result<Option<(String, i32)>> {
@@ -34,7 +34,7 @@ pub async fn assign(
     let res = sqlx::query(&format!(
         "UPDATE jobs SET state = 'assigned', attempt = ?, token_hash = ?, worker_id = ?, worker_name = ?, dispatcher_id = ?, \
          lease_expires_ms = ?, assigned_ms = ?, error_reported = FALSE, {} WHERE id = ? AND state = 'queued' AND attempt = ?",
-        event::NEXT_SEQ
+        event::next_seq(Dialect::of(conn))
     ))
     .bind(attempt)
     .bind(&hash[..])
@@ -50,7 +50,7 @@ pub async fn assign(
     if res.rows_affected() == 0 {
         return Ok(None);
     }
-    let seq = event::reserved(&res)?;
+    let seq = event::reserved(conn, &res, &job.id).await?;
     // One row per dispatch, for operators (the job row keeps only the current attempt).
     sqlx::query(
         "INSERT INTO job_attempts (job_id, attempt, stage, target, worker_id, worker_name, dispatcher_id, assigned_ms) \
@@ -79,7 +79,7 @@ pub async fn assign(
 /// assigned → running for `attempt` (the tarball was fetched, an artifact or a frame arrived).
 /// A no-op when already running or superseded. Returns whether it changed the job.
 pub async fn start(
-    conn: &mut MySqlConnection,
+    conn: &mut AnyConnection,
     job_id: &str,
     attempt: i32,
 ) -> Result<bool, sqlx::Error> {
@@ -99,7 +99,7 @@ pub async fn start(
 /// yields `failed`, and a lost worker is not retried. The worker's message is kept as the
 /// reason (the first one wins; at most [`MAX_REASON_CHARS`] characters).
 pub async fn report_error(
-    conn: &mut MySqlConnection,
+    conn: &mut AnyConnection,
     job_id: &str,
     attempt: i32,
     message: &str,
@@ -130,7 +130,7 @@ pub fn reason(message: &str) -> &str {
 
 /// Extend the leases of the jobs a live worker connection holds, until `until_ms`.
 pub async fn renew_leases(
-    conn: &mut MySqlConnection,
+    conn: &mut AnyConnection,
     worker_id: &str,
     job_ids: &[String],
     until_ms: i64,
@@ -153,7 +153,7 @@ pub async fn renew_leases(
 /// A worker connection is gone: its jobs' leases end by `until_ms` at the latest (the re-attach
 /// window), unless already shorter, and each job's subscribers are told it waits for the worker.
 pub async fn shorten_leases(
-    conn: &mut MySqlConnection,
+    conn: &mut AnyConnection,
     worker_id: &str,
     held: &[(String, i32)],
     until_ms: i64,
@@ -161,7 +161,8 @@ pub async fn shorten_leases(
     let wait_secs = ((until_ms - now_ms()).max(0) + 999) / 1000;
     for (job_id, attempt) in held {
         let shortened = sqlx::query(
-            "UPDATE jobs SET lease_expires_ms = LEAST(COALESCE(lease_expires_ms, ?), ?) \
+            "UPDATE jobs SET lease_expires_ms = CASE WHEN lease_expires_ms < ? \
+             THEN lease_expires_ms ELSE ? END \
              WHERE id = ? AND attempt = ? AND worker_id = ? AND state IN ('assigned', 'running')",
         )
         .bind(until_ms)
@@ -191,7 +192,7 @@ pub async fn shorten_leases(
 /// End the lease of `attempt` now, so the reaper requeues (or fails) the job: used when an
 /// outcome could not be recorded.
 pub async fn expire_lease(
-    conn: &mut MySqlConnection,
+    conn: &mut AnyConnection,
     job_id: &str,
     attempt: i32,
 ) -> Result<(), sqlx::Error> {
@@ -216,7 +217,7 @@ pub const DISPATCHER_STALE_MS: i64 = 10_000;
 /// off). A live connection keeps its job (D8). Returns the attempt re-attached.
 #[tracing::instrument(skip_all, fields(job_id, worker = to.worker_name))]
 pub async fn reattach(
-    conn: &mut MySqlConnection,
+    conn: &mut AnyConnection,
     job_id: &str,
     to: &Assignment<'_>,
     silent_since_ms: i64,

@@ -3,10 +3,11 @@
 use protocol::{ArtifactInfo, Outgoing};
 use shared::{
     clock::now_ms,
+    db::Dialect,
     metrics,
     queue::{outbox, Message},
 };
-use sqlx::MySqlConnection;
+use sqlx::AnyConnection;
 
 use crate::{
     event,
@@ -38,7 +39,7 @@ impl Unsuccessful {
 /// [`MAX_REASON_CHARS`](super::MAX_REASON_CHARS) characters). A terminal job is left alone.
 #[tracing::instrument(skip_all, fields(job_id = %job.id, outcome = ?outcome))]
 pub async fn fail(
-    conn: &mut MySqlConnection,
+    conn: &mut AnyConnection,
     job: &Job,
     outcome: Unsuccessful,
     message: &str,
@@ -80,7 +81,7 @@ pub async fn fail(
 
 /// [`fail`] because of the build itself (the worker reported failure), not the hub.
 pub async fn fail_build(
-    conn: &mut MySqlConnection,
+    conn: &mut AnyConnection,
     job: &Job,
     outcome: Unsuccessful,
     message: &str,
@@ -99,7 +100,7 @@ pub async fn fail_build(
 /// (the caller then counts the publish, once).
 #[tracing::instrument(skip_all, fields(job_id = %job.id))]
 pub async fn complete(
-    conn: &mut MySqlConnection,
+    conn: &mut AnyConnection,
     job: &Job,
     artifacts: Vec<ArtifactInfo>,
 ) -> Result<bool> {
@@ -107,7 +108,7 @@ pub async fn complete(
         "UPDATE jobs SET state = 'completed', finished_ms = ?, credentials_enc = NULL, token_hash = NULL, \
          lease_expires_ms = NULL, usage_counted = TRUE, {} WHERE id = ? AND usage_counted = FALSE \
          AND state IN ('assigned', 'running')",
-        event::NEXT_SEQ
+        event::next_seq(Dialect::of(conn))
     ))
     .bind(now_ms())
     .bind(&job.id)
@@ -116,7 +117,7 @@ pub async fn complete(
     if counted.rows_affected() == 0 {
         return Ok(false);
     }
-    let seq = event::reserved(&counted)?;
+    let seq = event::reserved(conn, &counted, &job.id).await?;
     let frame = Outgoing::Complete {
         job_id: job.id.clone(),
         success: true,
@@ -131,11 +132,7 @@ pub async fn complete(
 /// running → finishing: stage 1 uploaded its bundle; the slot and token are released and the
 /// finisher is asked to queue stage 2 (§5.4).
 #[tracing::instrument(skip_all, fields(job_id = %job.id, platform = platform.as_str()))]
-pub async fn hand_over(
-    conn: &mut MySqlConnection,
-    job: &Job,
-    platform: SignPlatform,
-) -> Result<()> {
+pub async fn hand_over(conn: &mut AnyConnection, job: &Job, platform: SignPlatform) -> Result<()> {
     sqlx::query(
         "UPDATE jobs SET state = 'finishing', needs_finishing = ?, token_hash = NULL, lease_expires_ms = NULL, \
          worker_id = NULL WHERE id = ? AND state IN ('assigned', 'running')",
@@ -165,7 +162,7 @@ pub struct StageTwo {
 
 /// finishing → queued as stage 2, retries reset, the CLI told `stage{signing}`.
 #[tracing::instrument(skip_all, fields(job_id = %job.id, target = %next.sign_target))]
-pub async fn queue_stage_two(conn: &mut MySqlConnection, job: &Job, next: &StageTwo) -> Result<()> {
+pub async fn queue_stage_two(conn: &mut AnyConnection, job: &Job, next: &StageTwo) -> Result<()> {
     sqlx::query(
         "UPDATE jobs SET stage = 2, target = ?, manifest = ?, input_key = ?, input_size = ?, input_sha256 = ?, \
          retries = 0, state = 'queued', queued_ms = ?, token_hash = NULL, worker_id = NULL, worker_name = NULL, \
@@ -203,7 +200,7 @@ pub enum Cancelled {
 /// Cancel (§5.3): a waiting job ends now; a running one is flagged and its worker told (through
 /// the dispatcher holding it). `job` must be locked.
 #[tracing::instrument(skip_all, fields(job_id = %job.id))]
-pub async fn cancel(conn: &mut MySqlConnection, job: &Job) -> Result<Cancelled> {
+pub async fn cancel(conn: &mut AnyConnection, job: &Job) -> Result<Cancelled> {
     match job.state {
         JobState::Queued | JobState::Finishing => {
             fail(conn, job, Unsuccessful::Cancelled, "Build cancelled").await?;

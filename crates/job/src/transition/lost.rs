@@ -2,7 +2,7 @@
 
 use protocol::Outgoing;
 use shared::{clock::now_ms, metrics};
-use sqlx::MySqlConnection;
+use sqlx::AnyConnection;
 
 use crate::{
     event, lock, position,
@@ -27,7 +27,7 @@ pub enum LostOutcome {
 /// already reported an error ends failed without a retry.
 #[tracing::instrument(skip_all, fields(job_id, attempt))]
 pub async fn requeue_lost(
-    conn: &mut MySqlConnection,
+    conn: &mut AnyConnection,
     job_id: &str,
     attempt: i32,
     why: &str,
@@ -70,7 +70,7 @@ pub async fn requeue_lost(
 /// ended.
 #[tracing::instrument(skip_all, fields(job_id = %job.id, attempt = job.attempt))]
 pub async fn retry_lost_upload(
-    conn: &mut MySqlConnection,
+    conn: &mut AnyConnection,
     job: &crate::Job,
     what: &str,
 ) -> Result<LostOutcome> {
@@ -85,7 +85,7 @@ pub const LOST_UPLOAD_PAUSE_MS: i64 = 5_000;
 /// Queue a locked job's attempt again with one more retry, offered to workers after `pause_ms`,
 /// or fail it with `exhausted` after [`MAX_RETRIES`].
 async fn requeue_locked(
-    conn: &mut MySqlConnection,
+    conn: &mut AnyConnection,
     job: &crate::Job,
     why: &str,
     exhausted: &str,

@@ -2,7 +2,7 @@
 
 use protocol::Outgoing;
 use shared::clock::now_ms;
-use sqlx::MySqlConnection;
+use sqlx::AnyConnection;
 
 use crate::{event, position, transition::announce_queued, JobState, Result};
 
@@ -22,17 +22,18 @@ pub enum NotRequeued {
 /// again. `job` must be locked; the caller checks that the input is still stored.
 #[tracing::instrument(skip_all, fields(job_id = %job.id))]
 pub async fn requeue_failed(
-    conn: &mut MySqlConnection,
+    conn: &mut AnyConnection,
     job: &crate::Job,
 ) -> Result<std::result::Result<(), NotRequeued>> {
     if job.state != JobState::Failed {
         return Ok(Err(NotRequeued::NotFailed(job.state)));
     }
-    let sealed: Option<bool> =
+    let sealed: Option<shared::db::Flag> =
         sqlx::query_scalar("SELECT sealed_credentials FROM jobs WHERE id = ?")
             .bind(&job.id)
             .fetch_one(&mut *conn)
             .await?;
+    let sealed = sealed.map(bool::from);
     if sealed != Some(false) {
         return Ok(Err(NotRequeued::CredentialsDiscarded));
     }

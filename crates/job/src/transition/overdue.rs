@@ -1,7 +1,7 @@
 //! assigned/running → failed: the attempt ran past its stage's time limit (DEC-16).
 
 use shared::queue::{outbox, Message};
-use sqlx::MySqlConnection;
+use sqlx::AnyConnection;
 
 use crate::{
     transition::{fail, Unsuccessful},
@@ -14,7 +14,7 @@ use crate::{
 /// asked to send it `cancel`; the worker's own `complete` (or its disconnect) then frees the
 /// slot. `job` must be locked. Returns false when no worker held it.
 #[tracing::instrument(skip_all, fields(job_id = %job.id, attempt = job.attempt))]
-pub async fn time_out(conn: &mut MySqlConnection, job: &Job, message: &str) -> Result<bool> {
+pub async fn time_out(conn: &mut AnyConnection, job: &Job, message: &str) -> Result<bool> {
     if !job.state.is_held() {
         return Ok(false);
     }

@@ -1,7 +1,7 @@
 //! new → queued.
 
 use shared::queue::{outbox, Message};
-use sqlx::MySqlConnection;
+use sqlx::AnyConnection;
 
 use crate::{JobState, Priority, Result, Target};
 
@@ -33,7 +33,7 @@ pub struct NewJob<'a> {
 /// Create the job `queued` and announce it. A duplicate idempotency key fails with the
 /// database's unique violation, for the caller to answer with the first job.
 #[tracing::instrument(skip_all, fields(job_id = %job.id, target = %job.target))]
-pub async fn submit(conn: &mut MySqlConnection, job: &NewJob<'_>) -> Result<()> {
+pub async fn submit(conn: &mut AnyConnection, job: &NewJob<'_>) -> Result<()> {
     sqlx::query(
         "INSERT INTO jobs (id, license_id, project, original_target, target, stage, state, priority, manifest, credentials_enc, \
          input_key, input_size, input_sha256, idempotency_key, enqueued_ms, created_ms, sealed_credentials) \
@@ -61,7 +61,7 @@ pub async fn submit(conn: &mut MySqlConnection, job: &NewJob<'_>) -> Result<()> 
 
 /// Announce that a job (already `queued` in this transaction) waits for a worker.
 pub async fn announce_queued(
-    conn: &mut MySqlConnection,
+    conn: &mut AnyConnection,
     job_id: &str,
     target: &Target,
     attempt: i32,
@@ -72,7 +72,7 @@ pub async fn announce_queued(
 
 /// [`announce_queued`], published no earlier than `not_before_ms` when it is given.
 pub(crate) async fn announce_queued_at(
-    conn: &mut MySqlConnection,
+    conn: &mut AnyConnection,
     job_id: &str,
     target: &Target,
     attempt: i32,
@@ -94,7 +94,7 @@ pub(crate) async fn announce_queued_at(
 /// priority level up): for a job whose message the broker no longer holds. A copy of a message
 /// that still exists is harmless: the first consumer to claim the job wins, the other finds it
 /// taken.
-pub async fn announce_again(conn: &mut MySqlConnection, job: &crate::Job) -> Result<()> {
+pub async fn announce_again(conn: &mut AnyConnection, job: &crate::Job) -> Result<()> {
     let priority = if job.retries > 0 {
         job.priority.requeued()
     } else {
@@ -132,7 +132,7 @@ pub struct FinishedJob<'a> {
 /// new → completed/failed/cancelled, for imported history. Returns the rows written (0 when the
 /// licence is unknown). A state that is not terminal is refused, so history never becomes work.
 pub async fn record_finished(
-    conn: &mut MySqlConnection,
+    conn: &mut AnyConnection,
     job: &FinishedJob<'_>,
 ) -> std::result::Result<u64, sqlx::Error> {
     if !job.state.is_terminal() {

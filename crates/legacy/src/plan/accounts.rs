@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 
 use shared::config::Secret;
-use sqlx::MySqlPool;
+use sqlx::AnyPool;
 
 use super::{differs, Links, Outcome, Plan, TablePlan, Write};
 use crate::{
@@ -21,6 +21,7 @@ struct HubAccount {
     github_username: String,
     email: Option<String>,
     tier: String,
+    #[sqlx(try_from = "shared::db::Flag")]
     has_payment_method: bool,
     polar_customer_id: Option<String>,
     polar_subscription_id: Option<String>,
@@ -43,7 +44,7 @@ const SELECT: &str = "SELECT id, github_username, email, tier, has_payment_metho
 
 pub(super) async fn plan(
     data: &LegacyData,
-    hub: &MySqlPool,
+    hub: &AnyPool,
     update: bool,
     now: i64,
     links: &mut Links,
@@ -126,7 +127,7 @@ pub(super) async fn plan(
 }
 
 /// The hub's account with this id, else with this GitHub id.
-async fn find(hub: &MySqlPool, account: &Account) -> Result<Option<HubAccount>> {
+async fn find(hub: &AnyPool, account: &Account) -> Result<Option<HubAccount>> {
     let by_id = sqlx::query_as(&format!("{SELECT} WHERE id = ?"))
         .bind(&account.id)
         .fetch_optional(hub)
@@ -141,7 +142,7 @@ async fn find(hub: &MySqlPool, account: &Account) -> Result<Option<HubAccount>> 
 }
 
 /// Import a token unless the hub has it: for this account (unchanged) or another (skipped).
-async fn token_outcome(hub: &MySqlPool, hash: &[u8; 32], account_id: &str) -> Result<Outcome> {
+async fn token_outcome(hub: &AnyPool, hash: &[u8; 32], account_id: &str) -> Result<Outcome> {
     let owner: Option<String> =
         sqlx::query_scalar("SELECT account_id FROM api_tokens WHERE token_hash = ?")
             .bind(&hash[..])

@@ -6,7 +6,7 @@
 use std::collections::HashSet;
 
 use serde_json::json;
-use sqlx::MySqlPool;
+use sqlx::AnyPool;
 
 use super::{Links, Outcome, Plan, TablePlan, Write};
 use crate::{
@@ -127,7 +127,7 @@ fn targets(value: Option<&str>) -> Result<Vec<String>, String> {
 
 pub(super) async fn plan(
     rows: &[LegacyBuild],
-    hub: &MySqlPool,
+    hub: &AnyPool,
     links: &Links,
     now: i64,
     plan: &mut Plan,

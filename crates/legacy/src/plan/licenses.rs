@@ -2,7 +2,7 @@
 //! is not a difference: the original having none means it has no opinion.
 
 use shared::license_hash::LicenseHashing;
-use sqlx::MySqlPool;
+use sqlx::AnyPool;
 
 use super::{differs, join, Links, Outcome, Plan, TablePlan, Write};
 use crate::{
@@ -17,6 +17,7 @@ struct HubLicense {
     id: i64,
     tier: String,
     account_id: Option<String>,
+    #[sqlx(try_from = "shared::db::Flag")]
     device_bound: bool,
     bound_project: Option<String>,
     github_username: Option<String>,
@@ -34,7 +35,7 @@ impl HubLicense {
 
 pub(super) async fn plan_licenses(
     data: &LegacyData,
-    hub: &MySqlPool,
+    hub: &AnyPool,
     update: bool,
     now: i64,
     hashing: &LicenseHashing,
@@ -125,7 +126,7 @@ fn account_link(legacy: Option<&str>, links: &Links) -> Result<Option<String>, S
 
 pub(super) async fn plan_usage(
     data: &LegacyData,
-    hub: &MySqlPool,
+    hub: &AnyPool,
     update: bool,
     links: &Links,
     plan: &mut Plan,

@@ -12,7 +12,7 @@ mod licenses;
 use std::collections::HashMap;
 
 use shared::{clock::now_ms, license_hash::LicenseHashing};
-use sqlx::MySqlPool;
+use sqlx::AnyPool;
 
 use crate::{
     map::{Account, License, Usage},
@@ -132,7 +132,7 @@ struct Links {
 /// Plan the import of `data` into the hub at `hub`.
 pub async fn build(
     data: &LegacyData,
-    hub: &MySqlPool,
+    hub: &AnyPool,
     update: bool,
     hashing: &LicenseHashing,
 ) -> Result<Plan> {

@@ -6,7 +6,7 @@ use job::{
     Job,
 };
 use shared::clock::now_ms;
-use sqlx::MySqlConnection;
+use sqlx::AnyConnection;
 
 use super::Session;
 use crate::conn::ignored;
@@ -63,7 +63,7 @@ impl Session<'_> {
 
     /// Lock the job and check it is still at `attempt` and active.
     pub(super) async fn lock_current(
-        conn: &mut MySqlConnection,
+        conn: &mut AnyConnection,
         job_id: &str,
         attempt: i32,
     ) -> Result<Option<Job>, sqlx::Error> {

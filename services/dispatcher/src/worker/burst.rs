@@ -110,7 +110,7 @@ impl Session<'_> {
             // artifacts itself, and a lost one announces nothing. No transaction needed.
             return Ok(());
         }
-        let mut tx = self.ctx.deps.pool.begin().await?;
+        let mut tx = shared::db::begin(&self.ctx.deps.pool).await?;
         if Self::lock_current(&mut tx, job_id, attempt)
             .await?
             .is_none()

@@ -73,7 +73,7 @@ impl Session<'_> {
         attempt: i32,
         said: Said<'_>,
     ) -> anyhow::Result<Option<Ending>> {
-        let mut tx = self.ctx.deps.pool.begin().await?;
+        let mut tx = shared::db::begin(&self.ctx.deps.pool).await?;
         let Some(job) = Self::lock_current(&mut tx, job_id, attempt).await? else {
             return Ok(None);
         };

@@ -56,7 +56,7 @@ impl Session<'_> {
             .execute(pool)
             .await;
         let shortened = async {
-            let mut tx = pool.begin().await?;
+            let mut tx = shared::db::begin(pool).await?;
             transition::shorten_leases(&mut tx, self.id, &held, now + window).await?;
             tx.commit().await?;
             Ok::<(), job::Error>(())

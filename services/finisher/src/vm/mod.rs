@@ -14,7 +14,7 @@
 mod decide;
 
 use shared::{clock::now_ms, runtime::Deps};
-use sqlx::MySqlConnection;
+use sqlx::AnyConnection;
 
 use crate::{
     azure::AzureClient,
@@ -89,10 +89,11 @@ impl VmController {
     /// Observe, decide under the row lock, commit, then make the Azure call.
     pub async fn tick(&self) -> anyhow::Result<Tick> {
         self.ensure_row().await?;
-        let mut tx = self.deps.pool.begin().await?;
-        let mut row: VmRow = sqlx::query_as(
+        let mut tx = shared::db::begin(&self.deps.pool).await?;
+        let mut row: VmRow = sqlx::query_as(&shared::db::sql(
+            shared::db::Dialect::of(&tx),
             "SELECT state, last_start_ms, first_start_ms, start_attempts, last_stop_ms, last_work_ms FROM vm_state WHERE name = ? FOR UPDATE",
-        )
+        ))
         .bind(&self.name)
         .fetch_one(&mut *tx)
         .await?;
@@ -155,12 +156,15 @@ impl VmController {
             .fetch_one(&self.deps.pool)
             .await?;
         if exists == 0 {
-            sqlx::query("INSERT IGNORE INTO vm_state (name, state, updated_ms) VALUES (?, ?, ?)")
-                .bind(&self.name)
-                .bind(DEALLOCATED)
-                .bind(now_ms())
-                .execute(&self.deps.pool)
-                .await?;
+            sqlx::query(&shared::db::sql(
+                shared::db::Dialect::of_pool(&self.deps.pool),
+                "INSERT IGNORE INTO vm_state (name, state, updated_ms) VALUES (?, ?, ?)",
+            ))
+            .bind(&self.name)
+            .bind(DEALLOCATED)
+            .bind(now_ms())
+            .execute(&self.deps.pool)
+            .await?;
         }
         Ok(())
     }
@@ -197,7 +201,7 @@ impl VmController {
     /// cycle (or after they were queued, if later), while no sign worker has shown up.
     async fn fail_unassigned(
         &self,
-        tx: &mut MySqlConnection,
+        tx: &mut AnyConnection,
         row: &VmRow,
         seen: &Observed,
     ) -> anyhow::Result<Vec<String>> {
@@ -212,8 +216,9 @@ impl VmController {
         if first_start > cutoff {
             return Ok(Vec::new());
         }
-        let ids: Vec<String> = sqlx::query_scalar(&format!(
-            "SELECT id FROM jobs WHERE state = 'queued' AND target = ? AND {WAIT_START_SQL} <= ? FOR UPDATE SKIP LOCKED"
+        let ids: Vec<String> = sqlx::query_scalar(&shared::db::sql(
+            shared::db::Dialect::of(tx),
+            &format!("SELECT id FROM jobs WHERE state = 'queued' AND target = ? AND {WAIT_START_SQL} <= ? FOR UPDATE SKIP LOCKED"),
         ))
         .bind(SIGN_TARGET)
         .bind(cutoff)
@@ -241,11 +246,7 @@ impl VmController {
 
 /// Read the current demand and capacity for `windows-sign`; with the prewarm, also the Windows
 /// builds still in stage 1 (on a worker or handed over), which will need the VM (DEC-15).
-async fn observe(
-    tx: &mut MySqlConnection,
-    stale_ms: i64,
-    prewarm: bool,
-) -> anyhow::Result<Observed> {
+async fn observe(tx: &mut AnyConnection, stale_ms: i64, prewarm: bool) -> anyhow::Result<Observed> {
     let now = now_ms();
     let (queued, signing, handed_over, stage_one): (i64, i64, i64, i64) = sqlx::query_as(
         "SELECT \

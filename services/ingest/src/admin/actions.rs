@@ -28,7 +28,7 @@ pub async fn cancel_job(
     _admin: Admin,
     Path(job_id): Path<String>,
 ) -> ApiResult<Json<JobAction>> {
-    let mut tx = state.deps.pool.begin().await?;
+    let mut tx = shared::db::begin(&state.deps.pool).await?;
     let job = job::lock(&mut tx, &job_id)
         .await?
         .ok_or_else(errors::job_not_found)?;
@@ -79,7 +79,7 @@ pub async fn requeue_job(
             "Job {job_id} cannot run again: its input is no longer stored; submit it again"
         )));
     }
-    let mut tx = state.deps.pool.begin().await?;
+    let mut tx = shared::db::begin(&state.deps.pool).await?;
     let job = job::lock(&mut tx, &job_id)
         .await?
         .ok_or_else(errors::job_not_found)?;

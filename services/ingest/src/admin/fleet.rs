@@ -63,9 +63,9 @@ async fn set_drain(state: &AppState, name: String, draining: bool) -> ApiResult<
             "Invalid worker name: 1 to {MAX_NAME_CHARS} characters"
         )));
     }
-    let mut tx = state.deps.pool.begin().await?;
+    let mut tx = shared::db::begin(&state.deps.pool).await?;
     if draining {
-        sqlx::query("INSERT INTO worker_drains (name, requested_ms) VALUES (?, ?) ON DUPLICATE KEY UPDATE name = name")
+        sqlx::query(&shared::db::sql(shared::db::Dialect::of(&tx), "INSERT INTO worker_drains (name, requested_ms) VALUES (?, ?) ON DUPLICATE KEY UPDATE name = name"))
             .bind(&name)
             .bind(now_ms())
             .execute(&mut *tx)

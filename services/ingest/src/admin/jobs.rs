@@ -32,7 +32,7 @@ pub struct JobSummary {
     /// The queue of the current stage.
     pub stage_target: String,
     /// 1 (build) or 2 (signing).
-    pub stage: i8,
+    pub stage: i16,
     /// The project.
     pub project: String,
     /// The submitting licence.
@@ -52,6 +52,7 @@ pub struct JobSummary {
     /// End time (epoch ms).
     pub finished_ms: Option<i64>,
     /// Why it failed.
+    #[sqlx(try_from = "shared::db::OptText")]
     pub error: Option<String>,
 }
 
@@ -178,7 +179,7 @@ pub struct AttemptRow {
     /// Attempt number.
     pub attempt: i32,
     /// Stage it ran.
-    pub stage: i8,
+    pub stage: i16,
     /// Queue it came from.
     pub target: String,
     /// The worker.
@@ -216,6 +217,7 @@ pub struct ArtifactRow {
     /// SHA-256 (hex).
     pub sha256: String,
     /// Intermediate (stage-1 bundle).
+    #[sqlx(try_from = "shared::db::Flag")]
     pub hidden: bool,
     /// When it is deleted (epoch ms).
     pub expires_ms: i64,
@@ -256,33 +258,36 @@ pub async fn get_job(
         .fetch_optional(pool)
         .await?
         .ok_or_else(errors::job_not_found)?;
-    let cancel_requested: bool =
+    let cancel_requested: shared::db::Flag =
         sqlx::query_scalar("SELECT cancel_requested FROM jobs WHERE id = ?")
             .bind(&job_id)
             .fetch_one(pool)
             .await?;
+    let cancel_requested = cancel_requested.into();
     let attempts = sqlx::query_as(
         "SELECT attempt, stage, target, worker_name, assigned_ms FROM job_attempts WHERE job_id = ? ORDER BY attempt",
     )
     .bind(&job_id)
     .fetch_all(pool)
     .await?;
-    let rows: Vec<(i64, String, i64, String)> = sqlx::query_as(
+    let rows: Vec<(i64, String, i64, shared::db::Text)> = sqlx::query_as(
         "SELECT seq, kind, created_ms, payload FROM job_events WHERE job_id = ? AND seq > ? ORDER BY seq LIMIT ?",
     )
     .bind(&job_id)
     .bind(after_seq)
-    .bind(limit)
+    .bind(i64::from(limit))
     .fetch_all(pool)
     .await?;
     let events = rows
         .into_iter()
-        .map(|(seq, kind, created_ms, payload)| EventRow {
-            seq,
-            kind,
-            created_ms,
-            payload: serde_json::from_str(&payload).unwrap_or(Value::String(payload)),
-        })
+        .map(
+            |(seq, kind, created_ms, shared::db::Text(payload))| EventRow {
+                seq,
+                kind,
+                created_ms,
+                payload: serde_json::from_str(&payload).unwrap_or(Value::String(payload)),
+            },
+        )
         .collect();
     let artifacts = sqlx::query_as(
         "SELECT id, attempt, name, target, size, sha256, hidden, expires_ms FROM artifacts WHERE job_id = ? ORDER BY created_ms, id",

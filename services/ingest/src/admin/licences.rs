@@ -30,6 +30,7 @@ pub struct LicenceSummary {
     /// The account's GitHub user, else the one recorded on the licence.
     pub github_username: Option<String>,
     /// Bound to one project until linked.
+    #[sqlx(try_from = "shared::db::Flag")]
     pub device_bound: bool,
     /// The project it is bound to.
     pub bound_project: Option<String>,
@@ -104,6 +105,7 @@ pub struct AccountSummary {
     /// `free` or `pro` (wins over its licences' for token builds).
     pub tier: String,
     /// Billing has a payment method.
+    #[sqlx(try_from = "shared::db::Flag")]
     pub has_payment_method: bool,
     /// Creation time (epoch ms).
     pub created_ms: i64,

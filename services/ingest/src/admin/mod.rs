@@ -38,7 +38,7 @@ pub async fn update_perry(
     if let Some(v) = &request.expected_version {
         check_version(v)?;
     }
-    let mut tx = state.deps.pool.begin().await?;
+    let mut tx = shared::db::begin(&state.deps.pool).await?;
     let expected_version = match &request.expected_version {
         Some(v) => {
             db::set_setting(&mut tx, db::SETTING_EXPECTED_VERSION, v.trim()).await?;
@@ -48,6 +48,7 @@ pub async fn update_perry(
             .bind(db::SETTING_EXPECTED_VERSION)
             .fetch_optional(&mut *tx)
             .await?
+            .map(|db::Text(value)| value)
             .unwrap_or_else(|| state.deps.hub.expected_version.clone()),
     };
     outbox::enqueue(

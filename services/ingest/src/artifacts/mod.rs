@@ -31,7 +31,7 @@ use shared::{
     http::{ApiError, ApiResult},
     metrics,
 };
-use sqlx::MySqlConnection;
+use sqlx::AnyConnection;
 
 use crate::{access, body, errors, AppState};
 
@@ -44,6 +44,7 @@ struct UploadJob {
     id: String,
     state: JobState,
     attempt: i32,
+    #[sqlx(try_from = "shared::db::OptHex")]
     token_hash: Option<Vec<u8>>,
     original_target: job::Target,
 }
@@ -129,15 +130,16 @@ fn is_octet_stream(headers: &HeaderMap) -> bool {
 /// 403 / 404 / 409 in the order of §3.9. With `lock`, the job row stays locked for the caller's
 /// transaction.
 async fn authorize(
-    conn: &mut MySqlConnection,
+    conn: &mut AnyConnection,
     job_id: &str,
     token_hash: &[u8; 32],
     lock: bool,
 ) -> ApiResult<UploadJob> {
     let sql = format!(
-        "SELECT id, state, attempt, token_hash, original_target FROM jobs WHERE id = ?{}",
+        "SELECT id, state, attempt, HEX(token_hash) AS token_hash, original_target FROM jobs WHERE id = ?{}",
         if lock { " FOR UPDATE" } else { "" }
     );
+    let sql = shared::db::sql(shared::db::Dialect::of(conn), &sql);
     let job: Option<UploadJob> = if looks_like_id(job_id) {
         sqlx::query_as(&sql)
             .bind(job_id)
@@ -194,7 +196,7 @@ async fn record(
     token_hash: &[u8; 32],
     stored: &Stored<'_>,
 ) -> ApiResult<ArtifactUploadResponse> {
-    let mut tx = state.deps.pool.begin().await?;
+    let mut tx = shared::db::begin(&state.deps.pool).await?;
     let job = authorize(&mut tx, &seen.id, token_hash, true).await?;
     if job.attempt != seen.attempt {
         return Err(errors::invalid_job_token());

@@ -19,7 +19,7 @@ use shared::{
     http::ApiResult,
     metrics,
 };
-use sqlx::MySqlConnection;
+use sqlx::AnyConnection;
 
 use super::{Intake, Parsed, Tarball};
 use crate::{
@@ -114,7 +114,7 @@ async fn create(
     put: &blob::PutResult,
 ) -> ApiResult<BuildResponse> {
     let state = intake.state;
-    let mut tx = state.deps.pool.begin().await?;
+    let mut tx = shared::db::begin(&state.deps.pool).await?;
     let (license, tier) = lock_license(&mut tx, &state.hashing, &parsed.principal).await?;
     if let Some(key) = intake.idempotency_key {
         if let Some(answer) = replay(&mut tx, license.id, key).await? {
@@ -208,7 +208,7 @@ async fn create(
 
 /// The job a licence created with this idempotency key, if any.
 async fn replay(
-    conn: &mut MySqlConnection,
+    conn: &mut AnyConnection,
     license_id: i64,
     key: &str,
 ) -> Result<Option<BuildResponse>, sqlx::Error> {
@@ -232,11 +232,13 @@ async fn replay(
 /// Lock the submitting licence for the transaction; on the Bearer path, find or create the
 /// account's licence and sync its tier. Returns the licence and the tier that applies.
 async fn lock_license(
-    tx: &mut MySqlConnection,
+    tx: &mut AnyConnection,
     hashing: &LicenseHashing,
     principal: &Principal,
 ) -> ApiResult<(LicenseRow, Tier)> {
+    let dialect = shared::db::Dialect::of(tx);
     let by_id = format!("SELECT {LICENSE_COLUMNS} FROM licenses WHERE id = ? FOR UPDATE");
+    let by_id = shared::db::sql(dialect, &by_id);
     match principal {
         Principal::Key(license) => {
             let row: LicenseRow = sqlx::query_as(&by_id)
@@ -248,14 +250,16 @@ async fn lock_license(
             Ok((row, tier))
         }
         Principal::Account { account, .. } => {
-            let tier: Option<String> = sqlx::query_scalar(
+            let tier: Option<String> = sqlx::query_scalar(&shared::db::sql(
+                dialect,
                 "SELECT tier FROM accounts WHERE id = ? AND deleted_ms IS NULL FOR UPDATE",
-            )
+            ))
             .bind(&account.id)
             .fetch_optional(&mut *tx)
             .await?;
             let tier = Tier::parse(&tier.ok_or_else(errors::auth_invalid)?).unwrap_or_default();
             let oldest = format!("SELECT {LICENSE_COLUMNS} FROM licenses WHERE account_id = ? ORDER BY id LIMIT 1 FOR UPDATE");
+            let oldest = shared::db::sql(dialect, &oldest);
             let existing: Option<LicenseRow> = sqlx::query_as(&oldest)
                 .bind(&account.id)
                 .fetch_optional(&mut *tx)
@@ -283,7 +287,7 @@ async fn lock_license(
 /// An account's first licence: not device-bound; its key is never shown (the account uses its
 /// API token).
 async fn create_account_license(
-    tx: &mut MySqlConnection,
+    tx: &mut AnyConnection,
     hashing: &LicenseHashing,
     account_id: &str,
     username: &str,
@@ -302,7 +306,7 @@ async fn create_account_license(
     .bind(clock::now_ms())
     .execute(&mut *tx)
     .await?;
-    let id = i64::try_from(res.last_insert_id()).unwrap_or(i64::MAX);
+    let id = shared::db::inserted_id(tx, &res).await?;
     tracing::info!(
         license_id = id,
         account_id,

@@ -152,7 +152,7 @@ async fn a_burst_whose_fan_out_was_lost_reaches_another_replica_at_the_next_even
     assert_eq!(cli.expect("log").await["line"], "first");
     // What a committed burst whose message was lost leaves behind: numbered, stored frames
     // that no replica was told about.
-    let mut tx = hub.pool().begin().await.unwrap();
+    let mut tx = shared::db::begin(hub.pool()).await.unwrap();
     let seq: i64 = {
         sqlx::query("UPDATE jobs SET event_seq = event_seq + 2 WHERE id = ?")
             .bind(&job)
@@ -215,7 +215,7 @@ async fn an_artifact_whose_notice_no_session_received_is_announced_before_comple
 
 /// The stored `log` lines of a job, in sequence order.
 async fn stored_lines(hub: &TestHub, job: &str) -> Vec<String> {
-    let payloads: Vec<String> = sqlx::query_scalar(
+    let payloads: Vec<shared::db::Text> = sqlx::query_scalar(
         "SELECT payload FROM job_events WHERE job_id = ? AND kind = 'log' ORDER BY seq",
     )
     .bind(job)
@@ -225,7 +225,7 @@ async fn stored_lines(hub: &TestHub, job: &str) -> Vec<String> {
     payloads
         .iter()
         .map(|p| {
-            serde_json::from_str::<Value>(p).unwrap()["line"]
+            serde_json::from_str::<Value>(&p.0).unwrap()["line"]
                 .as_str()
                 .unwrap()
                 .to_owned()

@@ -16,11 +16,13 @@ async fn held_job(hub: &TestHub, license: i64) -> (String, FakeWorker, WsClient)
 }
 
 async fn error_message(hub: &TestHub, job: &str) -> Option<String> {
-    sqlx::query_scalar("SELECT error_message FROM jobs WHERE id = ?")
-        .bind(job)
-        .fetch_one(hub.pool())
-        .await
-        .unwrap()
+    let message: shared::db::OptText =
+        sqlx::query_scalar("SELECT error_message FROM jobs WHERE id = ?")
+            .bind(job)
+            .fetch_one(hub.pool())
+            .await
+            .unwrap();
+    message.0
 }
 
 #[tokio::test]

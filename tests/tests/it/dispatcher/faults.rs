@@ -8,13 +8,13 @@ use serde_json::json;
 
 /// Stored log lines of a job that start with `prefix`.
 async fn stored_with(hub: &TestHub, job_id: &str, prefix: &str) -> usize {
-    let payloads: Vec<String> =
+    let payloads: Vec<shared::db::Text> =
         sqlx::query_scalar("SELECT payload FROM job_events WHERE job_id = ? AND kind = 'log'")
             .bind(job_id)
             .fetch_all(hub.pool())
             .await
             .expect("events");
-    payloads.iter().filter(|p| p.contains(prefix)).count()
+    payloads.iter().filter(|p| p.0.contains(prefix)).count()
 }
 
 #[tokio::test]

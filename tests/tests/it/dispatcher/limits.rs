@@ -6,12 +6,15 @@ use serde_json::json;
 
 /// The stored payloads of a job's events of one kind.
 async fn payloads(hub: &TestHub, job_id: &str, kind: &str) -> Vec<String> {
-    sqlx::query_scalar("SELECT payload FROM job_events WHERE job_id = ? AND kind = ? ORDER BY seq")
-        .bind(job_id)
-        .bind(kind)
-        .fetch_all(hub.pool())
-        .await
-        .expect("events")
+    let payloads: Vec<shared::db::Text> = sqlx::query_scalar(
+        "SELECT payload FROM job_events WHERE job_id = ? AND kind = ? ORDER BY seq",
+    )
+    .bind(job_id)
+    .bind(kind)
+    .fetch_all(hub.pool())
+    .await
+    .expect("events");
+    payloads.into_iter().map(String::from).collect()
 }
 
 #[tokio::test]
@@ -76,12 +79,13 @@ async fn failure_reasons_are_stored_and_relayed_bounded() {
             "{job}: {} bytes",
             errors[0].len()
         );
-        let kept: String = sqlx::query_scalar("SELECT error_message FROM jobs WHERE id = ?")
-            .bind(job)
-            .fetch_one(hub.pool())
-            .await
-            .expect("job");
-        assert!(kept.chars().count() <= job::transition::MAX_REASON_CHARS);
+        let kept: shared::db::Text =
+            sqlx::query_scalar("SELECT error_message FROM jobs WHERE id = ?")
+                .bind(job)
+                .fetch_one(hub.pool())
+                .await
+                .expect("job");
+        assert!(kept.0.chars().count() <= job::transition::MAX_REASON_CHARS);
     }
     hub.stop().await;
 }

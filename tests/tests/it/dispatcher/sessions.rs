@@ -175,11 +175,12 @@ async fn error_then_complete_frees_the_slot_exactly_once() {
     );
     worker.send(json!({"type":"complete","job_id":a,"success":false,"duration_secs":1.0,"artifacts":[]})).await;
     hub.wait_state(&a, "failed").await;
-    let stored: String = sqlx::query_scalar("SELECT error_message FROM jobs WHERE id = ?")
-        .bind(&a)
-        .fetch_one(hub.pool())
-        .await
-        .unwrap();
+    let shared::db::Text(stored) =
+        sqlx::query_scalar("SELECT error_message FROM jobs WHERE id = ?")
+            .bind(&a)
+            .fetch_one(hub.pool())
+            .await
+            .unwrap();
     assert_eq!(
         stored, "Build failed: Compilation failed",
         "the worker's reason"

@@ -122,7 +122,7 @@ pub(super) async fn verify(
     let shown = |kind: &str| kind != "job_created" && kind != "queue_update";
     let (mut lost_lines, mut printed_lines) = (0, 0);
     for (job_id, frames) in &followed {
-        let stored: Vec<(String, String)> =
+        let stored: Vec<(String, shared::db::Text)> =
             sqlx::query_as("SELECT kind, payload FROM job_events WHERE job_id = ? ORDER BY seq")
                 .bind(job_id)
                 .fetch_all(primary.pool())
@@ -131,7 +131,7 @@ pub(super) async fn verify(
         let stored: Vec<(String, String)> = stored
             .into_iter()
             .filter(|(kind, _)| shown(kind))
-            .map(|(kind, payload)| {
+            .map(|(kind, shared::db::Text(payload))| {
                 let p: Value = serde_json::from_str(&payload).unwrap_or_default();
                 (kind, p["line"].as_str().unwrap_or_default().to_owned())
             })

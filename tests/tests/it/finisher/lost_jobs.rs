@@ -221,7 +221,7 @@ async fn outbox_rows_left_unsent_by_a_crashed_process_are_still_published() {
     // so never woke this process's relay).
     let job = uuid::Uuid::new_v4().to_string();
     let long_ago = now_ms() - 600_000;
-    let mut tx = hub.pool().begin().await.unwrap();
+    let mut tx = shared::db::begin(hub.pool()).await.unwrap();
     sqlx::query(
         "INSERT INTO jobs (id, license_id, project, original_target, target, state, priority, manifest, enqueued_ms, created_ms) \
          VALUES (?, ?, 'p', 'linux', 'linux', 'queued', 10, '{\"targets\":[\"linux\"]}', ?, ?)",
@@ -242,7 +242,7 @@ async fn outbox_rows_left_unsent_by_a_crashed_process_are_still_published() {
     let id = outbox::enqueue(&mut tx, &msg).await.unwrap();
     sqlx::query("UPDATE outbox SET created_ms = ? WHERE id = ?")
         .bind(long_ago)
-        .bind(id)
+        .bind(i64::try_from(id).unwrap())
         .execute(&mut *tx)
         .await
         .unwrap();

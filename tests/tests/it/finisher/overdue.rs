@@ -39,11 +39,12 @@ async fn a_build_held_past_its_timeout_fails_its_worker_is_cancelled_and_its_com
     assert_eq!(error["code"], "INTERNAL_ERROR");
     assert_eq!(cli.expect("complete").await["success"], false);
     assert_eq!(hub.job_state(&job).await, "failed");
-    let stored: String = sqlx::query_scalar("SELECT error_message FROM jobs WHERE id = ?")
-        .bind(&job)
-        .fetch_one(hub.pool())
-        .await
-        .unwrap();
+    let shared::db::Text(stored) =
+        sqlx::query_scalar("SELECT error_message FROM jobs WHERE id = ?")
+            .bind(&job)
+            .fetch_one(hub.pool())
+            .await
+            .unwrap();
     assert_eq!(stored, "Build timed out after 1 minute");
     assert_eq!(worker.ws.expect("cancel").await["job_id"], job.as_str());
     assert_eq!(
@@ -153,7 +154,7 @@ async fn each_stage_has_its_own_timeout_counted_from_the_current_assignment() {
         ),
     ] {
         assert_eq!(hub.job_state(job).await, "failed");
-        let (stored, kind): (String, Option<String>) =
+        let (shared::db::Text(stored), kind): (shared::db::Text, Option<String>) =
             sqlx::query_as("SELECT error_message, failure_kind FROM jobs WHERE id = ?")
                 .bind(job)
                 .fetch_one(hub.pool())

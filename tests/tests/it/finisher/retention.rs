@@ -111,7 +111,7 @@ async fn retention_deletes_what_expired_and_keeps_everything_still_needed() {
         .await
         .unwrap();
     for job in [&old_done, &recent_failed] {
-        let mut tx = f.hub.pool().begin().await.unwrap();
+        let mut tx = shared::db::begin(f.hub.pool()).await.unwrap();
         let line = protocol::Outgoing::Log {
             job_id: job.to_string(),
             stage: "compiling".into(),

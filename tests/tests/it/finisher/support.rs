@@ -101,7 +101,7 @@ pub(super) async fn make_finishing(hub: &TestHub, job: &str) {
 }
 
 pub(super) async fn send_stage_finished(hub: &TestHub, job: &str, attempt: i32) {
-    let mut tx = hub.pool().begin().await.expect("tx");
+    let mut tx = shared::db::begin(hub.pool()).await.expect("tx");
     outbox::enqueue(
         &mut tx,
         &Message::StageFinished {
@@ -127,10 +127,12 @@ pub(super) fn azure_calls(op: &str, outcome: &str) -> u64 {
 }
 
 pub(super) async fn vm_row(hub: &TestHub) -> (String, i32, Option<String>, Option<i64>) {
-    sqlx::query_as("SELECT state, start_attempts, last_error, last_stop_ms FROM vm_state")
-        .fetch_one(hub.pool())
-        .await
-        .expect("vm_state row")
+    let (state, attempts, error, stop): (String, i32, shared::db::OptText, Option<i64>) =
+        sqlx::query_as("SELECT state, start_attempts, last_error, last_stop_ms FROM vm_state")
+            .fetch_one(hub.pool())
+            .await
+            .expect("vm_state row");
+    (state, attempts, error.0, stop)
 }
 
 pub(super) async fn blob_exists(hub: &TestHub, key: &str) -> bool {

@@ -48,7 +48,7 @@ on_both_queues! {
         m2.as_object_mut().unwrap().remove("targets");
         assert_eq!(m1, m2, "only the targets change");
         assert_eq!(second["credentials"], json!({"windows": {"pfx": "secret"}}));
-        let (stage, target, retries, input_key): (i8, String, i32, String) =
+        let (stage, target, retries, input_key): (i16, String, i32, String) =
             sqlx::query_as("SELECT stage, target, retries, input_key FROM jobs WHERE id = ?")
                 .bind(&job)
                 .fetch_one(hub.pool())
@@ -174,11 +174,12 @@ async fn a_hand_over_without_a_stored_bundle_fails_the_job_with_a_clear_error() 
     assert_eq!(complete["success"], false);
     assert_eq!(complete["artifacts"], json!([]));
     hub.wait_state(&lost, "failed").await;
-    let message: String = sqlx::query_scalar("SELECT error_message FROM jobs WHERE id = ?")
-        .bind(&lost)
-        .fetch_one(hub.pool())
-        .await
-        .unwrap();
+    let shared::db::Text(message) =
+        sqlx::query_scalar("SELECT error_message FROM jobs WHERE id = ?")
+            .bind(&lost)
+            .fetch_one(hub.pool())
+            .await
+            .unwrap();
     assert_eq!(
         message,
         "The windows-precompiled bundle of stage 1 is missing from storage"

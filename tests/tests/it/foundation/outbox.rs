@@ -55,7 +55,7 @@ async fn outbox_relay_delivers_every_row_once_across_a_broker_restart() {
     let restart_at = TOTAL / 3;
     let mut restart = None;
     for i in 0..TOTAL {
-        let mut tx = db.pool.begin().await.unwrap();
+        let mut tx = shared::db::begin(&db.pool).await.unwrap();
         let msg = Message::JobQueued {
             job_id: format!("job-{i}"),
             target: "linux".into(),
@@ -144,7 +144,7 @@ async fn a_job_message_for_a_deleted_queue_comes_back_and_is_routed_after_redecl
     let enqueue = |i: usize| {
         let pool = db.pool.clone();
         async move {
-            let mut tx = pool.begin().await.unwrap();
+            let mut tx = shared::db::begin(&pool).await.unwrap();
             let msg = Message::JobQueued {
                 job_id: format!("job-{i}"),
                 target: "linux".into(),
@@ -209,7 +209,7 @@ async fn on_the_in_process_queue_an_unroutable_job_message_is_dropped_and_the_re
     let relay = Relay::new(db.pool.clone(), queue.clone());
     let wake = relay.notifier();
     tokio::spawn(relay.run(cancel.clone()));
-    let mut tx = db.pool.begin().await.unwrap();
+    let mut tx = shared::db::begin(&db.pool).await.unwrap();
     for target in ["linux", "no-such-target", "linux"] {
         let msg = Message::JobQueued {
             job_id: format!("job-{target}"),

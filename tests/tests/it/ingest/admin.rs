@@ -63,7 +63,7 @@ async fn update_perry_persists_the_version_and_reaches_idle_workers() {
             }
         }
     }
-    let stored: String =
+    let shared::db::Text(stored) =
         sqlx::query_scalar("SELECT value FROM settings WHERE name = 'expected_version'")
             .fetch_one(hub.pool())
             .await

@@ -67,7 +67,16 @@ async fn a_worker_upload_is_stored_recorded_announced_and_downloadable() {
         body["download_url"],
         format!("{}/api/v1/dl/{dl_token}", hub.base_url)
     );
-    type Row = (String, i32, String, String, i64, String, String, bool);
+    type Row = (
+        String,
+        i32,
+        String,
+        String,
+        i64,
+        String,
+        String,
+        shared::db::Flag,
+    );
     let row: Row = sqlx::query_as("SELECT id, attempt, name, target, size, sha256, blob_key, hidden FROM artifacts WHERE job_id = ?")
         .bind(&job_id)
         .fetch_one(hub.pool())
@@ -80,7 +89,7 @@ async fn a_worker_upload_is_stored_recorded_announced_and_downloadable() {
             row.3.as_str(),
             row.4,
             row.5.as_str(),
-            row.7
+            bool::from(row.7)
         ),
         (
             1,
@@ -447,7 +456,7 @@ async fn upload_rejections_follow_the_protocol_order_and_keep_nothing() {
 async fn the_token_of_a_previous_attempt_is_refused() {
     let hub = TestHub::start().await;
     let (job_id, old_token, _first) = hub.assigned_job().await;
-    let mut tx = hub.pool().begin().await.expect("tx");
+    let mut tx = shared::db::begin(hub.pool()).await.expect("tx");
     let outcome = job::transition::requeue_lost(&mut tx, &job_id, 1, "Builder disconnected")
         .await
         .expect("requeue");

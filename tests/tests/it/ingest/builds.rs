@@ -43,8 +43,8 @@ async fn a_cli_submission_lands_in_mysql_s3_and_rabbitmq() {
         String,
         String,
         String,
-        i8,
-        String,
+        i16,
+        shared::db::Text,
         Option<Vec<u8>>,
         Option<String>,
         Option<i64>,
@@ -63,7 +63,10 @@ async fn a_cli_submission_lands_in_mysql_s3_and_rabbitmq() {
         (row.0.as_str(), row.1.as_str(), row.2.as_str(), row.3),
         ("queued", "linux", "linux", 1)
     );
-    assert_eq!(serde_json::from_str::<Value>(&row.4).expect("manifest"), m);
+    assert_eq!(
+        serde_json::from_str::<Value>(&row.4 .0).expect("manifest"),
+        m
+    );
     let sealed = row.5.expect("sealed credentials");
     assert!(!sealed
         .windows(b"p8-secret-value".len())

@@ -23,8 +23,8 @@ async fn a_deadlock_is_told_apart_and_answered_as_busy_with_retry_after() {
         .execute("INSERT INTO lock_race VALUES (1, 0), (2, 0)")
         .await
         .expect("rows");
-    let mut a = hub.pool().begin().await.expect("tx a");
-    let mut b = hub.pool().begin().await.expect("tx b");
+    let mut a = shared::db::begin(hub.pool()).await.expect("tx a");
+    let mut b = shared::db::begin(hub.pool()).await.expect("tx b");
     sqlx::query("UPDATE lock_race SET n = n + 1 WHERE id = 1")
         .execute(&mut *a)
         .await
@@ -69,7 +69,7 @@ async fn a_lock_wait_timeout_counts_as_a_lost_race_too() {
         .execute("INSERT INTO lock_wait VALUES (1)")
         .await
         .expect("row");
-    let mut holder = hub.pool().begin().await.expect("holder");
+    let mut holder = shared::db::begin(hub.pool()).await.expect("holder");
     sqlx::query("SELECT id FROM lock_wait WHERE id = 1 FOR UPDATE")
         .execute(&mut *holder)
         .await
@@ -138,7 +138,7 @@ async fn a_submission_chosen_as_deadlock_victim_is_run_again_and_accepted_once()
     let hub = TestHub::start().await;
     let (key, license_id) = hub.insert_license("pro").await;
     // A heavier transaction elsewhere: InnoDB rolls back the lighter side of a deadlock.
-    let mut other = hub.pool().begin().await.expect("other tx");
+    let mut other = shared::db::begin(hub.pool()).await.expect("other tx");
     sqlx::query("CREATE TABLE IF NOT EXISTS ballast (id INT PRIMARY KEY)")
         .execute(hub.pool())
         .await

@@ -17,12 +17,13 @@ async fn register_mints_a_free_device_bound_key_stored_only_as_a_hash() {
     assert_eq!(body["platforms"], json!(["macos"]));
     let key = body["license_key"].as_str().expect("key");
     assert!(key.starts_with("FREE-") && key.len() == 19, "{key}");
-    let hash: Vec<u8> = sqlx::query_scalar(
-        "SELECT key_hash FROM licenses WHERE device_bound = TRUE AND tier = 'free'",
+    let hash: shared::db::OptHex = sqlx::query_scalar(
+        "SELECT HEX(key_hash) FROM licenses WHERE device_bound = TRUE AND tier = 'free'",
     )
     .fetch_one(hub.pool())
     .await
     .expect("licence");
+    let hash = hash.0.expect("a key hash");
     assert_eq!(hash, Sha256::digest(key.as_bytes()).to_vec());
     // The CLI may also send no body at all.
     assert_eq!(

@@ -6,7 +6,14 @@ use perry_hub_tests::TestHub;
 use super::{counts, import, snapshot, LegacyDb};
 
 /// id, state, target, usage_counted, error_message, finished_ms.
-type JobRow = (String, String, String, bool, Option<String>, Option<i64>);
+type JobRow = (
+    String,
+    String,
+    String,
+    shared::db::Flag,
+    shared::db::OptText,
+    Option<i64>,
+);
 
 #[tokio::test]
 async fn build_history_becomes_finished_jobs_and_never_queued_work() {
@@ -46,10 +53,10 @@ async fn build_history_becomes_finished_jobs_and_never_queued_work() {
         ]
     );
     assert!(
-        jobs.iter().all(|j| j.3),
+        jobs.iter().all(|j| j.3 .0),
         "imported jobs are never counted again"
     );
-    assert_eq!(jobs[1].4.as_deref(), Some("gradle failed"));
+    assert_eq!(jobs[1].4 .0.as_deref(), Some("gradle failed"));
     assert_eq!((jobs[0].5, jobs[2].5), (Some(900), Some(700)));
     let hub_db = hub.db();
     assert_eq!(hub_db.count("outbox", "").await, 0);

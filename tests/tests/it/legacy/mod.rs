@@ -10,7 +10,7 @@ mod peppered;
 use base64::Engine as _;
 use perry_hub_tests::TestHub;
 use serde_json::{json, Value};
-use sqlx::{MySqlPool, Row};
+use sqlx::{AnyPool, Row};
 
 /// The original server's tables as it creates them at start (before its later `ALTER TABLE`s).
 const LEGACY_TABLES: [&str; 4] = [
@@ -41,7 +41,7 @@ const LATER_COLUMNS: [&str; 3] = [
 
 /// A throw-away database laid out like the original server's.
 pub struct LegacyDb {
-    pub pool: MySqlPool,
+    pub pool: AnyPool,
     name: String,
     url: String,
 }
@@ -66,14 +66,14 @@ impl LegacyDb {
     pub async fn create(older: bool) -> Self {
         let name = shared::testing::unique("perry_test_legacy_");
         let base = format!("{}/{}", server_url(), env("PERRY_DB_NAME", "perry_hub"));
-        let admin = MySqlPool::connect(&base).await.expect("connect to MariaDB");
+        let admin = AnyPool::connect(&base).await.expect("connect to MariaDB");
         sqlx::query(&format!("CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
             .execute(&admin)
             .await
             .expect("create legacy database");
         admin.close().await;
         let url = format!("{}/{name}", server_url());
-        let pool = MySqlPool::connect(&url).await.expect("connect legacy db");
+        let pool = AnyPool::connect(&url).await.expect("connect legacy db");
         let later: &[&str] = if older { &[] } else { &LATER_COLUMNS };
         for sql in LEGACY_TABLES.iter().chain(later) {
             sqlx::query(sql).execute(&pool).await.expect(sql);
@@ -152,7 +152,7 @@ pub async fn submit(
 }
 
 /// Every row of the tables an import writes, as text, for before/after comparisons.
-pub async fn snapshot(pool: &MySqlPool) -> Vec<String> {
+pub async fn snapshot(pool: &AnyPool) -> Vec<String> {
     let queries = [
         "SELECT CONCAT_WS('|', id, github_id, github_username, IFNULL(email, '-'), tier, \
          has_payment_method, IFNULL(polar_customer_id, '-'), created_ms) FROM accounts",

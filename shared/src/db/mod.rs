@@ -3,14 +3,34 @@
 use std::time::Duration;
 
 use sqlx::{
+    any::{AnyConnectOptions, AnyPoolOptions},
     migrate::Migrator,
-    mysql::{MySqlConnectOptions, MySqlConnection, MySqlPool, MySqlPoolOptions},
+    mysql::MySqlConnectOptions,
+    AnyConnection, AnyPool, ConnectOptions,
 };
 
 use crate::{clock::now_ms, config::DbConfig};
 
-/// The schema, embedded from `shared/migrations`.
+mod dialect;
+mod sqlite;
+mod types;
+
+pub use dialect::{begin, inserted_id, sql, Dialect};
+pub use types::{Flag, OptHex, OptText, Text};
+
+/// The MySQL schema, embedded from `shared/migrations`.
 pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+
+/// The SQLite schema, embedded from `shared/migrations-sqlite`.
+pub static SQLITE_MIGRATOR: Migrator = sqlx::migrate!("./migrations-sqlite");
+
+/// The migrations of `pool`'s dialect.
+pub fn migrator(pool: &AnyPool) -> &'static Migrator {
+    match Dialect::of_pool(pool) {
+        Dialect::MySql => &MIGRATOR,
+        Dialect::Sqlite => &SQLITE_MIGRATOR,
+    }
+}
 
 /// Why a connection to MySQL failed for good. Each variant has a stable [`ConnectError::code`].
 #[derive(Debug, thiserror::Error)]
@@ -70,16 +90,34 @@ impl ConnectError {
 
 /// Connect a pool, retrying for up to `wait` while the server comes up. A wrong password or an
 /// unknown database fails at once with a [`ConnectError`].
-pub async fn connect(config: &DbConfig, wait: Duration) -> anyhow::Result<MySqlPool> {
+pub async fn connect(config: &DbConfig, wait: Duration) -> anyhow::Result<AnyPool> {
+    sqlx::any::install_default_drivers();
+    if let Some(path) = config.embedded()? {
+        return sqlite::connect(path).await;
+    }
     let options = config.connect_options()?;
     crate::install_tls_provider();
+    // sqlx writes certificate paths into the URL as `file: <path>`, which its own parser then
+    // reads as a path of that name; they are put back as plain paths.
+    let mut url = options.to_url_lossy();
+    let pairs: Vec<(String, String)> = url
+        .query_pairs()
+        .map(|(k, v)| {
+            let v = v
+                .strip_prefix("file: ")
+                .map_or_else(|| v.to_string(), str::to_owned);
+            (k.into_owned(), v)
+        })
+        .collect();
+    url.query_pairs_mut().clear().extend_pairs(pairs);
+    let any = AnyConnectOptions::from_url(&url)?;
     let deadline = tokio::time::Instant::now() + wait;
     loop {
-        let attempt = MySqlPoolOptions::new()
+        let attempt = AnyPoolOptions::new()
             .max_connections(config.max_connections)
             .min_connections(1)
             .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options.clone())
+            .connect_with(any.clone())
             .await;
         match attempt {
             Ok(pool) => return Ok(pool),
@@ -104,6 +142,8 @@ pub struct ServerVersion {
     pub raw: String,
     /// Whether the server is MariaDB.
     pub mariadb: bool,
+    /// Whether this is the embedded SQLite library.
+    pub sqlite: bool,
     /// Major, minor, patch.
     pub number: (u32, u32, u32),
 }
@@ -124,13 +164,29 @@ impl ServerVersion {
         Self {
             raw: raw.to_owned(),
             mariadb: raw.to_ascii_lowercase().contains("mariadb"),
+            sqlite: false,
             number,
         }
     }
 
-    /// Whether the server has `SKIP LOCKED`: MySQL >= 8.0.1, MariaDB >= 10.6.
+    /// Parse SQLite's `sqlite_version()`.
+    pub fn sqlite(raw: &str) -> Self {
+        Self {
+            sqlite: true,
+            ..Self::parse(raw)
+        }
+    }
+
+    /// Whether the server has what the hub needs: `SKIP LOCKED` (MySQL >= 8.0.1, MariaDB >=
+    /// 10.6); for SQLite, `RETURNING` and upserts without a conflict target (3.35).
     pub fn supported(&self) -> bool {
-        let minimum = if self.mariadb { (10, 6, 0) } else { (8, 0, 1) };
+        let minimum = if self.sqlite {
+            (3, 35, 0)
+        } else if self.mariadb {
+            (10, 6, 0)
+        } else {
+            (8, 0, 1)
+        };
         self.number >= minimum
     }
 
@@ -148,13 +204,25 @@ impl ServerVersion {
 
 impl std::fmt::Display for ServerVersion {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let product = if self.mariadb { "MariaDB" } else { "MySQL" };
+        let product = if self.sqlite {
+            "SQLite"
+        } else if self.mariadb {
+            "MariaDB"
+        } else {
+            "MySQL"
+        };
         write!(f, "{product} {}", self.raw)
     }
 }
 
 /// The server's version.
-pub async fn server_version(pool: &MySqlPool) -> Result<ServerVersion, sqlx::Error> {
+pub async fn server_version(pool: &AnyPool) -> Result<ServerVersion, sqlx::Error> {
+    if Dialect::of_pool(pool).is_sqlite() {
+        let raw: String = sqlx::query_scalar("SELECT sqlite_version()")
+            .fetch_one(pool)
+            .await?;
+        return Ok(ServerVersion::sqlite(&raw));
+    }
     let raw: String = sqlx::query_scalar("SELECT VERSION()")
         .fetch_one(pool)
         .await?;
@@ -162,10 +230,11 @@ pub async fn server_version(pool: &MySqlPool) -> Result<ServerVersion, sqlx::Err
 }
 
 /// How many of the embedded migrations the database has applied (0 when it was never migrated).
-pub async fn applied_migrations(pool: &MySqlPool) -> Result<usize, sqlx::Error> {
-    let exists: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = '_sqlx_migrations'",
-    )
+pub async fn applied_migrations(pool: &AnyPool) -> Result<usize, sqlx::Error> {
+    let exists: i64 = sqlx::query_scalar(match Dialect::of_pool(pool) {
+        Dialect::MySql => "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = '_sqlx_migrations'",
+        Dialect::Sqlite => "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
+    })
     .fetch_one(pool)
     .await?;
     if exists == 0 {
@@ -179,19 +248,19 @@ pub async fn applied_migrations(pool: &MySqlPool) -> Result<usize, sqlx::Error> 
 
 /// Apply pending migrations. Idempotent; refuses a server without `SKIP LOCKED`. sqlx holds a
 /// lock while it migrates, so concurrent callers (one init container per pod) take turns.
-pub async fn migrate(pool: &MySqlPool) -> anyhow::Result<()> {
+pub async fn migrate(pool: &AnyPool) -> anyhow::Result<()> {
     server_version(pool)
         .await
         .map_err(|e| anyhow::anyhow!("reading the server version: {e}"))?
         .require_supported()?;
-    MIGRATOR
+    migrator(pool)
         .run(pool)
         .await
         .map_err(|e| anyhow::anyhow!("running migrations: {e}"))
 }
 
 /// Readiness: a round trip to the database.
-pub async fn check(pool: &MySqlPool) -> Result<(), sqlx::Error> {
+pub async fn check(pool: &AnyPool) -> Result<(), sqlx::Error> {
     sqlx::query("SELECT 1").execute(pool).await.map(|_| ())
 }
 
@@ -201,6 +270,14 @@ pub fn is_deadlock(error: &sqlx::Error) -> bool {
     let Some(db) = error.as_database_error() else {
         return false;
     };
+    // SQLite: SQLITE_BUSY (5) and SQLITE_LOCKED (6) with their extended codes, when the busy
+    // timeout ran out.
+    if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+        return db
+            .code()
+            .and_then(|code| code.parse::<i32>().ok())
+            .is_some_and(|code| matches!(code & 0xff, 5 | 6));
+    }
     db.code().is_some_and(|code| code == "40001")
         || db
             .try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
@@ -208,20 +285,21 @@ pub fn is_deadlock(error: &sqlx::Error) -> bool {
 }
 
 /// Read a setting.
-pub async fn get_setting(pool: &MySqlPool, name: &str) -> Result<Option<String>, sqlx::Error> {
-    sqlx::query_scalar("SELECT value FROM settings WHERE name = ?")
+pub async fn get_setting(pool: &AnyPool, name: &str) -> Result<Option<String>, sqlx::Error> {
+    let value: Option<Text> = sqlx::query_scalar("SELECT value FROM settings WHERE name = ?")
         .bind(name)
         .fetch_optional(pool)
-        .await
+        .await?;
+    Ok(value.map(String::from))
 }
 
 /// Write a setting.
 pub async fn set_setting(
-    conn: &mut MySqlConnection,
+    conn: &mut AnyConnection,
     name: &str,
     value: &str,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("INSERT INTO settings (name, value, updated_ms) VALUES (?, ?, ?) ON DUPLICATE KEY UPDATE value = VALUES(value), updated_ms = VALUES(updated_ms)")
+    sqlx::query(&crate::db::sql(Dialect::of(conn), "INSERT INTO settings (name, value, updated_ms) VALUES (?, ?, ?) ON DUPLICATE KEY UPDATE value = VALUES(value), updated_ms = VALUES(updated_ms)"))
         .bind(name)
         .bind(value)
         .bind(now_ms())
