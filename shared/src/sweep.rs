@@ -12,7 +12,10 @@
 
 use std::{collections::HashSet, future::Future, sync::Arc, time::Duration};
 
-use crate::clock::now_ms;
+use crate::{
+    clock::now_ms,
+    db::{sql, Dialect},
+};
 use sqlx::AnyPool;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -63,14 +66,13 @@ where
     F: FnOnce() -> Fut,
     Fut: Future<Output = anyhow::Result<T>>,
 {
-    if crate::db::Dialect::of_pool(pool).is_sqlite() {
+    if Dialect::of_pool(pool).is_sqlite() {
         return locked_in_process(pool, name, min_gap, f).await;
     }
     let mut lock = crate::db::begin(pool).await?;
-    let last_run: Option<i64> = sqlx::query_scalar(&crate::db::sql(
-        crate::db::Dialect::of(&lock),
+    let last_run: Option<i64> = sqlx::query_scalar(
         "SELECT last_run_ms FROM sweep_locks WHERE name = ? FOR UPDATE SKIP LOCKED",
-    ))
+    )
     .bind(name)
     .fetch_optional(&mut *lock)
     .await?;
@@ -83,32 +85,22 @@ where
             .await?;
         lock.rollback().await?;
         if exists == 0 {
-            sqlx::query(&crate::db::sql(
-                crate::db::Dialect::of_pool(pool),
-                "INSERT IGNORE INTO sweep_locks (name, last_run_ms) VALUES (?, 0)",
-            ))
-            .bind(name)
-            .execute(pool)
-            .await?;
+            create(pool, name).await?;
         }
         return Ok(None);
     };
-    let gap = i64::try_from(min_gap.as_millis()).unwrap_or(i64::MAX);
-    if now_ms().saturating_sub(last_run) < gap {
+    if !due(last_run, min_gap) {
         lock.rollback().await?;
         return Ok(None);
     }
     let out = f().await?;
-    sqlx::query("UPDATE sweep_locks SET last_run_ms = ? WHERE name = ?")
-        .bind(now_ms())
-        .bind(name)
-        .execute(&mut *lock)
-        .await?;
+    mark_run(&mut *lock, name).await?;
     lock.commit().await?;
     Ok(Some(out))
 }
 
-/// [`locked`] on the embedded database: one process, so the sweeps running now are a set.
+/// [`locked`] on the embedded database: one process, so the lock is the set of sweeps running
+/// now, and no transaction is held while `f` runs (it would hold SQLite's only write lock).
 async fn locked_in_process<F, Fut, T>(
     pool: &AnyPool,
     name: &str,
@@ -146,21 +138,44 @@ where
             .fetch_optional(pool)
             .await?;
     let Some(last_run) = last_run else {
-        sqlx::query("INSERT OR IGNORE INTO sweep_locks (name, last_run_ms) VALUES (?, 0)")
-            .bind(name)
-            .execute(pool)
-            .await?;
+        create(pool, name).await?;
         return Ok(None);
     };
-    let gap = i64::try_from(min_gap.as_millis()).unwrap_or(i64::MAX);
-    if now_ms().saturating_sub(last_run) < gap {
+    if !due(last_run, min_gap) {
         return Ok(None);
     }
     let out = f().await?;
+    mark_run(pool, name).await?;
+    Ok(Some(out))
+}
+
+/// Whether a sweep last finished at `last_run` (epoch ms) may run again.
+fn due(last_run: i64, min_gap: Duration) -> bool {
+    let gap = i64::try_from(min_gap.as_millis()).unwrap_or(i64::MAX);
+    now_ms().saturating_sub(last_run) >= gap
+}
+
+/// Create the lock row of a sweep (for the next round).
+async fn create(pool: &AnyPool, name: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(&sql(
+        Dialect::of_pool(pool),
+        "INSERT IGNORE INTO sweep_locks (name, last_run_ms) VALUES (?, 0)",
+    ))
+    .bind(name)
+    .execute(pool)
+    .await
+    .map(|_| ())
+}
+
+/// Record that the sweep `name` finished now.
+async fn mark_run<'c, E>(conn: E, name: &str) -> Result<(), sqlx::Error>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Any>,
+{
     sqlx::query("UPDATE sweep_locks SET last_run_ms = ? WHERE name = ?")
         .bind(now_ms())
         .bind(name)
-        .execute(pool)
-        .await?;
-    Ok(Some(out))
+        .execute(conn)
+        .await
+        .map(|_| ())
 }
