@@ -117,7 +117,8 @@ pub enum DbKind {
     Mysql,
 }
 
-/// Settings that name a MySQL server: any of them set means `auto` picks MySQL.
+/// Variables that name a MySQL server: any of them set means `auto` picks MySQL (even when set
+/// to the default value, which the parsed settings cannot tell apart from unset).
 const MYSQL_VARIABLES: &[&str] = &[
     "DATABASE_URL",
     "PERRY_DB_HOST",
@@ -128,11 +129,41 @@ const MYSQL_VARIABLES: &[&str] = &[
     "PERRY_DB_NAME",
 ];
 
+/// Whether a variable of [`MYSQL_VARIABLES`] is set.
+fn mysql_in_env() -> bool {
+    MYSQL_VARIABLES
+        .iter()
+        .any(|v| std::env::var_os(v).is_some_and(|value| !value.is_empty()))
+}
+
 impl DbConfig {
     /// The SQLite file this process runs on, or `None` for MySQL. `DATABASE_URL=sqlite://<path>`
     /// also names one. A split service asked for SQLite is refused (`SQLITE_ONE_PROCESS`):
     /// the embedded database belongs to the one `perry-hub all` process.
     pub fn embedded(&self) -> Result<Option<&Path>, ConfigError> {
+        self.embedded_given(mysql_in_env())
+    }
+
+    /// Whether these settings (or the environment) name a MySQL server, as opposed to the
+    /// defaults alone.
+    pub fn names_a_mysql_server(&self) -> bool {
+        self.names_mysql(mysql_in_env())
+    }
+
+    /// Whether a MySQL server is named: a setting differs from its default (a flag or a
+    /// variable), or `mysql_in_env` (a variable is set, perhaps to the default value).
+    fn names_mysql(&self, mysql_in_env: bool) -> bool {
+        mysql_in_env
+            || self.url.is_some()
+            || self.host != "localhost"
+            || self.port != 3306
+            || self.user != "perry"
+            || !self.password.is_empty()
+            || self.name != "perry_hub"
+    }
+
+    /// [`DbConfig::embedded`], told whether the environment names a MySQL server.
+    fn embedded_given(&self, mysql_in_env: bool) -> Result<Option<&Path>, ConfigError> {
         let from_url = self.url.as_ref().and_then(|u| {
             let u = u.expose();
             u.strip_prefix("sqlite://")
@@ -143,12 +174,8 @@ impl DbConfig {
             (DbKind::Mysql, _) => return Ok(None),
             (_, Some(path)) => Some(path),
             (DbKind::Sqlite, None) => Some(self.sqlite_path.as_path()),
-            (DbKind::Auto, None) => {
-                let named = MYSQL_VARIABLES
-                    .iter()
-                    .any(|v| std::env::var_os(v).is_some_and(|value| !value.is_empty()));
-                (!named && self.embedded_allowed).then_some(self.sqlite_path.as_path())
-            }
+            (DbKind::Auto, None) => (!self.names_mysql(mysql_in_env) && self.embedded_allowed)
+                .then_some(self.sqlite_path.as_path()),
         };
         match wanted {
             Some(_) if !self.embedded_allowed => Err(ConfigError::new(
@@ -243,5 +270,122 @@ impl DbConfig {
         c.url = None;
         c.name = name.to_owned();
         c
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use clap::Parser;
+
+    use super::{DbConfig, DbKind};
+    use crate::config::Secret;
+
+    #[derive(Parser)]
+    struct Args {
+        #[command(flatten)]
+        db: DbConfig,
+    }
+
+    /// The defaults, whatever the test process's environment says (`make test` sets
+    /// PERRY_DB_*), as a split service (`embedded_allowed` false) has them.
+    fn defaults() -> DbConfig {
+        let mut c = Args::try_parse_from(["test"]).expect("parses").db;
+        c.url = None;
+        c.host = "localhost".into();
+        c.port = 3306;
+        c.user = "perry".into();
+        c.password = Secret::default();
+        c.name = "perry_hub".into();
+        c.kind = DbKind::Auto;
+        c.sqlite_path = "./data/hub.db".into();
+        c
+    }
+
+    fn one_box() -> DbConfig {
+        DbConfig {
+            embedded_allowed: true,
+            ..defaults()
+        }
+    }
+
+    #[test]
+    fn with_nothing_named_the_one_process_hub_runs_on_sqlite_in_the_data_folder() {
+        let c = one_box();
+        assert_eq!(
+            c.embedded_given(false).unwrap(),
+            Some(Path::new("./data/hub.db"))
+        );
+        let c = DbConfig {
+            sqlite_path: "/srv/perry/hub.db".into(),
+            ..one_box()
+        };
+        assert_eq!(
+            c.embedded_given(false).unwrap(),
+            Some(Path::new("/srv/perry/hub.db"))
+        );
+    }
+
+    #[test]
+    fn any_mysql_setting_in_flags_url_or_environment_picks_mysql() {
+        let named: [fn(&mut DbConfig); 6] = [
+            |c| c.host = "db.internal".into(),
+            |c| c.port = 3307,
+            |c| c.user = "hub".into(),
+            |c| c.password = Secret::new("secret"),
+            |c| c.name = "hub".into(),
+            |c| c.url = Some(Secret::new("mysql://u:p@h/db")),
+        ];
+        for (i, name) in named.into_iter().enumerate() {
+            let mut c = one_box();
+            name(&mut c);
+            assert_eq!(c.embedded_given(false).unwrap(), None, "setting {i}");
+        }
+        // A variable set to its default value still names MySQL.
+        assert_eq!(one_box().embedded_given(true).unwrap(), None);
+    }
+
+    #[test]
+    fn sqlite_can_be_asked_for_outright_and_mysql_likewise() {
+        let c = DbConfig {
+            kind: DbKind::Sqlite,
+            host: "db.internal".into(),
+            ..one_box()
+        };
+        assert!(c.embedded_given(true).unwrap().is_some());
+        let c = DbConfig {
+            url: Some(Secret::new("sqlite:///var/lib/perry/hub.db")),
+            ..one_box()
+        };
+        assert_eq!(
+            c.embedded_given(true).unwrap(),
+            Some(Path::new("/var/lib/perry/hub.db"))
+        );
+        let c = DbConfig {
+            kind: DbKind::Mysql,
+            ..one_box()
+        };
+        assert_eq!(c.embedded_given(false).unwrap(), None);
+    }
+
+    #[test]
+    fn the_split_services_refuse_sqlite_and_default_to_mysql() {
+        assert_eq!(defaults().embedded_given(false).unwrap(), None);
+        let c = DbConfig {
+            kind: DbKind::Sqlite,
+            ..defaults()
+        };
+        let error = c.embedded_given(false).unwrap_err();
+        assert_eq!(error.variable, "PERRY_DB");
+        assert!(error.reason.starts_with("SQLITE_ONE_PROCESS: "), "{error}");
+        let c = DbConfig {
+            sqlite_path: "".into(),
+            ..one_box()
+        };
+        assert_eq!(
+            c.embedded_given(false).unwrap_err().variable,
+            "PERRY_DB_SQLITE_PATH"
+        );
     }
 }
