@@ -13,6 +13,7 @@
 pub mod admin;
 pub mod admin_tables;
 pub mod queue_lock;
+pub mod to_mysql;
 
 use anyhow::Context as _;
 use axum::Router;

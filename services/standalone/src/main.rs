@@ -7,6 +7,7 @@
 //!   Kubernetes init containers).
 //! - `perry-hub check` (or `--check` after any service role): check the configuration and the
 //!   backing services, print their versions, exit.
+//! - `perry-hub migrate-to-mysql`: move a one-box hub's SQLite data to MySQL.
 //! - `perry-hub import-legacy --from mysql://…`: import the original server's data.
 //! - `perry-hub admin jobs|job|cancel|requeue|workers|drain|…`: the operator API of a running
 //!   hub, as tables or `--json`.
@@ -52,6 +53,10 @@ enum Role {
     /// Check the configuration and every backing service (same as `all --check`), print their
     /// versions, and exit
     Check(standalone::Config),
+    /// Move a one-box hub's data from its SQLite file (PERRY_DB_SQLITE_PATH) to the MySQL
+    /// database named by DATABASE_URL or PERRY_DB_*; the hub must be stopped, and the MySQL
+    /// database must have no data yet
+    MigrateToMysql(MigrateToMysql),
     /// Import licences, accounts, API tokens and usage (optionally builds) from the original
     /// server's MySQL database; safe to run more than once
     ImportLegacy(ImportLegacy),
@@ -66,6 +71,13 @@ struct Migrate {
     /// How long to wait for the database to accept connections, in seconds.
     #[arg(long, env = "PERRY_MIGRATE_WAIT_SECS", default_value_t = 60)]
     wait_secs: u64,
+    #[command(flatten)]
+    db: shared::config::DbConfig,
+}
+
+/// `perry-hub migrate-to-mysql`: the SQLite file to read and the MySQL database to fill.
+#[derive(Debug, clap::Args)]
+struct MigrateToMysql {
     #[command(flatten)]
     db: shared::config::DbConfig,
 }
@@ -88,6 +100,7 @@ const ROLES: &[&str] = &[
     "download",
     "migrate",
     "check",
+    "migrate-to-mysql",
     "import-legacy",
     "admin",
 ];
@@ -151,6 +164,39 @@ async fn run(role: Role) -> anyhow::Result<()> {
                 std::process::exit(1);
             }
         },
+        Role::MigrateToMysql(MigrateToMysql { db }) => {
+            if !db.names_a_mysql_server() {
+                anyhow::bail!(
+                    "MYSQL_NOT_NAMED: set DATABASE_URL or PERRY_DB_HOST/USER/PASSWORD/NAME to \
+                     the MySQL database to move the data to"
+                );
+            }
+            let file = db.sqlite_path.clone();
+            anyhow::ensure!(
+                file.is_file(),
+                "NO_SQLITE_DATABASE: {} does not exist (PERRY_DB_SQLITE_PATH)",
+                file.display()
+            );
+            let source = shared::config::DbConfig {
+                kind: shared::config::DbKind::Sqlite,
+                embedded_allowed: true,
+                ..db.clone()
+            };
+            let target = shared::config::DbConfig {
+                kind: shared::config::DbKind::Mysql,
+                ..db
+            };
+            let source = shared::db::connect(&source, Duration::from_secs(10)).await?;
+            let target = shared::db::connect(&target, Duration::from_secs(60)).await?;
+            let report = standalone::to_mysql::run(&file, &source, &target).await?;
+            println!("{report}");
+            println!(
+                "moved {} to MySQL; start the hub with the MySQL settings (and AMQP_URL to run \
+                 several processes)",
+                file.display()
+            );
+            Ok(())
+        }
         Role::ImportLegacy(ImportLegacy { args, mut db }) => {
             db.embedded_allowed = true;
             let pool = shared::db::connect(&db, Duration::from_secs(60)).await?;
@@ -201,6 +247,10 @@ mod tests {
         assert!(matches!(parse(&["perry-hub", "download"]), Role::Download(c) if c.port == 3459));
         assert!(matches!(parse(&["perry-hub", "migrate"]), Role::Migrate(_)));
         assert!(matches!(parse(&["perry-hub", "check"]), Role::Check(_)));
+        assert!(matches!(
+            parse(&["perry-hub", "migrate-to-mysql", "--db-sqlite-path", "/srv/hub.db"]),
+            Role::MigrateToMysql(m) if m.db.sqlite_path == std::path::Path::new("/srv/hub.db")
+        ));
         assert!(matches!(
             parse(&["perry-hub", "import-legacy", "--from", "mysql://u:p@h/db", "--dry-run"]),
             Role::ImportLegacy(i) if i.args.dry_run

@@ -4,7 +4,10 @@
 //! its own for the life of the process, makes the second one refuse to start. On the embedded
 //! SQLite database the lock is an exclusive lock on the file `<database>.lock` beside it.
 
-use std::time::Duration;
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use shared::runtime::Deps;
 use sqlx::{AnyConnection, Connection};
@@ -71,31 +74,17 @@ const TAKEN: &str = "IN_PROCESS_QUEUE_TAKEN: another perry-hub without AMQP_URL 
 /// [`hold`] on the embedded database: an exclusive lock on `<database>.lock`, which the
 /// operating system releases when the process ends, however it ends.
 async fn hold_file(deps: &Deps) -> anyhow::Result<()> {
-    let url = &deps.pool.connect_options().database_url;
-    let db = url
-        .to_file_path()
-        .map_err(|()| anyhow::anyhow!("the SQLite database URL {url} names no file"))?;
-    let mut name = db.into_os_string();
-    name.push(".lock");
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&name)
-        .map_err(|e| anyhow::anyhow!("opening {}: {e}", name.display()))?;
+    let db = sqlite_file(&deps.pool)?;
     let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        match file.try_lock() {
-            Ok(()) => break,
-            Err(std::fs::TryLockError::WouldBlock) if tokio::time::Instant::now() < deadline => {
+    let file = loop {
+        match lock_file(&db)? {
+            Some(file) => break file,
+            None if tokio::time::Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
-            Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(TAKEN),
-            Err(std::fs::TryLockError::Error(e)) => {
-                anyhow::bail!("locking {}: {e}", name.display())
-            }
+            None => anyhow::bail!(TAKEN),
         }
-    }
+    };
     tracing::debug!("in-process queue lock taken");
     let cancel = deps.cancel.clone();
     deps.tracker.spawn(async move {
@@ -103,6 +92,33 @@ async fn hold_file(deps: &Deps) -> anyhow::Result<()> {
         let _ = file.unlock();
     });
     Ok(())
+}
+
+/// The file of an embedded database's pool.
+pub fn sqlite_file(pool: &sqlx::AnyPool) -> anyhow::Result<PathBuf> {
+    let url = &pool.connect_options().database_url;
+    url.to_file_path()
+        .map_err(|()| anyhow::anyhow!("the SQLite database URL {url} names no file"))
+}
+
+/// Take the exclusive lock on `<db>.lock` without waiting: `None` when another process holds
+/// it (a hub runs on that database). The lock lasts as long as the returned file.
+pub fn lock_file(db: &Path) -> anyhow::Result<Option<std::fs::File>> {
+    let mut name = db.as_os_str().to_owned();
+    name.push(".lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&name)
+        .map_err(|e| anyhow::anyhow!("opening {}: {e}", name.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => {
+            anyhow::bail!("locking {}: {e}", name.display())
+        }
+    }
 }
 
 /// `GET_LOCK` with a timeout; whether this connection holds the lock now.

@@ -3,3 +3,4 @@
 
 mod queue;
 mod run;
+mod to_mysql;
