@@ -3,6 +3,7 @@
 
 mod fs;
 mod s3;
+mod s3_links;
 
 use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};

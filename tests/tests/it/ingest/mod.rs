@@ -4,6 +4,7 @@
 mod accounts;
 mod admin;
 mod alone;
+mod artifact_refusals;
 mod artifacts;
 mod builds;
 mod contention;
@@ -12,6 +13,7 @@ mod licenses;
 mod logs;
 mod memory;
 mod outage;
+mod oversize;
 mod props;
 mod refusals;
 mod support;
