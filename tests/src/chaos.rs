@@ -257,6 +257,37 @@ async fn build_frames(
         "needs_finishing":null,"artifacts":[{"name":name,"size":artifact.len(),"sha256":sha256}]})
 }
 
+/// New links for a link used up by a killed process; more would mean links are being lost.
+const MAX_RELINKS: u32 = 2;
+
+/// The download link of the newest `artifact_ready` among `frames`.
+fn last_link(frames: &[Value]) -> Option<String> {
+    frames
+        .iter()
+        .rev()
+        .find(|f| f["type"] == "artifact_ready")
+        .and_then(|f| f["download_url"].as_str())
+        .map(str::to_owned)
+}
+
+/// Subscribe to an ended job again, as a CLI run a second time does: the replay carries its
+/// artifacts with freshly minted links.
+async fn fresh_link(routes: &Routes, job_id: &str) -> Option<String> {
+    let mut ws = connect(&routes.ws.pick()?).await?;
+    if !send(&mut ws, &json!({"type":"subscribe","job_id":job_id})).await {
+        return None;
+    }
+    let mut frames = Vec::new();
+    while let Some(f) = recv(&mut ws).await {
+        let done = f["type"] == "complete";
+        frames.push(f);
+        if done {
+            break;
+        }
+    }
+    last_link(&frames)
+}
+
 /// What a simulated CLI saw of one build.
 #[derive(Debug)]
 pub enum CliOutcome {
@@ -330,20 +361,17 @@ pub async fn cli_build(routes: &Routes, http: &reqwest::Client, license_key: &st
         resubscribed += 1;
         tokio::time::sleep(Duration::from_secs(u64::from((2 * resubscribed).min(30)))).await;
     };
-    let link = frames
-        .iter()
-        .rev()
-        .find(|f| f["type"] == "artifact_ready")
-        .and_then(|f| f["download_url"].as_str())
-        .map(str::to_owned);
+    let mut link = last_link(&frames);
     let mut artifact = Err("no artifact_ready".to_owned());
-    if let Some(link) = link {
+    let mut relinked = 0;
+    while let Some(current) = link.take() {
         // The link names the replica that minted it; any replica serves it.
-        let path = link
+        let path = current
             .find("/api/")
-            .map_or(link.as_str(), |i| &link[i..])
+            .map_or(current.as_str(), |i| &current[i..])
             .to_owned();
         // A download cut off by a dying replica is tried again (its claim on the link lapses).
+        let mut cut = false;
         for _ in 0..DOWNLOAD_TRIES {
             let Some(base) = routes.download.pick() else {
                 break;
@@ -362,6 +390,7 @@ pub async fn cli_build(routes: &Routes, http: &reqwest::Client, license_key: &st
                     // Cut off mid-body (the serving process was killed): try again once the
                     // link's claim has lapsed.
                     Err(e) => {
+                        cut = true;
                         let before = artifact.err().unwrap_or_default();
                         artifact = Err(format!("{before}; body cut off from {base}: {e}"));
                     }
@@ -372,6 +401,18 @@ pub async fn cli_build(routes: &Routes, http: &reqwest::Client, license_key: &st
                         "{before}; HTTP {} from {base}",
                         resp.status().as_u16()
                     ));
+                    // Used for good, with no claim to wait for (no Retry-After): a process
+                    // killed after consuming the link but before its last chunk left (DEC-30).
+                    // The user runs the command again, and the replay brings a fresh link.
+                    // Only after a cut-off body: a link refused without one is a lost link.
+                    let consumed = resp.status() == reqwest::StatusCode::NOT_FOUND
+                        && !resp.headers().contains_key("retry-after");
+                    if cut && consumed && relinked < MAX_RELINKS {
+                        relinked += 1;
+                        println!("faults: {job_id}: a killed process used up the link; a fresh one");
+                        link = fresh_link(routes, &job_id).await;
+                        break;
+                    }
                 }
                 Err(e) => {
                     let before = artifact.err().unwrap_or_default();
